@@ -157,7 +157,7 @@ def las_attention(
     if chunk_size is not None and chunk_size < length:
         chunk_keep, num_chunks = las_chunk_mask(keep, batch, length, chunk_size, query.device)
         to_chunks = functools.partial(_split_into_chunks, chunk_size=chunk_size)
-        output, weights = las_attention(
+        result = las_attention(
             to_chunks(query),
             to_chunks(key),
             to_chunks(value),
@@ -171,12 +171,12 @@ def las_attention(
             implementation=implementation,
             query_block_size=query_block_size,
             block_mask=block_mask,
-            return_attention_weights=True,
+            return_attention_weights=return_attention_weights,
         )
-        output = _merge_chunks(output, batch, length)
-        if weights is not None:
-            weights = _block_diagonal(weights, batch, length)
-        return (output, weights) if return_attention_weights else output
+        if not return_attention_weights:
+            return _merge_chunks(result, batch, length)
+        output, weights = result
+        return _merge_chunks(output, batch, length), _block_diagonal(weights, batch, length)
 
     if keep is not None:
         # A padded value must not be smoothed into a real position's value.
@@ -206,6 +206,46 @@ def las_attention(
     if keep is not None:
         weights = weights * keep[:, None, None, :].to(weights.dtype)
     return output, weights
+
+
+def las_attention_reference(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    alphas: torch.Tensor,
+    pool_size: int = 1,
+    pool_mode: str = "symmetric",
+    is_causal: bool = True,
+    attention_mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The literal definition, O(L^2) memory: never used by the model.
+
+    Materialise `exp(-alpha |i - j|) * Q K^T / sqrt(d)`, mask, softmax, average-pool every row of the matrix, multiply
+    by V (padded values count as zero). It exists to check the fast paths in tests and as the naive baseline in
+    benchmarks, and deliberately shares no code with `las_attention`.
+    """
+    length, head_dim = query.shape[-2], query.shape[-1]
+    positions = torch.arange(length, device=query.device)
+    distance = (positions[:, None] - positions[None, :]).abs()
+    decay = torch.exp(-alphas.to(query.dtype)[:, None, None] * distance)
+    scores = decay * (query @ key.transpose(-1, -2)) / math.sqrt(head_dim)
+    allowed = torch.ones(length, length, dtype=torch.bool, device=query.device)[None, None]
+    if is_causal:
+        allowed = allowed & (positions[None, :] <= positions[:, None])
+    keep = None
+    if attention_mask is not None:
+        keep = attention_mask.bool()[:, None, None, :]
+        allowed = allowed & keep
+    probs = torch.softmax(scores.masked_fill(~allowed, float("-inf")), dim=-1).nan_to_num(0.0)
+    rows = probs.reshape(-1, 1, length)
+    if pool_mode == "symmetric":
+        pooled = F.avg_pool1d(rows, pool_size, stride=1, padding=pool_size // 2, count_include_pad=True)
+    else:
+        pooled = F.avg_pool1d(F.pad(rows, (0, pool_size - 1)), pool_size, stride=1)
+    pooled = pooled.reshape(probs.shape)
+    if keep is not None:
+        pooled = pooled * keep
+    return pooled @ value
 
 
 def _cpu_backward_needed(*tensors: torch.Tensor) -> bool:
@@ -274,9 +314,11 @@ def _eager_las_block(
     key_pos = torch.arange(num_keys, device=query_block.device)
     distance = (query_pos[:, None] - key_pos[None, :]).abs()
 
-    scores = torch.matmul(query_block, key.transpose(-1, -2)).float() * (query_block.shape[-1] ** -0.5)
+    # Decay and softmax run in at least float32, also for half-precision inputs.
+    compute_dtype = torch.promote_types(query_block.dtype, torch.float32)
+    scores = torch.matmul(query_block, key.transpose(-1, -2)).to(compute_dtype) * (query_block.shape[-1] ** -0.5)
     # Multiplicative decay (not an additive bias as in ALiBi): distant scores are pulled towards 0.
-    scores = scores * torch.exp(-alphas.float()[:, None, None] * distance)
+    scores = scores * torch.exp(-alphas.to(compute_dtype)[:, None, None] * distance)
 
     allowed = None
     if is_causal:
@@ -870,6 +912,7 @@ __all__ = [
     "LaSForSequenceClassification",
     "LaSPreTrainedModel",
     "las_attention",
+    "las_attention_reference",
     "las_flex_block_mask",
     "eager_las_attention_forward",
     "flex_las_attention_forward",

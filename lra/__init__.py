@@ -1,0 +1,74 @@
+"""The Long Range Arena (LRA) for Hugging Face ``datasets`` and ``transformers``.
+
+* :func:`load_lra` prepares a task from a local copy of its data and returns a ``DatasetDict``
+  (train / validation / test); see :mod:`lra.builders` for the layouts and split conventions.
+* :func:`get_tokenizer`, :func:`encode` and :class:`LRADataCollator` turn it into model inputs;
+  :func:`task_info` says what a model needs to know (classes, length, input kind, vocabulary).
+* ``python -m lra generate listops|pathfinder`` writes the synthetic tasks, ``python -m lra export``
+  writes a task as Parquet with a dataset card (and pushes it to the Hub).
+* :data:`LRA_METRIC_PATH` is the local ``evaluate`` metric: ``evaluate.load(LRA_METRIC_PATH)``.
+
+Names are imported lazily, so ``python -m lra generate ...`` does not pay for importing ``datasets``
+and ``transformers``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+
+LRA_METRIC_PATH = str(Path(__file__).parent / "lra_accuracy")
+
+# Defined here rather than in .builders so that the command line lists the tasks without importing datasets.
+TASKS: tuple[str, ...] = ("listops", "text", "retrieval", "image", "pathfinder", "pathx")
+
+_LAZY_NAMES: dict[str, str] = {
+    **dict.fromkeys(
+        ["CIFAR10_LABELS", "LRADataError", "LRADataNotFoundError", "LRAFormatError", "load_lra",
+         "load_lra_builder", "builder_class", "resolve_config_name"],
+        "builders",
+    ),
+    **dict.fromkeys(
+        ["TaskInfo", "task_info", "get_tokenizer", "encode", "LRADataCollator", "PAD_TOKEN_ID", "UNK_TOKEN_ID",
+         "EOS_TOKEN_ID"],
+        "tokenization",
+    ),
+    **dict.fromkeys(["export_lra"], "export"),
+}
+
+__all__ = ["LRA_METRIC_PATH", "TASKS", *_LAZY_NAMES]
+
+if TYPE_CHECKING:
+    from .builders import (
+        CIFAR10_LABELS,
+        LRADataError,
+        LRADataNotFoundError,
+        LRAFormatError,
+        builder_class,
+        load_lra,
+        load_lra_builder,
+        resolve_config_name,
+    )
+    from .export import export_lra
+    from .tokenization import (
+        EOS_TOKEN_ID,
+        PAD_TOKEN_ID,
+        UNK_TOKEN_ID,
+        LRADataCollator,
+        TaskInfo,
+        encode,
+        get_tokenizer,
+        task_info,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY_NAMES:
+        return getattr(importlib.import_module(f".{_LAZY_NAMES[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

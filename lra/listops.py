@@ -1,0 +1,411 @@
+"""Seeded generator for the synthetic ListOps task of the Long Range Arena.
+
+The algorithm follows the official LRA ListOps generator (see
+``shared/design/lra-data.md``): random expression trees over the operators
+MIN, MAX, MED (median, truncated to an int) and SM (sum modulo 10) with digit
+leaves, filtered by length, de-duplicated and written as
+``basic_{train,val,test}.tsv`` with a ``Source\\tTarget`` header.
+
+Unlike the official script this one takes a seed, so a data set can be rebuilt
+byte for byte, and it writes atomically, so an interrupted run never leaves a
+half-written split behind.
+
+String form of a node with ``n`` children ``c0 .. c(n-1)``::
+
+    ( * (n + 1)   [OP c0 )   c1 )   ...   c(n-1) )   ] )
+
+e.g. ``( ( ( [MAX 2 ) 9 ) ] )``. ``[MAX`` is a single token and ``]`` closes
+the operator. The length of an expression counts its tokens without the
+parentheses: 1 for a digit, 2 + the children's lengths for an operator node.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import random
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterator, Union
+
+from tqdm.auto import tqdm
+
+__all__ = [
+    "OPERATORS",
+    "SPLITS",
+    "ListOpsTree",
+    "sample_listops_tree",
+    "listops_tree_tokens",
+    "listops_tree_value",
+    "listops_value",
+    "generate_listops",
+    "add_generate_listops_arguments",
+    "run_generate_listops",
+]
+
+OPERATORS: tuple[str, ...] = ("MIN", "MAX", "MED", "SM")
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+HEADER = "Source\tTarget\n"
+
+# Probability that a node (above the depth limit) becomes an operator node.
+OPERATOR_PROBABILITY = 0.25
+CLOSE_TOKEN = "]"
+_OPERATOR_TOKENS = {"[" + name: name for name in OPERATORS}
+_DIGITS = frozenset("0123456789")
+
+# A run that finds no new sample in this many consecutive draws is stuck (the
+# length window is empty in practice, or more unique expressions were requested
+# than exist); with the default bounds about 8% of draws are accepted, so a
+# healthy run never comes close.
+MAX_CONSECUTIVE_REJECTIONS = 1_000_000
+
+# A leaf is a digit; an operator node is (operator name, children).
+ListOpsTree = Union[int, tuple[str, tuple["ListOpsTree", ...]]]
+
+
+class _TooLong(Exception):
+    """Raised inside the sampler to abandon a tree that already exceeds the length cap."""
+
+
+# ---------------------------------------------------------------------------
+# Trees
+# ---------------------------------------------------------------------------
+
+
+def sample_listops_tree(
+    rng: random.Random,
+    max_depth: int = 10,
+    max_args: int = 10,
+    length_cap: int | None = None,
+) -> tuple[ListOpsTree | None, int]:
+    """Draw one random expression tree; return ``(tree, length)``.
+
+    A node at ``depth`` (the root is at depth 1) becomes an operator node when
+    ``depth < max_depth`` and a uniform draw is ``<= 0.25``; it then gets a
+    uniformly drawn operator and ``randint(2, max_args)`` children at
+    ``depth + 1``. Otherwise it is a uniform digit.
+
+    If ``length_cap`` is given, sampling stops as soon as the length reaches
+    it and ``(None, length_so_far)`` is returned. Such a tree would be rejected
+    by the length filter anyway, so stopping early changes nothing about the
+    accepted samples and spares building the occasional huge tree.
+    """
+    length = 0
+    # Bound methods and plain random() scaling instead of randrange()/choice():
+    # the same uniform draws at a fraction of the per-call cost (this loop runs
+    # ~10^4 times per second of generation).
+    uniform = rng.random
+    num_operators = len(OPERATORS)
+    extra_args = max_args - 1  # randint(2, max_args) == 2 + floor(u * (max_args - 1))
+
+    def node(depth: int) -> ListOpsTree:
+        nonlocal length
+        if depth < max_depth and uniform() <= OPERATOR_PROBABILITY:
+            length += 2
+            if length_cap is not None and length >= length_cap:
+                raise _TooLong
+            operator = OPERATORS[int(uniform() * num_operators)]
+            num_children = 2 + int(uniform() * extra_args)
+            return operator, tuple([node(depth + 1) for _ in range(num_children)])
+        length += 1
+        if length_cap is not None and length >= length_cap:
+            raise _TooLong
+        return int(uniform() * 10)
+
+    try:
+        tree = node(1)
+    except _TooLong:
+        return None, length
+    return tree, length
+
+
+def listops_tree_tokens(tree: ListOpsTree) -> list[str]:
+    """Write a tree as the official token list (parentheses included)."""
+    tokens: list[str] = []
+
+    def write(subtree: ListOpsTree) -> None:
+        if isinstance(subtree, int):
+            tokens.append(str(subtree))
+            return
+        operator, children = subtree
+        tokens.extend(["("] * (len(children) + 1))
+        tokens.append("[" + operator)
+        for child in children:
+            # Leaves are most of the nodes: write them inline rather than recursing.
+            if isinstance(child, int):
+                tokens.append(str(child))
+            else:
+                write(child)
+            tokens.append(")")
+        tokens.append(CLOSE_TOKEN)
+        tokens.append(")")
+
+    write(tree)
+    return tokens
+
+
+def _apply_operator(operator: str, values: list[int]) -> int:
+    if operator == "MIN":
+        return min(values)
+    if operator == "MAX":
+        return max(values)
+    if operator == "SM":
+        return sum(values) % 10
+    if operator == "MED":
+        # np.median semantics (mean of the two middle values for an even count)
+        # truncated with int(); values are non-negative, so // truncates alike.
+        ordered = sorted(values)
+        middle = len(ordered) // 2
+        if len(ordered) % 2:
+            return ordered[middle]
+        return (ordered[middle - 1] + ordered[middle]) // 2
+    raise ValueError(f"unknown ListOps operator {operator!r}; expected one of {', '.join(OPERATORS)}")
+
+
+def listops_tree_value(tree: ListOpsTree) -> int:
+    """Evaluate a tree (the sample's label)."""
+    if isinstance(tree, int):
+        return tree
+    operator, children = tree
+    values = [child if isinstance(child, int) else listops_tree_value(child) for child in children]
+    return _apply_operator(operator, values)
+
+
+def listops_value(source: str) -> int:
+    """Evaluate an expression in the official string form, e.g. ``( ( ( [MAX 2 ) 9 ) ] )``.
+
+    Parentheses must balance but are otherwise ignored, as the LRA tokenizer
+    ignores them; ``[OP`` opens an operator and ``]`` closes it.
+
+    Raises:
+        ValueError: naming the problem (unknown token, unbalanced parenthesis,
+            unclosed operator, operator without arguments, several top-level
+            values, empty expression).
+    """
+    tokens = source.split()
+    if not tokens:
+        raise ValueError("empty ListOps expression")
+    open_operators: list[tuple[str, list[int]]] = []
+    result: int | None = None
+    paren_depth = 0
+
+    def push(value: int, position: int) -> None:
+        nonlocal result
+        if open_operators:
+            open_operators[-1][1].append(value)
+        elif result is None:
+            result = value
+        else:
+            raise ValueError(f"more than one top-level value (second one ends at token {position})")
+
+    for position, token in enumerate(tokens):
+        if token == "(":
+            paren_depth += 1
+        elif token == ")":
+            paren_depth -= 1
+            if paren_depth < 0:
+                raise ValueError(f"unbalanced ')' at token {position}")
+        elif token in _OPERATOR_TOKENS:
+            if result is not None and not open_operators:
+                raise ValueError(f"operator {token!r} at token {position} follows a complete expression")
+            open_operators.append((_OPERATOR_TOKENS[token], []))
+        elif token == CLOSE_TOKEN:
+            if not open_operators:
+                raise ValueError(f"']' at token {position} closes no operator")
+            operator, values = open_operators.pop()
+            if not values:
+                raise ValueError(f"operator {operator} closed at token {position} has no arguments")
+            push(_apply_operator(operator, values), position)
+        elif len(token) == 1 and token in _DIGITS:
+            push(int(token), position)
+        else:
+            raise ValueError(f"unknown ListOps token {token!r} at token {position}")
+
+    if open_operators:
+        raise ValueError(f"operator {open_operators[-1][0]} is never closed with ']'")
+    if paren_depth != 0:
+        raise ValueError(f"unbalanced parentheses: {paren_depth} '(' never closed")
+    if result is None:
+        raise ValueError("ListOps expression has no value (only parentheses)")
+    return result
+
+
+# ---------------------------------------------------------------------------
+# Data set
+# ---------------------------------------------------------------------------
+
+
+def _max_tree_length(max_depth: int, max_args: int) -> int:
+    """Length of the largest possible tree: every node above the depth limit full."""
+    length = 1
+    for _ in range(max_depth - 1):
+        length = 2 + max_args * length
+    return length
+
+
+def _check_count(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be an int, got {value!r}")
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0, got {value}")
+
+
+def _validate_listops_arguments(
+    num_train: int,
+    num_val: int,
+    num_test: int,
+    seed: int,
+    min_length: int,
+    max_length: int,
+    max_depth: int,
+    max_args: int,
+) -> None:
+    for name, value in (("num_train", num_train), ("num_val", num_val), ("num_test", num_test)):
+        _check_count(name, value)
+    for name, value in (("seed", seed), ("min_length", min_length), ("max_length", max_length)):
+        _check_count(name, value)
+    for name, value, least in (("max_depth", max_depth, 1), ("max_args", max_args, 2)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise ValueError(f"{name} must be an int >= {least}, got {value!r}")
+    if min_length >= max_length:
+        raise ValueError(f"min_length ({min_length}) must be smaller than max_length ({max_length})")
+    if max_length - min_length < 2:
+        raise ValueError(
+            f"no length lies strictly between min_length ({min_length}) and max_length ({max_length}); "
+            "lengths are kept when min_length < length < max_length"
+        )
+    longest = _max_tree_length(max_depth, max_args)
+    if min_length + 1 > longest:
+        raise ValueError(
+            f"min_length ({min_length}) is unreachable: with max_depth={max_depth} and "
+            f"max_args={max_args} no expression is longer than {longest} tokens"
+        )
+
+
+def _sample_rows(
+    rng: random.Random,
+    min_length: int,
+    max_length: int,
+    max_depth: int,
+    max_args: int,
+) -> Iterator[str]:
+    """Yield an endless stream of unique ``"source\\tlabel\\n"`` rows passing the length filter."""
+    # Digests instead of the sources themselves: 100k sources of ~1,000 tokens
+    # would hold hundreds of MB; a stable hash (unlike hash()) keeps runs reproducible.
+    seen: set[bytes] = set()
+    rejections = 0
+    while True:
+        tree, length = sample_listops_tree(rng, max_depth, max_args, length_cap=max_length)
+        if tree is None or length <= min_length:
+            rejections += 1
+        else:
+            source = " ".join(listops_tree_tokens(tree))
+            digest = hashlib.blake2b(source.encode("ascii"), digest_size=16).digest()
+            if digest in seen:
+                rejections += 1
+            else:
+                seen.add(digest)
+                rejections = 0
+                yield f"{source}\t{listops_tree_value(tree)}\n"
+        if rejections >= MAX_CONSECUTIVE_REJECTIONS:
+            raise RuntimeError(
+                f"no new ListOps expression in {MAX_CONSECUTIVE_REJECTIONS:,} draws: the bounds "
+                f"min_length={min_length}, max_length={max_length}, max_depth={max_depth}, "
+                f"max_args={max_args} admit too few unique expressions for the requested counts"
+            )
+
+
+def generate_listops(
+    out_dir: str | os.PathLike[str],
+    num_train: int = 96000,
+    num_val: int = 2000,
+    num_test: int = 2000,
+    seed: int = 0,
+    min_length: int = 500,
+    max_length: int = 2000,
+    max_depth: int = 10,
+    max_args: int = 10,
+    progress: bool = True,
+) -> dict[str, Path]:
+    """Generate ListOps and write ``basic_{train,val,test}.tsv`` into ``out_dir``.
+
+    ``out_dir`` is the task folder (the official ``listops-1000``). Samples
+    are unique across all splits and satisfy ``min_length < length <
+    max_length``; train is filled first, then val, then test. The same
+    arguments give byte-identical files.
+
+    All splits are written into a temporary folder inside ``out_dir`` and
+    moved into place only once every split is complete, so an interrupted run
+    leaves any earlier files untouched and no partial split behind.
+
+    Returns:
+        ``{"train": path, "val": path, "test": path}``.
+
+    Raises:
+        ValueError: on invalid counts, seed or length/depth bounds.
+    """
+    _validate_listops_arguments(num_train, num_val, num_test, seed, min_length, max_length, max_depth, max_args)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    counts = dict(zip(SPLITS, (num_train, num_val, num_test)))
+    final_paths = {split: out_dir / f"basic_{split}.tsv" for split in SPLITS}
+
+    rng = random.Random(seed)
+    rows = _sample_rows(rng, min_length, max_length, max_depth, max_args)
+    staging = Path(tempfile.mkdtemp(prefix=".listops-tmp-", dir=out_dir))
+    try:
+        with tqdm(total=sum(counts.values()), desc="ListOps", unit="sample", disable=not progress) as bar:
+            for split in SPLITS:
+                # newline="" keeps "\n" line ends on every platform: same bytes everywhere.
+                with open(staging / final_paths[split].name, "w", encoding="ascii", newline="") as handle:
+                    handle.write(HEADER)
+                    for _ in range(counts[split]):
+                        handle.write(next(rows))
+                        bar.update(1)
+        for split in SPLITS:
+            os.replace(staging / final_paths[split].name, final_paths[split])
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return final_paths
+
+
+# ---------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------
+
+
+def add_generate_listops_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``generate listops`` options to ``parser``."""
+    parser.add_argument("--out", required=True, type=Path,
+                        help="task folder to write basic_{train,val,test}.tsv into (e.g. DATA/listops-1000)")
+    parser.add_argument("--num-train", type=int, default=96000, help="training samples (default 96000)")
+    parser.add_argument("--num-val", type=int, default=2000, help="validation samples (default 2000)")
+    parser.add_argument("--num-test", type=int, default=2000, help="test samples (default 2000)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--min-length", type=int, default=500,
+                        help="keep expressions longer than this many tokens, parentheses excluded (default 500)")
+    parser.add_argument("--max-length", type=int, default=2000,
+                        help="keep expressions shorter than this many tokens (default 2000)")
+    parser.add_argument("--max-depth", type=int, default=10, help="maximum tree depth (default 10)")
+    parser.add_argument("--max-args", type=int, default=10, help="maximum operator arity (default 10)")
+    parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
+
+
+def run_generate_listops(args: argparse.Namespace) -> None:
+    """Run :func:`generate_listops` from parsed command-line arguments and print the paths."""
+    paths = generate_listops(
+        args.out,
+        num_train=args.num_train,
+        num_val=args.num_val,
+        num_test=args.num_test,
+        seed=args.seed,
+        min_length=args.min_length,
+        max_length=args.max_length,
+        max_depth=getattr(args, "max_depth", 10),
+        max_args=getattr(args, "max_args", 10),
+        progress=getattr(args, "progress", True),
+    )
+    for split, path in paths.items():
+        print(f"{split}: {path}")

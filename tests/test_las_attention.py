@@ -1,0 +1,202 @@
+"""`las_attention` (every backend) against the literal definition of LaS attention."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from modeling_las import las_attention, las_attention_reference
+
+ALPHAS = torch.tensor([0.0, 0.02, 0.3])
+requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+def make_qkv(batch=2, heads=3, length=37, head_dim=8, dtype=torch.float32, seed=0, device="cpu"):
+    generator = torch.Generator().manual_seed(seed)
+    return [torch.randn(batch, heads, length, head_dim, generator=generator, dtype=dtype).to(device) for _ in range(3)]
+
+
+def padding_mask(batch: int, length: int, lengths: list[int]) -> torch.Tensor:
+    mask = torch.zeros(batch, length, dtype=torch.long)
+    for row, n in enumerate(lengths):
+        mask[row, :n] = 1
+    return mask
+
+
+CASES = list(itertools.product([True, False], [1, 3, 5], ["symmetric", "causal"], [False, True]))
+
+
+@pytest.mark.parametrize("dtype,tolerance", [(torch.float32, 1e-5), (torch.float64, 1e-10)])
+@pytest.mark.parametrize("is_causal,pool_size,pool_mode,padded", CASES)
+def test_eager_equals_definition(dtype, tolerance, is_causal, pool_size, pool_mode, padded):
+    query, key, value = make_qkv(dtype=dtype)
+    mask = padding_mask(2, 37, [37, 23]) if padded else None
+    expected = las_attention_reference(query, key, value, ALPHAS.to(dtype), pool_size, pool_mode, is_causal, mask)
+    # A block size that does not divide the length exercises the blocked kernel and its last short block.
+    for block in (16, 512):
+        got = las_attention(
+            query, key, value, ALPHAS, pool_size, pool_mode, is_causal, mask, query_block_size=block
+        )
+        assert got.shape == expected.shape
+        assert (got - expected).abs().max().item() < tolerance
+
+
+@pytest.mark.parametrize("is_causal,pool_mode", [(True, "symmetric"), (False, "causal")])
+def test_blocked_recompute_gradients_equal_definition(is_causal, pool_mode):
+    # Several query blocks with autograd on use per-block recomputation: its gradients must be exact.
+    tensors = make_qkv(dtype=torch.float64, length=41)
+    mask = padding_mask(2, 41, [41, 30])
+    leaves = [t.clone().requires_grad_() for t in tensors]
+    weights = torch.randn(2, 3, 41, 8, dtype=torch.float64)
+    (las_attention(*leaves, ALPHAS, 3, pool_mode, is_causal, mask, query_block_size=8) * weights).sum().backward()
+    reference = [t.clone().requires_grad_() for t in tensors]
+    (las_attention_reference(*reference, ALPHAS.double(), 3, pool_mode, is_causal, mask) * weights).sum().backward()
+    for ours, theirs in zip(leaves, reference):
+        assert torch.allclose(ours.grad, theirs.grad, atol=1e-10)
+
+
+def test_attention_weights_are_the_smoothed_matrix():
+    query, key, value = make_qkv(dtype=torch.float64)
+    mask = padding_mask(2, 37, [37, 20])
+    output, weights = las_attention(
+        query, key, value, ALPHAS, 5, "symmetric", True, mask, query_block_size=16, return_attention_weights=True
+    )
+    assert weights.shape == (2, 3, 37, 37)
+    # The returned matrix is what multiplies V (padded values are zero), and it is the definition's pooled matrix.
+    masked_value = value * mask[:, None, :, None]
+    assert torch.allclose(weights @ masked_value, output, atol=1e-12)
+    expected = las_attention_reference(query, key, value, ALPHAS.double(), 5, "symmetric", True, mask)
+    assert torch.allclose(weights @ masked_value, expected, atol=1e-12)
+    # Padded keys get no weight; with a symmetric window a causal row reaches P//2 keys into the future.
+    assert weights[1, :, :, 20:].abs().max() == 0
+    assert weights[0, :, 10, 11:13].min() > 0 and weights[0, :, 10, 13:].abs().max() == 0
+
+
+def test_causal_pool_mode_never_looks_ahead():
+    query, key, value = make_qkv(length=30, dtype=torch.float64)
+    base = las_attention(query, key, value, ALPHAS, 5, "causal", True)
+    changed = value.clone()
+    changed[:, :, 20:] += 1.0  # change only the future of positions < 20
+    moved = las_attention(query, key, changed, ALPHAS, 5, "causal", True)
+    assert torch.equal(base[:, :, :20], moved[:, :, :20])
+    # ...while the symmetric window does see P//2 positions ahead (documented behaviour).
+    symmetric = las_attention(query, key, value, ALPHAS, 5, "symmetric", True)
+    symmetric_moved = las_attention(query, key, changed, ALPHAS, 5, "symmetric", True)
+    assert not torch.allclose(symmetric[:, :, 18:20], symmetric_moved[:, :, 18:20])
+
+
+def test_decay_is_multiplicative_not_additive():
+    # Scores that are all negative: a multiplicative decay pulls distant scores up towards 0, so with a large alpha
+    # the distant keys get MORE weight than the nearby ones (an additive ALiBi-style bias would do the opposite).
+    length = 16
+    query = torch.ones(1, 1, length, 4, dtype=torch.float64)
+    key = -torch.ones(1, 1, length, 4, dtype=torch.float64)
+    value = torch.randn(1, 1, length, 4, dtype=torch.float64)
+    _, weights = las_attention(query, key, value, torch.tensor([2.0]), 1, "symmetric", True, return_attention_weights=True)
+    last_row = weights[0, 0, -1]
+    assert last_row[0] > last_row[-1]
+    assert torch.allclose(last_row.sum(), torch.tensor(1.0, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("is_causal", [True, False])
+def test_zero_alphas_and_no_pooling_is_sdpa(is_causal):
+    query, key, value = make_qkv(dtype=torch.float64)
+    ours = las_attention(query, key, value, torch.zeros(3), 1, "symmetric", is_causal, query_block_size=16)
+    theirs = F.scaled_dot_product_attention(query, key, value, is_causal=is_causal)
+    assert (ours - theirs).abs().max().item() < 1e-12
+    # With padding: SDPA with a boolean key mask; compare the real query rows.
+    mask = padding_mask(2, 37, [37, 25])
+    allowed = mask.bool()[:, None, None, :]
+    if is_causal:
+        allowed = allowed & torch.ones(37, 37, dtype=torch.bool).tril()
+    ours = las_attention(query, key, value, torch.zeros(3), 1, "symmetric", is_causal, mask)
+    theirs = F.scaled_dot_product_attention(query, key, value, attn_mask=allowed)
+    assert (ours[1, :, :25] - theirs[1, :, :25]).abs().max().item() < 1e-12
+
+
+@pytest.mark.parametrize("pool_mode,is_causal", [("symmetric", True), ("causal", False)])
+def test_chunk_equals_las_on_each_chunk(pool_mode, is_causal):
+    query, key, value = make_qkv(length=50, dtype=torch.float64)
+    mask = padding_mask(2, 50, [50, 40])
+    chunked = las_attention(query, key, value, ALPHAS, 3, pool_mode, is_causal, mask, chunk_size=16)
+    pieces = []
+    for start in range(0, 50, 16):
+        span = slice(start, start + 16)
+        pieces.append(
+            las_attention(query[:, :, span], key[:, :, span], value[:, :, span], ALPHAS, 3, pool_mode, is_causal, mask[:, span])
+        )
+    expected = torch.cat(pieces, dim=2)
+    assert (chunked - expected).abs().max().item() < 1e-12
+    # A chunk at least as long as the sequence is plain LaS.
+    whole = las_attention(query, key, value, ALPHAS, 3, pool_mode, is_causal, mask)
+    assert torch.equal(las_attention(query, key, value, ALPHAS, 3, pool_mode, is_causal, mask, chunk_size=64), whole)
+
+
+def test_fully_padded_rows_give_zeros_not_nan_in_low_precision():
+    for dtype in (torch.bfloat16, torch.float16):
+        query, key, value = make_qkv(dtype=dtype)
+        mask = padding_mask(2, 37, [37, 0])
+        output = las_attention(query, key, value, ALPHAS, 3, "symmetric", True, mask, query_block_size=16)
+        assert not torch.isnan(output).any()
+        assert output[1].abs().max() == 0
+        reference = las_attention_reference(*(t.double() for t in (query, key, value)), ALPHAS.double(), 3, "symmetric", True, mask)
+        assert (output[0].double() - reference[0]).abs().max() < 0.05
+
+
+def test_bad_arguments_raise_clear_errors():
+    query, key, value = make_qkv()
+    with pytest.raises(ValueError, match="alphas must hold one decay rate per head"):
+        las_attention(query, key, value, torch.zeros(2))
+    with pytest.raises(ValueError, match="attention_mask must be shaped"):
+        las_attention(query, key, value, ALPHAS, attention_mask=torch.ones(2, 36))
+    with pytest.raises(ValueError, match="pool_size=4"):
+        las_attention(query, key, value, ALPHAS, pool_size=4)
+    with pytest.raises(ValueError, match="chunk_size=0"):
+        las_attention(query, key, value, ALPHAS, chunk_size=0)
+    with pytest.raises(ValueError, match="implementation='sdpa'"):
+        las_attention(query, key, value, ALPHAS, implementation="sdpa")
+    with pytest.raises(ValueError, match=r"\(batch, heads, length, head_dim\)"):
+        las_attention(query[0], key[0], value[0], ALPHAS)
+
+
+# -- flex_attention -------------------------------------------------------------------------------------------------
+
+
+def test_flex_forward_equals_eager_on_cpu():
+    query, key, value = make_qkv(length=70, head_dim=16)
+    mask = padding_mask(2, 70, [70, 45])
+    with torch.no_grad():
+        for pool_mode, is_causal in (("symmetric", True), ("causal", False)):
+            eager = las_attention(query, key, value, ALPHAS, 3, pool_mode, is_causal, mask)
+            flex = las_attention(query, key, value, ALPHAS, 3, pool_mode, is_causal, mask, implementation="flex")
+            assert (flex - eager).abs().max().item() < 1e-5
+
+
+def test_flex_cpu_backward_falls_back_to_eager():
+    query, key, value = (t.requires_grad_() for t in make_qkv(length=20))
+    output = las_attention(query, key, value, ALPHAS, 3, "symmetric", True, implementation="flex")
+    output.sum().backward()  # torch's CPU flex_attention has no backward: we must not crash inside torch
+    assert query.grad is not None and torch.isfinite(query.grad).all()
+
+
+@requires_cuda
+@pytest.mark.parametrize("dtype,tolerance", [(torch.float32, 2e-4), (torch.bfloat16, 3e-2)])
+@pytest.mark.parametrize("chunk_size", [None, 128])
+def test_flex_forward_and_gradients_equal_eager_cuda(dtype, tolerance, chunk_size):
+    tensors = make_qkv(batch=2, heads=3, length=300, head_dim=64, dtype=dtype, device="cuda")
+    mask = padding_mask(2, 300, [300, 211]).cuda()
+    upstream = torch.randn(2, 3, 300, 64, device="cuda", dtype=dtype)
+    results = {}
+    for implementation in ("eager", "flex"):
+        leaves = [t.clone().requires_grad_() for t in tensors]
+        output = las_attention(
+            *leaves, ALPHAS.cuda(), 3, "symmetric", True, mask, chunk_size=chunk_size, implementation=implementation
+        )
+        (output * upstream).sum().backward()
+        results[implementation] = [output.detach()] + [leaf.grad for leaf in leaves]
+    for eager, flex in zip(results["eager"], results["flex"]):
+        scale = eager.float().abs().max().clamp(min=1.0)
+        assert ((flex.float() - eager.float()).abs().max() / scale).item() < tolerance

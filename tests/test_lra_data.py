@@ -1,0 +1,508 @@
+"""The LRA builders, tokenizers, export and command line, on fixtures laid out like the real data."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pytest
+from PIL import Image
+from transformers import AutoTokenizer
+
+import lra
+from lra.builders import LRADataNotFoundError, LRAFormatError
+from tests.hub_server import LoopbackHub, loopback_hub  # noqa: F401 - fixture
+from tests.lra_fixtures import (
+    CIFAR10_NAMES,
+    IMDB_REVIEWS,
+    PATHFINDER_EMPTY_IMAGE,
+    RETRIEVAL_ROWS,
+    cifar_batch,
+    listops_rows,
+    make_all_releases,
+    make_image_release,
+    make_listops_release,
+    make_pathfinder_release,
+    make_pathx_release,
+    make_retrieval_release,
+    make_text_release,
+    pathfinder_image,
+    pathfinder_label,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _private_datasets_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing these tests prepare may land in ~/.cache."""
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-datasets-cache")
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-datasets-cache"))
+
+
+@pytest.fixture
+def cache(tmp_path: Path) -> Path:
+    return tmp_path / "cache"
+
+
+def _rows(dataset: datasets.Dataset) -> list[dict]:
+    return dataset.to_list()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Loading each task
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_listops_rows_and_labels(tmp_path: Path, cache: Path) -> None:
+    dataset = lra.load_lra("listops", make_listops_release(tmp_path), cache_dir=cache)
+    assert list(dataset) == ["train", "validation", "test"]
+    assert dataset["train"].features["label"].names == [str(digit) for digit in range(10)]
+    for split, source in (("train", "train"), ("validation", "val"), ("test", "test")):
+        assert _rows(dataset[split]) == [{"text": text, "label": label} for text, label in listops_rows(source)]
+
+
+@pytest.mark.parametrize("as_tarball", [False, True], ids=["folder", "tarball"])
+def test_text_reads_aclimdb_folder_and_tarball_alike(tmp_path: Path, cache: Path, as_tarball: bool) -> None:
+    dataset = lra.load_lra("text", make_text_release(tmp_path, as_tarball=as_tarball), cache_dir=cache)
+    assert dataset["train"].features["label"].names == ["neg", "pos"]
+
+    def expected(split: str) -> list[dict]:  # neg then pos, files in numeric order of their names
+        return [{"text": reviews[name], "label": label}
+                for label, (_, reviews) in enumerate(sorted(IMDB_REVIEWS[split].items()))
+                for name in sorted(reviews, key=lambda name: int(name.split("_")[0]))]
+
+    assert _rows(dataset["train"]) == expected("train")  # train/unsup is not part of the task
+    assert _rows(dataset["test"]) == expected("test")
+    assert _rows(dataset["validation"]) == expected("test")  # S4's convention: no IMDb validation split
+
+
+def test_retrieval_keeps_quotes_and_reads_float_labels(tmp_path: Path, cache: Path) -> None:
+    dataset = lra.load_lra("retrieval", make_retrieval_release(tmp_path), cache_dir=cache)
+    assert dataset["train"].features["label"].names == ["unrelated", "related"]
+    for split, source in (("train", "train"), ("validation", "eval"), ("test", "test")):
+        assert _rows(dataset[split]) == [{"text1": text1, "text2": text2, "label": int(float(label))}
+                                         for label, _, _, text1, text2 in RETRIEVAL_ROWS[source]]
+    assert dataset["train"][1]["text1"] == '"Unbalanced quote at the start'
+    assert dataset["train"][2]["text2"] == 'He said ""twice"" here.'
+
+
+@pytest.mark.parametrize("as_tarball", [True, False], ids=["tarball", "folder"])
+def test_image_is_rounded_luma_with_last_tenth_as_validation(tmp_path: Path, cache: Path, as_tarball: bool) -> None:
+    dataset = lra.load_lra("image", make_image_release(tmp_path, as_tarball=as_tarball), cache_dir=cache)
+    assert dataset["train"].features["label"].names == list(CIFAR10_NAMES)
+
+    def luma_and_labels(names: list[str]) -> tuple[np.ndarray, list[int]]:
+        batches = [cifar_batch(name) for name in names]
+        rgb = np.concatenate([data for data, _ in batches]).reshape(-1, 3, 1024).astype(np.float64)
+        return rgb[:, 0] * 0.299 + rgb[:, 1] * 0.587 + rgb[:, 2] * 0.114, sum((labels for _, labels in batches), [])
+
+    luma, labels = luma_and_labels([f"data_batch_{index}" for index in range(1, 6)])
+    test_luma, test_labels = luma_and_labels(["test_batch"])
+    expected = {"train": (luma[:18], labels[:18]), "validation": (luma[18:], labels[18:]),
+                "test": (test_luma, test_labels)}
+    for split, (split_luma, split_labels) in expected.items():
+        pixels = np.asarray(dataset[split]["pixels"])
+        assert pixels.shape == (len(split_labels), 1024)
+        assert np.abs(pixels - split_luma).max() <= 0.5 + 1e-9  # rounded to nearest
+        assert np.array_equal(pixels, np.floor(split_luma + 0.5 + 1e-9))  # halves up
+        assert dataset[split]["label"] == split_labels
+
+
+def _expected_pathfinder(indices: range, resolution: int) -> list[dict]:
+    return [{"pixels": pathfinder_image(index, resolution).reshape(-1).tolist(), "label": pathfinder_label(index)}
+            for index in indices]
+
+
+def test_pathfinder_follows_integer_metadata_order_and_splits_80_10_10(tmp_path: Path, cache: Path) -> None:
+    data_dir = make_pathfinder_release(tmp_path)  # 22 images in metadata/0.npy .. metadata/10.npy
+    dataset = lra.load_lra("pathfinder", data_dir, cache_dir=cache)
+    assert dataset["train"].features["label"].names == ["disconnected", "connected"]
+    assert {split: len(part) for split, part in dataset.items()} == {"train": 18, "validation": 2, "test": 2}
+    assert _rows(dataset["train"]) == _expected_pathfinder(range(0, 18), 32)
+    assert _rows(dataset["validation"]) == _expected_pathfinder(range(18, 20), 32)
+    assert _rows(dataset["test"]) == _expected_pathfinder(range(20, 22), 32)
+
+
+def test_pathfinder_options_select_the_release_folder(tmp_path: Path, cache: Path) -> None:
+    data_dir = make_pathfinder_release(tmp_path, resolution=64, difficulty=6, n=10, images_per_folder=5)
+    dataset = lra.load_lra("pathfinder", data_dir, cache_dir=cache, resolution=64, difficulty=6)
+    assert _rows(dataset["test"]) == _expected_pathfinder(range(9, 10), 64)
+    with pytest.raises(LRADataNotFoundError, match="pathfinder32/curv_contour_length_14"):
+        lra.load_lra("pathfinder", data_dir, cache_dir=cache)  # the default variant is not there
+
+
+def test_pathx_is_pathfinder128(tmp_path: Path, cache: Path) -> None:
+    dataset = lra.load_lra("pathx", make_pathx_release(tmp_path), cache_dir=cache)
+    assert {split: len(part) for split, part in dataset.items()} == {"train": 8, "validation": 1, "test": 1}
+    assert dataset["train"].features["pixels"].length == 128 * 128
+    assert _rows(dataset["test"]) == _expected_pathfinder(range(9, 10), 128)
+
+
+@pytest.mark.parametrize(
+    ("task", "make", "levels"),
+    [
+        ("retrieval", make_retrieval_release, ["", "lra_release", "lra_release/tsv_data"]),
+        ("listops", make_listops_release, ["", "listops-1000"]),
+        ("pathfinder", make_pathfinder_release,
+         ["", "lra_release", "lra_release/pathfinder32", "lra_release/pathfinder32/curv_contour_length_14"]),
+    ],
+)
+def test_data_dir_may_be_archive_root_doubled_root_or_task_folder(tmp_path: Path, cache: Path, task, make,
+                                                                     levels) -> None:
+    archive = make(tmp_path)  # <tmp>/lra_release
+    reference = None
+    for level in [".."] + levels:  # ".." is the folder holding the archive
+        rows = {split: _rows(part) for split, part in lra.load_lra(task, archive / level, cache_dir=cache).items()}
+        reference = reference or rows
+        assert rows == reference, level
+
+
+def test_all_fixtures_load(tmp_path: Path, cache: Path) -> None:
+    data_dirs = make_all_releases(tmp_path)
+    assert set(data_dirs) == set(lra.TASKS)
+    sizes = {task: {split: len(part) for split, part in lra.load_lra(task, data_dirs[task], cache_dir=cache).items()}
+             for task in lra.TASKS}
+    assert sizes == {
+        "listops": {"train": 20, "validation": 5, "test": 5}, "text": {"train": 6, "validation": 4, "test": 4},
+        "retrieval": {"train": 8, "validation": 3, "test": 3}, "image": {"train": 18, "validation": 2, "test": 4},
+        "pathfinder": {"train": 18, "validation": 2, "test": 2}, "pathx": {"train": 8, "validation": 1, "test": 1},
+    }
+
+
+def test_regenerated_data_is_not_served_from_the_cache(tmp_path: Path, cache: Path) -> None:
+    data_dir = make_listops_release(tmp_path, sizes=(3, 2, 2))
+    assert len(lra.load_lra("listops", data_dir, cache_dir=cache)["train"]) == 3
+    make_listops_release(tmp_path, sizes=(4, 2, 2))  # same folder, new content
+    assert len(lra.load_lra("listops", data_dir, cache_dir=cache)["train"]) == 4
+
+
+# ---------------------------------------------------------------------------------------------------
+# Bad input
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_unknown_task_or_option_lists_the_valid_ones(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="listops, text, retrieval, image, pathfinder, pathx"):
+        lra.load_lra("cifar", tmp_path)
+    with pytest.raises(ValueError, match="valid options: resolution, difficulty"):
+        lra.load_lra("pathfinder", tmp_path, size=32)
+    with pytest.raises(ValueError, match="valid values: 32, 64, 128, 256"):
+        lra.load_lra("pathfinder", tmp_path, resolution=48)
+    with pytest.raises(ValueError, match="valid options: none"):
+        lra.load_lra("listops", tmp_path, resolution=32)
+
+
+@pytest.mark.parametrize(
+    ("task", "expected"),
+    [
+        ("listops", ["listops-1000/basic_train.tsv", "basic_test.tsv", "lra_release.gz",
+                     "python -m lra generate listops"]),
+        ("text", ["aclImdb/train/pos", "aclImdb_v1.tar.gz", "ai.stanford.edu"]),
+        ("retrieval", ["tsv_data/new_aan_pairs.train.tsv", "lra_release.gz"]),
+        ("image", ["cifar-10-batches-py/data_batch_1", "cifar-10-python.tar.gz", "cs.toronto.edu"]),
+        ("pathx", ["pathfinder128/curv_contour_length_14/metadata", "python -m lra generate pathfinder"]),
+    ],
+)
+def test_missing_data_lists_expected_files_and_their_origin(tmp_path: Path, task: str, expected: list[str]) -> None:
+    for data_dir in (tmp_path / "does-not-exist", tmp_path, None):
+        with pytest.raises(FileNotFoundError) as raised:
+            lra.load_lra(task, data_dir, cache_dir=tmp_path / "cache")
+        for text in expected:
+            assert text in str(raised.value)
+
+
+def test_incomplete_data_names_the_missing_file(tmp_path: Path) -> None:
+    archive = make_listops_release(tmp_path)
+    (archive / "listops-1000" / "basic_test.tsv").unlink()
+    with pytest.raises(LRADataNotFoundError, match=r"Incomplete copy in .*listops-1000.*: missing basic_test\.tsv"):
+        lra.load_lra("listops", archive, cache_dir=tmp_path / "cache")
+
+
+def _replace_line(path: Path, line_number: int, new_line: str) -> None:
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    lines[line_number - 1] = new_line + "\n"
+    path.write_text("".join(lines), encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    ("task", "file", "line", "content", "message"),
+    [
+        ("listops", "listops-1000/basic_val.tsv", 3, "( [MAX 1 ] )", "expected 2 tab-separated columns, found 1"),
+        ("listops", "listops-1000/basic_train.tsv", 2, "( [MAX 1 ] )\t12", "label 12 is out of range"),
+        ("listops", "listops-1000/basic_test.tsv", 1, "Text\tLabel", "expected the header"),
+        ("retrieval", "lra_release/tsv_data/new_aan_pairs.eval.tsv", 2, "yes\ta\tb\tc\td", "'yes' is not an integer"),
+        ("retrieval", "lra_release/tsv_data/new_aan_pairs.test.tsv", 3, "0.5\ta\tb\tc\td", "'0.5' is not an integer"),
+        ("retrieval", "lra_release/tsv_data/new_aan_pairs.train.tsv", 4, "1\ta\tb\tc", "found 4"),
+    ],
+)
+def test_malformed_row_names_file_and_line(tmp_path: Path, task, file, line, content, message) -> None:
+    archive = make_listops_release(tmp_path) if task == "listops" else make_retrieval_release(tmp_path)
+    _replace_line(archive / file, line, content)
+    with pytest.raises(LRAFormatError) as raised:
+        lra.load_lra(task, archive, cache_dir=tmp_path / "cache")
+    assert f"{archive / file}:{line}: " in str(raised.value)
+    assert message in str(raised.value)
+
+
+def test_malformed_pathfinder_metadata_names_file_and_line(tmp_path: Path) -> None:
+    archive = make_pathfinder_release(tmp_path)
+    metadata = archive / "lra_release/pathfinder32/curv_contour_length_14/metadata/3.npy"
+    _replace_line(metadata, 2, "imgs/3 sample_1.png 1 7")
+    with pytest.raises(LRAFormatError, match=rf"{metadata}:2: label 7 is out of range"):
+        lra.load_lra("pathfinder", archive, cache_dir=tmp_path / "cache")
+
+
+def test_unreadable_png_is_skipped_with_warnings_naming_it(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    archive = make_pathfinder_release(tmp_path, empty_png=True)
+    empty = archive / "lra_release/pathfinder32/curv_contour_length_14" / PATHFINDER_EMPTY_IMAGE
+    with caplog.at_level(logging.WARNING, logger="lra.builders"), pytest.warns(UserWarning) as recorded:
+        dataset = lra.load_lra("pathfinder", archive, cache_dir=tmp_path / "cache")
+    summaries = [str(warning.message) for warning in recorded if "skipped" in str(warning.message)]
+    assert summaries == [f"pathfinder32_curv_contour_length_14 train split: skipped 1 unreadable image(s) of 18: "
+                         f"{empty}"]
+    assert str(empty) in caplog.text
+    assert len(dataset["train"]) == 17  # image 1 of 0..17 is gone, the others stay in order
+    expected = _expected_pathfinder(range(0, 18), 32)
+    assert _rows(dataset["train"]) == expected[:1] + expected[2:]
+
+
+@pytest.mark.parametrize(("size", "mode"), [((16, 16), "L"), ((32, 32), "RGB")])
+def test_wrong_image_size_or_mode_is_an_error_naming_the_file(tmp_path: Path, size, mode) -> None:
+    archive = make_pathfinder_release(tmp_path)
+    image = archive / "lra_release/pathfinder32/curv_contour_length_14/imgs/4/sample_0.png"
+    Image.new(mode, size).save(image)
+    with pytest.raises(LRAFormatError, match=rf"{image} .*expected a 32x32 grayscale"):
+        lra.load_lra("pathfinder", archive, cache_dir=tmp_path / "cache")
+
+
+def test_missing_pathfinder_image_is_an_error(tmp_path: Path) -> None:
+    archive = make_pathfinder_release(tmp_path)
+    image = archive / "lra_release/pathfinder32/curv_contour_length_14/imgs/10/sample_1.png"
+    image.unlink()
+    with pytest.raises(LRADataNotFoundError, match=rf"{image} \(listed at .*metadata/10.npy:2\) is missing"):
+        lra.load_lra("pathfinder", archive, cache_dir=tmp_path / "cache")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Tokenizers and model inputs
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_task_info() -> None:
+    assert lra.task_info("listops") == lra.TaskInfo("listops", 10, tuple("0123456789"), "tokens", 2048, 18, 0)
+    assert lra.task_info("retrieval").input_kind == "pair"
+    assert lra.task_info("text").max_length == 4096 and lra.task_info("text").vocab_size == 259
+    assert lra.task_info("image").label_names == CIFAR10_NAMES
+    assert lra.task_info("pathx").max_length == 16384
+    assert lra.task_info("pathfinder", resolution=64).max_length == 4096
+
+
+def test_listops_tokenizer_ids_survive_save_and_auto_load(tmp_path: Path) -> None:
+    tokenizer = lra.get_tokenizer("listops")
+    source = "( ( ( [MAX 2 ) 9 ) ] )"
+    # pad 0, unk 1, eos 2, digits 3..12, [MAX 13, [MIN 14, [MED 15, [SM 16, ] 17; parentheses dropped
+    assert tokenizer(source)["input_ids"] == [13, 5, 12, 17, 2]
+    assert tokenizer("[MIN 0 [MED 1 [SM 9 ] ] ] [FOO")["input_ids"] == [14, 3, 15, 4, 16, 12, 17, 17, 17, 1, 2]
+    assert tokenizer("[MAX 2)(3 ]")["input_ids"] == [13, 5, 6, 17, 2]
+    assert tokenizer.decode([13, 5, 12, 17, 2], skip_special_tokens=True) == "[MAX 2 9 ]"
+    assert (tokenizer.pad_token_id, tokenizer.unk_token_id, tokenizer.eos_token_id) == (0, 1, 2)
+    assert len(tokenizer) == 18
+
+    tokenizer.save_pretrained(tmp_path / "listops-tokenizer")
+    reloaded = AutoTokenizer.from_pretrained(tmp_path / "listops-tokenizer")
+    texts = [row for row, _ in listops_rows("train")]
+    assert reloaded(texts)["input_ids"] == tokenizer(texts)["input_ids"]
+
+
+@pytest.mark.parametrize("task", ["text", "retrieval"])
+def test_byte_tokenizer_is_exact_and_survives_save_and_auto_load(tmp_path: Path, task: str) -> None:
+    tokenizer = lra.get_tokenizer(task)
+    texts = ["plain ASCII, with  spaces\tand\nnewlines", "naïve café – 日本語 🎬", "\x00\x7f", "",
+             'quotes " and \' and <br /> and a literal <eos> or <pad>']
+    for text in texts:
+        ids = tokenizer(text)["input_ids"]
+        assert ids == [3 + byte for byte in text.encode("utf-8")] + [2]  # byte b -> 3 + b, then <eos>
+        assert tokenizer.decode(ids, skip_special_tokens=True) == text
+
+    tokenizer.save_pretrained(tmp_path / "bytes")
+    reloaded = AutoTokenizer.from_pretrained(tmp_path / "bytes")
+    assert reloaded(texts)["input_ids"] == tokenizer(texts)["input_ids"]
+    assert [reloaded.decode(ids, skip_special_tokens=True) for ids in reloaded(texts)["input_ids"]] == texts
+    assert len(reloaded) == 259
+
+
+@pytest.mark.parametrize("task", ["image", "pathfinder", "pathx"])
+def test_pixel_tasks_have_no_tokenizer(task: str) -> None:
+    with pytest.raises(ValueError, match="pixels are used directly"):
+        lra.get_tokenizer(task)
+
+
+def test_encode_listops(tmp_path: Path, cache: Path) -> None:
+    encoded = lra.encode("listops", lra.load_lra("listops", make_listops_release(tmp_path), cache_dir=cache))
+    tokenizer = lra.get_tokenizer("listops")
+    first_text, first_label = listops_rows("train")[0]
+    example = encoded["train"][0]
+    assert set(example) == {"input_ids", "attention_mask", "labels"}
+    assert example["input_ids"] == tokenizer(first_text)["input_ids"]
+    assert example["input_ids"][-1] == 2 and example["attention_mask"] == [1] * len(example["input_ids"])
+    assert example["labels"] == first_label
+
+
+def test_encode_text_truncates_explicitly_and_says_so(tmp_path: Path, cache: Path,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    dataset = lra.load_lra("text", make_text_release(tmp_path), cache_dir=cache)["train"]
+    with caplog.at_level(logging.WARNING, logger="lra.tokenization"):
+        encoded = lra.encode("text", dataset, max_length=20)
+    lengths = [len(ids) for ids in encoded["input_ids"]]
+    long_texts = sum(len(text.encode()) + 1 > 20 for text in dataset["text"])
+    assert long_texts > 0 and f"truncated {long_texts} of 6 sequences to max_length=20" in caplog.text
+    assert max(lengths) == 20
+    cut = next(index for index, text in enumerate(dataset["text"]) if len(text.encode()) + 1 > 20)
+    assert encoded[cut]["input_ids"] == [3 + byte for byte in dataset[cut]["text"].encode()[:19]] + [2]
+    with pytest.raises(ValueError, match="longer than max_length=20"):
+        lra.encode("text", dataset, max_length=20, truncation=False)
+
+
+def test_encode_retrieval_gives_two_documents_per_example(tmp_path: Path, cache: Path) -> None:
+    dataset = lra.load_lra("retrieval", make_retrieval_release(tmp_path), cache_dir=cache)["train"]
+    example = lra.encode("retrieval", dataset, max_length=30)[5]  # text1 is empty
+    text1, text2 = dataset[5]["text1"], dataset[5]["text2"]
+    assert (text1, text2) == ("", "an empty first document")
+    length = len(text2.encode()) + 1
+    assert example["input_ids"] == [[2] + [0] * (length - 1), [3 + byte for byte in text2.encode()] + [2]]
+    assert example["attention_mask"] == [[1] + [0] * (length - 1), [1] * length]
+
+    batch = lra.LRADataCollator()([lra.encode("retrieval", dataset, max_length=30)[index] for index in range(3)])
+    assert batch["input_ids"].shape == batch["attention_mask"].shape == (3, 2, 30)
+    assert batch["labels"].tolist() == [1, 0, 1]
+
+
+def test_encode_pixels_as_values_or_ids(tmp_path: Path, cache: Path) -> None:
+    dataset = lra.load_lra("pathfinder", make_pathfinder_release(tmp_path), cache_dir=cache)["train"]
+    values = lra.encode("pathfinder", dataset)
+    assert values.column_names == ["pixel_values", "labels"]
+    example = values[3]
+    assert example["pixel_values"].dtype == np.float32
+    np.testing.assert_allclose(example["pixel_values"], pathfinder_image(3, 32).reshape(-1) / 255.0, rtol=1e-6)
+    assert example["labels"] == pathfinder_label(3)
+
+    ids = lra.encode("pathfinder", dataset, pixels_as="ids")
+    assert ids[3]["input_ids"] == pathfinder_image(3, 32).reshape(-1).tolist()
+    batch = lra.LRADataCollator()([values[index] for index in range(4)])
+    assert batch["pixel_values"].shape == (4, 1024) and str(batch["pixel_values"].dtype) == "torch.float32"
+
+
+def test_collator_pads_token_sequences(tmp_path: Path, cache: Path) -> None:
+    encoded = lra.encode("listops", lra.load_lra("listops", make_listops_release(tmp_path), cache_dir=cache))
+    features = [encoded["train"][index] for index in range(4)]
+    batch = lra.LRADataCollator(pad_to_multiple_of=8)(features)
+    longest = max(len(feature["input_ids"]) for feature in features)
+    assert batch["input_ids"].shape[1] == -(-longest // 8) * 8
+    for row, feature in zip(batch["input_ids"].tolist(), features):
+        assert row == feature["input_ids"] + [0] * (len(row) - len(feature["input_ids"]))
+    assert batch["attention_mask"].sum(dim=1).tolist() == [len(feature["input_ids"]) for feature in features]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Export, Hub and command line
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_export_writes_parquet_and_a_card_that_load_dataset_reads(tmp_path: Path, cache: Path) -> None:
+    data_dirs = make_all_releases(tmp_path / "data")
+    out = tmp_path / "export"
+    for task in ("listops", "retrieval", "pathfinder", "listops"):  # listops twice: replaced, not duplicated
+        lra.export_lra(task, data_dirs[task], out, cache_dir=cache)
+
+    card = (out / "README.md").read_text(encoding="utf-8")
+    assert card.count("config_name: listops") == 2  # in `configs` and in `dataset_info`
+    assert "config_name: retrieval" in card and "config_name: pathfinder" in card
+    for task in ("listops", "retrieval", "pathfinder"):
+        exported = datasets.load_dataset(str(out), task, cache_dir=str(tmp_path / "load-cache"))
+        original = lra.load_lra(task, data_dirs[task], cache_dir=cache)
+        assert list(exported) == ["train", "validation", "test"]
+        assert exported["train"].features == original["train"].features
+        for split in original:
+            assert _rows(exported[split]) == _rows(original[split])
+
+
+@pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationWarning")  # httpx, inside huggingface_hub
+def test_export_pushes_to_the_hub(tmp_path: Path, cache: Path, loopback_hub: LoopbackHub) -> None:
+    data_dirs = make_all_releases(tmp_path / "data")
+    repo_id = f"{loopback_hub.user}/lra"
+    lra.export_lra("listops", data_dirs["listops"], tmp_path / "a", cache_dir=cache, push_to_hub=repo_id)
+    lra.export_lra("image", data_dirs["image"], tmp_path / "b", cache_dir=cache, push_to_hub=repo_id)
+
+    card = loopback_hub.files(repo_id, repo_type="dataset")["README.md"].decode()
+    assert "config_name: listops" in card and "config_name: image" in card  # the second push kept the first
+    assert f'load_dataset("{repo_id}"' in card
+    for task in ("listops", "image"):
+        pulled = datasets.load_dataset(repo_id, task, cache_dir=str(tmp_path / "pull-cache"))
+        original = lra.load_lra(task, data_dirs[task], cache_dir=cache)
+        assert _rows(pulled["validation"]) == _rows(original["validation"])
+        assert pulled["train"].features == original["train"].features
+
+
+def _run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "lra", *args], cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=120)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],
+        ["export"],
+        ["export", "cifar", "--data-dir", ".", "--out", "x"],
+        ["export", "listops", "--data-dir", ".", "--out", "x", "--resolution", "64"],
+        ["generate", "sudoku"],
+        ["generate", "listops", "--out", "x", "--num-train", "many"],
+    ],
+    ids=["nothing", "export-without-arguments", "unknown-task", "option-of-another-task", "unknown-generator",
+         "not-a-number"],
+)
+def test_cli_bad_arguments_give_one_line_and_status_2(args: list[str]) -> None:
+    result = _run_cli(*args)
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "error:" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_cli_export_and_missing_data(tmp_path: Path) -> None:
+    archive = make_listops_release(tmp_path / "data")
+    result = _run_cli("export", "listops", "--data-dir", str(archive), "--out", str(tmp_path / "out"),
+                      "--cache-dir", str(tmp_path / "cache"))
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out" / "listops" / "train-00000-of-00001.parquet").is_file()
+
+    shutil.rmtree(archive / "listops-1000")
+    result = _run_cli("export", "listops", "--data-dir", str(archive), "--out", str(tmp_path / "out"),
+                      "--cache-dir", str(tmp_path / "cache"))
+    assert result.returncode == 1
+    assert "basic_train.tsv" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_cli_generated_synthetic_tasks_load(tmp_path: Path, cache: Path) -> None:
+    archive = tmp_path / "lra_release"
+    listops = _run_cli("generate", "listops", "--out", str(archive / "listops-1000"), "--num-train", "8",
+                       "--num-val", "2", "--num-test", "2", "--min-length", "10", "--max-length", "60", "--no-progress")
+    pathfinder = _run_cli("generate", "pathfinder", "--out", str(archive), "--num", "10", "--images-per-folder", "4",
+                          "--no-progress")
+    assert listops.returncode == 0 and pathfinder.returncode == 0, listops.stderr + pathfinder.stderr
+    assert {split: len(part) for split, part in lra.load_lra("listops", archive, cache_dir=cache).items()} == {
+        "train": 8, "validation": 2, "test": 2}
+    assert {split: len(part) for split, part in lra.load_lra("pathfinder", tmp_path, cache_dir=cache).items()} == {
+        "train": 8, "validation": 1, "test": 1}
+
+
+def test_import_lra_is_light() -> None:
+    """`python -m lra generate ...` must not import datasets or transformers just to parse arguments."""
+    code = "import sys, lra, lra.__main__; print(sorted(m for m in ('datasets', 'transformers') if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "[]", result.stderr
