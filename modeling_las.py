@@ -316,9 +316,10 @@ def _eager_las_block(
 
     # Decay and softmax run in at least float32, also for half-precision inputs.
     compute_dtype = torch.promote_types(query_block.dtype, torch.float32)
-    scores = torch.matmul(query_block, key.transpose(-1, -2)).to(compute_dtype) * (query_block.shape[-1] ** -0.5)
-    # Multiplicative decay (not an additive bias as in ALiBi): distant scores are pulled towards 0.
-    scores = scores * torch.exp(-alphas.to(compute_dtype)[:, None, None] * distance)
+    # The 1/sqrt(d) scale and the decay exp(-alpha_h |i - j|) form one (heads, block, keys) table shared by the batch.
+    # The decay multiplies the scores (it is not an additive bias as in ALiBi): distant scores are pulled towards 0.
+    decay = torch.exp(-alphas.to(compute_dtype)[:, None, None] * distance) * query_block.shape[-1] ** -0.5
+    raw_scores = torch.matmul(query_block, key.transpose(-1, -2)).to(compute_dtype)
 
     allowed = None
     if is_causal:
@@ -326,16 +327,22 @@ def _eager_las_block(
     if keep is not None:
         key_keep = keep[:, None, None, :num_keys]
         allowed = key_keep if allowed is None else allowed & key_keep
-    if allowed is not None:
-        scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
-    probs = torch.softmax(scores, dim=-1)
-    if allowed is not None:
-        # A query that sees no key at all (a fully padded row) gets zero output, not an average of masked values.
-        probs = probs * allowed.any(dim=-1, keepdim=True)
-    probs = probs.to(value.dtype)
+    if allowed is None:
+        scores = raw_scores * decay
+    else:
+        # The mask as an additive bias fused with the decay: one pass over the (batch, heads, block, keys) scores.
+        bias = torch.zeros(allowed.shape, dtype=compute_dtype, device=allowed.device)
+        scores = torch.addcmul(bias.masked_fill_(~allowed, torch.finfo(compute_dtype).min), raw_scores, decay)
+    probs = torch.softmax(scores, dim=-1).to(value.dtype)
     if dropout > 0.0:
         probs = F.dropout(probs, p=dropout, training=True)
-    return torch.matmul(probs, value), (probs if need_probs else None)
+    output = torch.matmul(probs, value)
+    if allowed is not None:
+        # A query that sees no key at all (a fully padded row) gets zero output, not an average of masked values.
+        row_sees_a_key = allowed.any(dim=-1, keepdim=True)
+        output = output * row_sees_a_key
+        probs = probs * row_sees_a_key if need_probs else probs
+    return output, (probs if need_probs else None)
 
 
 def _eager_las_kernel(

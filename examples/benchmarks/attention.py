@@ -1,0 +1,570 @@
+#!/usr/bin/env python
+"""Time and peak memory of ONE LaS attention call, forward and forward+backward, against the naive definition and SDPA.
+
+Methods (all causal, on `(batch, heads, L, head_dim)` tensors):
+
+- `las_flex`   our LaS through `torch.compile(flex_attention)` on pre-smoothed values (`implementation="flex"`);
+               forward only on CPU (torch has no CPU flex backward), forward and backward on CUDA.
+- `las_eager`  our LaS, blocked eager kernel (`implementation="eager"`): O(block x L) memory, also in training.
+- `las_chunk`  LaS-chunk (`chunk_size`, default 1024): flex on CUDA, eager on CPU (`--chunk-impl`).
+- `naive`      the literal definition, written below: materialise the L x L scores, multiply by exp(-alpha |i-j|),
+               mask, softmax, average-pool every ROW of the matrix with F.avg_pool1d, multiply by V.
+- `sdpa`       torch.nn.functional.scaled_dot_product_attention(is_causal=True): plain softmax attention
+               (FlashAttention on a GPU), the speed limit; it does not compute LaS.
+
+A flex `BlockMask` is built once per shape outside the timed call, as the model builds it once per forward for all of
+its layers. `--check` compares each LaS method's forward output with the naive definition (computed in float32 over
+blocks of query rows, which is the same definition row by row) and prints the max abs difference.
+
+    python examples/benchmarks/attention.py --device cpu --check
+    python examples/benchmarks/attention.py --device cuda --dtype bfloat16 --head-dims 64 --mode fwd_bwd --check
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common  # noqa: E402
+from common import OOM, fmt_length, fmt_mib, fmt_ms, fmt_ratio, markdown_table  # noqa: E402
+
+from configuration_las import default_las_alphas  # noqa: E402
+from modeling_las import las_attention, las_flex_block_mask  # noqa: E402
+
+METHODS = ("las_flex", "las_eager", "las_chunk", "naive", "sdpa")
+LAS_METHODS = ("las_flex", "las_eager", "las_chunk", "naive")  # compute LaS (sdpa does not): checked with --check
+MODES = ("fwd", "fwd_bwd")
+CHECK_TOLERANCE = {torch.float32: 1e-4, torch.float16: 5e-3, torch.bfloat16: 3e-2}
+# Estimated peak of the naive definition, in L x L tensors of (batch * heads): measured 4.1 for fwd_bwd (CPU, fp32).
+NAIVE_LXL_TENSORS = {"fwd": 4, "fwd_bwd": 6}
+CSV_COLUMNS = (
+    "device", "tag", "dtype", "batch", "heads", "head_dim", "length", "method", "mode", "status",
+    "time_ms", "time_ms_min", "time_ms_max", "repeats", "peak_mem_mib", "max_abs_diff", "check",
+    "chunk_size", "query_block_size", "pool_size", "pool_mode",
+)  # fmt: skip
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The naive definition
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def naive_las(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    alphas: torch.Tensor,
+    pool_size: int,
+    pool_mode: str = "symmetric",
+    is_causal: bool = True,
+    query_start: int = 0,
+) -> torch.Tensor:
+    """LaS by its definition, AP(softmax(exp(-alpha |i-j|) * QK^T / sqrt(d) + M)) V, for the query rows
+    `query_start .. query_start + query.shape[-2] - 1` (all rows by default). Materialises the scores."""
+    num_queries, length = query.shape[-2], key.shape[-2]
+    query_pos = torch.arange(query_start, query_start + num_queries, device=query.device)
+    key_pos = torch.arange(length, device=query.device)
+    scores = torch.matmul(query, key.transpose(-1, -2)) / math.sqrt(query.shape[-1])
+    decay_dtype = torch.promote_types(scores.dtype, torch.float32)  # float32, or float64 for float64 inputs
+    decay = torch.exp(-alphas.to(query.device, decay_dtype)[:, None, None] * (query_pos[:, None] - key_pos).abs())
+    scores = scores * decay.to(scores.dtype)
+    if is_causal:
+        scores = scores.masked_fill(key_pos[None, :] > query_pos[:, None], float("-inf"))
+    probs = torch.softmax(scores, dim=-1)
+    if pool_size > 1:  # average-pool every row of the attention matrix (zero padding, divisor pool_size)
+        rows = probs.reshape(-1, 1, length)
+        if pool_mode == "symmetric":
+            rows = F.avg_pool1d(rows, pool_size, stride=1, padding=pool_size // 2, count_include_pad=True)
+        else:  # "causal": A'[i, j] = mean(A[i, j .. j + P - 1])
+            rows = F.avg_pool1d(F.pad(rows, (0, pool_size - 1)), pool_size, stride=1)
+        probs = rows.reshape(probs.shape)
+    return torch.matmul(probs, value)
+
+
+def naive_reference(query, key, value, alphas, pool_size, pool_mode, chunk_size=None, max_block_bytes=2**28):
+    """The naive definition in float32, over blocks of query rows (rows are independent) so that it fits at any L;
+    with `chunk_size`, LaS-chunk: the definition applied to each chunk on its own."""
+    query, key, value = (t.float() for t in (query, key, value))
+    length = query.shape[-2]
+    if chunk_size is not None and chunk_size < length:
+        return torch.cat(
+            [
+                naive_reference(query[:, :, s : s + chunk_size], key[:, :, s : s + chunk_size],
+                                value[:, :, s : s + chunk_size], alphas, pool_size, pool_mode, None, max_block_bytes)
+                for s in range(0, length, chunk_size)
+            ],
+            dim=-2,
+        )  # fmt: skip
+    batch, heads = query.shape[:2]
+    rows = max(1, min(length, max_block_bytes // (4 * batch * heads * length)))
+    blocks = [
+        naive_las(query[:, :, s : s + rows], key, value, alphas, pool_size, pool_mode, True, query_start=s)
+        for s in range(0, length, rows)
+    ]
+    return torch.cat(blocks, dim=-2)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The methods
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def build_methods(args, device, batch, length) -> tuple[dict[str, Callable], torch.Tensor]:
+    """method name -> f(q, k, v) -> output. Block masks are built here, once per shape, outside the timed call."""
+    alphas = torch.tensor(default_las_alphas(args.heads, args.alpha_max, args.alpha_decades), device=device)
+    common_kwargs = dict(pool_size=args.pool_size, pool_mode=args.pool_mode, is_causal=True)
+    chunk_impl = args.chunk_impl if args.chunk_impl != "auto" else ("flex" if device.type == "cuda" else "eager")
+    methods: dict[str, Callable] = {}
+    if "las_flex" in args.methods:
+        mask = las_flex_block_mask(None, batch, length, True, None, device)
+        methods["las_flex"] = lambda q, k, v: las_attention(
+            q, k, v, alphas, **common_kwargs, implementation="flex", block_mask=mask
+        )
+    if "las_eager" in args.methods:
+        methods["las_eager"] = lambda q, k, v: las_attention(
+            q, k, v, alphas, **common_kwargs, implementation="eager", query_block_size=args.query_block_size
+        )
+    if "las_chunk" in args.methods:
+        chunk_mask = None
+        if chunk_impl == "flex":
+            chunk_mask = las_flex_block_mask(None, batch, length, True, args.chunk_size, device)
+        methods["las_chunk"] = lambda q, k, v: las_attention(
+            q, k, v, alphas, **common_kwargs, chunk_size=args.chunk_size, implementation=chunk_impl,
+            query_block_size=args.query_block_size, block_mask=chunk_mask,
+        )  # fmt: skip
+    if "naive" in args.methods:
+        methods["naive"] = lambda q, k, v: naive_las(q, k, v, alphas, args.pool_size, args.pool_mode, True)
+    if "sdpa" in args.methods:
+        methods["sdpa"] = lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    methods = {name: methods[name] for name in args.methods if name in methods}
+    return methods, alphas
+
+
+def skip_reason(args, device, method, mode, dtype, batch, length) -> str | None:
+    if method == "las_flex" and mode == "fwd_bwd" and device.type == "cpu":
+        return "n/a (CPU)"  # torch's flex_attention has no CPU backward; las_attention would fall back to eager
+    limit = args.method_max_length.get(method)
+    if limit is not None and length > limit:
+        return "skipped (--method-max-length)"
+    if method == "naive" and args.max_naive_bytes is not None:
+        element = torch.empty((), dtype=dtype).element_size()
+        footprint = NAIVE_LXL_TENSORS[mode] * batch * args.heads * length * length * element
+        if footprint > args.max_naive_bytes:
+            return "skipped (memory budget)"
+    return None
+
+
+def make_step(fn: Callable, leaves: list[torch.Tensor], upstream: torch.Tensor, mode: str) -> Callable[[], object]:
+    if mode == "fwd":
+        # Detached: torch's CPU flex_attention refuses inputs that require grad even under no_grad (torch 2.13).
+        inputs = [leaf.detach() for leaf in leaves]
+
+        def forward() -> None:
+            with torch.no_grad():
+                fn(*inputs)
+
+        return forward
+
+    def forward_backward() -> None:
+        fn(*leaves).backward(upstream)
+        for leaf in leaves:  # dropped inside the call: the next call (and its memory measurement) starts clean
+            leaf.grad = None
+
+    return forward_backward
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The sweep
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def run_shape(args, device, dtype, head_dim, length, results: list[dict]) -> None:
+    batch = args.batch
+    generator = torch.Generator(device=device).manual_seed(args.seed + length + head_dim)
+    shape = (batch, args.heads, length, head_dim)
+    randn = lambda: torch.randn(shape, generator=generator, device=device).to(dtype)  # noqa: E731
+    leaves = [randn().requires_grad_() for _ in range(3)]
+    upstream = randn()
+    methods, alphas = build_methods(args, device, batch, length)
+    base = dict(
+        device=device.type, tag=args.tag, dtype=str(dtype).removeprefix("torch."), batch=batch, heads=args.heads,
+        head_dim=head_dim, length=length, chunk_size=args.chunk_size, query_block_size=args.query_block_size,
+        pool_size=args.pool_size, pool_mode=args.pool_mode,
+    )  # fmt: skip
+
+    checks: dict[str, tuple[float | None, str]] = {}
+    if args.check:
+        checks = check_shape(args, device, dtype, length, methods, alphas, leaves)
+
+    for mode in args.modes:
+        skipped = {name: skip_reason(args, device, name, mode, dtype, batch, length) for name in methods}
+        runnable = {name: make_step(fn, leaves, upstream, mode) for name, fn in methods.items() if not skipped[name]}
+        samples, errors = common.time_interleaved(runnable, device, args.warmup, args.repeats)
+        for name in methods:
+            row = dict(base, method=name, mode=mode, repeats=args.repeats)
+            diff, verdict = checks.get(name, (None, ""))
+            row.update(max_abs_diff=diff, check=verdict)
+            if skipped[name]:
+                row["status"] = skipped[name]
+            elif name in errors:
+                row["status"] = errors[name]
+            else:
+                peak = common.run_or_oom(lambda: common.peak_memory_bytes(runnable[name], device), device)
+                times = samples[name]
+                row.update(
+                    status="ok" if peak is not OOM else "OOM (memory run)",
+                    time_ms=common.median(times) * 1e3,
+                    time_ms_min=min(times) * 1e3,
+                    time_ms_max=max(times) * 1e3,
+                    peak_mem_mib=None if peak is OOM else peak / common.MIB,
+                )
+            results.append(row)
+            common.free_memory(device)
+        print(progress_line(results[-len(methods) :]), flush=True)
+
+
+def check_shape(args, device, dtype, length, methods, alphas, leaves) -> dict[str, tuple[float | None, str]]:
+    """Max abs difference of every LaS method's forward output from the naive definition (float32 reference)."""
+    tolerance = CHECK_TOLERANCE.get(dtype, 1e-4)
+    checks: dict[str, tuple[float | None, str]] = {}
+    leaves = [leaf.detach() for leaf in leaves]
+    references: dict[int | None, object] = {}  # chunk size (None: whole sequence) -> reference, computed on demand
+
+    def reference_for(chunk_size: int | None):
+        if chunk_size not in references:
+            references[chunk_size] = common.run_or_oom(
+                lambda: naive_reference(*leaves, alphas, args.pool_size, args.pool_mode, chunk_size), device
+            )
+        return references[chunk_size]
+
+    with torch.no_grad():
+        for name, fn in methods.items():
+            if name not in LAS_METHODS:
+                continue
+            if skip_reason(args, device, name, "fwd", dtype, args.batch, length):
+                checks[name] = (None, "skipped")
+                continue
+            expected = reference_for(args.chunk_size if name == "las_chunk" and args.chunk_size < length else None)
+            output = common.run_or_oom(lambda: fn(*leaves), device) if expected is not OOM else OOM
+            if output is OOM:
+                checks[name] = (None, "OOM")
+                continue
+            diff = (output.float() - expected).abs().max().item()
+            checks[name] = (diff, "PASS" if diff <= tolerance else "FAIL")
+            del output
+    references.clear()
+    common.free_memory(device)
+    return checks
+
+
+def progress_line(rows: list[dict]) -> str:
+    head = rows[0]
+    cells = []
+    for row in rows:
+        if row["status"] == "ok":
+            cells.append(f"{row['method']} {fmt_ms(row['time_ms'] / 1e3)} ms {fmt_mib(row['peak_mem_mib'] * common.MIB)} MiB")
+        else:
+            cells.append(f"{row['method']} {row['status']}")
+    return f"[{head['dtype']} d={head['head_dim']} L={head['length']} {head['mode']}] " + "; ".join(cells)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Targets
+# ----------------------------------------------------------------------------------------------------------------------
+
+# (description, device, mode, dtype or None, head_dim or None, kind, arguments, goal, direction)
+TARGETS = (
+    ("LaS eager training peak memory / naive's, L=4K", "cpu", "fwd_bwd", None, None,
+     "mem_ratio", ("las_eager", "naive", 4096), 0.25, "<="),
+    ("LaS flex inference time / SDPA's, L=2K", "cpu", "fwd", None, None,
+     "time_ratio", ("las_flex", "sdpa", 2048), 2.0, "<="),
+    ("LaS flex time / SDPA causal, L=4K", "cuda", "fwd_bwd", "bfloat16", 64,
+     "time_ratio", ("las_flex", "sdpa", 4096), 1.3, "<="),
+    ("LaS flex time / SDPA causal, L=16K", "cuda", "fwd_bwd", "bfloat16", 64,
+     "time_ratio", ("las_flex", "sdpa", 16384), 1.3, "<="),
+    ("LaS flex peak memory / SDPA's, L=4K", "cuda", "fwd_bwd", "bfloat16", 64,
+     "mem_ratio", ("las_flex", "sdpa", 4096), 1.2, "<="),
+    ("LaS flex peak memory / SDPA's, L=16K", "cuda", "fwd_bwd", "bfloat16", 64,
+     "mem_ratio", ("las_flex", "sdpa", 16384), 1.2, "<="),
+    ("naive time / LaS flex time, L=4K", "cuda", "fwd_bwd", "bfloat16", 64,
+     "time_ratio", ("naive", "las_flex", 4096), 10.0, ">="),
+    ("LaS-chunk time L=64K / L=16K", "cuda", "fwd_bwd", "bfloat16", 64,
+     "length_ratio", ("las_chunk", 65536, 16384), 4.5, "<="),
+)  # fmt: skip
+
+
+def _lookup(rows, group, method, length):
+    for row in rows:
+        if (row["dtype"], row["head_dim"], row["mode"]) == group and row["method"] == method and row["length"] == length:
+            return row
+    return None
+
+
+def _metric(row, kind):
+    if row is None or row["status"] != "ok":
+        return None
+    return row["time_ms"] if kind != "mem_ratio" else row["peak_mem_mib"]
+
+
+def evaluate_targets(rows: list[dict], device_type: str) -> list[list[str]]:
+    table = []
+    groups = sorted({(row["dtype"], row["head_dim"], row["mode"]) for row in rows}, key=str)
+    for description, device, mode, dtype, head_dim, kind, arguments, goal, direction in TARGETS:
+        if device != device_type:
+            continue
+        for group in groups:
+            if group[2] != mode or (dtype and group[0] != dtype) or (head_dim and group[1] != head_dim):
+                continue
+            if kind == "length_ratio":
+                method, long, short = arguments
+                a, b = _lookup(rows, group, method, long), _lookup(rows, group, method, short)
+            else:
+                first, second, length = arguments
+                a, b = _lookup(rows, group, first, length), _lookup(rows, group, second, length)
+            if a is None and b is None:
+                continue  # this sweep did not include the target's shape
+            x, y = _metric(a, kind), _metric(b, kind)
+            if x is None or y is None or y == 0:
+                why = next((r["status"] for r in (a, b) if r is not None and r["status"] != "ok"), "not measured")
+                table.append([description, f"{group[0]}, d={group[1]}", f"n/a ({why})", f"{direction} {goal:g}", "n/a"])
+                continue
+            ratio = x / y
+            passed = ratio <= goal if direction == "<=" else ratio >= goal
+            table.append([description, f"{group[0]}, d={group[1]}", fmt_ratio(ratio), f"{direction} {goal:g}",
+                          "PASS" if passed else "FAIL"])  # fmt: skip
+    if device_type == "cuda":
+        for group in groups:
+            naive_rows = sorted((r for r in rows if r["method"] == "naive" and (r["dtype"], r["head_dim"], r["mode"]) == group),
+                                key=lambda r: r["length"])  # fmt: skip
+            if not naive_rows:
+                continue
+            first_oom = next((r["length"] for r in naive_rows if r["status"].startswith("OOM")), None)
+            where = f"first OOM at L={fmt_length(first_oom)}" if first_oom else f"no OOM up to L={fmt_length(naive_rows[-1]['length'])}"
+            table.append([f"naive definition ({group[2]})", f"{group[0]}, d={group[1]}", where, "report", "info"])
+    return table
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Output
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def cell(row: dict | None, key: str) -> str:
+    if row is None:
+        return ""
+    if row["status"] != "ok":
+        return row["status"]
+    return fmt_ms(row["time_ms"] / 1e3) if key == "time" else fmt_mib(row["peak_mem_mib"] * common.MIB)
+
+
+def render_markdown(args, device, rows: list[dict]) -> str:
+    methods = [m for m in args.methods]
+    out = [f"# LaS attention: one call, {device.type} ({args.tag})", ""]
+    out.append(f"- machine: {common.machine_line(device)}")
+    out.append(f"- command: `{common.command_line()}`")
+    out.append(
+        f"- batch {args.batch}, {args.heads} heads, causal, pool_size {args.pool_size} ({args.pool_mode}), "
+        f"alphas {fmt_alphas(args)}, las_eager query block {args.query_block_size}, las_chunk chunk {args.chunk_size}"
+    )
+    out.append(
+        f"- time: median of {args.repeats} calls after {args.warmup} warm-up call(s), methods interleaved "
+        "round-robin; peak memory: bytes allocated by torch above the inputs during one call "
+        + ("(torch.cuda.max_memory_allocated)" if device.type == "cuda" else "(CPU allocator events of torch.profiler)")
+    )
+    out.append("")
+    groups = []
+    for row in rows:
+        group = (row["dtype"], row["head_dim"], row["mode"])
+        if group not in groups:
+            groups.append(group)
+    for dtype, head_dim, mode in groups:
+        out.append(f"## {dtype}, head_dim {head_dim}, {'forward + backward' if mode == 'fwd_bwd' else 'forward only'}")
+        out.append("")
+        lengths = sorted({r["length"] for r in rows if (r["dtype"], r["head_dim"], r["mode"]) == (dtype, head_dim, mode)})
+        header = ["L"] + [f"{m} ms" for m in methods] + [f"{m} MiB" for m in methods]
+        body = []
+        for length in lengths:
+            found = {m: _lookup(rows, (dtype, head_dim, mode), m, length) for m in methods}
+            body.append([fmt_length(length)] + [cell(found[m], "time") for m in methods]
+                        + [cell(found[m], "mem") for m in methods])  # fmt: skip
+        out += [markdown_table(header, body), ""]
+    targets = evaluate_targets(rows, device.type)
+    if targets:
+        out += ["## Targets", "", markdown_table(["target", "setting", "measured", "goal", "result"], targets), ""]
+    if args.check:
+        out += ["## Correctness (--check): max |output - naive definition|, forward", ""]
+        checked = [m for m in methods if m in LAS_METHODS]
+        header = ["dtype", "head_dim", "L"] + checked + ["tolerance"]
+        body, seen = [], set()
+        for row in rows:
+            key = (row["dtype"], row["head_dim"], row["length"])
+            if key in seen:
+                continue
+            seen.add(key)
+            cells = []
+            for m in checked:
+                found = next((r for r in rows if (r["dtype"], r["head_dim"], r["length"]) == key and r["method"] == m), None)
+                if found is None or not found.get("check"):
+                    cells.append("")
+                elif found["max_abs_diff"] is None:
+                    cells.append(found["check"])
+                else:
+                    cells.append(f"{found['max_abs_diff']:.1e} {found['check']}")
+            tolerance = CHECK_TOLERANCE.get(common.DTYPES[row["dtype"]], 1e-4)
+            body.append([row["dtype"], row["head_dim"], fmt_length(row["length"]), *cells, f"{tolerance:g}"])
+        out += [markdown_table(header, body), ""]
+    return "\n".join(out)
+
+
+def fmt_alphas(args) -> str:
+    alphas = default_las_alphas(args.heads, args.alpha_max, args.alpha_decades)
+    return "[" + ", ".join(f"{a:.3g}" for a in alphas) + "]"
+
+
+def plot(path: Path, rows: list[dict], methods: list[str], title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = []
+    for row in rows:
+        group = (row["dtype"], row["head_dim"], row["mode"])
+        if group not in groups:
+            groups.append(group)
+    if not groups:
+        return
+    fig, axes = plt.subplots(len(groups), 2, figsize=(11, 3.6 * len(groups)), squeeze=False)
+    markers = dict(zip(METHODS, "os^Dv"))
+    colors = {method: f"C{i}" for i, method in enumerate(METHODS)}  # the same colour in every panel
+    for (dtype, head_dim, mode), (ax_time, ax_mem) in zip(groups, axes):
+        for method in methods:
+            points = sorted(
+                (r["length"], r["time_ms"], r["peak_mem_mib"])
+                for r in rows
+                if (r["dtype"], r["head_dim"], r["mode"], r["method"]) == (dtype, head_dim, mode, method)
+                and r["status"] == "ok"
+            )
+            if not points:
+                continue
+            lengths, times, mems = zip(*points)
+            style = dict(marker=markers[method], color=colors[method], label=method)
+            ax_time.plot(lengths, times, **style)
+            ax_mem.plot(lengths, [max(m, 1e-3) for m in mems], **style)
+        what = "fwd+bwd" if mode == "fwd_bwd" else "fwd"
+        for ax, ylabel in ((ax_time, "time (ms)"), (ax_mem, "peak memory (MiB)")):
+            ax.set_xscale("log", base=2)
+            ax.set_yscale("log")
+            ax.set_xlabel("sequence length L")
+            ax.set_ylabel(ylabel)
+            ax.set_title(f"{ylabel.split(' (')[0]}: {dtype}, head_dim {head_dim}, {what}")
+            ax.grid(True, which="both", alpha=0.3)
+            ax.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# CLI
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    common.add_common_arguments(parser, default_repeats=None, default_warmup=None)
+    parser.add_argument("--dtype", nargs="+", choices=sorted(common.DTYPES), default=None,
+                        help="default: float32 on CPU, bfloat16 on CUDA")
+    parser.add_argument("--lengths", nargs="+", type=int, default=None,
+                        help="default: 256..4096 on CPU, 1K..16K on CUDA")
+    parser.add_argument("--head-dims", nargs="+", type=int, default=None, help="default: 32 64 on CPU, 64 on CUDA")
+    parser.add_argument("--batch", type=int, default=None, help="default: 1 on CPU, 4 on CUDA")
+    parser.add_argument("--heads", type=int, default=8)
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    parser.add_argument("--mode", choices=("fwd", "fwd_bwd", "both"), default="both")
+    parser.add_argument("--chunk-size", type=int, default=1024, help="LaS-chunk chunk length")
+    parser.add_argument("--chunk-impl", choices=("auto", "eager", "flex"), default="auto",
+                        help="LaS-chunk kernel; auto = flex on CUDA, eager on CPU")
+    parser.add_argument("--query-block-size", type=int, default=512, help="las_eager query block")
+    parser.add_argument("--pool-size", type=int, default=3)
+    parser.add_argument("--pool-mode", choices=("symmetric", "causal"), default="symmetric")
+    parser.add_argument("--alpha-max", type=float, default=0.1, help="largest decay rate B (head 0 has alpha 0)")
+    parser.add_argument("--alpha-decades", type=float, default=2.0, help="alphas log-uniform in [B 10^-k, B]")
+    parser.add_argument("--max-naive-bytes", type=float, default=None,
+                        help="skip naive where its estimated L x L footprint exceeds this (default: 4 GiB on CPU, "
+                             "none on CUDA, where out-of-memory is caught and reported as OOM)")
+    parser.add_argument("--method-max-length", nargs="*", default=[], metavar="METHOD=L",
+                        help="run METHOD only up to length L, e.g. naive=16384 las_eager=16384")
+    parser.add_argument("--check", action="store_true", help="compare every LaS method's forward with the definition")
+    parser.add_argument("--no-plot", action="store_true")
+    args = parser.parse_args(argv)
+    on_cuda = args.device == "cuda"
+    if args.smoke:
+        defaults = dict(dtype=["float32"], lengths=[64, 128], head_dims=[16], batch=2, repeats=2, warmup=1)
+        args.heads, args.chunk_size, args.query_block_size = 4, 64, 32
+        if not args.method_max_length:  # every new length is one more flex compilation (5-20 s on CPU)
+            args.method_max_length = ["las_flex=64"]
+    elif on_cuda:
+        defaults = dict(dtype=["bfloat16"], lengths=[1024, 2048, 4096, 8192, 16384], head_dims=[64], batch=4,
+                        repeats=10, warmup=3)  # fmt: skip
+    else:
+        defaults = dict(dtype=["float32"], lengths=[256, 512, 1024, 2048, 4096], head_dims=[32, 64], batch=1,
+                        repeats=3, warmup=1)  # fmt: skip
+    for name, value in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    if args.max_naive_bytes is None and not on_cuda:
+        args.max_naive_bytes = 4 * 2**30
+    args.modes = list(MODES) if args.mode == "both" else [args.mode]
+    limits = {}
+    for item in args.method_max_length:
+        method, _, length = item.partition("=")
+        if method not in METHODS or not length.isdigit():
+            parser.error(f"--method-max-length takes METHOD=LENGTH with METHOD in {METHODS}; got {item!r}")
+        limits[method] = int(length)
+    args.method_max_length = limits
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    device = common.apply_common_arguments(args)
+    common.raise_compile_limits()
+    out_dir = args.out
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = out_dir / f"attention_{args.tag}"
+    print(f"# {common.machine_line(device)}", flush=True)
+    rows: list[dict] = []
+    for dtype_name in args.dtype:
+        dtype = common.DTYPES[dtype_name]
+        for head_dim in args.head_dims:
+            for length in sorted(args.lengths):
+                run_shape(args, device, dtype, head_dim, length, rows)
+                # rewritten after every shape: a run cut off by a time limit keeps what it measured
+                common.write_csv(stem.with_suffix(".csv"), rows, CSV_COLUMNS)
+                common.write_text(stem.with_suffix(".md"), render_markdown(args, device, rows))
+    markdown = render_markdown(args, device, rows)
+    common.write_text(stem.with_suffix(".md"), markdown)
+    if not args.no_plot:
+        plot(stem.with_suffix(".png"), rows, args.methods, f"LaS attention, one call ({args.tag}, batch {args.batch}, "
+                                                           f"{args.heads} heads)")  # fmt: skip
+    print()
+    print(markdown)
+    failed = [r for r in rows if r.get("check") == "FAIL"]
+    if failed:
+        print(f"\n--check FAILED for {len(failed)} row(s)", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

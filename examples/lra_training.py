@@ -1,0 +1,185 @@
+# Copyright 2026 The las-transformers authors. Licensed under the Apache License, Version 2.0.
+"""Helpers shared by `run_lra.py` and `compare_runs.py`: per-task defaults, config overrides, learning curves.
+
+Kept out of `run_lra.py` so that the training script reads top to bottom like `run_glue.py`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+#: The per-task default files, `configs/<task>.json`.
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+#: The sections of a config file: LaSConfig fields, DataArguments and TrainingArguments defaults.
+CONFIG_SECTIONS = ("model", "data", "training")
+
+
+class UsageError(Exception):
+    """A bad command line or config file: reported as one line on stderr with exit code 2."""
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Config files
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _public(mapping: Mapping[str, Any]) -> dict[str, Any]:
+    """Drop the keys starting with `_` (`_comment`, `_our_choice`): documentation, not settings."""
+    return {key: value for key, value in mapping.items() if not key.startswith("_")}
+
+
+def read_config_file(path: str | Path) -> dict[str, dict[str, Any]]:
+    """Read a config file into its three sections.
+
+    A file with none of the section names at its top level is taken as a flat list of LaSConfig fields, so a plain
+    `{"hidden_size": 64}` works as `--config` too.
+    """
+    path = Path(path)
+    try:
+        content = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UsageError(f"config file {path} does not exist") from None
+    except json.JSONDecodeError as error:
+        raise UsageError(f"config file {path} is not valid JSON: {error}") from None
+    if not isinstance(content, dict):
+        raise UsageError(f"config file {path} must hold a JSON object")
+    content = _public(content)
+    if not set(content) & set(CONFIG_SECTIONS):
+        content = {"model": content}
+    unknown = sorted(set(content) - set(CONFIG_SECTIONS))
+    if unknown:
+        raise UsageError(f"config file {path}: unknown section(s) {', '.join(unknown)}; use {', '.join(CONFIG_SECTIONS)}")
+    return {section: _public(content.get(section, {})) for section in CONFIG_SECTIONS}
+
+
+def task_defaults(task: str, config_path: str | Path | None = None) -> dict[str, dict[str, Any]]:
+    """The defaults of a task: `configs/<task>.json`, then the fields of `config_path` on top of it."""
+    merged: dict[str, dict[str, Any]] = {section: {} for section in CONFIG_SECTIONS}
+    sources = [CONFIG_DIR / f"{task}.json"] + ([Path(config_path)] if config_path else [])
+    for source in sources:
+        if source == sources[0] and not source.is_file():
+            continue  # a task without a default file simply has no defaults
+        for section, values in read_config_file(source).items():
+            merged[section].update(values)
+    return merged
+
+
+def _split_top_level(text: str, separator: str = ",") -> list[str]:
+    """Split on `separator` outside brackets, so `las_alphas=[0,0.1]` stays one item."""
+    items, depth, current = [], 0, []
+    for char in text:
+        depth += char in "[{("
+        depth -= char in "]})"
+        if char == separator and depth == 0:
+            items.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    items.append("".join(current))
+    return [item.strip() for item in items if item.strip()]
+
+
+def parse_config_overrides(text: str | None) -> dict[str, Any]:
+    """Parse `"las_pool_size=5,hidden_size=64,norm_type=batchnorm,las_alphas=[0,0.1]"` into typed values.
+
+    Values are read as JSON when they parse (numbers, `true`/`false`, `null`, lists), as strings otherwise; Python's
+    `True`/`False`/`None` are accepted too since that is what people type.
+    """
+    overrides: dict[str, Any] = {}
+    for item in _split_top_level(text or ""):
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--config_overrides expects key=value pairs separated by commas; got {item!r}")
+        raw = raw.strip()
+        raw = {"True": "true", "False": "false", "None": "null"}.get(raw, raw)
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        overrides[key.strip()] = value
+    return overrides
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Learning curves
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def learning_curves(log_history: Sequence[Mapping[str, Any]]) -> dict[str, list[tuple[float, float]]]:
+    """The (step, value) series of a Trainer `log_history`: train loss, eval loss and eval accuracy.
+
+    A step logged twice (the final validation right after the last in-training one) keeps its last value.
+    """
+    series: dict[str, dict[float, float]] = {"train_loss": {}, "eval_loss": {}, "eval_accuracy": {}}
+    for entry in log_history:
+        step = entry.get("step")
+        if step is None:
+            continue
+        if "loss" in entry:  # the periodic training log; the end-of-training summary uses "train_loss"
+            series["train_loss"][step] = entry["loss"]
+        for key in ("eval_loss", "eval_accuracy"):
+            if key in entry:
+                series[key][step] = entry[key]
+    return {name: sorted(points.items()) for name, points in series.items()}
+
+
+def read_log_history(run_dir: str | Path) -> list[dict[str, Any]]:
+    """The `log_history` of a finished run (`trainer_state.json` in its output dir)."""
+    state_file = Path(run_dir) / "trainer_state.json"
+    if not state_file.is_file():
+        raise FileNotFoundError(f"{state_file} not found: is {run_dir} the output_dir of a finished run_lra.py run?")
+    return json.loads(state_file.read_text())["log_history"]
+
+
+def plot_learning_curves(runs: Mapping[str, Sequence[Mapping[str, Any]]], path: str | Path, title: str = "") -> Path:
+    """Plot train loss and validation accuracy against the step for every run; save a PNG at `path`.
+
+    Args:
+        runs: run label -> that run's Trainer `log_history`.
+        path: where the PNG goes.
+        title: the figure title.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on servers and CI
+    import matplotlib.pyplot as plt
+
+    figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for label, history in runs.items():
+        curves = learning_curves(history)
+        color = None  # one colour per run across both panels
+        if curves["train_loss"]:
+            (line,) = loss_axis.plot(*zip(*curves["train_loss"]), label=f"{label} train")
+            color = line.get_color()
+        if curves["eval_loss"]:
+            (line,) = loss_axis.plot(*zip(*curves["eval_loss"]), "--", marker="o", color=color, label=f"{label} validation")
+            color = line.get_color()
+        if curves["eval_accuracy"]:
+            accuracy_axis.plot(*zip(*curves["eval_accuracy"]), marker="o", color=color, label=label)
+    loss_axis.set(xlabel="step", ylabel="cross-entropy loss", title="Loss")
+    accuracy_axis.set(xlabel="step", ylabel="accuracy", title="Validation accuracy")
+    for axis in (loss_axis, accuracy_axis):
+        axis.grid(alpha=0.3)
+        if axis.get_legend_handles_labels()[0]:
+            axis.legend()
+    if title:
+        figure.suptitle(title)
+    figure.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
+
+
+def format_number(value: Any, digits: int = 4) -> str:
+    """A table cell: floats rounded, missing values as an em dash."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)

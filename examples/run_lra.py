@@ -1,0 +1,570 @@
+#!/usr/bin/env python
+# Copyright 2026 The las-transformers authors. Licensed under the Apache License, Version 2.0.
+"""Train, evaluate and share a LaS transformer (or its softmax baseline) on a Long Range Arena task.
+
+In the style of transformers' `run_glue.py`: one `Trainer`, arguments from dataclasses, per-task defaults from
+`examples/configs/<task>.json` (command-line flags win). ListOps and Pathfinder need no download: without
+`--data_dir` they are generated once into a cache folder and reused.
+
+    python examples/run_lra.py --task listops --output_dir runs/listops-las
+    python examples/run_lra.py --task listops --attention_type softmax --output_dir runs/listops-softmax
+    python examples/run_lra.py --task text --data_dir ~/data --config_overrides "hidden_size=64,las_pool_size=5"
+    python examples/run_lra.py --task listops --output_dir runs/listops-las --resume_from_checkpoint True
+    torchrun --nproc_per_node 2 examples/run_lra.py --task listops --ddp_backend gloo --use_cpu ...
+    accelerate launch --num_processes 2 examples/run_lra.py --task listops ...
+
+At the end, `output_dir` holds the final model with its remote code (`modeling_las.py`, `configuration_las.py`), the
+tokenizer (token tasks), `{train,eval,test,all}_results.json`, `trainer_state.json`, `learning_curves.png` and a model
+card (`README.md`) with the measured test accuracy; `--push_to_hub --hub_model_id user/name` uploads all of it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+import platform
+import shlex
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if importlib.util.find_spec("lra") is None:  # a checkout without `pip install -e .`: use the repository's modules
+    sys.path.insert(0, str(REPO_ROOT))
+
+import datasets
+import numpy as np
+import torch
+import transformers
+from transformers import (
+    AutoConfig,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    EvalPrediction,
+    HfArgumentParser,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+    set_seed,
+)
+from transformers.trainer_utils import get_last_checkpoint
+
+import lra
+import modeling_las  # noqa: F401 - registers LaSConfig / LaSForSequenceClassification with the Auto classes
+from configuration_las import ATTENTION_TYPES, LaSConfig
+from hub_cards.model_card import render_model_card
+from lra_training import UsageError, parse_config_overrides, plot_learning_curves, task_defaults
+
+logger = logging.getLogger(__name__)
+
+#: Tasks whose data our own generators produce, so they need no `--data_dir`.
+GENERATED_TASKS = ("listops", "pathfinder")
+#: The LaS paper's test accuracy in percent, shown on the card next to ours (las-method.md, section 4: recalled from
+#: the paper, to be checked against the PDF). Path-X: the paper reports a failure, so nothing to compare with.
+PAPER_LAS_ACCURACY = {"listops": 53.05, "text": 79.28, "retrieval": 85.56, "image": 70.44, "pathfinder": 81.62}
+#: LaSConfig fields shown on the model card.
+CARD_CONFIG_FIELDS = (
+    "attention_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "norm_type",
+    "position_embedding_type", "is_causal", "las_alpha_max", "las_alphas", "las_pool_size", "las_pool_mode",
+    "las_chunk_size", "input_type", "dual_encoder", "max_position_embeddings",
+)
+#: Measured values shown on the model card (the accuracies also go into its model-index).
+CARD_RESULT_KEYS = ("test_accuracy", "eval_accuracy", "test_loss", "eval_loss")
+#: TrainingArguments shown on the model card.
+CARD_TRAINING_FIELDS = (
+    "learning_rate", "weight_decay", "per_device_train_batch_size", "gradient_accumulation_steps", "num_train_epochs",
+    "max_steps", "lr_scheduler_type", "warmup_steps", "seed",
+)
+
+
+@dataclass
+class ModelArguments:
+    """Which model to train: a new LaS/softmax transformer, or an existing checkpoint to fine-tune or evaluate."""
+
+    attention_type: str | None = field(
+        default=None,
+        metadata={"help": f"One of {', '.join(ATTENTION_TYPES)}. Default: 'las', or the checkpoint's own type."},
+    )
+    config: str | None = field(
+        default=None,
+        metadata={
+            "help": "A JSON file layered over examples/configs/<task>.json: sections 'model' (LaSConfig fields), "
+            "'data' and 'training' (flag defaults); a file without sections is read as LaSConfig fields."
+        },
+    )
+    config_overrides: str | None = field(
+        default=None,
+        metadata={"help": "LaSConfig fields to override, e.g. 'las_pool_size=5,hidden_size=64,las_alphas=[0,0.1]'."},
+    )
+    attn_implementation: str = field(
+        default="eager",
+        metadata={"help": "'eager' (blocked, trains everywhere) or 'flex_attention' (compiled; CPU: inference only)."},
+    )
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "A checkpoint (folder or Hub id) to start from instead of a new model."},
+    )
+    model_revision: str = field(default="main", metadata={"help": "Branch, tag or commit of model_name_or_path."})
+    trust_remote_code: bool = field(
+        default=False, metadata={"help": "Allow a Hub checkpoint's own modelling code (not needed for LaS here)."}
+    )
+
+
+@dataclass
+class DataArguments:
+    """Which LRA task, where its data live (or how to generate them), and how much of it to use."""
+
+    task: str = field(metadata={"help": f"The LRA task: {', '.join(lra.TASKS)}."})
+    data_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "A local copy of the task's data (the LRA archive root, the task folder, or for text / image "
+            "the folder holding aclImdb / cifar-10). Optional for listops and pathfinder: generated if omitted."
+        },
+    )
+    cache_dir: str | None = field(default=None, metadata={"help": "Where `datasets` keeps the prepared Arrow files."})
+    generated_data_root: str | None = field(
+        default=None,
+        metadata={
+            "help": "Where generated data go (default: $LAS_TRANSFORMERS_CACHE/lra or ~/.cache/las-transformers/lra); "
+            "one folder per set of generation parameters, reused by later runs."
+        },
+    )
+    max_length: int | None = field(
+        default=None,
+        metadata={"help": "Tokens per sequence (per document for retrieval), <eos> included. Pixel tasks: fixed."},
+    )
+    max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training examples."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N validation examples."})
+    max_test_samples: int | None = field(default=None, metadata={"help": "Use only the first N test examples."})
+    pathfinder_resolution: int = field(default=32, metadata={"help": "Pathfinder image side: 32, 64, 128 or 256."})
+    pathfinder_difficulty: int = field(default=14, metadata={"help": "Pathfinder contour length: 6, 9 or 14."})
+    generate_seed: int = field(default=0, metadata={"help": "Seed of the data generators."})
+    generate_num_train: int = field(default=96_000, metadata={"help": "ListOps generation: training samples."})
+    generate_num_val: int = field(default=2_000, metadata={"help": "ListOps generation: validation samples."})
+    generate_num_test: int = field(default=2_000, metadata={"help": "ListOps generation: test samples."})
+    generate_min_length: int = field(
+        default=500, metadata={"help": "ListOps generation: keep expressions longer than this (tokens, no brackets)."}
+    )
+    generate_max_length: int = field(default=2_000, metadata={"help": "ListOps generation: ... and shorter than this."})
+    generate_num_images: int = field(
+        default=200_000, metadata={"help": "Pathfinder generation: images in all (80/10/10 train/validation/test)."}
+    )
+    generate_workers: int = field(default=1, metadata={"help": "Pathfinder generation: worker processes."})
+    preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenization."})
+
+
+class LRAArgumentParser(HfArgumentParser):
+    """Reports a bad argument as a `UsageError` (one line, exit code 2) instead of printing the usage text."""
+
+    def error(self, message: str):
+        raise UsageError(message)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Arguments
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _peek(argv: Sequence[str], name: str) -> str | None:
+    """The value of `--name` in a command line, read before the full parse (which needs the task's defaults)."""
+    peek = LRAArgumentParser(add_help=False)
+    peek.add_argument(f"--{name}")
+    return vars(peek.parse_known_args(argv)[0])[name]
+
+
+def parse_arguments(argv: Sequence[str]) -> tuple[ModelArguments, DataArguments, TrainingArguments, dict[str, Any]]:
+    """Parse the command line over the task's defaults; return the three argument objects and the LaSConfig fields.
+
+    Precedence, lowest first: the dataclass defaults, `configs/<task>.json`, `--config FILE`, the command line (and
+    `--config_overrides` for LaSConfig fields).
+    """
+    task = _peek(argv, "task")
+    if task is not None and task not in lra.TASKS:
+        raise UsageError(f"unknown task {task!r}; choose one of {', '.join(lra.TASKS)}")
+    attention_type = _peek(argv, "attention_type")
+    if attention_type is not None and attention_type not in ATTENTION_TYPES:
+        raise UsageError(f"unknown attention type {attention_type!r}; choose one of {', '.join(ATTENTION_TYPES)}")
+
+    parser = LRAArgumentParser((ModelArguments, DataArguments, TrainingArguments))
+    defaults = task_defaults(task, _peek(argv, "config")) if task else {"model": {}, "data": {}, "training": {}}
+    known = {action.dest for action in parser._actions}
+    for section in ("data", "training"):
+        unknown = sorted(set(defaults[section]) - known)
+        if unknown:
+            raise UsageError(f"config: unknown {section} field(s) {', '.join(unknown)}")
+    run_name = f"{task}-{attention_type or 'las'}" if task else None
+    parser.set_defaults(
+        do_train=True,
+        do_eval=True,
+        do_predict=True,
+        ddp_find_unused_parameters=False,  # every parameter takes part in every forward: skip DDP's extra graph walk
+        output_dir=str(Path("runs") / run_name) if run_name else None,
+        **defaults["data"],
+        **defaults["training"],
+    )
+    try:
+        model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=list(argv))
+    except ValueError as error:  # unknown flags, and TrainingArguments' own consistency checks
+        raise UsageError(" ".join(str(error).split())) from None
+
+    if model_args.attn_implementation not in ("eager", "flex_attention"):
+        raise UsageError(f"--attn_implementation must be 'eager' or 'flex_attention', not {model_args.attn_implementation!r}")
+    if data_args.data_dir is None and data_args.task not in GENERATED_TASKS:
+        raise UsageError(
+            f"--data_dir is required for the task {data_args.task!r}: only {' and '.join(GENERATED_TASKS)} can be "
+            "generated; point it at a local copy of the data (see lra-data.md for the layouts)"
+        )
+    if data_args.data_dir is not None and not Path(data_args.data_dir).expanduser().exists():
+        raise UsageError(f"--data_dir {data_args.data_dir} does not exist")
+    return model_args, data_args, training_args, defaults["model"]
+
+
+def resolve_checkpoint(training_args: TrainingArguments) -> str | None:
+    """The checkpoint to resume from: `--resume_from_checkpoint PATH`, or `True` for the last one in output_dir."""
+    value = training_args.resume_from_checkpoint
+    last = get_last_checkpoint(training_args.output_dir) if os.path.isdir(training_args.output_dir) else None
+    if value is None or value.lower() in ("false", "none", ""):
+        if last is not None and training_args.do_train:
+            logger.warning(f"{last} exists: pass --resume_from_checkpoint True to continue that run instead.")
+        return None
+    if value.lower() in ("true", "last"):
+        if last is None:
+            raise UsageError(f"--resume_from_checkpoint True: no checkpoint-* folder in {training_args.output_dir}")
+        return last
+    if not os.path.isdir(value):
+        raise UsageError(f"--resume_from_checkpoint {value}: no such folder")
+    return value
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Data
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def generated_data_dir(data_args: DataArguments) -> Path:
+    """The cache folder of generated data: one per task and set of generation parameters."""
+    root = data_args.generated_data_root or os.path.join(
+        os.environ.get("LAS_TRANSFORMERS_CACHE", os.path.join(Path.home(), ".cache", "las-transformers")), "lra"
+    )
+    if data_args.task == "listops":
+        name = (
+            f"listops-train{data_args.generate_num_train}-val{data_args.generate_num_val}-test{data_args.generate_num_test}"
+            f"-len{data_args.generate_min_length}-{data_args.generate_max_length}-seed{data_args.generate_seed}"
+        )
+    else:
+        name = (
+            f"pathfinder{data_args.pathfinder_resolution}-difficulty{data_args.pathfinder_difficulty}"
+            f"-n{data_args.generate_num_images}-seed{data_args.generate_seed}"
+        )
+    return Path(root).expanduser() / name
+
+
+def generate_data(data_args: DataArguments, folder: Path) -> None:
+    """Run the task's generator into `folder` unless an earlier run completed it (a marker file says so)."""
+    marker = folder / ".complete"
+    if marker.is_file():
+        logger.info(f"Reusing the generated data in {folder}")
+        return
+    logger.info(f"Generating {data_args.task} data into {folder} (done once; later runs reuse it)")
+    if data_args.task == "listops":
+        from lra.listops import generate_listops
+
+        generate_listops(
+            folder / "listops-1000",
+            num_train=data_args.generate_num_train,
+            num_val=data_args.generate_num_val,
+            num_test=data_args.generate_num_test,
+            seed=data_args.generate_seed,
+            min_length=data_args.generate_min_length,
+            max_length=data_args.generate_max_length,
+        )
+    else:
+        from lra.pathfinder import generate_pathfinder
+
+        generate_pathfinder(
+            folder,
+            resolution=data_args.pathfinder_resolution,
+            difficulty=data_args.pathfinder_difficulty,
+            num_images=data_args.generate_num_images,
+            seed=data_args.generate_seed,
+            workers=data_args.generate_workers,
+        )
+    marker.write_text(json.dumps(asdict(data_args), indent=2))
+
+
+def load_datasets(data_args: DataArguments, training_args: TrainingArguments, tokenizer) -> datasets.DatasetDict:
+    """Generate (if needed), load and encode the task; trim splits to the `max_*_samples` asked for."""
+    options = {}
+    if data_args.task == "pathfinder":
+        options = {"resolution": data_args.pathfinder_resolution, "difficulty": data_args.pathfinder_difficulty}
+    data_dir = data_args.data_dir
+    # Only the main process generates and prepares; the others wait here, then read what it wrote.
+    with training_args.main_process_first(desc="preparing the data"):
+        if data_dir is None:
+            data_dir = generated_data_dir(data_args)
+            generate_data(data_args, data_dir)
+        raw = lra.load_lra(data_args.task, data_dir, cache_dir=data_args.cache_dir, **options)
+        limits = {
+            "train": data_args.max_train_samples,
+            "validation": data_args.max_eval_samples,
+            "test": data_args.max_test_samples,
+        }
+        for split, limit in limits.items():
+            if limit is not None:
+                raw[split] = raw[split].select(range(min(limit, len(raw[split]))))
+        encoded = lra.encode(
+            data_args.task,
+            raw,
+            max_length=data_args.max_length,
+            tokenizer=tokenizer,
+            num_proc=data_args.preprocessing_num_workers,
+        )
+    return encoded
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Model
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def build_config(model_args: ModelArguments, data_args: DataArguments, model_defaults: dict[str, Any], info):
+    """The model's config: a new LaSConfig for the task (defaults < config file < overrides), or the checkpoint's.
+
+    Built before any data work, so that a typo in a field is reported at once, not after minutes of generation.
+    """
+    overrides = parse_config_overrides(model_args.config_overrides)
+    if model_args.attention_type is not None:
+        overrides["attention_type"] = model_args.attention_type
+    try:
+        if model_args.model_name_or_path:
+            # The checkpoint's architecture is authoritative: only explicit overrides change it.
+            config = AutoConfig.from_pretrained(
+                model_args.model_name_or_path,
+                revision=model_args.model_revision,
+                trust_remote_code=model_args.trust_remote_code,
+                **overrides,
+            )
+            if hasattr(config, "validate_las"):
+                config.validate_las()
+            return config
+        fields = {**model_defaults, **overrides}
+        unknown = sorted(set(fields) - set(LaSConfig().to_dict()))
+        if unknown:
+            raise UsageError(f"unknown LaSConfig field(s) {', '.join(unknown)}")
+        # Pixel tasks have one length, set by the images; token tasks are cut to --max_length.
+        max_length = info.max_length if info.input_kind == "pixels" else data_args.max_length or info.max_length
+        max_position_embeddings = max(fields.pop("max_position_embeddings", 0), max_length)
+        return LaSConfig(
+            **fields,
+            # What the task dictates, whatever the config file says:
+            num_labels=info.num_labels,
+            id2label=dict(enumerate(info.label_names)),
+            label2id={name: index for index, name in enumerate(info.label_names)},
+            vocab_size=info.vocab_size,
+            pad_token_id=info.pad_token_id,
+            input_type="pixels" if info.input_kind == "pixels" else "tokens",
+            dual_encoder=info.input_kind == "pair",
+            eos_token_id=None if info.input_kind == "pixels" else lra.EOS_TOKEN_ID,
+            max_position_embeddings=max_position_embeddings,
+        )
+    except (ValueError, TypeError) as error:  # LaSConfig names the bad field and the rule
+        raise UsageError(" ".join(str(error).split())) from None
+
+
+def build_model(model_args: ModelArguments, config):
+    """A new model from `config` (seeded by the caller), or the checkpoint `model_name_or_path` with `config`."""
+    if model_args.model_name_or_path:
+        return AutoModelForSequenceClassification.from_pretrained(
+            model_args.model_name_or_path,
+            config=config,
+            revision=model_args.model_revision,
+            trust_remote_code=model_args.trust_remote_code,
+            attn_implementation=model_args.attn_implementation,
+        )
+    return AutoModelForSequenceClassification.from_config(config, attn_implementation=model_args.attn_implementation)
+
+
+def load_tokenizer(model_args: ModelArguments, task: str):
+    """The task's tokenizer (None for pixel tasks); a checkpoint's own tokenizer when it has one."""
+    if lra.task_info(task).input_kind == "pixels":
+        return None
+    if model_args.model_name_or_path:
+        try:
+            return AutoTokenizer.from_pretrained(model_args.model_name_or_path, revision=model_args.model_revision)
+        except (OSError, ValueError):
+            logger.info("The checkpoint has no tokenizer: using the task's.")
+    return lra.get_tokenizer(task)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Trainer with the LaS model card
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def describe_machine(training_args: TrainingArguments) -> str:
+    """The hardware of the run in words, for the model card."""
+    if training_args.device.type == "cuda":
+        device = torch.cuda.get_device_name(training_args.device)
+    else:
+        device = f"CPU ({platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads per process)"
+    processes = f"{training_args.world_size} processes" if training_args.world_size > 1 else "1 process"
+    return f"{device}, {processes}, torch {torch.__version__}, transformers {transformers.__version__}"
+
+
+def describe_command(argv: Sequence[str]) -> str:
+    """The command line of the run (from the repository root), with the launcher when it ran distributed."""
+    script = Path(__file__).resolve().relative_to(REPO_ROOT).as_posix()
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    launcher = ["torchrun", "--nproc_per_node", str(world_size)] if world_size > 1 else ["python"]
+    return shlex.join([*launcher, script, *argv])
+
+
+class LRATrainer(Trainer):
+    """A `Trainer` whose model card is the LaS card (`hub_cards.model_card`) with the measured accuracy.
+
+    `Trainer.push_to_hub` calls `create_model_card` before uploading output_dir, so overriding it puts our card both
+    in output_dir and on the Hub.
+    """
+
+    def __init__(self, *args, task: str, command: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.task = task
+        self.command = command
+        # A LaS model returns the mean loss of its own batch and ignores `num_items_in_batch`. Trainer takes any
+        # forward with **kwargs for one that normalises by it, and then multiplies the loss by the number of processes
+        # (doubled gradients under DDP with 2 processes) and skips the division by gradient_accumulation_steps.
+        if not getattr(self.accelerator.unwrap_model(self.model), "accepts_loss_kwargs", False):
+            self.model_accepts_loss_kwargs = False
+
+    def measured_results(self) -> dict[str, float]:
+        """The latest value of every validation/test metric in the log history."""
+        results: dict[str, float] = {}
+        for entry in self.state.log_history:
+            results.update({key: value for key, value in entry.items() if key.startswith(("eval_", "test_"))})
+        return results
+
+    def create_model_card(self, **kwargs) -> None:
+        if not self.is_world_process_zero():
+            return
+        config = self.model.config
+        model_id = self.args.hub_model_id or Path(self.args.output_dir).name
+        card = render_model_card(
+            model_id=model_id,
+            task=self.task,
+            attention_type=config.attention_type,
+            results={key: value for key, value in self.measured_results().items() if key in CARD_RESULT_KEYS},
+            config={name: getattr(config, name) for name in CARD_CONFIG_FIELDS},
+            training_args={name: getattr(self.args, name) for name in CARD_TRAINING_FIELDS},
+            machine=describe_machine(self.args),
+            command=self.command,
+            paper_accuracy=PAPER_LAS_ACCURACY.get(self.task) if config.attention_type == "las" else None,
+        )
+        card.save(os.path.join(self.args.output_dir, "README.md"))
+
+
+def accuracy_metric(task: str):
+    """`compute_metrics` for Trainer, from the evaluate module shipped in `lra/lra_accuracy` (works offline)."""
+    import evaluate  # here, not at the top: it imports transformers.pipelines (seconds) and only training needs it
+
+    # keep_in_memory: no cache files under ~/.cache/huggingface/metrics, which concurrent runs would share; Trainer
+    # already gathers the predictions of all processes, so no cross-process evaluate machinery is needed either.
+    metric = evaluate.load(lra.LRA_METRIC_PATH, task, keep_in_memory=True)
+
+    def compute_metrics(prediction: EvalPrediction) -> dict[str, float]:
+        logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+        return metric.compute(predictions=np.argmax(logits, axis=-1), references=prediction.label_ids)
+
+    return compute_metrics
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Main
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def run(argv: Sequence[str], callbacks: Sequence[TrainerCallback] = ()) -> dict[str, float]:
+    """Train / evaluate / test as the arguments say; return every metric of the run."""
+    model_args, data_args, training_args, model_defaults = parse_arguments(argv)
+    checkpoint = resolve_checkpoint(training_args)
+    info = lra.task_info(data_args.task)
+    config = build_config(model_args, data_args, model_defaults, info)
+
+    logging.basicConfig(
+        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
+        datefmt="%m/%d/%Y %H:%M:%S",
+        handlers=[logging.StreamHandler(sys.stdout)],
+    )
+    # The libraries log at the level asked with --log_level / --log_level_replica; this script's own progress messages
+    # (data generated or reused, model size) are shown by the main process.
+    log_level = training_args.get_process_log_level()
+    datasets.utils.logging.set_verbosity(log_level)
+    transformers.utils.logging.set_verbosity(log_level)
+    logger.setLevel(min(log_level, logging.INFO) if training_args.should_log else log_level)
+    logger.debug(f"Training/evaluation parameters {training_args}")
+
+    tokenizer = load_tokenizer(model_args, data_args.task)
+    data = load_datasets(data_args, training_args, tokenizer)
+    set_seed(training_args.seed)  # right before the model is built: its initial weights depend on it
+    model = build_model(model_args, config)
+    logger.info(f"{model.config.attention_type} model with {model.num_parameters():,} parameters")
+
+    trainer = LRATrainer(
+        model=model,
+        args=training_args,
+        train_dataset=data["train"] if training_args.do_train else None,
+        eval_dataset=data["validation"] if training_args.do_eval else None,
+        processing_class=tokenizer,
+        data_collator=lra.LRADataCollator(pad_token_id=info.pad_token_id or 0),
+        compute_metrics=accuracy_metric(data_args.task),
+        callbacks=list(callbacks),
+        task=data_args.task,
+        command=describe_command(argv),
+    )
+
+    metrics: dict[str, float] = {}
+    if training_args.do_train:
+        train_result = trainer.train(resume_from_checkpoint=checkpoint)
+        trainer.save_model()  # model, remote-code files and tokenizer
+        train_metrics = {**train_result.metrics, "train_samples": len(data["train"])}
+        trainer.log_metrics("train", train_metrics)
+        trainer.save_metrics("train", train_metrics)
+        metrics.update(train_metrics)
+    else:
+        trainer.save_model()  # an evaluation-only run still leaves a loadable model beside its card
+
+    for split, prefix, wanted in (("validation", "eval", training_args.do_eval), ("test", "test", training_args.do_predict)):
+        if wanted:
+            split_metrics = trainer.evaluate(data[split], metric_key_prefix=prefix)
+            split_metrics[f"{prefix}_samples"] = len(data[split])
+            trainer.log_metrics(prefix, split_metrics)
+            trainer.save_metrics(prefix, split_metrics)
+            metrics.update(split_metrics)
+
+    trainer.save_state()
+    trainer.create_model_card()
+    if trainer.is_world_process_zero():
+        label = f"{data_args.task} / {model.config.attention_type}"
+        plot_learning_curves({label: trainer.state.log_history}, Path(training_args.output_dir) / "learning_curves.png",
+                             title=f"LRA {label}")
+    if training_args.push_to_hub:
+        trainer.push_to_hub(commit_message="End of training")
+    return metrics
+
+
+def main(argv: Sequence[str] | None = None, callbacks: Sequence[TrainerCallback] = ()) -> dict[str, float]:
+    """Entry point; a bad argument ends the process with one line on stderr and exit code 2."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        return run(argv, callbacks)
+    except UsageError as error:
+        print(f"run_lra.py: error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,355 @@
+"""End-to-end tests of examples/run_lra.py: train, resume, evaluate, card, push, and argument errors.
+
+Every run is tiny (one layer of width 16, two to four steps on the fixtures of tests/lra_fixtures.py) and runs in this
+process through `run_lra.main(argv)`, so torch and transformers are imported once; only the tests that are about the
+process boundary (exit codes, remote code in a clean interpreter) start subprocesses.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from huggingface_hub import ModelCard
+from transformers import AutoModelForSequenceClassification, TrainerCallback, pipeline
+
+from tests.hub_server import LoopbackHub, hub_env, loopback_hub  # noqa: F401 - fixture
+from tests.lra_fixtures import make_all_releases
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO_ROOT / "examples"
+sys.path.insert(0, str(EXAMPLES))
+import run_lra  # noqa: E402
+
+#: A model small enough for a CPU step in well under a second on every task.
+TINY_MODEL = "hidden_size=16,num_hidden_layers=1,num_attention_heads=2,intermediate_size=32"
+#: Path-X is 16,384 pixels: full attention would take minutes on CPU, LaS-chunk takes seconds.
+TASK_FLAGS = {"pathx": ["--attention_type", "las_chunk", "--config_overrides", TINY_MODEL + ",las_chunk_size=128"]}
+LISTOPS_EXPRESSION = "( ( ( [MAX 2 ) 9 ) ] )"
+
+
+@pytest.fixture(scope="module")
+def lra_data(tmp_path_factory) -> dict[str, Path]:
+    return make_all_releases(tmp_path_factory.mktemp("lra-data"))
+
+
+@pytest.fixture(scope="module")
+def datasets_cache(tmp_path_factory) -> Path:
+    """One `datasets` cache for the whole module: each fixture task is prepared once."""
+    return tmp_path_factory.mktemp("datasets-cache")
+
+
+def tiny_run_args(task: str, data_dir: Path, output_dir: Path, cache_dir: Path, *extra: str) -> list[str]:
+    """A short CPU run: no evaluation during training (the fixtures' splits are a few examples), a checkpoint every
+    2 steps, a log line every step. Flags in `extra` come last, so they win."""
+    return [
+        "--task", task,
+        "--data_dir", str(data_dir),
+        "--cache_dir", str(cache_dir),
+        "--output_dir", str(output_dir),
+        "--config_overrides", TINY_MODEL,
+        "--max_length", "128",
+        "--max_steps", "2",
+        "--per_device_train_batch_size", "2",
+        "--per_device_eval_batch_size", "2",
+        "--eval_strategy", "no",
+        "--save_strategy", "steps",
+        "--save_steps", "2",
+        "--load_best_model_at_end", "False",
+        "--logging_steps", "1",
+        "--seed", "7",
+        "--use_cpu",
+        "--disable_tqdm", "True",
+        *TASK_FLAGS.get(task, []),
+        *extra,
+    ]
+
+
+@pytest.fixture(scope="module")
+def trained(lra_data, datasets_cache, tmp_path_factory):
+    """`trained(task)` -> (output_dir, metrics) of a tiny run on the task's fixture, run once per module."""
+    runs: dict[str, tuple[Path, dict]] = {}
+
+    def train(task: str) -> tuple[Path, dict]:
+        if task not in runs:
+            output_dir = tmp_path_factory.mktemp(f"run-{task}")
+            metrics = run_lra.main(tiny_run_args(task, lra_data[task], output_dir, datasets_cache))
+            runs[task] = output_dir, metrics
+        return runs[task]
+
+    return train
+
+
+def example_inputs(output_dir: Path, task: str, lra_data, datasets_cache) -> dict[str, torch.Tensor]:
+    """A collated batch of (up to) two test examples, as the model saw them in training."""
+    import lra
+
+    encoded = lra.encode(task, lra.load_lra(task, lra_data[task], cache_dir=datasets_cache)["test"], max_length=128)
+    batch = lra.LRADataCollator()([encoded[i] for i in range(min(2, len(encoded)))])
+    batch.pop("labels")
+    return batch
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# 1. A few steps on every task; the result loads with the Auto classes (and, for ListOps, in a pipeline)
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("task", ["listops", "text", "retrieval", "image", "pathfinder", "pathx"])
+def test_trains_every_task_and_checkpoint_loads(task, trained, lra_data, datasets_cache):
+    output_dir, metrics = trained(task)
+    assert metrics["train_loss"] > 0 and 0.0 <= metrics["test_accuracy"] <= 1.0
+    assert (output_dir / "checkpoint-2").is_dir()
+    for expected in ("config.json", "model.safetensors", "modeling_las.py", "configuration_las.py", "README.md",
+                     "all_results.json", "trainer_state.json", "learning_curves.png"):
+        assert (output_dir / expected).is_file(), expected
+    assert (output_dir / "tokenizer.json").is_file() == (task in ("listops", "text", "retrieval"))
+
+    inputs = example_inputs(output_dir, task, lra_data, datasets_cache)
+    final = AutoModelForSequenceClassification.from_pretrained(output_dir).eval()
+    checkpoint = AutoModelForSequenceClassification.from_pretrained(output_dir / "checkpoint-2").eval()
+    assert type(final).__name__ == "LaSForSequenceClassification"
+    with torch.no_grad():
+        logits = final(**inputs).logits
+        # max_steps=2 and a checkpoint every 2 steps: the last checkpoint is the final model.
+        torch.testing.assert_close(checkpoint(**inputs).logits, logits)
+    assert logits.shape == (len(next(iter(inputs.values()))), final.config.num_labels)
+
+
+def test_listops_checkpoint_classifies_a_raw_expression_in_a_pipeline(trained):
+    output_dir, _ = trained("listops")
+    classifier = pipeline("text-classification", model=str(output_dir), tokenizer=str(output_dir), device="cpu")
+    (prediction,) = classifier([LISTOPS_EXPRESSION])
+    assert prediction["label"] in {str(digit) for digit in range(10)}
+    assert 0.0 <= prediction["score"] <= 1.0
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# 3. Interrupted after a checkpoint, resumed: same steps, learning rates and weights as an uninterrupted run
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+class Crash(Exception):
+    """Stands for a killed process."""
+
+
+class CrashAfterSave(TrainerCallback):
+    """Raises right after the checkpoint of `step` is written, as if the process had been killed there."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            raise Crash(f"killed after the checkpoint of step {state.global_step}")
+
+
+class RecordSteps(TrainerCallback):
+    """Records the global step at the start of training and after every optimizer step."""
+
+    def __init__(self):
+        self.start_step: int | None = None
+        self.steps: list[int] = []
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start_step = state.global_step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.steps.append(state.global_step)
+
+
+def _training_logs(output_dir: Path) -> list[dict]:
+    history = json.loads((output_dir / "trainer_state.json").read_text())["log_history"]
+    return [entry for entry in history if "loss" in entry]
+
+
+def test_resume_after_crash_matches_an_uninterrupted_run(lra_data, datasets_cache, tmp_path):
+    def args(output_dir: Path, *extra: str) -> list[str]:
+        return tiny_run_args("listops", lra_data["listops"], output_dir, datasets_cache, "--max_steps", "4",
+                             "--do_eval", "False", "--do_predict", "False", *extra)
+
+    run_lra.main(args(tmp_path / "uninterrupted"))
+
+    interrupted = tmp_path / "interrupted"
+    with pytest.raises(Crash):
+        run_lra.main(args(interrupted), callbacks=[CrashAfterSave(step=2)])
+    assert sorted(p.name for p in interrupted.glob("checkpoint-*")) == ["checkpoint-2"]
+    assert not (interrupted / "model.safetensors").exists()  # the run really stopped before its end
+
+    recorder = RecordSteps()
+    run_lra.main(args(interrupted, "--resume_from_checkpoint", "True"), callbacks=[recorder])
+    assert recorder.start_step == 2 and recorder.steps == [3, 4]  # continued, not restarted
+
+    expected, resumed = _training_logs(tmp_path / "uninterrupted"), _training_logs(interrupted)
+    assert [e["step"] for e in resumed] == [e["step"] for e in expected] == [1, 2, 3, 4]
+    # The scheduler state came back: exactly the same learning rate at every step.
+    assert [e["learning_rate"] for e in resumed] == [e["learning_rate"] for e in expected]
+    assert [e["loss"] for e in resumed] == pytest.approx([e["loss"] for e in expected], rel=1e-4)
+    # The optimizer state (Adam moments) came back too: restarting them would move the weights elsewhere.
+    reference = AutoModelForSequenceClassification.from_pretrained(tmp_path / "uninterrupted").state_dict()
+    for name, tensor in AutoModelForSequenceClassification.from_pretrained(interrupted).state_dict().items():
+        torch.testing.assert_close(tensor, reference[name], rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_resume_true_without_a_checkpoint_is_a_usage_error(lra_data, datasets_cache, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run_lra.main(tiny_run_args("listops", lra_data["listops"], tmp_path / "empty", datasets_cache,
+                                   "--resume_from_checkpoint", "True"))
+    assert exit_info.value.code == 2
+    assert "no checkpoint" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# 4. push_to_hub: the repo gets weights, code, tokenizer and card; a clean interpreter loads it as remote code
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def test_push_to_hub_and_load_back_as_remote_code(loopback_hub, lra_data, datasets_cache, tmp_path, monkeypatch):
+    repo_id = f"{loopback_hub.user}/las-listops-tiny"
+    output_dir = tmp_path / "pushed"
+    run_lra.main(tiny_run_args("listops", lra_data["listops"], output_dir, datasets_cache,
+                               "--push_to_hub", "--hub_model_id", repo_id))
+
+    files = loopback_hub.files(repo_id)
+    for expected in ("config.json", "model.safetensors", "modeling_las.py", "configuration_las.py",
+                     "tokenizer.json", "tokenizer_config.json", "README.md"):
+        assert expected in files, f"{expected} missing from the pushed repo: {sorted(files)}"
+    assert files["modeling_las.py"] == (REPO_ROOT / "modeling_las.py").read_bytes()
+    assert files["README.md"] == (output_dir / "README.md").read_bytes()  # our card, not Trainer's draft
+    assert not any(name.startswith("checkpoint-") for name in files)
+
+    # A fresh client cache and a fresh interpreter that cannot import this repository: the model must come from the
+    # server, code included.
+    hub_env(monkeypatch, loopback_hub, tmp_path / "fresh-client")
+    inputs = {"input_ids": torch.tensor([[5, 13, 7, 9, 17, 2], [3, 14, 4, 17, 2, 0]]),
+              "attention_mask": torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 0]])}
+    torch.save(inputs, tmp_path / "inputs.pt")
+    script = (
+        "import sys, torch\n"
+        "from transformers import AutoModelForSequenceClassification\n"
+        "model = AutoModelForSequenceClassification.from_pretrained(sys.argv[1], trust_remote_code=True).eval()\n"
+        "assert type(model).__module__.startswith('transformers_modules'), type(model).__module__\n"
+        "with torch.no_grad():\n"
+        "    torch.save(model(**torch.load(sys.argv[2])).logits, sys.argv[3])\n"
+    )
+    env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules"), "PYTHONPATH": ""}
+    subprocess.run([sys.executable, "-c", script, repo_id, str(tmp_path / "inputs.pt"), str(tmp_path / "logits.pt")],
+                   cwd=tmp_path, env=env, check=True, capture_output=True, timeout=300)
+
+    local = AutoModelForSequenceClassification.from_pretrained(output_dir).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(torch.load(tmp_path / "logits.pt"), local(**inputs).logits, rtol=0, atol=0)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# 5. The model card carries the measured test accuracy in its model-index
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def test_model_card_reports_the_measured_test_accuracy(trained):
+    output_dir, _ = trained("listops")
+    card = ModelCard.load(output_dir / "README.md")
+    test_accuracy = json.loads((output_dir / "test_results.json").read_text())["test_accuracy"]
+    test_results = [result for result in card.data.eval_results if result.dataset_split == "test"]
+    assert len(test_results) == 1
+    assert test_results[0].metric_type == "accuracy"
+    assert test_results[0].metric_value == test_accuracy
+    assert test_results[0].dataset_config == "listops"
+    assert f"{test_accuracy * 100:.2f}%" in card.text
+    assert "examples/run_lra.py --task listops" in card.text  # the command that produced it
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# 6. Bad arguments: one line on stderr, exit code 2, no traceback
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def test_bad_arguments_exit_with_one_line(lra_data, tmp_path):
+    cases = {
+        "unknown task": (["--task", "sudoku"], "unknown task 'sudoku'"),
+        "text without data": (["--task", "text"], "--data_dir is required"),
+        "unknown attention": (["--task", "listops", "--attention_type", "linear"], "unknown attention type 'linear'"),
+    }
+    # The interpreters start in parallel: most of their time is importing torch and transformers.
+    processes = {
+        name: subprocess.Popen([sys.executable, str(EXAMPLES / "run_lra.py"), *argv, "--output_dir", str(tmp_path)],
+                               cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for name, (argv, _) in cases.items()
+    }
+    for name, process in processes.items():
+        _, stderr = process.communicate(timeout=300)
+        assert process.returncode == 2, (name, stderr)
+        assert "Traceback" not in stderr, (name, stderr)
+        assert len(stderr.strip().splitlines()) == 1, (name, stderr)
+        assert cases[name][1] in stderr, (name, stderr)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--task", "listops", "--no_such_flag", "1"], "no_such_flag"),
+        (["--task", "listops", "--config_overrides", "no_such_field=3"], "no_such_field"),
+        (["--task", "listops", "--config_overrides", "las_pool_size=4"], "must be odd"),
+        (["--task", "listops", "--attn_implementation", "sdpa"], "--attn_implementation"),
+    ],
+)
+def test_more_bad_arguments_in_process(argv, message, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run_lra.main([*argv, "--output_dir", str(tmp_path), "--generated_data_root", str(tmp_path / "gen"),
+                      "--generate_num_train", "2", "--generate_num_val", "1", "--generate_num_test", "1",
+                      "--generate_min_length", "3", "--generate_max_length", "30"])
+    assert exit_info.value.code == 2
+    stderr = capsys.readouterr().err
+    assert len(stderr.strip().splitlines()) == 1 and message in stderr, stderr
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Generated data are made once and reused
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def test_generated_listops_is_reused(tmp_path):
+    model_args, data_args, training_args, _ = run_lra.parse_arguments([
+        "--task", "listops", "--output_dir", str(tmp_path / "out"), "--generated_data_root", str(tmp_path / "gen"),
+        "--generate_num_train", "6", "--generate_num_val", "2", "--generate_num_test", "2",
+        "--generate_min_length", "5", "--generate_max_length", "60",
+    ])
+    folder = run_lra.generated_data_dir(data_args)
+    assert folder.parent == tmp_path / "gen" and "train6" in folder.name
+    run_lra.generate_data(data_args, folder)
+    train_file = folder / "listops-1000" / "basic_train.tsv"
+    assert len(train_file.read_text().splitlines()) == 1 + 6
+    stamp = train_file.stat().st_mtime_ns
+    run_lra.generate_data(data_args, folder)  # second run: nothing regenerated
+    assert train_file.stat().st_mtime_ns == stamp
+    assert run_lra.generated_data_dir(
+        run_lra.parse_arguments(["--task", "listops", "--output_dir", str(tmp_path / "o"),
+                                 "--generated_data_root", str(tmp_path / "gen"), "--generate_seed", "1"])[1]
+    ) != folder  # other parameters, other folder
+
+
+def test_config_precedence(tmp_path):
+    """configs/<task>.json < --config FILE < command-line flags; --config_overrides wins for LaSConfig fields."""
+    user_config = tmp_path / "mine.json"
+    user_config.write_text(json.dumps({"model": {"hidden_size": 32, "las_pool_size": 7},
+                                       "training": {"learning_rate": 0.002, "weight_decay": 0.0}}))
+    _, _, training_args, model_fields = run_lra.parse_arguments([
+        "--task", "listops", "--output_dir", str(tmp_path / "o"), "--config", str(user_config),
+        "--learning_rate", "0.003",
+    ])
+    defaults = json.loads((EXAMPLES / "configs" / "listops.json").read_text())
+    assert model_fields["hidden_size"] == 32 and model_fields["las_pool_size"] == 7
+    assert model_fields["num_hidden_layers"] == defaults["model"]["num_hidden_layers"]
+    assert training_args.learning_rate == 0.003  # the flag
+    assert training_args.weight_decay == 0.0  # the --config file
+    assert training_args.per_device_train_batch_size == defaults["training"]["per_device_train_batch_size"]
+    from lra_training import parse_config_overrides
+
+    assert parse_config_overrides("las_pool_size=5, norm_type=batchnorm,las_alphas=[0,0.1],is_causal=False") == {
+        "las_pool_size": 5, "norm_type": "batchnorm", "las_alphas": [0, 0.1], "is_causal": False,
+    }
