@@ -434,6 +434,9 @@ def _flex_las_kernel(
     if block_mask is None:
         block_mask = las_flex_block_mask(keep, query.shape[0], query.shape[2], is_causal, None, query.device)
     decay_rates = alphas.to(device=query.device, dtype=torch.float32)
+    if not torch.is_grad_enabled():
+        # Compiled flex would still trace a backward graph for inputs that require grad (and fail on CPU).
+        query, key, value = query.detach(), key.detach(), value.detach()
 
     def las_decay(score, b, h, q_idx, kv_idx):
         return score * torch.exp(-decay_rates[h] * (q_idx - kv_idx).abs())
@@ -671,6 +674,9 @@ class LaSPreTrainedModel(PreTrainedModel):
     _supports_sdpa = False
     _supports_flash_attn = False
     _supports_flex_attn = True
+    # Our forward does not take `num_items_in_batch`: Trainer must average the loss over gradient-accumulation steps
+    # itself (without this flag it assumes the model does, and scales the loss of a DDP run by the world size).
+    accepts_loss_kwargs = False
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         # transformers records `auto_map` only for the class being saved; a LaS checkpoint should load as remote code
@@ -696,11 +702,19 @@ class LaSPreTrainedModel(PreTrainedModel):
         elif isinstance(module, LaSAttention):
             # Non-persistent buffers are not in the checkpoint; models are built on the meta device, so recreate them.
             init.copy_(module.alphas, torch.tensor(self.config.head_alphas, dtype=torch.float32))
-        elif isinstance(module, LaSEmbeddings) and hasattr(module, "sinusoidal_table"):
-            init.copy_(
-                module.sinusoidal_table,
-                sinusoidal_position_table(self.config.max_position_embeddings, self.config.hidden_size),
-            )
+        elif isinstance(module, LaSEmbeddings):
+            # Inputs start on the scale of the unit-amplitude sinusoidal table, as with torch's default initialisation
+            # in the S4 repository's LRA encoders. With the usual std of 0.02 a token would be a 2% perturbation of its
+            # position vector, and long-range tasks then sit on a loss plateau for hundreds of steps.
+            if hasattr(module, "token_embeddings"):
+                init.normal_(module.token_embeddings.weight, mean=0.0, std=1.0)
+            else:
+                init.normal_(module.pixel_projection.weight, mean=0.0, std=1.0)
+            if hasattr(module, "sinusoidal_table"):
+                init.copy_(
+                    module.sinusoidal_table,
+                    sinusoidal_position_table(self.config.max_position_embeddings, self.config.hidden_size),
+                )
 
 
 def _check_model_inputs(

@@ -435,11 +435,6 @@ class LRATrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.task = task
         self.command = command
-        # A LaS model returns the mean loss of its own batch and ignores `num_items_in_batch`. Trainer takes any
-        # forward with **kwargs for one that normalises by it, and then multiplies the loss by the number of processes
-        # (doubled gradients under DDP with 2 processes) and skips the division by gradient_accumulation_steps.
-        if not getattr(self.accelerator.unwrap_model(self.model), "accepts_loss_kwargs", False):
-            self.model_accepts_loss_kwargs = False
 
     def measured_results(self) -> dict[str, float]:
         """The latest value of every validation/test metric in the log history."""

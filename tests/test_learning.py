@@ -7,25 +7,25 @@ import torch
 from configuration_las import LaSConfig
 from modeling_las import LaSForSequenceClassification
 
-import os
-LENGTH = int(os.environ.get("LEARN_LENGTH", 512))
+LENGTH = 512
 NOISE_TOKENS = (3, 10)  # ids 3..9 are noise; 1 and 2 are the two kinds of marker token
+MARKER_SPAN = 64
 
 
 def far_marker_batch(batch_size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """A marker (id 1 or 2) in the first 64 positions gives the label; a decoy marker of independent kind sits in the
-    last 64 positions, 384 to 511 tokens later.
+    last 64 positions, 384 to 511 tokens later. Every other token is noise.
 
-    Every other token is noise. Counting marker kinds gets at most 75% (when the two kinds differ it is a coin flip),
-    and nothing near the end of the sequence says which marker came first: above 95% a model must carry the first
-    marker's identity across hundreds of positions and tell it apart from the nearby decoy.
+    Counting marker kinds gets at most 75% (when the two kinds differ it is a coin flip). The model has no position
+    embeddings, so the only way to know which marker came first is causal attention across the hundreds of positions
+    between them: above 95% it must carry the first marker's identity over that distance.
     """
     ids = torch.randint(*NOISE_TOKENS, (batch_size, LENGTH), generator=generator)
     label_kind = torch.randint(1, 3, (batch_size,), generator=generator)
     decoy_kind = torch.randint(1, 3, (batch_size,), generator=generator)
     rows = torch.arange(batch_size)
-    ids[rows, torch.randint(0, 64, (batch_size,), generator=generator)] = label_kind
-    ids[rows, torch.randint(LENGTH - 64, LENGTH, (batch_size,), generator=generator)] = decoy_kind
+    ids[rows, torch.randint(0, MARKER_SPAN, (batch_size,), generator=generator)] = label_kind
+    ids[rows, torch.randint(LENGTH - MARKER_SPAN, LENGTH, (batch_size,), generator=generator)] = decoy_kind
     return ids, label_kind - 1
 
 
@@ -34,15 +34,16 @@ def test_las_learns_a_long_range_dependency():
     config = LaSConfig(
         vocab_size=10,
         hidden_size=64,
+        intermediate_size=128,
         num_hidden_layers=2,
         num_attention_heads=4,
-        max_position_embeddings=LENGTH,
+        position_embedding_type="none",
         num_labels=2,
-        las_alpha_max=0.1,
+        las_alpha_max=0.1,  # heads 0, 0.001, 0.01, 0.1
         las_pool_size=3,
     )
     model = LaSForSequenceClassification(config)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
     train_generator = torch.Generator().manual_seed(1)
     test_ids, test_labels = far_marker_batch(512, torch.Generator().manual_seed(2))
 
@@ -53,16 +54,15 @@ def test_las_learns_a_long_range_dependency():
         model.train()
         return (predictions == test_labels).float().mean().item()
 
-    accuracy = 0.0
-    for step in range(1, 401):
-        ids, labels = far_marker_batch(32, train_generator)
-        loss = model(ids, labels=labels).loss
-        loss.backward()
+    accuracy, history = 0.0, []
+    for step in range(1, 301):
+        ids, labels = far_marker_batch(16, train_generator)
+        model(ids, labels=labels).loss.backward()
         optimizer.step()
         optimizer.zero_grad()
-        if step % 50 == 0:
+        if step % 25 == 0:
             accuracy = held_out_accuracy()
-            print(f"step {step}: loss {loss.item():.3f} held-out accuracy {accuracy:.3f}")
+            history.append((step, round(accuracy, 3)))
             if accuracy > 0.95:
                 break
-    assert accuracy > 0.95, f"held-out accuracy {accuracy:.3f} after {step} steps"
+    assert accuracy > 0.95, f"held-out accuracy by step: {history}"
