@@ -63,7 +63,11 @@ def summarize(run_dir: Path, label: str | None = None) -> dict[str, Any]:
 def markdown_table(rows: list[dict[str, Any]]) -> str:
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for row in rows:
-        cells = [f"{row[c]:,}" if c == "parameters" and row[c] is not None else format_number(row[c]) for c in COLUMNS]
+        cells = [
+            f"{row[c]:,}" if c == "parameters" and row[c] is not None
+            else format_number(row[c], digits=1 if c == "train time (s)" else 4)
+            for c in COLUMNS
+        ]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -12,19 +12,19 @@
 #
 # Reuse an environment instead of installing:   PYTHON=/path/to/python bash examples/quickstart.sh
 # Install into .venv but skip pip on a rerun:    SKIP_INSTALL=1 bash examples/quickstart.sh
-# Every size below can be overridden the same way, e.g. EPOCHS=4 NUM_TRAIN=8000 bash examples/quickstart.sh
+# Every size below can be overridden the same way, e.g. EPOCHS=8 NUM_TRAIN=16000 bash examples/quickstart.sh
 set -euo pipefail
 
 # --- sizes (our choice: a few CPU minutes per model on 2 cores) ------------------------------------------------------
-NUM_TRAIN=${NUM_TRAIN:-4000}          # generated ListOps examples (LRA: 96,000 / 2,000 / 2,000)
+NUM_TRAIN=${NUM_TRAIN:-8000}          # generated ListOps examples (LRA: 96,000 / 2,000 / 2,000)
 NUM_VAL=${NUM_VAL:-500}
 NUM_TEST=${NUM_TEST:-500}
 MIN_LENGTH=${MIN_LENGTH:-20}          # expression length window, tokens without brackets (LRA: 500 < length < 2000)
 MAX_LENGTH=${MAX_LENGTH:-100}
-EPOCHS=${EPOCHS:-2}
+EPOCHS=${EPOCHS:-4}
 BATCH_SIZE=${BATCH_SIZE:-32}
 LEARNING_RATE=${LEARNING_RATE:-0.001}
-EVAL_STEPS=${EVAL_STEPS:-25}          # validation points on the learning curve
+EVAL_STEPS=${EVAL_STEPS:-50}          # validation points on the learning curve
 MODEL=${MODEL:-"hidden_size=64,num_hidden_layers=2,num_attention_heads=8"}   # 8 heads, as in the paper
 SEED=${SEED:-42}
 OUTPUT_DIR=${OUTPUT_DIR:-runs/quickstart}

@@ -21,6 +21,7 @@ import torch
 from transformers import AutoModelForSequenceClassification
 
 from tests.lra_fixtures import make_listops_release
+from tests.test_run_lra import tiny_run_args
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "examples"))
@@ -31,26 +32,12 @@ STEPS = 4
 
 
 def _args(data_dir: Path, cache_dir: Path, output_dir: Path, per_device_batch: int) -> list[str]:
-    return [
-        "--task", "listops",
-        "--data_dir", str(data_dir),
-        "--cache_dir", str(cache_dir),
-        "--output_dir", str(output_dir),
-        "--config_overrides", "hidden_size=16,num_hidden_layers=1,num_attention_heads=2,intermediate_size=32",
-        "--max_length", "128",
+    return tiny_run_args(
+        "listops", data_dir, output_dir, cache_dir,
         "--max_steps", str(STEPS),
         "--per_device_train_batch_size", str(per_device_batch),
-        "--per_device_eval_batch_size", "2",
         "--dataloader_drop_last", "True",
-        "--eval_strategy", "no",
-        "--save_strategy", "steps",
-        "--save_steps", "2",
-        "--load_best_model_at_end", "False",
-        "--logging_steps", "1",
-        "--seed", "7",
-        "--use_cpu",
-        "--disable_tqdm", "True",
-    ]
+    )  # fmt: skip
 
 
 def _training_logs(output_dir: Path) -> list[dict]:

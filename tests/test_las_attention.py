@@ -182,6 +182,15 @@ def test_flex_cpu_backward_falls_back_to_eager():
     assert query.grad is not None and torch.isfinite(query.grad).all()
 
 
+def test_flex_under_no_grad_accepts_inputs_that_require_grad():
+    # e.g. evaluating with the parameters' autograd graph switched off: no backward graph may be traced.
+    query, key, value = (t.requires_grad_() for t in make_qkv(length=20))
+    with torch.no_grad():
+        flex = las_attention(query, key, value, ALPHAS, 3, "symmetric", True, implementation="flex")
+        eager = las_attention(query, key, value, ALPHAS, 3, "symmetric", True, implementation="eager")
+    torch.testing.assert_close(flex, eager, rtol=1e-4, atol=1e-5)
+
+
 @requires_cuda
 @pytest.mark.parametrize("dtype,tolerance", [(torch.float32, 2e-4), (torch.bfloat16, 3e-2)])
 @pytest.mark.parametrize("chunk_size", [None, 128])

@@ -189,6 +189,16 @@ def test_pixel_inputs():
         model(random_ids(2, 64))
 
 
+def test_inputs_start_on_the_scale_of_the_position_table():
+    # Token vectors must not be a 2% perturbation of the unit-amplitude sinusoidal positions (see _init_weights).
+    torch.manual_seed(0)
+    tokens = LaSModel(LaSConfig(vocab_size=200, hidden_size=64, num_attention_heads=4))
+    pixels = LaSModel(LaSConfig(input_type="pixels", hidden_size=256, num_attention_heads=4))
+    assert 0.9 < tokens.embeddings.token_embeddings.weight.std().item() < 1.1
+    assert 0.8 < pixels.embeddings.pixel_projection.weight.std().item() < 1.2
+    assert 0.015 < tokens.layers[0].attention.q_proj.weight.std().item() < 0.025
+
+
 def test_bad_inputs_raise_clear_errors():
     model = tiny_model()
     with pytest.raises(ValueError, match=r"input_ids must lie in \[0, vocab_size=16\)"):

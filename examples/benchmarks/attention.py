@@ -217,15 +217,7 @@ def run_shape(args, device, dtype, head_dim, length, results: list[dict]) -> Non
             elif name in errors:
                 row["status"] = errors[name]
             else:
-                peak = common.run_or_oom(lambda: common.peak_memory_bytes(runnable[name], device), device)
-                times = samples[name]
-                row.update(
-                    status="ok" if peak is not OOM else "OOM (memory run)",
-                    time_ms=common.median(times) * 1e3,
-                    time_ms_min=min(times) * 1e3,
-                    time_ms_max=max(times) * 1e3,
-                    peak_mem_mib=None if peak is OOM else peak / common.MIB,
-                )
+                row.update(common.measured_columns(runnable[name], samples[name], device, prefix="time"))
             results.append(row)
             common.free_memory(device)
         print(progress_line(results[-len(methods) :]), flush=True)

@@ -213,6 +213,21 @@ def peak_memory_bytes(fn: Callable[[], object], device: torch.device) -> int:
     return _cpu_peak_memory_bytes(fn)
 
 
+def measured_columns(fn: Callable[[], object], times: Sequence[float], device: torch.device, prefix: str) -> dict:
+    """The result columns of one benchmarked callable: status, `<prefix>_ms` (median, min, max) and peak memory.
+
+    The peak comes from one extra call of `fn`; running out of memory there is a result, not a crash.
+    """
+    peak = run_or_oom(lambda: peak_memory_bytes(fn, device), device)
+    return {
+        "status": "ok" if peak is not OOM else "OOM (memory run)",
+        f"{prefix}_ms": median(times) * 1e3,
+        f"{prefix}_ms_min": min(times) * 1e3,
+        f"{prefix}_ms_max": max(times) * 1e3,
+        "peak_mem_mib": None if peak is OOM else peak / MIB,
+    }
+
+
 def _cpu_peak_memory_bytes(fn: Callable[[], object]) -> int:
     from torch.profiler import ProfilerActivity, profile
 

@@ -28,7 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402
-from common import OOM, fmt_mib, fmt_ms, fmt_ratio, markdown_table  # noqa: E402
+from common import fmt_mib, fmt_ms, fmt_ratio, markdown_table  # noqa: E402
 
 from configuration_las import LaSConfig  # noqa: E402
 from modeling_las import LaSForSequenceClassification  # noqa: E402
@@ -138,16 +138,8 @@ def run_task(task: str, args, device: torch.device, rows: list[dict]) -> None:
                 row["status"] = errors[attention_type]
             else:
                 # Peak above the weights and AdamW state (created by the warm-up steps): activations and gradients.
-                peak = common.run_or_oom(lambda: common.peak_memory_bytes(step, device), device)
-                times = samples[attention_type]
-                row.update(
-                    status="ok" if peak is not OOM else "OOM (memory run)",
-                    step_ms=common.median(times) * 1e3,
-                    step_ms_min=min(times) * 1e3,
-                    step_ms_max=max(times) * 1e3,
-                    tokens_per_s=batch * length / common.median(times),
-                    peak_mem_mib=None if peak is OOM else peak / common.MIB,
-                )
+                row.update(common.measured_columns(step, samples[attention_type], device, prefix="step"))
+                row["tokens_per_s"] = batch * length / common.median(samples[attention_type])
             group.append(row)
         softmax = next((r for r in group if r["attention_type"] == "softmax" and r["status"] == "ok"), None)
         for row in group:
