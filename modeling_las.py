@@ -155,7 +155,7 @@ def las_attention(
     batch, heads, length, _ = query.shape
 
     if chunk_size is not None and chunk_size < length:
-        chunk_keep, num_chunks = las_chunk_mask(keep, batch, length, chunk_size, query.device)
+        chunk_keep = las_chunk_mask(keep, batch, length, chunk_size, query.device)
         to_chunks = functools.partial(_split_into_chunks, chunk_size=chunk_size)
         result = las_attention(
             to_chunks(query),
@@ -257,13 +257,18 @@ def _cpu_backward_needed(*tensors: torch.Tensor) -> bool:
 
 def las_chunk_mask(
     keep: torch.Tensor | None, batch: int, length: int, chunk_size: int, device: torch.device
-) -> tuple[torch.Tensor, int]:
-    """The `(batch * num_chunks, chunk_size)` keep-mask of a chunked sequence (the tail of the last chunk is padding)."""
-    num_chunks = math.ceil(length / chunk_size)
+) -> torch.Tensor | None:
+    """The `(batch * num_chunks, chunk_size)` keep-mask of a chunked sequence (the tail of the last chunk is padding).
+
+    `None` when nothing is masked (no padding, and the length a multiple of the chunk size): the kernels then skip
+    masking altogether.
+    """
+    tail = math.ceil(length / chunk_size) * chunk_size - length
+    if keep is None and tail == 0:
+        return None
     if keep is None:
         keep = torch.ones(batch, length, dtype=torch.bool, device=device)
-    keep = F.pad(keep, (0, num_chunks * chunk_size - length), value=False)
-    return keep.reshape(batch * num_chunks, chunk_size), num_chunks
+    return F.pad(keep, (0, tail), value=False).reshape(-1, chunk_size)
 
 
 def _split_into_chunks(x: torch.Tensor, chunk_size: int) -> torch.Tensor:
@@ -408,8 +413,8 @@ def las_flex_block_mask(
 
     keep = attention_mask.bool() if attention_mask is not None else None
     if chunk_size is not None and chunk_size < length:
-        keep, _ = las_chunk_mask(keep, batch, length, chunk_size, device)
-        batch, length = keep.shape
+        keep = las_chunk_mask(keep, batch, length, chunk_size, device)
+        batch, length = batch * math.ceil(length / chunk_size), chunk_size
     if keep is not None and bool(keep.all()):
         keep = None
     if keep is None and not is_causal:

@@ -118,15 +118,20 @@ def test_zero_alphas_and_no_pooling_is_sdpa(is_causal):
 
 
 @pytest.mark.parametrize("pool_mode,is_causal", [("symmetric", True), ("causal", False)])
-def test_chunk_equals_las_on_each_chunk(pool_mode, is_causal):
-    query, key, value = make_qkv(length=50, dtype=torch.float64)
-    mask = padding_mask(2, 50, [50, 40])
+@pytest.mark.parametrize(
+    "length,real_lengths",
+    [(50, [50, 40]), (50, None), (48, None)],  # padded; a short last chunk; chunks that tile the sequence (no mask)
+)
+def test_chunk_equals_las_on_each_chunk(pool_mode, is_causal, length, real_lengths):
+    query, key, value = make_qkv(length=length, dtype=torch.float64)
+    mask = padding_mask(2, length, real_lengths) if real_lengths else None
     chunked = las_attention(query, key, value, ALPHAS, 3, pool_mode, is_causal, mask, chunk_size=16)
     pieces = []
-    for start in range(0, 50, 16):
+    for start in range(0, length, 16):
         span = slice(start, start + 16)
+        piece_mask = mask[:, span] if mask is not None else None
         pieces.append(
-            las_attention(query[:, :, span], key[:, :, span], value[:, :, span], ALPHAS, 3, pool_mode, is_causal, mask[:, span])
+            las_attention(query[:, :, span], key[:, :, span], value[:, :, span], ALPHAS, 3, pool_mode, is_causal, piece_mask)
         )
     expected = torch.cat(pieces, dim=2)
     assert (chunked - expected).abs().max().item() < 1e-12

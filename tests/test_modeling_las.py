@@ -310,6 +310,8 @@ def test_flex_attention_backend_matches_eager_model(tmp_path):
     mask[1, 29:] = 0
     with torch.no_grad():
         assert torch.allclose(flex(ids, attention_mask=mask).logits, model(ids, attention_mask=mask).logits, atol=1e-5)
+        # no padding, and chunks that tile the sequence: nothing to mask but causality
+        assert torch.allclose(flex(ids[:, :32]).logits, model(ids[:, :32]).logits, atol=1e-5)
     with pytest.raises(ValueError, match="scaled_dot_product_attention"):
         AutoModelForSequenceClassification.from_pretrained(tmp_path, attn_implementation="sdpa")
 
