@@ -11,6 +11,8 @@ Methods (all causal, on `(batch, heads, L, head_dim)` tensors):
                mask, softmax, average-pool every ROW of the matrix with F.avg_pool1d, multiply by V.
 - `sdpa`       torch.nn.functional.scaled_dot_product_attention(is_causal=True): plain softmax attention
                (FlashAttention on a GPU), the speed limit; it does not compute LaS.
+- `flex_softmax` (only with `--methods`) plain causal softmax through the same compiled flex kernel and block mask
+               as `las_flex`, without the decay or the smoothing: what flex itself costs next to `sdpa`.
 
 A flex `BlockMask` is built once per shape outside the timed call, as the model builds it once per forward for all of
 its layers. `--check` compares each LaS method's forward output with the naive definition (computed in float32 over
@@ -39,7 +41,8 @@ from common import OOM, fmt_length, fmt_mib, fmt_ms, fmt_ratio, markdown_table  
 from configuration_las import default_las_alphas  # noqa: E402
 from modeling_las import las_attention, las_flex_block_mask  # noqa: E402
 
-METHODS = ("las_flex", "las_eager", "las_chunk", "naive", "sdpa")
+METHODS = ("las_flex", "las_eager", "las_chunk", "naive", "sdpa", "flex_softmax")
+DEFAULT_METHODS = METHODS[:5]  # flex_softmax only when asked for: it explains las_flex's gap to sdpa on CPU
 LAS_METHODS = ("las_flex", "las_eager", "las_chunk", "naive")  # compute LaS (sdpa does not): checked with --check
 MODES = ("fwd", "fwd_bwd")
 CHECK_TOLERANCE = {torch.float32: 1e-4, torch.float16: 5e-3, torch.bfloat16: 3e-2}
@@ -144,12 +147,19 @@ def build_methods(args, device, batch, length) -> tuple[dict[str, Callable], tor
         methods["naive"] = lambda q, k, v: naive_las(q, k, v, alphas, args.pool_size, args.pool_mode, True)
     if "sdpa" in args.methods:
         methods["sdpa"] = lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    if "flex_softmax" in args.methods:
+        # The same compiled flex kernel and block mask as las_flex, without the score modification or smoothing.
+        from torch.nn.attention.flex_attention import flex_attention
+
+        compiled_flex = torch.compile(flex_attention, dynamic=False)
+        plain_mask = las_flex_block_mask(None, batch, length, True, None, device)
+        methods["flex_softmax"] = lambda q, k, v: compiled_flex(q, k, v, block_mask=plain_mask)
     methods = {name: methods[name] for name in args.methods if name in methods}
     return methods, alphas
 
 
 def skip_reason(args, device, method, mode, dtype, batch, length) -> str | None:
-    if method == "las_flex" and mode == "fwd_bwd" and device.type == "cpu":
+    if method in ("las_flex", "flex_softmax") and mode == "fwd_bwd" and device.type == "cpu":
         return "n/a (CPU)"  # torch's flex_attention has no CPU backward; las_attention would fall back to eager
     limit = args.method_max_length.get(method)
     if limit is not None and length > limit:
@@ -435,7 +445,7 @@ def plot(path: Path, rows: list[dict], methods: list[str], title: str) -> None:
     if not groups:
         return
     fig, axes = plt.subplots(len(groups), 2, figsize=(11, 3.6 * len(groups)), squeeze=False)
-    markers = dict(zip(METHODS, "os^Dv"))
+    markers = dict(zip(METHODS, "os^Dvx"))
     colors = {method: f"C{i}" for i, method in enumerate(METHODS)}  # the same colour in every panel
     for (dtype, head_dim, mode), (ax_time, ax_mem) in zip(groups, axes):
         for method in methods:
@@ -481,7 +491,7 @@ def parse_args(argv=None):
     parser.add_argument("--head-dims", nargs="+", type=int, default=None, help="default: 32 64 on CPU, 64 on CUDA")
     parser.add_argument("--batch", type=int, default=None, help="default: 1 on CPU, 4 on CUDA")
     parser.add_argument("--heads", type=int, default=8)
-    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(DEFAULT_METHODS))
     parser.add_argument("--mode", choices=("fwd", "fwd_bwd", "both"), default="both")
     parser.add_argument("--chunk-size", type=int, default=1024, help="LaS-chunk chunk length")
     parser.add_argument("--chunk-impl", choices=("auto", "eager", "flex"), default="auto",
