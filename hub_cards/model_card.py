@@ -55,37 +55,63 @@ class LraTask:
     description: str
     #: Hub task type of the model-index entry, also used as the pipeline tag.
     task_type: str
-    #: A line of Python that builds ``inputs`` for the usage example.
+    #: Python lines that build ``inputs`` for the usage example (``model_id`` and the imports below are in scope).
     input_example: str
 
+    @property
+    def example_imports(self) -> str:
+        """The import lines of the usage example."""
+        if "pixel_values" in self.input_example:
+            return "import numpy as np\nimport torch\nfrom PIL import Image\nfrom transformers import AutoModelForSequenceClassification"
+        return "import torch\nfrom transformers import AutoModelForSequenceClassification, AutoTokenizer"
 
-_TOKENS = "inputs = {\"input_ids\": torch.tensor([[...]])}  # token ids of one example, as in training"
+
+def _token_example(texts: str) -> str:
+    return (
+        "tokenizer = AutoTokenizer.from_pretrained(model_id)  # saved with the model\n"
+        f"inputs = tokenizer({texts}, return_tensors=\"pt\")"
+    )
+
+
+def _pixel_example(side: int) -> str:
+    return (
+        f"image = Image.open(\"example.png\").convert(\"L\")  # {side}x{side} grayscale\n"
+        "pixels = torch.tensor(np.asarray(image), dtype=torch.float32).reshape(1, -1) / 255  # row by row, in [0, 1]\n"
+        "inputs = {\"pixel_values\": pixels}"
+    )
+
+
+_RETRIEVAL_EXAMPLE = (
+    "tokenizer = AutoTokenizer.from_pretrained(model_id)  # saved with the model\n"
+    "documents = tokenizer([\"text of the first paper\", \"text of the second paper\"], padding=True, "
+    "return_tensors=\"pt\")\n"
+    "inputs = {name: documents[name][None] for name in (\"input_ids\", \"attention_mask\")}  # (1, 2, length)"
+)
+
 LRA_TASKS: dict[str, LraTask] = {
     "listops": LraTask(
         "ListOps", "ListOps: evaluate nested list operations (MAX, MIN, MED, SUM_MOD), 10 classes",
-        "text-classification", _TOKENS,
+        "text-classification", _token_example("[\"[MAX 2 9 [MIN 4 7 ] 0 ]\"]"),
     ),
     "text": LraTask(
-        "Text", "Text: byte-level IMDb sentiment classification, 2 classes", "text-classification", _TOKENS,
+        "Text", "Text: byte-level IMDb sentiment classification, 2 classes", "text-classification",
+        _token_example("[\"A quiet, patient film that earns its ending.\"]"),
     ),
     "retrieval": LraTask(
         "Retrieval", "Retrieval: do two byte-level documents (AAN) cite each other, 2 classes",
-        "text-classification",
-        "inputs = {\"input_ids\": torch.tensor([[[...], [...]]])}  # (batch, 2 documents, length) token ids",
+        "text-classification", _RETRIEVAL_EXAMPLE,
     ),
     "image": LraTask(
         "Image", "Image: CIFAR-10 as a sequence of grayscale pixels, 10 classes", "image-classification",
-        "inputs = {\"pixel_values\": torch.tensor([[...]])}  # one grayscale value per position, as in training",
+        _pixel_example(32),
     ),
     "pathfinder": LraTask(
         "Pathfinder", "Pathfinder: are two points connected by a path (32x32 image as a sequence), 2 classes",
-        "image-classification",
-        "inputs = {\"pixel_values\": torch.tensor([[...]])}  # one grayscale value per position, as in training",
+        "image-classification", _pixel_example(32),
     ),
     "pathx": LraTask(
         "Path-X", "Path-X: Pathfinder at 128x128 (sequences of 16,384 pixels), 2 classes",
-        "image-classification",
-        "inputs = {\"pixel_values\": torch.tensor([[...]])}  # one grayscale value per position, as in training",
+        "image-classification", _pixel_example(128),
     ),
 }
 
@@ -144,7 +170,9 @@ def _percent(fraction: float) -> str:
 
 
 def _cell(value: Any) -> str:
-    """A value as markdown table cell text."""
+    """A value as markdown table cell text (floats to 6 significant digits)."""
+    if isinstance(value, float):
+        value = float(f"{value:.6g}")
     text = value if isinstance(value, str) else json.dumps(value, default=str)
     return text.replace("|", "\\|").replace("\n", " ")
 
@@ -177,6 +205,7 @@ def render_model_card(
     command: str | None = None,
     paper_accuracy: float | None = None,
     code_url: str | None = None,
+    data_description: str | None = None,
 ) -> ModelCard:
     """Render the model card of a LaS model trained on one LRA task.
 
@@ -197,6 +226,8 @@ def render_model_card(
             of at most 1 is read as a fraction); shown next to the measured one, never in the
             model-index.
         code_url: URL of the las-transformers repository, for the pointer to its README.
+        data_description: what the model was trained and evaluated on, as free text (e.g. a generated set smaller
+            than the LRA task); shown above the results, so that a reader does not compare unlike numbers.
 
     Returns:
         The card; ``card.save(path)`` writes README.md, ``card.push_to_hub(repo_id)`` uploads it.
@@ -256,6 +287,7 @@ def render_model_card(
         dataset_id=dataset_id,
         dataset_url=f"https://huggingface.co/datasets/{dataset_id}" if dataset_id else None,
         input_example=lra_task.input_example,
+        example_imports=lra_task.example_imports,
         results_rows=[
             {
                 "split": split,
@@ -272,5 +304,6 @@ def render_model_card(
         command=command,
         machine=machine,
         code_url=code_url,
+        data_description=data_description,
         citation=LAS_CITATION,
     )

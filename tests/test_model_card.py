@@ -58,7 +58,7 @@ def test_template_renders_setup_results_and_citation() -> None:
     assert "| eval_loss | 1.2345 |" in text
     assert "| las_alphas | [0.0, 0.01] |" in text
     assert "| learning_rate | 0.0005 |" in text
-    assert 'from_pretrained("tester/las-listops", trust_remote_code=True)' in text
+    assert 'model_id = "tester/las-listops"' in text and "from_pretrained(model_id, trust_remote_code=True)" in text
     assert "AutoModelForSequenceClassification" in text
     assert "pages     = {62815--62831}" in text and "Zimerman, Itamar and Wolf, Lior" in text
     assert "Our interpretation" in text
