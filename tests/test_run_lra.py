@@ -19,7 +19,7 @@ import torch
 from huggingface_hub import ModelCard
 from transformers import AutoModelForSequenceClassification, TrainerCallback, pipeline
 
-from tests.hub_server import LoopbackHub, hub_env, loopback_hub  # noqa: F401 - fixture
+from tests.hub_server import hub_env, loopback_hub  # noqa: F401 - fixture
 from tests.lra_fixtures import make_all_releases
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
