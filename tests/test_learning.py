@@ -65,4 +65,5 @@ def test_las_learns_a_long_range_dependency():
             history.append((step, round(accuracy, 3)))
             if accuracy > 0.95:
                 break
+    print(f"held-out accuracy by step: {history}")  # shown with `pytest -s`
     assert accuracy > 0.95, f"held-out accuracy by step: {history}"
