@@ -18,12 +18,13 @@ TIMEOUT_S = 240
 
 @pytest.fixture(scope="module")
 def smoke_runs(tmp_path_factory):
-    """Both scripts in --smoke mode on CPU, as two processes at once (each is single-threaded in smoke mode)."""
+    """The scripts in --smoke mode on CPU, as parallel processes (each is single-threaded in smoke mode)."""
     out = tmp_path_factory.mktemp("benchmarks")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     commands = {
         "attention": [sys.executable, str(BENCHMARKS / "attention.py"), "--smoke", "--check", "--device", "cpu"],
         "train": [sys.executable, str(BENCHMARKS / "train_throughput.py"), "--smoke", "--device", "cpu"],
+        "block_mask": [sys.executable, str(BENCHMARKS / "block_mask.py"), "--smoke", "--device", "cpu"],
     }
     processes = {
         name: subprocess.Popen(
@@ -135,3 +136,21 @@ def test_gpu_check_script_is_valid_bash():
     text = script.read_text()
     assert "set -euo pipefail" in text and "attention.py" in text and "train_throughput.py" in text
     assert "test_las_attention.py" in text
+
+
+def test_block_mask_smoke_writes_results_and_ours_needs_no_quadratic_memory(smoke_runs):
+    out, results = smoke_runs
+    returncode, output = results["block_mask"]
+    assert returncode == 0, output[-4000:]
+    assert "| mask | L | ours ms | create_block_mask ms |" in (out / "block_mask_cpu.md").read_text()
+    rows = read_csv(out / "block_mask_cpu.csv")
+    assert {(r["mask"], int(r["length"])) for r in rows} == {
+        (mask, length) for mask in ("causal", "causal + padding") for length in (128, 256)
+    }
+    for row in rows:
+        assert row["status"] == "ok" and float(row["build_ms"]) > 0
+    peak = {(r["mask"], int(r["length"]), r["method"]): float(r["peak_mem_mib"]) for r in rows}
+    # create_block_mask holds batch x L x L booleans (8 x 256 x 256 = 0.5 MiB); ours only per-block counts.
+    padded = ("causal + padding", 256)
+    assert peak[(*padded, "create_block_mask")] >= 8 * 256 * 256 / 2**20
+    assert peak[(*padded, "las_flex_block_mask")] < peak[(*padded, "create_block_mask")] / 20

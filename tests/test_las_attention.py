@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from modeling_las import las_attention, las_attention_reference
+from modeling_las import las_attention, las_attention_reference, las_chunk_mask, las_flex_block_mask
 
 ALPHAS = torch.tensor([0.0, 0.02, 0.3])
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -194,6 +194,46 @@ def test_flex_under_no_grad_accepts_inputs_that_require_grad():
         flex = las_attention(query, key, value, ALPHAS, 3, "symmetric", True, implementation="flex")
         eager = las_attention(query, key, value, ALPHAS, 3, "symmetric", True, implementation="eager")
     torch.testing.assert_close(flex, eager, rtol=1e-4, atol=1e-5)
+
+
+def _block_mask_from_definition(attention_mask, batch, length, is_causal, chunk_size):
+    """torch's create_block_mask on the LaS mask, evaluated position by position (the O(L^2) way)."""
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    keep = attention_mask.bool() if attention_mask is not None else None
+    if chunk_size is not None and chunk_size < length:
+        keep = las_chunk_mask(keep, batch, length, chunk_size, torch.device("cpu"))
+        batch, length = batch * -(-length // chunk_size), chunk_size
+    if keep is not None and bool(keep.all()):
+        keep = None  # as las_flex_block_mask: nothing padded, one mask for the whole batch
+    if keep is None and not is_causal:
+        return None
+
+    def mask_mod(b, h, q_idx, kv_idx):
+        allowed = kv_idx <= q_idx if is_causal else kv_idx >= 0
+        return allowed & keep[b, kv_idx] if keep is not None else allowed
+
+    return create_block_mask(mask_mod, batch if keep is not None else None, None, length, length, device="cpu")
+
+
+@pytest.mark.parametrize("length", [1, 127, 128, 129, 300])
+@pytest.mark.parametrize("chunk_size", [None, 64])
+def test_flex_block_mask_equals_create_block_mask(length, chunk_size):
+    # las_flex_block_mask builds the tile tables from per-block counts; they must be create_block_mask's, bit for bit.
+    generator = torch.Generator().manual_seed(length)
+    right_padded = padding_mask(3, length, [length, max(1, length // 2), max(1, length - 1)])
+    scattered = (torch.rand(3, length, generator=generator) > 0.3).long()
+    scattered[1] = 0  # one sequence with no token at all
+    for is_causal, attention_mask in itertools.product((True, False), (None, right_padded, scattered)):
+        ours = las_flex_block_mask(attention_mask, 3, length, is_causal, chunk_size, torch.device("cpu"))
+        expected = _block_mask_from_definition(attention_mask, 3, length, is_causal, chunk_size)
+        if expected is None:
+            assert ours is None
+            continue
+        assert ours.BLOCK_SIZE == expected.BLOCK_SIZE and ours.seq_lengths == expected.seq_lengths
+        for name in ("kv_num_blocks", "kv_indices", "full_kv_num_blocks", "full_kv_indices", "q_num_blocks", "q_indices"):
+            assert torch.equal(getattr(ours, name), getattr(expected, name)), (name, is_causal)
+        assert torch.equal(ours.to_dense(), expected.to_dense())
 
 
 @requires_cuda

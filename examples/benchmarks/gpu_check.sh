@@ -9,8 +9,8 @@
 # benchmarks rewrite their result files after every measured shape, so a stage cut off by its limit keeps what it
 # measured). A failing stage does not stop the later ones; the script exits non-zero if any stage failed.
 #
-# Environment knobs: PYTHON (default python3), OUT, ATTN_LENGTHS, ATTN_LIMIT / TRAIN_LIMIT / TEST_LIMIT / LRA_LIMIT
-# (seconds), SKIP_LRA=1. If a folder .whl exists (wheels carried to the machine, e.g. datasets/evaluate for run_lra.py, or a
+# Environment knobs: PYTHON (default python3), OUT, ATTN_LENGTHS, ATTN_LIMIT / TRAIN_LIMIT / TEST_LIMIT / MASK_LIMIT /
+# LRA_LIMIT (seconds), SKIP_LRA=1. If a folder .whl exists (wheels carried to the machine, e.g. datasets/evaluate for run_lra.py, or a
 # newer transformers), they are installed into /tmp/site first.
 set -euo pipefail
 
@@ -23,6 +23,7 @@ ATTN_LIMIT=${ATTN_LIMIT:-210}
 TRAIN_LIMIT=${TRAIN_LIMIT:-150}
 TEST_LIMIT=${TEST_LIMIT:-120}
 LRA_LIMIT=${LRA_LIMIT:-90}
+MASK_LIMIT=${MASK_LIMIT:-45}
 # Each new length costs two flex compilations (LaS and LaS-chunk, forward + backward, ~10-30 s each on a cold
 # machine): the targets need 4K, 16K and 64K; add 2048 8192 when the time limit allows.
 ATTN_LENGTHS=${ATTN_LENGTHS:-1024 4096 16384 65536}
@@ -43,6 +44,17 @@ stage() {  # stage NAME LIMIT_S COMMAND...: run with a time limit, record a fail
         echo "=== [$name] FAILED (exit $rc) after $((SECONDS - start)) s"
         FAILED+=("$name")
     fi
+    collect_results
+}
+
+collect_results() {  # copy what the benchmarks wrote so far into $OUT (after every stage: the run may be cut off)
+    # The device tool returns at most 8 files from $OUT: the log, 6 result files, one tarball of all of them.
+    local file
+    for file in "$RESULTS"/attention_"$TAG".{csv,md,png} "$RESULTS"/train_throughput_"$TAG".{csv,md} \
+        "$RESULTS"/block_mask_"$TAG".md; do
+        if [[ -f $file ]]; then cp "$file" "$OUT/"; fi
+    done
+    tar -czf "$OUT/benchmarks_$TAG.tar.gz" "$RESULTS" 2>/dev/null || true
 }
 
 main() {
@@ -83,7 +95,12 @@ EOF
     stage "train throughput" "$TRAIN_LIMIT" \
         "$PY" examples/benchmarks/train_throughput.py --device cuda --repeats 3 --warmup 2 --out "$RESULTS" --tag "$TAG"
 
-    # 4. A short real training run (needs datasets + evaluate: carried as wheels in .whl, else skipped).
+    # 4. Building the per-call flex BlockMask (causal + padding, batch 8): ours vs create_block_mask; seconds.
+    stage "block mask" "$MASK_LIMIT" \
+        "$PY" examples/benchmarks/block_mask.py --device cuda --lengths 4096 16384 32768 --batch 8 --repeats 5 \
+        --out "$RESULTS" --tag "$TAG"
+
+    # 5. A short real training run (needs datasets + evaluate: carried as wheels in .whl, else skipped).
     if [[ "${SKIP_LRA:-0}" != 1 && -f examples/run_lra.py ]] && "$PY" -c "import datasets, evaluate" 2>/dev/null; then
         rm -rf /tmp/gpu_check_lra
         stage "run_lra listops 200 steps" "$LRA_LIMIT" \
@@ -98,14 +115,10 @@ EOF
 
     echo
     echo "=== results"
-    for file in "$RESULTS/attention_$TAG.md" "$RESULTS/train_throughput_$TAG.md"; do
+    for file in "$RESULTS/attention_$TAG.md" "$RESULTS/train_throughput_$TAG.md" "$RESULTS/block_mask_$TAG.md"; do
         [[ -f $file ]] && cat "$file" && echo
     done
-    # The device tool returns at most 8 files from $OUT: the log, 5 result files, one tarball of all of them.
-    for file in "$RESULTS"/attention_"$TAG".{csv,md,png} "$RESULTS"/train_throughput_"$TAG".{csv,md}; do
-        [[ -f $file ]] && cp "$file" "$OUT/"
-    done
-    tar -czf "$OUT/benchmarks_$TAG.tar.gz" "$RESULTS" 2>/dev/null || true
+    collect_results
     if ((${#FAILED[@]})); then
         echo "=== FAILED stages: ${FAILED[*]}"
         return 1
