@@ -811,7 +811,9 @@ def _check_model_inputs(
             "truncate the input or build the model with a larger max_position_embeddings."
         )
     if name == "input_ids" and not torch.compiler.is_compiling() and input_ids.numel() > 0:
-        low, high = int(input_ids.min()), int(input_ids.max())
+        # An out-of-range id would otherwise be a device-side assert on CUDA (which poisons the process): one fused
+        # reduction and one host sync per forward buys a clear error.
+        low, high = torch.stack(torch.aminmax(input_ids)).tolist()
         if low < 0 or high >= config.vocab_size:
             raise ValueError(f"input_ids must lie in [0, vocab_size={config.vocab_size}); found values in [{low}, {high}].")
     return sequence_shape
