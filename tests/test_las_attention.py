@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from modeling_las import las_attention, las_attention_reference, las_chunk_mask, las_flex_block_mask
+from modeling_las import las_attention, las_attention_reference, las_chunk_mask, las_flex_block_mask, smooth_along
 
 ALPHAS = torch.tensor([0.0, 0.02, 0.3])
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -56,6 +56,20 @@ def test_blocked_recompute_gradients_equal_definition(is_causal, pool_mode):
     (las_attention_reference(*reference, ALPHAS.double(), 3, pool_mode, is_causal, mask) * weights).sum().backward()
     for ours, theirs in zip(leaves, reference):
         assert torch.allclose(ours.grad, theirs.grad, atol=1e-10)
+
+
+@pytest.mark.parametrize("dtype,tolerance", [(torch.float64, 1e-12), (torch.float32, 1e-6), (torch.bfloat16, 1e-2)])
+def test_smooth_along_is_zero_padded_average_pooling(dtype, tolerance):
+    # The definition's operator: avg_pool1d with zero padding counted, along any axis, any window and offset.
+    x = torch.randn(3, 4, 9, 5, dtype=torch.float64).to(dtype)
+    for dim, pool_size in itertools.product((0, 1, -2, -1), (1, 2, 3, 7)):
+        for left in range(pool_size):
+            moved = x.double().movedim(dim, -1)
+            rows = F.pad(moved.reshape(-1, 1, moved.shape[-1]), (left, pool_size - 1 - left))
+            expected = F.avg_pool1d(rows, pool_size, stride=1).reshape(moved.shape).movedim(-1, dim)
+            smoothed = smooth_along(x, dim, pool_size, left)
+            assert smoothed.dtype == dtype and smoothed.shape == x.shape
+            assert (smoothed.double() - expected).abs().max().item() < tolerance, (dim, pool_size, left)
 
 
 def test_attention_weights_are_the_smoothed_matrix():
