@@ -351,6 +351,17 @@ def _eager_las_block(
     return output, (probs if need_probs else None)
 
 
+def _eager_tile_scores(device: torch.device) -> int:
+    """The most (batch x heads x queries x keys) scores one eager tile holds.
+
+    Query blocks bound a tile along the sequence; this also splits the batch, which matters for LaS-chunk, whose
+    batch is batch x number of chunks (64 chunks for 64K tokens in 1K chunks): time per score must not grow with the
+    tile. On CPU 2^24 float32 scores (64 MiB) keep allocations reusable and caches warm; on a GPU larger tiles (1 GiB)
+    mean fewer kernel launches.
+    """
+    return 2**24 if device.type == "cpu" else 2**28
+
+
 def _eager_las_kernel(
     query: torch.Tensor,
     key: torch.Tensor,
@@ -362,28 +373,43 @@ def _eager_las_kernel(
     query_block_size: int,
     need_probs: bool,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    length = query.shape[-2]
-    starts = range(0, length, query_block_size)
-    # With several blocks and autograd on, recompute each block in backward instead of storing its scores: training
-    # memory stays O(block x L) rather than O(L^2).
-    recompute = len(starts) > 1 and not need_probs and torch.is_grad_enabled() and (
+    batch, heads, length, _ = query.shape
+    query_starts = range(0, length, query_block_size)
+    batch_step = max(1, _eager_tile_scores(query.device) // (heads * min(query_block_size, length) * length))
+    batch_starts = range(0, batch, batch_step)
+    # With several tiles and autograd on, recompute each tile in backward instead of storing its scores: training
+    # memory stays O(tile) rather than O(batch x L^2).
+    recompute = len(query_starts) * len(batch_starts) > 1 and not need_probs and torch.is_grad_enabled() and (
         query.requires_grad or key.requires_grad or value.requires_grad
     )
-    outputs, probs = [], []
-    for start in starts:
-        stop = min(start + query_block_size, length)
-        # Causal: keys after the block's last query are masked anyway, so they are not computed at all.
-        num_keys = stop if is_causal else length
-        args = (query[:, :, start:stop], key[:, :, :num_keys], value[:, :, :num_keys], alphas, start, is_causal, keep)
-        if recompute:
-            out, block_probs = checkpoint(_eager_las_block, *args, dropout, need_probs, use_reentrant=False)
-        else:
-            out, block_probs = _eager_las_block(*args, dropout, need_probs)
-        outputs.append(out)
-        if need_probs:
-            probs.append(F.pad(block_probs, (0, length - num_keys)))
-    output = outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=-2)
-    return output, (torch.cat(probs, dim=-2) if need_probs else None)
+    # `split`, not indexing: the backward of a split is one concatenation, while every indexed slice would
+    # allocate and zero a gradient the size of the whole input (quadratic work for LaS-chunk's long batches).
+    tiles = zip(*(t.split(batch_step) for t in (query, key, value)), keep.split(batch_step) if keep is not None else
+                [None] * len(batch_starts))  # fmt: skip
+    output_rows, probs = [], []
+    for tile_query, tile_key, tile_value, tile_keep in tiles:
+        outputs = []
+        for start in query_starts:
+            stop = min(start + query_block_size, length)
+            # Causal: keys after the block's last query are masked anyway, so they are not computed at all.
+            num_keys = stop if is_causal else length
+            args = (tile_query[:, :, start:stop], tile_key[:, :, :num_keys], tile_value[:, :, :num_keys], alphas,
+                    start, is_causal, tile_keep)  # fmt: skip
+            if recompute:
+                out, block_probs = checkpoint(_eager_las_block, *args, dropout, need_probs, use_reentrant=False)
+            else:
+                out, block_probs = _eager_las_block(*args, dropout, need_probs)
+            outputs.append(out)
+            if need_probs:
+                probs.append(F.pad(block_probs, (0, length - num_keys)))
+        output_rows.append(outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=-2))
+    output = output_rows[0] if len(output_rows) == 1 else torch.cat(output_rows, dim=0)
+    if not need_probs:
+        return output, None
+    # probs were collected batch tile by batch tile, query block by query block.
+    per_tile = len(query_starts)
+    prob_rows = [torch.cat(probs[i : i + per_tile], dim=-2) for i in range(0, len(probs), per_tile)]
+    return output, torch.cat(prob_rows, dim=0)
 
 
 # -- flex kernel -------------------------------------------------------------------------------------------------------
@@ -395,6 +421,10 @@ def _compiled_flex_attention() -> Callable:
     from torch.nn.attention.flex_attention import flex_attention
 
     return torch.compile(flex_attention, dynamic=False)
+
+
+# flex_attention's default (and create_block_mask's): tiles of 128 queries x 128 keys.
+_FLEX_BLOCK_SIZE = 128
 
 
 def las_flex_block_mask(
@@ -435,18 +465,14 @@ def las_flex_block_mask(
     )
 
 
-# flex_attention's default (and create_block_mask's): tiles of 128 queries x 128 keys.
-_FLEX_BLOCK_SIZE = 128
-
-
 def _flex_block_tables(
     keep: torch.Tensor | None, length: int, is_causal: bool, block_size: int, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Which (query block, key block) tiles are partly and which fully visible: `(batch or 1, 1, n, n)` bool each.
 
     The same tables `create_block_mask` derives, but from per-block counts instead of evaluating the mask on all
-    L x L positions: that costs O(batch x L^2) memory and time per model call (25 ms at L = 2K and 190 ms at 4K with
-    padding on one CPU core; gigabytes for a batch at 16K on a GPU), this O(batch x L + batch x n^2).
+    L x L positions: that costs O(batch x L^2) memory and time per model call (0.7 s and 1.25 GiB for a padded batch
+    of 8 at L = 4K on one CPU core, `examples/benchmarks/block_mask.py`), this O(batch x L + batch x n^2).
     Positions past `length` in the last tile count as masked, as in `create_block_mask`.
     """
     num_blocks = math.ceil(length / block_size)

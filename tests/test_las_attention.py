@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import modeling_las
 from modeling_las import las_attention, las_attention_reference, las_chunk_mask, las_flex_block_mask, smooth_along
 
 ALPHAS = torch.tensor([0.0, 0.02, 0.3])
@@ -56,6 +57,39 @@ def test_blocked_recompute_gradients_equal_definition(is_causal, pool_mode):
     (las_attention_reference(*reference, ALPHAS.double(), 3, pool_mode, is_causal, mask) * weights).sum().backward()
     for ours, theirs in zip(leaves, reference):
         assert torch.allclose(ours.grad, theirs.grad, atol=1e-10)
+
+
+@pytest.mark.parametrize("chunk_size", [None, 8])
+def test_batch_tiles_give_the_definition_and_its_gradients(monkeypatch, chunk_size):
+    # Tiles are bounded in scores, so long batches (LaS-chunk: batch x chunks) are split along the batch too; force
+    # tiny tiles to get several batch tiles, a short last one, and several query blocks per tile.
+    monkeypatch.setattr(modeling_las, "_eager_tile_scores", lambda device: 3 * 8 * 41)
+    tensors = make_qkv(batch=5, dtype=torch.float64, length=41)
+    mask = padding_mask(5, 41, [41, 30, 1, 41, 17])
+    weights = torch.randn(5, 3, 41, 8, dtype=torch.float64)
+    leaves = [t.clone().requires_grad_() for t in tensors]
+    output = las_attention(*leaves, ALPHAS, 3, "symmetric", True, mask, chunk_size=chunk_size, query_block_size=8)
+    (output * weights).sum().backward()
+    reference = [t.clone().requires_grad_() for t in tensors]
+    if chunk_size is None:
+        expected = las_attention_reference(*reference, ALPHAS.double(), 3, "symmetric", True, mask)
+    else:  # LaS-chunk is LaS on each chunk
+        expected = torch.cat([
+            las_attention_reference(*(t[:, :, start:start + chunk_size] for t in reference), ALPHAS.double(), 3,
+                                    "symmetric", True, mask[:, start:start + chunk_size])
+            for start in range(0, 41, chunk_size)
+        ], dim=2)  # fmt: skip
+    (expected * weights).sum().backward()
+    assert torch.allclose(output, expected, atol=1e-10)
+    for ours, theirs in zip(leaves, reference):
+        assert torch.allclose(ours.grad, theirs.grad, atol=1e-10)
+    with torch.no_grad():
+        _, probs = las_attention(*tensors, ALPHAS, 3, "symmetric", True, mask, query_block_size=8,
+                                 return_attention_weights=True)  # fmt: skip
+        monkeypatch.undo()
+        _, untiled = las_attention(*tensors, ALPHAS, 3, "symmetric", True, mask, query_block_size=64,
+                                   return_attention_weights=True)  # fmt: skip
+    torch.testing.assert_close(probs, untiled)
 
 
 @pytest.mark.parametrize("dtype,tolerance", [(torch.float64, 1e-12), (torch.float32, 1e-6), (torch.bfloat16, 1e-2)])

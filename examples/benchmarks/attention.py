@@ -300,6 +300,8 @@ TARGETS = (
      "time_ratio", ("naive", "las_flex", 4096), 10.0, ">="),
     ("LaS-chunk time L=64K / L=16K", "cuda", "fwd_bwd", "bfloat16", 64,
      "length_ratio", ("las_chunk", 65536, 16384), 4.5, "<="),
+    ("LaS-chunk time L=64K / L=16K", "cpu", "fwd_bwd", None, None,
+     "length_ratio", ("las_chunk", 65536, 16384), 4.5, "<="),
 )  # fmt: skip
 
 
