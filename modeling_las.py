@@ -517,13 +517,18 @@ def _flex_las_kernel(
 ) -> torch.Tensor:
     if block_mask is None:
         block_mask = las_flex_block_mask(keep, query.shape[0], query.shape[2], is_causal, None, query.device)
-    decay_rates = alphas.to(device=query.device, dtype=torch.float32)
+    # exp(-alpha |i - j|) as exp2(-alpha / ln 2 * |i - j|), the form the kernels evaluate natively. With the clamp below
+    # instead of abs, a causal CPU call at L = 2K is 5% faster (77 -> 73 ms, head_dim 32, one core).
+    log2_decay = alphas.to(device=query.device, dtype=torch.float32) / -math.log(2)
     if not torch.is_grad_enabled():
         # Compiled flex would still trace a backward graph for inputs that require grad (and fail on CPU).
         query, key, value = query.detach(), key.detach(), value.detach()
 
     def las_decay(score, b, h, q_idx, kv_idx):
-        return score * torch.exp(-decay_rates[h] * (q_idx - kv_idx).abs())
+        # Causal: every visible key has kv_idx <= q_idx, so the distance is q_idx - kv_idx; clamping the masked
+        # future keys to 0 (cheaper than abs on CPU) keeps their factor finite, so no inf * 0 = NaN in backward.
+        distance = (q_idx - kv_idx).clamp(min=0) if is_causal else (q_idx - kv_idx).abs()
+        return score * torch.exp2(log2_decay[h] * distance)
 
     return _compiled_flex_attention()(query, key, value, score_mod=las_decay, block_mask=block_mask)
 
