@@ -9,7 +9,14 @@ import torch
 import torch.nn.functional as F
 
 import modeling_las
-from modeling_las import las_attention, las_attention_reference, las_chunk_mask, las_flex_block_mask, smooth_along
+from modeling_las import (
+    las_attention,
+    las_attention_reference,
+    las_chunk_mask,
+    las_decay_score_mod,
+    las_flex_block_mask,
+    smooth_along,
+)
 
 ALPHAS = torch.tensor([0.0, 0.02, 0.3])
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -226,6 +233,23 @@ def test_flex_forward_equals_eager_on_cpu():
             eager = las_attention(query, key, value, ALPHAS, 3, pool_mode, is_causal, mask)
             flex = las_attention(query, key, value, ALPHAS, 3, pool_mode, is_causal, mask, implementation="flex")
             assert (flex - eager).abs().max().item() < 1e-5
+
+
+@pytest.mark.parametrize("is_causal", [True, False])
+def test_decay_score_mod_is_the_decay_and_finite_on_masked_keys(is_causal):
+    # Called eagerly on broadcast index grids, as flex's fallback would: every (head, query, key) of 3 x 400 x 400.
+    q_idx, kv_idx = torch.arange(400)[:, None], torch.arange(400)[None, :]
+    heads = torch.arange(3)[:, None, None]
+    alphas = torch.tensor([0.0, 0.02, 0.3])  # 0.3 x 399 / ln 2: exp2 would overflow float32 without the clamp
+    score = torch.randn(3, 400, 400, requires_grad=True)
+    modified = las_decay_score_mod(alphas, is_causal)(score, 0, heads, q_idx, kv_idx)
+    expected = score * torch.exp(-alphas[heads] * (q_idx - kv_idx).abs())
+    visible = kv_idx <= q_idx if is_causal else torch.ones(400, 400, dtype=torch.bool)
+    torch.testing.assert_close(modified[:, visible], expected[:, visible], rtol=1e-6, atol=1e-7)
+    # Masked positions must stay finite, and so must the gradient flex's backward sends through them (zeroed there).
+    assert torch.isfinite(modified).all()
+    modified.backward(torch.where(visible, 1.0, 0.0).expand(3, -1, -1))
+    assert torch.isfinite(score.grad).all()
 
 
 def test_flex_cpu_backward_falls_back_to_eager():
