@@ -527,8 +527,9 @@ def _flex_las_kernel(
 def las_decay_score_mod(alphas: torch.Tensor, is_causal: bool) -> Callable:
     """The LaS decay as a flex `score_mod`: `score * exp(-alpha_h |q_idx - kv_idx|)`.
 
-    Written as `exp2(-alpha / ln 2 * distance)`, the form the kernels evaluate natively; with the causal distance
-    clamped at 0 instead of `abs`, a causal CPU call at L = 2K is 5% faster (77 -> 73 ms, head_dim 32, one core).
+    Written as `exp2(-alpha / ln 2 * distance)`, the form the kernels evaluate natively, and with the causal distance
+    clamped at 0 instead of `abs`: a causal CPU call at L = 2K, head_dim 32, takes 74 ms instead of 77.5 ms
+    (`results/attention_cpu-flex-2k.md`, README section 4).
     """
     log2_decay = alphas.to(torch.float32) / -math.log(2)
 

@@ -240,10 +240,10 @@ def test_decay_score_mod_is_the_decay_and_finite_on_masked_keys(is_causal):
     # Called eagerly on broadcast index grids, as flex's fallback would: every (head, query, key) of 3 x 400 x 400.
     q_idx, kv_idx = torch.arange(400)[:, None], torch.arange(400)[None, :]
     heads = torch.arange(3)[:, None, None]
-    alphas = torch.tensor([0.0, 0.02, 0.3])  # 0.3 x 399 / ln 2: exp2 would overflow float32 without the clamp
-    score = torch.randn(3, 400, 400, requires_grad=True)
-    modified = las_decay_score_mod(alphas, is_causal)(score, 0, heads, q_idx, kv_idx)
-    expected = score * torch.exp(-alphas[heads] * (q_idx - kv_idx).abs())
+    # ALPHAS[2] = 0.3 over 399 positions: exp2(0.3 x 399 / ln 2) would overflow float32 without the causal clamp.
+    score = torch.randn(3, 400, 400, generator=torch.Generator().manual_seed(0)).requires_grad_()
+    modified = las_decay_score_mod(ALPHAS, is_causal)(score, 0, heads, q_idx, kv_idx)
+    expected = score * torch.exp(-ALPHAS[heads] * (q_idx - kv_idx).abs())
     visible = kv_idx <= q_idx if is_causal else torch.ones(400, 400, dtype=torch.bool)
     torch.testing.assert_close(modified[:, visible], expected[:, visible], rtol=1e-6, atol=1e-7)
     # Masked positions must stay finite, and so must the gradient flex's backward sends through them (zeroed there).
