@@ -128,12 +128,17 @@ def test_naive_definition_matches_las_attention_in_float64():
     assert torch.allclose(chunked.double(), las_attention(query, key, value, alphas, 3, chunk_size=16), atol=1e-5)
 
 
-def test_gpu_check_script_is_valid_bash():
-    script = BENCHMARKS / "gpu_check.sh"
+@pytest.mark.parametrize("name", ["gpu_check.sh", "fetch_gpu_wheels.sh", "gpu_image_stack_on_cpu.sh"])
+def test_shell_script_is_valid_bash(name):
+    script = BENCHMARKS / name
     assert script.exists()
     result = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    text = script.read_text()
+    assert "set -euo pipefail" in script.read_text()
+
+
+def test_gpu_check_script_runs_every_stage():
+    text = (BENCHMARKS / "gpu_check.sh").read_text()
     assert "set -euo pipefail" in text and "attention.py" in text and "train_throughput.py" in text
     assert "test_las_attention.py" in text
 

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Rehearse, on CPU, the package versions of the GPU image that gpu_check.sh runs on, so that a scarce device run is
+# not spent finding a version incompatibility. Builds a venv with the image's torch / transformers / huggingface_hub
+# (below our tested floors) plus the wheels fetch_gpu_wheels.sh carries, then runs the test suite and the attention
+# benchmark with gpu_check.sh's flags at small L on the CPU.
+#
+#   bash examples/benchmarks/gpu_image_stack_on_cpu.sh        # from the repository root; about 10 minutes on 2 cores
+#
+# torch 2.11.0 from PyPI is a CUDA build (about 4.5 GB in the venv); it runs on the CPU. Expected result: everything
+# passes except three tests that gpu_check.sh does not run: the one that calls transformers 5.24's
+# `activation_checkpointing_enable`, and the two Hub-upload tests (huggingface_hub 1.33 validates card YAML at a
+# hard-coded huggingface.co address instead of the test's loopback endpoint).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+
+VENV=${VENV:-/tmp/las-gpu-image-venv}
+PY=${PYTHON:-python3}
+# The image's versions, as listed in the device tool's KINDS.md (2026-11).
+IMAGE_PACKAGES=(torch==2.11.0 transformers==5.17.0 huggingface_hub==1.33.0 accelerate==1.15.0 tokenizers==0.23.2
+    safetensors==0.8.0 pyarrow pandas xxhash pillow matplotlib pytest tqdm requests pyyaml)
+# What fetch_gpu_wheels.sh carries, for this machine's Python.
+CARRIED=(datasets==5.2.0 evaluate==0.4.6 "dill>=0.3.0,<0.4.2" "multiprocess<0.70.20")
+
+[[ -x $VENV/bin/python ]] || "$PY" -m venv "$VENV"
+"$VENV/bin/pip" install -q "${IMAGE_PACKAGES[@]}"
+"$VENV/bin/pip" install -q --no-deps "${CARRIED[@]}"
+"$VENV/bin/python" -c "import torch, transformers, huggingface_hub as hub, datasets
+print('torch', torch.__version__, '| transformers', transformers.__version__, '| huggingface_hub', hub.__version__,
+      '| datasets', datasets.__version__)"
+
+status=0
+"$VENV/bin/python" -m pytest tests -q -p no:cacheprovider || status=$?
+"$VENV/bin/python" examples/benchmarks/attention.py --device cpu --dtype bfloat16 --head-dims 64 --batch 1 --heads 2 \
+    --lengths 256 512 --method-max-length las_flex=16384 las_eager=16384 naive=16384 --mode fwd_bwd --repeats 1 \
+    --warmup 1 --check --out "$(mktemp -d)" --tag gpu-image-stack-cpu || status=$?
+exit "$status"
