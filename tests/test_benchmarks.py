@@ -137,10 +137,9 @@ def test_shell_script_is_valid_bash(name):
     assert "set -euo pipefail" in script.read_text()
 
 
-def test_gpu_check_script_runs_every_stage():
+def test_gpu_check_script_names_its_stages():
     text = (BENCHMARKS / "gpu_check.sh").read_text()
-    assert "set -euo pipefail" in text and "attention.py" in text and "train_throughput.py" in text
-    assert "test_las_attention.py" in text
+    assert "attention.py" in text and "train_throughput.py" in text and "test_las_attention.py" in text
 
 
 def test_block_mask_smoke_writes_results_and_ours_needs_no_quadratic_memory(smoke_runs):

@@ -6,14 +6,14 @@
 #
 # The GPU image (Python 3.12, torch 2.11, transformers 5.17, huggingface_hub 1.33, pyarrow, pandas, xxhash, accelerate,
 # tokenizers, pillow, matplotlib) has everything the model, the benchmarks and the CUDA tests import; only the short
-# run_lra.py stage needs `datasets` and `evaluate`, and those two need `dill` and `multiprocess`. gpu_check.sh installs
-# whatever is in .whl into /tmp/site first. About 1 MB; `WITH_PYARROW=1` adds pyarrow (~40 MB) in case the image's is
-# older than datasets' floor (24.0).
+# run_lra.py stage needs `datasets` and `evaluate`, and those two need `dill` and `multiprocess` (gpu_wheels.txt).
+# gpu_check.sh installs whatever is in .whl into /tmp/site first. About 1 MB; `WITH_PYARROW=1` adds pyarrow (~40 MB)
+# in case the image's is older than datasets' floor (24.0).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 
 PY=${PYTHON:-python3}
-PACKAGES=(datasets==5.2.0 evaluate==0.4.6 "dill>=0.3.0,<0.4.2" "multiprocess<0.70.20")
+PACKAGES=(-r examples/benchmarks/gpu_wheels.txt)
 [[ "${WITH_PYARROW:-0}" == 1 ]] && PACKAGES+=("pyarrow>=24.0.0")
 
 # .whl travels with `carry`, so it must be ignored by git (never committed).

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Rehearse, on CPU, the package versions of the GPU image that gpu_check.sh runs on, so that a scarce device run is
 # not spent finding a version incompatibility. Builds a venv with the image's torch / transformers / huggingface_hub
-# (below our tested floors) plus the wheels fetch_gpu_wheels.sh carries, then runs the test suite and the attention
-# benchmark with gpu_check.sh's flags at small L on the CPU.
+# (below our tested floors) plus the packages fetch_gpu_wheels.sh carries (gpu_wheels.txt), then runs the test suite
+# and the attention benchmark in gpu_check.sh's setting (bf16, head_dim 64, forward+backward, --check) at small L.
 #
-#   bash examples/benchmarks/gpu_image_stack_on_cpu.sh        # from the repository root; about 10 minutes on 2 cores
+#   bash examples/benchmarks/gpu_image_stack_on_cpu.sh   # from the repository root; on 2 cores about 3 minutes of
+#                                                        # download and install, then 6 of tests and benchmark
 #
 # torch 2.11.0 from PyPI is a CUDA build (about 4.5 GB in the venv); it runs on the CPU. Expected result: everything
 # passes except three tests that gpu_check.sh does not run: the one that calls transformers 5.24's
@@ -18,12 +19,10 @@ PY=${PYTHON:-python3}
 # The image's versions, as listed in the device tool's KINDS.md (2026-11).
 IMAGE_PACKAGES=(torch==2.11.0 transformers==5.17.0 huggingface_hub==1.33.0 accelerate==1.15.0 tokenizers==0.23.2
     safetensors==0.8.0 pyarrow pandas xxhash pillow matplotlib pytest tqdm requests pyyaml)
-# What fetch_gpu_wheels.sh carries, for this machine's Python.
-CARRIED=(datasets==5.2.0 evaluate==0.4.6 "dill>=0.3.0,<0.4.2" "multiprocess<0.70.20")
 
 [[ -x $VENV/bin/python ]] || "$PY" -m venv "$VENV"
 "$VENV/bin/pip" install -q "${IMAGE_PACKAGES[@]}"
-"$VENV/bin/pip" install -q --no-deps "${CARRIED[@]}"
+"$VENV/bin/pip" install -q --no-deps -r examples/benchmarks/gpu_wheels.txt  # as gpu_check.sh installs them
 "$VENV/bin/python" -c "import torch, transformers, huggingface_hub as hub, datasets
 print('torch', torch.__version__, '| transformers', transformers.__version__, '| huggingface_hub', hub.__version__,
       '| datasets', datasets.__version__)"
