@@ -142,6 +142,20 @@ def test_gpu_check_script_names_its_stages():
     assert "attention.py" in text and "train_throughput.py" in text and "test_las_attention.py" in text
 
 
+def test_rehearsal_deselects_only_existing_tests_that_gpu_check_skips():
+    """gpu_image_stack_on_cpu.sh deselects its known failures by node id: each must still name a test, and none may
+    be one of the `-k cuda` tests gpu_check.sh runs (deselecting those would hide a real GPU-image failure)."""
+    text = (BENCHMARKS / "gpu_image_stack_on_cpu.sh").read_text()
+    block = text.split("KNOWN_FAILURES=(", 1)[1].split(")", 1)[0]
+    node_ids = [line.strip() for line in block.splitlines() if line.strip().startswith("tests/")]
+    assert len(node_ids) == 3
+    for node_id in node_ids:
+        path, name = node_id.split("::")
+        assert f"def {name}(" in (REPO_ROOT / path).read_text(), node_id
+        assert "cuda" not in name, node_id
+    assert '"${KNOWN_FAILURES[@]/#/--deselect=}"' in text
+
+
 def test_block_mask_smoke_writes_results_and_ours_needs_no_quadratic_memory(smoke_runs):
     out, results = smoke_runs
     returncode, output = results["block_mask"]

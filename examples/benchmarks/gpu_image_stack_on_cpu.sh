@@ -7,10 +7,9 @@
 #   bash examples/benchmarks/gpu_image_stack_on_cpu.sh   # from the repository root; 9 minutes on 2 cores in a
 #                                                        # fresh venv, download included
 #
-# torch 2.11.0 from PyPI is a CUDA build (about 4.5 GB in the venv); it runs on the CPU. Expected result: everything
-# passes except three tests that gpu_check.sh does not run: the one that calls transformers 5.24's
-# `activation_checkpointing_enable`, and the two Hub-upload tests (huggingface_hub 1.33 validates card YAML at a
-# hard-coded huggingface.co address instead of the test's loopback endpoint).
+# torch 2.11.0 from PyPI is a CUDA build (about 4.5 GB in the venv); it runs on the CPU. Three tests are known to fail
+# with these versions and are deselected (KNOWN_FAILURES below); gpu_check.sh runs none of them. So exit status 0 means
+# no new incompatibility: every other test passes and the benchmark's --check holds.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 
@@ -27,8 +26,16 @@ IMAGE_PACKAGES=(torch==2.11.0 transformers==5.17.0 huggingface_hub==1.33.0 accel
 print('torch', torch.__version__, '| transformers', transformers.__version__, '| huggingface_hub', hub.__version__,
       '| datasets', datasets.__version__)"
 
+# Known failures with the image's versions, none of them among gpu_check.sh's `-k cuda` tests:
+KNOWN_FAILURES=(
+    # calls `activation_checkpointing_enable`, a name transformers added in 5.24
+    tests/test_modeling_las.py::test_gradient_checkpointing_gives_the_same_gradients
+    # huggingface_hub 1.33 validates card YAML at a hard-coded huggingface.co address, not the loopback endpoint
+    tests/test_lra_data.py::test_export_pushes_to_the_hub
+    tests/test_model_card.py::test_card_roundtrips_through_the_hub
+)
 status=0
-"$VENV/bin/python" -m pytest tests -q -p no:cacheprovider || status=$?
+"$VENV/bin/python" -m pytest tests -q -p no:cacheprovider "${KNOWN_FAILURES[@]/#/--deselect=}" || status=$?
 "$VENV/bin/python" examples/benchmarks/attention.py --device cpu --dtype bfloat16 --head-dims 64 --batch 1 --heads 2 \
     --lengths 256 512 --mode fwd_bwd --repeats 1 --warmup 1 --check --out "$(mktemp -d)" --tag gpu-image-stack-cpu || status=$?
 exit "$status"
