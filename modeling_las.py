@@ -6,24 +6,20 @@ LaS attention (Zimerman & Wolf, ICML 2024), for one head c with decay rate alpha
     LaS_c(Q, K, V) = AP( softmax( exp(-alpha_c * |i - j|) * Q K^T / sqrt(d) + M ) ) V
 
 where M is the (causal and padding) mask and AP is a 1-D average pooling over every row of the attention matrix.
-Pooling a row is a right-multiplication by a banded matrix P, so AP(A) V = A (P V): smoothing the attention matrix is
-exactly smoothing V along the sequence. Everything below computes LaS that way, never materialising more than a block
-of the L x L matrix, and one function (`las_attention`) holds the math for every backend.
+The math lives in `las_attention.py` (one function, `las_attention`, for every backend); this file holds the modules.
 
-This file is self-contained on purpose: `save_pretrained` copies it beside the checkpoint so that the checkpoint loads
-with `trust_remote_code=True` where this package is not installed. Its only local import is the relative one below.
+`save_pretrained` copies this file and its two relatively imported siblings (`configuration_las.py`,
+`las_attention.py`) beside the checkpoint, so that it loads with `trust_remote_code=True` where this package is not
+installed.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.modeling_layers import GradientCheckpointingLayer
@@ -32,14 +28,15 @@ from transformers.modeling_utils import AttentionInterface, PreTrainedModel
 from transformers.utils import logging
 from transformers.utils.generic import can_return_tuple
 
-try:  # inside a package: the installed checkout's sibling module, or Hub remote code (transformers_modules.*)
+try:  # inside a package: the installed checkout's sibling modules, or Hub remote code (transformers_modules.*)
     from .configuration_las import LaSConfig
+    from .las_attention import las_attention, las_attention_reference, las_flex_block_mask
 except ImportError:  # imported as a top-level module (`import modeling_las` from a checkout or an installed wheel)
     from configuration_las import LaSConfig
+    from las_attention import las_attention, las_attention_reference, las_flex_block_mask
 
 logger = logging.get_logger(__name__)
 
-LAS_IMPLEMENTATIONS = ("eager", "flex")
 LAS_AUTO_MAP = {
     "AutoConfig": "configuration_las.LaSConfig",
     "AutoModel": "modeling_las.LaSModel",
@@ -48,517 +45,25 @@ LAS_AUTO_MAP = {
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# The math: one implementation, used by every backend
-# ----------------------------------------------------------------------------------------------------------------------
-
-
-def smooth_along(x: torch.Tensor, dim: int, pool_size: int, left: int) -> torch.Tensor:
-    """Average `x` along `dim` over the window `[t - left, t - left + pool_size - 1]` with zero padding.
-
-    The divisor is always `pool_size` (padding counts as zeros), so the operator is a fixed banded matrix and its
-    transpose is the same kind of window mirrored: `left -> pool_size - 1 - left`.
-    One reduction over a strided window view of the padded tensor (`unfold`), accumulated in at least float32: it
-    keeps `x`'s layout, where `avg_pool1d` needs `dim` moved last (a transposed copy in and out, 5x slower on V).
-    """
-    if pool_size == 1:
-        return x
-    dims_after = x.ndim - 1 - (dim % x.ndim)
-    padded = F.pad(x, (0, 0) * dims_after + (left, pool_size - 1 - left))
-    windows = padded.unfold(dim, pool_size, 1)  # (..., length, ..., pool_size), a view
-    accumulate = torch.promote_types(x.dtype, torch.float32)
-    return windows.sum(-1, dtype=accumulate).div_(pool_size).to(x.dtype)
-
-
-def attention_row_window_left(pool_size: int, pool_mode: str) -> int:
-    """How many keys before key j the smoothing window of row entry j reaches.
-
-    "symmetric": centred window (our reading of the paper). "causal": `A'[i, j] = mean(A[i, j .. j+P-1])`, which
-    keeps weight off keys after the query; on V it is the mean over the past P positions.
-    """
-    return pool_size // 2 if pool_mode == "symmetric" else 0
-
-
-def _check_las_arguments(
-    query: torch.Tensor,
-    key: torch.Tensor,
-    value: torch.Tensor,
-    alphas: torch.Tensor,
-    pool_size: int,
-    pool_mode: str,
-    attention_mask: torch.Tensor | None,
-    chunk_size: int | None,
-    implementation: str,
-) -> None:
-    if query.dim() != 4 or key.shape != query.shape or value.shape[:-1] != query.shape[:-1]:
-        raise ValueError(
-            "las_attention expects query, key and value shaped (batch, heads, length, head_dim) with matching "
-            f"batch/heads/length; got {tuple(query.shape)}, {tuple(key.shape)}, {tuple(value.shape)}."
-        )
-    if alphas.shape != (query.shape[1],):
-        raise ValueError(f"alphas must hold one decay rate per head: shape ({query.shape[1]},), got {tuple(alphas.shape)}.")
-    if pool_mode not in ("symmetric", "causal"):
-        raise ValueError(f"pool_mode={pool_mode!r} is not one of 'symmetric', 'causal'.")
-    if pool_size < 1 or (pool_mode == "symmetric" and pool_size % 2 == 0):
-        raise ValueError(f"pool_size={pool_size} must be >= 1 (and odd for the symmetric window).")
-    if attention_mask is not None and attention_mask.shape != (query.shape[0], query.shape[2]):
-        raise ValueError(
-            f"attention_mask must be shaped (batch, length) = {(query.shape[0], query.shape[2])} with 1 = keep and "
-            f"0 = padding; got {tuple(attention_mask.shape)}."
-        )
-    if chunk_size is not None and chunk_size < 1:
-        raise ValueError(f"chunk_size={chunk_size} must be >= 1.")
-    if implementation not in LAS_IMPLEMENTATIONS:
-        raise ValueError(f"implementation={implementation!r} is not one of {LAS_IMPLEMENTATIONS}.")
-
-
-def las_attention(
-    query: torch.Tensor,
-    key: torch.Tensor,
-    value: torch.Tensor,
-    alphas: torch.Tensor,
-    pool_size: int = 1,
-    pool_mode: str = "symmetric",
-    is_causal: bool = True,
-    attention_mask: torch.Tensor | None = None,
-    chunk_size: int | None = None,
-    dropout: float = 0.0,
-    *,
-    implementation: str = "eager",
-    query_block_size: int = 512,
-    block_mask=None,
-    return_attention_weights: bool = False,
-) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]:
-    """LaS attention on `(batch, heads, length, head_dim)` tensors; returns `(batch, heads, length, head_dim)`.
-
-    Args:
-        query, key, value: the projected inputs of every head.
-        alphas: `(heads,)` decay rates; head h multiplies its scaled scores by `exp(-alphas[h] * |i - j|)`.
-        pool_size: window P of the row smoothing (1 = none).
-        pool_mode: `"symmetric"` (centred window) or `"causal"` (window over keys j .. j+P-1).
-        is_causal: mask keys after the query.
-        attention_mask: `(batch, length)`, 1 = keep, 0 = padding. Padded positions behave as if they did not exist:
-            their keys are masked and their values are zeroed before smoothing (masking keys alone would let the
-            smoothing move weight onto a padded value).
-        chunk_size: if set, LaS-chunk: LaS applied separately inside non-overlapping chunks of this length.
-        dropout: dropout probability on the attention probabilities (pass 0.0 in evaluation).
-        implementation: `"eager"` (materialised scores over blocks of `query_block_size` queries: O(block x L)
-            memory, also in training thanks to per-block recomputation) or `"flex"` (torch flex_attention with a
-            multiplicative score_mod on the smoothed values; never materialises L x L).
-        block_mask: an optional precomputed flex `BlockMask` (see `las_flex_block_mask`), to build it once per model
-            call instead of once per layer.
-        return_attention_weights: also return the LaS attention matrix after smoothing, `(batch, heads, L, L)`,
-            with the columns of padded keys zeroed (the weights that actually multiply V).
-
-    `alphas = 0` and `pool_size = 1` is plain softmax attention.
-    """
-    _check_las_arguments(query, key, value, alphas, pool_size, pool_mode, attention_mask, chunk_size, implementation)
-    keep = attention_mask.bool() if attention_mask is not None else None
-    batch, heads, length, _ = query.shape
-
-    if chunk_size is not None and chunk_size < length:
-        chunk_keep = las_chunk_mask(keep, batch, length, chunk_size, query.device)
-        to_chunks = functools.partial(_split_into_chunks, chunk_size=chunk_size)
-        result = las_attention(
-            to_chunks(query),
-            to_chunks(key),
-            to_chunks(value),
-            alphas,
-            pool_size,
-            pool_mode,
-            is_causal,
-            chunk_keep,
-            None,
-            dropout,
-            implementation=implementation,
-            query_block_size=query_block_size,
-            block_mask=block_mask,
-            return_attention_weights=return_attention_weights,
-        )
-        if not return_attention_weights:
-            return _merge_chunks(result, batch, length)
-        output, weights = result
-        return _merge_chunks(output, batch, length), _block_diagonal(weights, batch, length)
-
-    if keep is not None:
-        # A padded value must not be smoothed into a real position's value.
-        value = value * keep[:, None, :, None].to(value.dtype)
-    row_left = attention_row_window_left(pool_size, pool_mode)
-    smoothed_value = smooth_along(value, dim=-2, pool_size=pool_size, left=pool_size - 1 - row_left)
-
-    use_flex = implementation == "flex"
-    if use_flex and (return_attention_weights or dropout > 0.0 or _cpu_backward_needed(query, key, value)):
-        # flex_attention cannot return the matrix, has no dropout, and has no backward on CPU (torch 2.13).
-        logger.warning_once(
-            "LaS flex attention falls back to the eager kernel here (attention weights requested, attention dropout, "
-            "or a backward pass on CPU, which torch's flex_attention does not support)."
-        )
-        use_flex = False
-
-    if use_flex:
-        output = _flex_las_kernel(query, key, smoothed_value, alphas, is_causal, keep, block_mask)
-        probs = None
-    else:
-        output, probs = _eager_las_kernel(
-            query, key, smoothed_value, alphas, is_causal, keep, dropout, query_block_size, return_attention_weights
-        )
-    if not return_attention_weights:
-        return output
-    weights = smooth_along(probs, dim=-1, pool_size=pool_size, left=row_left)
-    if keep is not None:
-        weights = weights * keep[:, None, None, :].to(weights.dtype)
-    return output, weights
-
-
-def las_attention_reference(
-    query: torch.Tensor,
-    key: torch.Tensor,
-    value: torch.Tensor,
-    alphas: torch.Tensor,
-    pool_size: int = 1,
-    pool_mode: str = "symmetric",
-    is_causal: bool = True,
-    attention_mask: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """The literal definition, O(L^2) memory: never used by the model.
-
-    Materialise `exp(-alpha |i - j|) * Q K^T / sqrt(d)`, mask, softmax, average-pool every row of the matrix, multiply
-    by V (padded values count as zero). It exists to check the fast paths in tests and as the naive baseline in
-    benchmarks, and deliberately shares no code with `las_attention`.
-    """
-    length, head_dim = query.shape[-2], query.shape[-1]
-    positions = torch.arange(length, device=query.device)
-    distance = (positions[:, None] - positions[None, :]).abs()
-    decay = torch.exp(-alphas.to(query.dtype)[:, None, None] * distance)
-    scores = decay * (query @ key.transpose(-1, -2)) / math.sqrt(head_dim)
-    allowed = torch.ones(length, length, dtype=torch.bool, device=query.device)[None, None]
-    if is_causal:
-        allowed = allowed & (positions[None, :] <= positions[:, None])
-    keep = None
-    if attention_mask is not None:
-        keep = attention_mask.bool()[:, None, None, :]
-        allowed = allowed & keep
-    probs = torch.softmax(scores.masked_fill(~allowed, float("-inf")), dim=-1).nan_to_num(0.0)
-    rows = probs.reshape(-1, 1, length)
-    if pool_mode == "symmetric":
-        pooled = F.avg_pool1d(rows, pool_size, stride=1, padding=pool_size // 2, count_include_pad=True)
-    else:
-        pooled = F.avg_pool1d(F.pad(rows, (0, pool_size - 1)), pool_size, stride=1)
-    pooled = pooled.reshape(probs.shape)
-    if keep is not None:
-        pooled = pooled * keep
-    return pooled @ value
-
-
-def _cpu_backward_needed(*tensors: torch.Tensor) -> bool:
-    return torch.is_grad_enabled() and any(t.requires_grad and t.device.type == "cpu" for t in tensors)
-
-
-# -- LaS-chunk ---------------------------------------------------------------------------------------------------------
-
-
-def las_chunk_mask(
-    keep: torch.Tensor | None, batch: int, length: int, chunk_size: int, device: torch.device
-) -> torch.Tensor | None:
-    """The `(batch * num_chunks, chunk_size)` keep-mask of a chunked sequence (the tail of the last chunk is padding).
-
-    `None` when nothing is masked (no padding, and the length a multiple of the chunk size): the kernels then skip
-    masking altogether.
-    """
-    tail = math.ceil(length / chunk_size) * chunk_size - length
-    if keep is None and tail == 0:
-        return None
-    if keep is None:
-        keep = torch.ones(batch, length, dtype=torch.bool, device=device)
-    return F.pad(keep, (0, tail), value=False).reshape(-1, chunk_size)
-
-
-def _split_into_chunks(x: torch.Tensor, chunk_size: int) -> torch.Tensor:
-    """(B, H, L, D) -> (B * n, H, C, D), zero-padding the last chunk."""
-    batch, heads, length, dim = x.shape
-    num_chunks = math.ceil(length / chunk_size)
-    x = F.pad(x, (0, 0, 0, num_chunks * chunk_size - length))
-    return x.reshape(batch, heads, num_chunks, chunk_size, dim).transpose(1, 2).reshape(-1, heads, chunk_size, dim)
-
-
-def _merge_chunks(x: torch.Tensor, batch: int, length: int) -> torch.Tensor:
-    """(B * n, H, C, D) -> (B, H, L, D): the inverse of `_split_into_chunks`."""
-    _, heads, chunk_size, dim = x.shape
-    x = x.reshape(batch, -1, heads, chunk_size, dim).transpose(1, 2)
-    return x.reshape(batch, heads, -1, dim)[:, :, :length]
-
-
-def _block_diagonal(weights: torch.Tensor, batch: int, length: int) -> torch.Tensor:
-    """Chunk attention matrices (B * n, H, C, C) -> the full (B, H, L, L) block-diagonal matrix."""
-    _, heads, chunk_size, _ = weights.shape
-    weights = weights.reshape(batch, -1, heads, chunk_size, chunk_size)
-    num_chunks = weights.shape[1]
-    full = weights.new_zeros(batch, heads, num_chunks * chunk_size, num_chunks * chunk_size)
-    for c in range(num_chunks):  # only for output_attentions, never in the training path
-        span = slice(c * chunk_size, (c + 1) * chunk_size)
-        full[:, :, span, span] = weights[:, c]
-    return full[:, :, :length, :length]
-
-
-# -- eager kernel: blocks of queries -----------------------------------------------------------------------------------
-
-
-def _eager_las_block(
-    query_block: torch.Tensor,
-    key: torch.Tensor,
-    value: torch.Tensor,
-    alphas: torch.Tensor,
-    query_start: int,
-    is_causal: bool,
-    keep: torch.Tensor | None,
-    dropout: float,
-    need_probs: bool,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Softmax attention with the LaS decay for queries `query_start .. query_start + block - 1`."""
-    block = query_block.shape[-2]
-    num_keys = key.shape[-2]
-    query_pos = torch.arange(query_start, query_start + block, device=query_block.device)
-    key_pos = torch.arange(num_keys, device=query_block.device)
-    distance = (query_pos[:, None] - key_pos[None, :]).abs()
-
-    # Decay and softmax run in at least float32, also for half-precision inputs.
-    compute_dtype = torch.promote_types(query_block.dtype, torch.float32)
-    # The 1/sqrt(d) scale and the decay exp(-alpha_h |i - j|) form one (heads, block, keys) table shared by the batch.
-    # The decay multiplies the scores (it is not an additive bias as in ALiBi): distant scores are pulled towards 0.
-    decay = torch.exp(-alphas.to(compute_dtype)[:, None, None] * distance) * query_block.shape[-1] ** -0.5
-    raw_scores = torch.matmul(query_block, key.transpose(-1, -2)).to(compute_dtype)
-
-    allowed = None
-    if is_causal:
-        allowed = (key_pos[None, :] <= query_pos[:, None])[None, None]
-    if keep is not None:
-        key_keep = keep[:, None, None, :num_keys]
-        allowed = key_keep if allowed is None else allowed & key_keep
-    if allowed is None:
-        scores = raw_scores * decay
-    else:
-        # The mask as an additive bias fused with the decay: one pass over the (batch, heads, block, keys) scores.
-        bias = torch.zeros(allowed.shape, dtype=compute_dtype, device=allowed.device)
-        scores = torch.addcmul(bias.masked_fill_(~allowed, torch.finfo(compute_dtype).min), raw_scores, decay)
-    probs = torch.softmax(scores, dim=-1).to(value.dtype)
-    if dropout > 0.0:
-        probs = F.dropout(probs, p=dropout, training=True)
-    output = torch.matmul(probs, value)
-    if allowed is not None:
-        # A query that sees no key at all (a fully padded row) gets zero output, not an average of masked values.
-        row_sees_a_key = allowed.any(dim=-1, keepdim=True)
-        output = output * row_sees_a_key
-        probs = probs * row_sees_a_key if need_probs else probs
-    return output, (probs if need_probs else None)
-
-
-def _eager_tile_scores(device: torch.device) -> int:
-    """The most (batch x heads x queries x keys) scores one eager tile holds.
-
-    Query blocks bound a tile along the sequence; this also splits the batch, which matters for LaS-chunk, whose
-    batch is batch x number of chunks (64 chunks for 64K tokens in 1K chunks): time per score must not grow with the
-    tile. On CPU 2^24 float32 scores (64 MiB) keep allocations reusable and caches warm; on a GPU larger tiles (1 GiB)
-    mean fewer kernel launches.
-    """
-    return 2**24 if device.type == "cpu" else 2**28
-
-
-def _eager_las_kernel(
-    query: torch.Tensor,
-    key: torch.Tensor,
-    value: torch.Tensor,
-    alphas: torch.Tensor,
-    is_causal: bool,
-    keep: torch.Tensor | None,
-    dropout: float,
-    query_block_size: int,
-    need_probs: bool,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    batch, heads, length, _ = query.shape
-    query_starts = range(0, length, query_block_size)
-    batch_step = max(1, _eager_tile_scores(query.device) // (heads * min(query_block_size, length) * length))
-    batch_starts = range(0, batch, batch_step)
-    # With several tiles and autograd on, recompute each tile in backward instead of storing its scores: training
-    # memory stays O(tile) rather than O(batch x L^2).
-    recompute = len(query_starts) * len(batch_starts) > 1 and not need_probs and torch.is_grad_enabled() and (
-        query.requires_grad or key.requires_grad or value.requires_grad
-    )
-    # `split`, not indexing: the backward of a split is one concatenation, while every indexed slice would
-    # allocate and zero a gradient the size of the whole input (quadratic work for LaS-chunk's long batches).
-    tiles = zip(*(t.split(batch_step) for t in (query, key, value)), keep.split(batch_step) if keep is not None else
-                [None] * len(batch_starts))  # fmt: skip
-    output_rows, probs = [], []
-    for tile_query, tile_key, tile_value, tile_keep in tiles:
-        outputs = []
-        for start in query_starts:
-            stop = min(start + query_block_size, length)
-            # Causal: keys after the block's last query are masked anyway, so they are not computed at all.
-            num_keys = stop if is_causal else length
-            args = (tile_query[:, :, start:stop], tile_key[:, :, :num_keys], tile_value[:, :, :num_keys], alphas,
-                    start, is_causal, tile_keep)  # fmt: skip
-            if recompute:
-                out, block_probs = checkpoint(_eager_las_block, *args, dropout, need_probs, use_reentrant=False)
-            else:
-                out, block_probs = _eager_las_block(*args, dropout, need_probs)
-            outputs.append(out)
-            if need_probs:
-                probs.append(F.pad(block_probs, (0, length - num_keys)))
-        output_rows.append(outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=-2))
-    output = output_rows[0] if len(output_rows) == 1 else torch.cat(output_rows, dim=0)
-    if not need_probs:
-        return output, None
-    # probs were collected batch tile by batch tile, query block by query block.
-    per_tile = len(query_starts)
-    prob_rows = [torch.cat(probs[i : i + per_tile], dim=-2) for i in range(0, len(probs), per_tile)]
-    return output, torch.cat(prob_rows, dim=0)
-
-
-# -- flex kernel -------------------------------------------------------------------------------------------------------
-
-
-@functools.cache
-def _compiled_flex_attention() -> Callable:
-    """flex_attention only avoids materialising L x L when compiled; compile it once per process."""
-    from torch.nn.attention.flex_attention import flex_attention
-
-    return torch.compile(flex_attention, dynamic=False)
-
-
-# flex_attention's default (and create_block_mask's): tiles of 128 queries x 128 keys.
-_FLEX_BLOCK_SIZE = 128
-
-
-def las_flex_block_mask(
-    attention_mask: torch.Tensor | None,
-    batch: int,
-    length: int,
-    is_causal: bool,
-    chunk_size: int | None,
-    device: torch.device,
-):
-    """The flex `BlockMask` (causal and padding) for a LaS call; `None` when nothing is masked.
-
-    For LaS-chunk it is built for the chunked layout `(batch * num_chunks, chunk_size)` that `las_attention` uses.
-    Build it once per model call and pass it to every layer.
-    """
-    from torch.nn.attention.flex_attention import BlockMask
-
-    keep = attention_mask.bool() if attention_mask is not None else None
-    if chunk_size is not None and chunk_size < length:
-        keep = las_chunk_mask(keep, batch, length, chunk_size, device)
-        batch, length = batch * math.ceil(length / chunk_size), chunk_size
-    if keep is not None and bool(keep.all()):
-        keep = None
-    if keep is None and not is_causal:
-        return None
-
-    def mask_mod(b, h, q_idx, kv_idx):
-        allowed = kv_idx <= q_idx if is_causal else kv_idx >= 0
-        return allowed & keep[b, kv_idx] if keep is not None else allowed
-
-    partial, full = _flex_block_tables(keep, length, is_causal, _FLEX_BLOCK_SIZE, device)
-    return BlockMask.from_kv_blocks(
-        *_blocks_in_row_order(partial),
-        *_blocks_in_row_order(full),
-        BLOCK_SIZE=_FLEX_BLOCK_SIZE,
-        mask_mod=mask_mod,
-        seq_lengths=(length, length),
-    )
-
-
-def _flex_block_tables(
-    keep: torch.Tensor | None, length: int, is_causal: bool, block_size: int, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Which (query block, key block) tiles are partly and which fully visible: `(batch or 1, 1, n, n)` bool each.
-
-    The same tables `create_block_mask` derives, but from per-block counts instead of evaluating the mask on all
-    L x L positions: that costs O(batch x L^2) memory and time per model call (0.7 s and 1.25 GiB for a padded batch
-    of 8 at L = 4K on one CPU core, `examples/benchmarks/block_mask.py`), this O(batch x L + batch x n^2).
-    Positions past `length` in the last tile count as masked, as in `create_block_mask`.
-    """
-    num_blocks = math.ceil(length / block_size)
-    padded = num_blocks * block_size
-    positions = torch.arange(padded, device=device)
-    if keep is None:
-        keep = (positions < length)[None]
-    else:
-        keep = F.pad(keep, (0, padded - length), value=False)
-    kept_per_block = keep.view(keep.shape[0], num_blocks, block_size).sum(-1)  # (batch, key block)
-    any_kept = (kept_per_block > 0)[:, None, :]
-    all_kept = (kept_per_block == block_size)[:, None, :]
-    # A query block is fully visible only if all its rows are real positions.
-    rows_complete = (positions.view(num_blocks, block_size)[:, -1] < length)[:, None]
-    block_index = torch.arange(num_blocks, device=device)
-    if is_causal:
-        # Key blocks left of the diagonal are entirely in the past; the diagonal tile is a triangle (partial), and
-        # every kept key k of it is seen by at least query k itself.
-        causally_full = block_index[None, :] < block_index[:, None]
-        causally_any = block_index[None, :] <= block_index[:, None]
-    else:
-        causally_full = causally_any = torch.ones(num_blocks, num_blocks, dtype=torch.bool, device=device)
-    full = causally_full & rows_complete & all_kept
-    partial = causally_any & any_kept & ~full
-    return partial[:, None], full[:, None]
-
-
-def _blocks_in_row_order(tiles: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """A dense `(..., n, n)` tile table as flex's `(count per row, column indices with the used ones first)`."""
-    tiles = tiles.to(torch.int32)
-    return tiles.sum(-1, dtype=torch.int32), torch.argsort(tiles, dim=-1, descending=True, stable=True).to(torch.int32)
-
-
-def _flex_las_kernel(
-    query: torch.Tensor,
-    key: torch.Tensor,
-    value: torch.Tensor,
-    alphas: torch.Tensor,
-    is_causal: bool,
-    keep: torch.Tensor | None,
-    block_mask=None,
-) -> torch.Tensor:
-    if block_mask is None:
-        block_mask = las_flex_block_mask(keep, query.shape[0], query.shape[2], is_causal, None, query.device)
-    if not torch.is_grad_enabled():
-        # Compiled flex would still trace a backward graph for inputs that require grad (and fail on CPU).
-        query, key, value = query.detach(), key.detach(), value.detach()
-    score_mod = las_decay_score_mod(alphas.to(device=query.device), is_causal)
-    return _compiled_flex_attention()(query, key, value, score_mod=score_mod, block_mask=block_mask)
-
-
-def las_decay_score_mod(alphas: torch.Tensor, is_causal: bool) -> Callable:
-    """The LaS decay as a flex `score_mod`: `score * exp(-alpha_h |q_idx - kv_idx|)`.
-
-    Written as `exp2(-alpha / ln 2 * distance)`, the form the kernels evaluate natively, and with the causal distance
-    clamped at 0 instead of `abs`: a causal CPU call at L = 2K, head_dim 32, takes 74 ms instead of 77.5 ms
-    (`results/attention_cpu-flex-2k.md`, README section 4).
-    """
-    log2_decay = alphas.to(torch.float32) / -math.log(2)
-
-    def las_decay(score, b, h, q_idx, kv_idx):
-        # Causal: every visible key has kv_idx <= q_idx, so the distance is q_idx - kv_idx; clamping the masked
-        # future keys to 0 keeps their factor finite (unclamped it overflows to inf, and inf x 0 = NaN in backward).
-        distance = (q_idx - kv_idx).clamp(min=0) if is_causal else (q_idx - kv_idx).abs()
-        return score * torch.exp2(log2_decay[h] * distance)
-
-    return las_decay
-
-
-# ----------------------------------------------------------------------------------------------------------------------
 # Backends, selected the transformers way (`attn_implementation=`)
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def _las_attention_forward(
+def las_attention_forward(
     module: LaSAttention,
     query: torch.Tensor,
     key: torch.Tensor,
     value: torch.Tensor,
     attention_mask: torch.Tensor | None,
-    dropout: float,
-    implementation: str,
+    dropout: float = 0.0,
     output_attentions: bool = False,
     block_mask=None,
     **kwargs,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Every backend: `las_attention` with the kernel named by `config._attn_implementation` (eager, sdpa, flex).
+
+    Returns the output as `(batch, length, heads, head_dim)` and, with `output_attentions`, the LaS matrices.
+    """
     result = las_attention(
         query,
         key,
@@ -570,7 +75,7 @@ def _las_attention_forward(
         attention_mask=attention_mask,
         chunk_size=module.chunk_size,
         dropout=dropout,
-        implementation=implementation,
+        implementation=module.config._attn_implementation,
         query_block_size=module.query_block_size,
         block_mask=block_mask,
         return_attention_weights=output_attentions,
@@ -579,19 +84,11 @@ def _las_attention_forward(
     return output.transpose(1, 2), weights
 
 
-def eager_las_attention_forward(module, query, key, value, attention_mask, dropout=0.0, **kwargs):
-    """The reference backend (`attn_implementation="eager"`): blocked, materialised scores."""
-    return _las_attention_forward(module, query, key, value, attention_mask, dropout, "eager", **kwargs)
-
-
-def flex_las_attention_forward(module, query, key, value, attention_mask, dropout=0.0, **kwargs):
-    """`attn_implementation="flex_attention"`: exact LaS through torch flex_attention on pre-smoothed values."""
-    return _las_attention_forward(module, query, key, value, attention_mask, dropout, "flex", **kwargs)
-
-
-# A module-local interface: the library's generic sdpa/flex functions do not know the LaS decay and must never be used.
-ALL_ATTENTION_FUNCTIONS = AttentionInterface()
-ALL_ATTENTION_FUNCTIONS["flex_attention"] = flex_las_attention_forward
+# The LaS backends, a module-local registry: transformers' global sdpa/flex functions do not know the LaS decay and
+# must never be used for this model. "eager" is the default of `get_interface`.
+LAS_ATTENTION_FUNCTIONS = AttentionInterface()
+LAS_ATTENTION_FUNCTIONS["sdpa"] = las_attention_forward
+LAS_ATTENTION_FUNCTIONS["flex_attention"] = las_attention_forward
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -695,13 +192,13 @@ class LaSAttention(nn.Module):
         block_mask=None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         batch, length, _ = hidden_states.shape
-        split_heads = lambda x: x.view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)  # noqa: E731
-        query = split_heads(self.q_proj(hidden_states))
-        key = split_heads(self.k_proj(hidden_states))
-        value = split_heads(self.v_proj(hidden_states))
+        heads_shape = (batch, length, self.num_heads, self.head_dim)
+        query = self.q_proj(hidden_states).view(heads_shape).transpose(1, 2)  # (batch, heads, length, head_dim)
+        key = self.k_proj(hidden_states).view(heads_shape).transpose(1, 2)  # (batch, heads, length, head_dim)
+        value = self.v_proj(hidden_states).view(heads_shape).transpose(1, 2)  # (batch, heads, length, head_dim)
 
-        attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
-            self.config._attn_implementation, eager_las_attention_forward
+        attention_interface: Callable = LAS_ATTENTION_FUNCTIONS.get_interface(
+            self.config._attn_implementation, las_attention_forward
         )
         output, weights = attention_interface(
             self,
@@ -713,7 +210,8 @@ class LaSAttention(nn.Module):
             output_attentions=output_attentions,
             block_mask=block_mask,
         )
-        return self.o_proj(output.reshape(batch, length, -1)), weights
+        output = output.reshape(batch, length, -1)  # (batch, length, heads * head_dim)
+        return self.o_proj(output), weights
 
 
 class LaSMLP(nn.Module):
@@ -740,11 +238,6 @@ class LaSLayer(GradientCheckpointingLayer):
         self.mlp_norm = LaSNorm(config)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
-    def _residual(self, hidden_states: torch.Tensor, norm: LaSNorm, branch: Callable) -> tuple[torch.Tensor, object]:
-        branch_output, extra = branch(norm(hidden_states) if self.prenorm else hidden_states)
-        hidden_states = hidden_states + self.dropout(branch_output)
-        return (hidden_states if self.prenorm else norm(hidden_states)), extra
-
     def forward(
         self,
         hidden_states: torch.Tensor,
@@ -752,12 +245,23 @@ class LaSLayer(GradientCheckpointingLayer):
         output_attentions: bool = False,
         block_mask=None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        hidden_states, weights = self._residual(
-            hidden_states,
-            self.attention_norm,
-            lambda x: self.attention(x, attention_mask, output_attentions=output_attentions, block_mask=block_mask),
+        # Pre-norm: x + f(norm(x)). Post-norm (the original transformer): norm(x + f(x)).
+        residual = hidden_states
+        if self.prenorm:
+            hidden_states = self.attention_norm(hidden_states)
+        hidden_states, weights = self.attention(
+            hidden_states, attention_mask, output_attentions=output_attentions, block_mask=block_mask
         )
-        hidden_states, _ = self._residual(hidden_states, self.mlp_norm, lambda x: (self.mlp(x), None))
+        hidden_states = residual + self.dropout(hidden_states)
+        if not self.prenorm:
+            hidden_states = self.attention_norm(hidden_states)
+
+        residual = hidden_states
+        if self.prenorm:
+            hidden_states = self.mlp_norm(hidden_states)
+        hidden_states = residual + self.dropout(self.mlp(hidden_states))
+        if not self.prenorm:
+            hidden_states = self.mlp_norm(hidden_states)
         return hidden_states, weights
 
 
@@ -768,13 +272,20 @@ class LaSPreTrainedModel(PreTrainedModel):
     main_input_name = "input_ids"
     supports_gradient_checkpointing = True
     _no_split_modules = ["LaSLayer"]
-    # The library's generic SDPA/flash kernels would silently drop the LaS decay: only our own backends are offered.
-    _supports_sdpa = False
+    # "sdpa" (the default) and "flex_attention" select our own LaS kernels through LAS_ATTENTION_FUNCTIONS, never the
+    # library's generic ones (which would silently drop the decay). No flash-attn package kernel knows the decay.
+    _supports_sdpa = True
     _supports_flash_attn = False
     _supports_flex_attn = True
     # Our forward does not take `num_items_in_batch`: Trainer must average the loss over gradient-accumulation steps
     # itself (without this flag it assumes the model does, and scales the loss of a DDP run by the world size).
     accepts_loss_kwargs = False
+
+    @classmethod
+    def _can_set_attn_implementation(cls) -> bool:
+        # transformers decides whether `set_attn_implementation()` may switch backends by searching the module source
+        # for the global registry's name; ours is module-local (LAS_ATTENTION_FUNCTIONS) and is read at every call.
+        return True
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         # transformers records `auto_map` only for the class being saved; a LaS checkpoint should load as remote code
@@ -1034,9 +545,6 @@ __all__ = [
     "LaSPreTrainedModel",
     "las_attention",
     "las_attention_reference",
-    "las_flex_block_mask",
-    "las_decay_score_mod",
-    "eager_las_attention_forward",
-    "flex_las_attention_forward",
+    "las_attention_forward",
     "pool_sequence",
 ]

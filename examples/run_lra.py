@@ -56,6 +56,7 @@ from transformers.trainer_utils import get_last_checkpoint
 import lra
 import modeling_las  # noqa: F401 - registers LaSConfig / LaSForSequenceClassification with the Auto classes
 from configuration_las import ATTENTION_TYPES, LaSConfig
+from las_attention import LAS_IMPLEMENTATIONS
 from hub_cards.model_card import render_model_card
 from lra_training import UsageError, parse_config_overrides, plot_learning_curves, task_defaults
 
@@ -101,8 +102,11 @@ class ModelArguments:
         metadata={"help": "LaSConfig fields to override, e.g. 'las_pool_size=5,hidden_size=64,las_alphas=[0,0.1]'."},
     )
     attn_implementation: str = field(
-        default="eager",
-        metadata={"help": "'eager' (blocked, trains everywhere) or 'flex_attention' (compiled; CPU: inference only)."},
+        default="sdpa",
+        metadata={
+            "help": "'sdpa' (LaS on torch's scaled_dot_product_attention: fastest, causal; bidirectional runs eager), "
+            "'eager' (blocked, materialised scores) or 'flex_attention' (compiled; CPU: inference only)."
+        },
     )
     model_name_or_path: str | None = field(
         default=None,
@@ -212,8 +216,10 @@ def parse_arguments(argv: Sequence[str]) -> tuple[ModelArguments, DataArguments,
     except ValueError as error:  # unknown flags, and TrainingArguments' own consistency checks
         raise UsageError(" ".join(str(error).split())) from None
 
-    if model_args.attn_implementation not in ("eager", "flex_attention"):
-        raise UsageError(f"--attn_implementation must be 'eager' or 'flex_attention', not {model_args.attn_implementation!r}")
+    if model_args.attn_implementation not in LAS_IMPLEMENTATIONS:
+        raise UsageError(
+            f"--attn_implementation must be one of {', '.join(LAS_IMPLEMENTATIONS)}, not {model_args.attn_implementation!r}"
+        )
     if data_args.data_dir is None and data_args.task not in GENERATED_TASKS:
         raise UsageError(
             f"--data_dir is required for the task {data_args.task!r}: only {' and '.join(GENERATED_TASKS)} can be "

@@ -113,7 +113,7 @@ def test_naive_definition_matches_las_attention_in_float64():
         from attention import naive_las, naive_reference
     finally:
         sys.path.remove(str(BENCHMARKS))
-    from modeling_las import las_attention
+    from las_attention import las_attention
 
     generator = torch.Generator().manual_seed(0)
     query, key, value = (torch.randn(2, 3, 50, 8, generator=generator, dtype=torch.float64) for _ in range(3))

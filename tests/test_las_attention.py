@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import modeling_las
-from modeling_las import (
+import las_attention as las_attention_module
+from las_attention import (
     las_attention,
     las_attention_reference,
     las_chunk_mask,
@@ -70,7 +70,7 @@ def test_blocked_recompute_gradients_equal_definition(is_causal, pool_mode):
 def test_batch_tiles_give_the_definition_and_its_gradients(monkeypatch, chunk_size):
     # Tiles are bounded in scores, so long batches (LaS-chunk: batch x chunks) are split along the batch too; force
     # tiny tiles to get several batch tiles, a short last one, and several query blocks per tile.
-    monkeypatch.setattr(modeling_las, "_eager_tile_scores", lambda device: 3 * 8 * 41)
+    monkeypatch.setattr(las_attention_module, "_eager_tile_scores", lambda device: 3 * 8 * 41)
     tensors = make_qkv(batch=5, dtype=torch.float64, length=41)
     mask = padding_mask(5, 41, [41, 30, 1, 41, 17])
     weights = torch.randn(5, 3, 41, 8, dtype=torch.float64)
@@ -216,10 +216,93 @@ def test_bad_arguments_raise_clear_errors():
         las_attention(query, key, value, ALPHAS, pool_size=4)
     with pytest.raises(ValueError, match="chunk_size=0"):
         las_attention(query, key, value, ALPHAS, chunk_size=0)
-    with pytest.raises(ValueError, match="implementation='sdpa'"):
-        las_attention(query, key, value, ALPHAS, implementation="sdpa")
+    with pytest.raises(ValueError, match="implementation='flash'"):
+        las_attention(query, key, value, ALPHAS, implementation="flash")
     with pytest.raises(ValueError, match=r"\(batch, heads, length, head_dim\)"):
         las_attention(query[0], key[0], value[0], ALPHAS)
+
+
+# -- sdpa ---------------------------------------------------------------------------------------------------------------
+
+SDPA_ALPHAS = torch.tensor([0.0, 0.03, 0.4, 1.0])  # 1.0 with block 16: the float32 bound (60) allows the whole block
+
+
+@pytest.mark.parametrize("dtype,tolerance", [(torch.float64, 1e-10), (torch.float32, 1e-5)])
+@pytest.mark.parametrize("pool_size,pool_mode", [(1, "symmetric"), (3, "symmetric"), (5, "symmetric"), (3, "causal")])
+@pytest.mark.parametrize("padding", [None, "right", "left"])
+@pytest.mark.parametrize("chunk_size", [None, 16])
+def test_sdpa_equals_definition_with_gradients(dtype, tolerance, pool_size, pool_mode, padding, chunk_size):
+    # L = 45 is no multiple of the block (16) nor of the chunk (16).
+    tensors = make_qkv(heads=4, length=45, dtype=dtype, seed=3)
+    mask = {None: None, "right": padding_mask(2, 45, [45, 30]), "left": torch.tensor([[1] * 45, [0] * 12 + [1] * 33])}[
+        padding
+    ]
+    upstream = torch.randn(2, 4, 45, 8, dtype=dtype, generator=torch.Generator().manual_seed(4))
+    ours = [t.clone().requires_grad_() for t in tensors]
+    output = las_attention(*ours, SDPA_ALPHAS, pool_size, pool_mode, True, mask, chunk_size, implementation="sdpa",
+                           query_block_size=16)  # fmt: skip
+    (output * upstream).sum().backward()
+    theirs = [t.clone().requires_grad_() for t in tensors]
+    if chunk_size is None:
+        expected = las_attention_reference(*theirs, SDPA_ALPHAS.to(dtype), pool_size, pool_mode, True, mask)
+    else:  # LaS-chunk is LaS on each chunk
+        expected = torch.cat([
+            las_attention_reference(*(t[:, :, start:start + chunk_size] for t in theirs), SDPA_ALPHAS.to(dtype),
+                                    pool_size, pool_mode, True, None if mask is None else mask[:, start:start + chunk_size])
+            for start in range(0, 45, chunk_size)
+        ], dim=2)  # fmt: skip
+    (expected * upstream).sum().backward()
+    assert (output - expected).abs().max().item() < tolerance
+    for leaf, reference in zip(ours, theirs):
+        assert (leaf.grad - reference.grad).abs().max().item() < tolerance
+
+
+def test_sdpa_blocks_keep_the_scales_inside_the_dtype_range():
+    # max(alpha) * block stays within the bound of each dtype; float16 needs the smallest blocks.
+    from las_attention import _SCALE_EXPONENT_BOUND, sdpa_query_block_size
+
+    for dtype, bound in _SCALE_EXPONENT_BOUND.items():
+        for alpha in (0.01, 0.1, 1.0, 5.0):
+            block = sdpa_query_block_size(alpha, dtype, 512)
+            assert 1 <= block <= 512 and (block == 1 or alpha * block <= bound)
+    assert sdpa_query_block_size(0.0, torch.float16, 512) == 512  # no decay: no scales at all
+    assert sdpa_query_block_size(1.0, torch.float16, 512) < sdpa_query_block_size(1.0, torch.float32, 512)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_sdpa_half_precision_error_is_that_of_plain_sdpa(dtype):
+    # Error against the float64 truth within 2x of what plain SDPA in the same dtype makes on the same inputs.
+    query, key, value = make_qkv(heads=4, length=300, head_dim=16, dtype=torch.float64, seed=5)
+    mask = padding_mask(2, 300, [300, 211])
+    alphas = torch.tensor([0.0, 0.01, 0.1, 0.5])
+    truth = las_attention_reference(query, key, value, alphas.double(), 3, "symmetric", True, mask)
+    ours = las_attention(*(t.to(dtype) for t in (query, key, value)), alphas, 3, "symmetric", True, mask,
+                         implementation="sdpa")  # fmt: skip
+    assert torch.isfinite(ours).all()
+    las_error = (ours.double() - truth).abs().max().item()
+    plain_truth = F.scaled_dot_product_attention(query, key, value, is_causal=True)
+    plain = F.scaled_dot_product_attention(*(t.to(dtype) for t in (query, key, value)), is_causal=True)
+    plain_error = (plain.double() - plain_truth).abs().max().item()
+    assert las_error <= 2 * plain_error, (las_error, plain_error)
+
+
+def test_sdpa_dropout_is_sdpa_dropout():
+    query, key, value = make_qkv(heads=4, length=40, seed=6)
+    torch.manual_seed(0)
+    dropped = las_attention(query, key, value, torch.zeros(4), 1, "symmetric", True, dropout=0.5, implementation="sdpa")
+    torch.manual_seed(0)
+    plain = F.scaled_dot_product_attention(query, key, value, dropout_p=0.5, is_causal=True)
+    assert torch.equal(dropped, plain)
+    assert not torch.allclose(dropped, las_attention(query, key, value, torch.zeros(4), implementation="sdpa"))
+
+
+def test_sdpa_bidirectional_and_attention_weights_use_eager(caplog):
+    query, key, value = make_qkv()
+    eager = las_attention(query, key, value, ALPHAS, 3, "symmetric", False)
+    assert torch.equal(las_attention(query, key, value, ALPHAS, 3, "symmetric", False, implementation="sdpa"), eager)
+    output, weights = las_attention(query, key, value, ALPHAS, 3, implementation="sdpa", return_attention_weights=True)
+    assert torch.allclose(output, las_attention(query, key, value, ALPHAS, 3, implementation="sdpa"), atol=1e-6)
+    assert weights.shape == (2, 3, 37, 37)
 
 
 # -- flex_attention -------------------------------------------------------------------------------------------------
@@ -231,7 +314,7 @@ def test_flex_forward_equals_eager_on_cpu():
     with torch.no_grad():
         for pool_mode, is_causal in (("symmetric", True), ("causal", False)):
             eager = las_attention(query, key, value, ALPHAS, 3, pool_mode, is_causal, mask)
-            flex = las_attention(query, key, value, ALPHAS, 3, pool_mode, is_causal, mask, implementation="flex")
+            flex = las_attention(query, key, value, ALPHAS, 3, pool_mode, is_causal, mask, implementation="flex_attention")
             assert (flex - eager).abs().max().item() < 1e-5
 
 
@@ -254,7 +337,7 @@ def test_decay_score_mod_is_the_decay_and_finite_on_masked_keys(is_causal):
 
 def test_flex_cpu_backward_falls_back_to_eager():
     query, key, value = (t.requires_grad_() for t in make_qkv(length=20))
-    output = las_attention(query, key, value, ALPHAS, 3, "symmetric", True, implementation="flex")
+    output = las_attention(query, key, value, ALPHAS, 3, "symmetric", True, implementation="flex_attention")
     output.sum().backward()  # torch's CPU flex_attention has no backward: we must not crash inside torch
     assert query.grad is not None and torch.isfinite(query.grad).all()
 
@@ -263,7 +346,7 @@ def test_flex_under_no_grad_accepts_inputs_that_require_grad():
     # e.g. evaluating with the parameters' autograd graph switched off: no backward graph may be traced.
     query, key, value = (t.requires_grad_() for t in make_qkv(length=20))
     with torch.no_grad():
-        flex = las_attention(query, key, value, ALPHAS, 3, "symmetric", True, implementation="flex")
+        flex = las_attention(query, key, value, ALPHAS, 3, "symmetric", True, implementation="flex_attention")
         eager = las_attention(query, key, value, ALPHAS, 3, "symmetric", True, implementation="eager")
     torch.testing.assert_close(flex, eager, rtol=1e-4, atol=1e-5)
 
@@ -316,13 +399,13 @@ def test_flex_forward_and_gradients_equal_eager_cuda(dtype, tolerance, chunk_siz
     mask = padding_mask(2, 300, [300, 211]).cuda()
     upstream = torch.randn(2, 3, 300, 64, device="cuda", dtype=dtype)
     results = {}
-    for implementation in ("eager", "flex"):
+    for implementation in ("eager", "flex_attention"):
         leaves = [t.clone().requires_grad_() for t in tensors]
         output = las_attention(
             *leaves, ALPHAS.cuda(), 3, "symmetric", True, mask, chunk_size=chunk_size, implementation=implementation
         )
         (output * upstream).sum().backward()
         results[implementation] = [output.detach()] + [leaf.grad for leaf in leaves]
-    for eager, flex in zip(results["eager"], results["flex"]):
+    for eager, flex in zip(results["eager"], results["flex_attention"]):
         scale = eager.float().abs().max().clamp(min=1.0)
         assert ((flex.float() - eager.float()).abs().max() / scale).item() < tolerance

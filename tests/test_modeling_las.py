@@ -15,7 +15,8 @@ import torch.nn.functional as F
 from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
 
 from configuration_las import LaSConfig
-from modeling_las import LaSForSequenceClassification, LaSModel, las_attention_reference
+from las_attention import las_attention_reference
+from modeling_las import LaSForSequenceClassification, LaSModel
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -222,7 +223,7 @@ def test_save_and_load_through_auto_classes(tmp_path):
         hidden = model.las(ids).last_hidden_state
     model.save_pretrained(tmp_path)
     files = set(os.listdir(tmp_path))
-    assert {"model.safetensors", "config.json", "modeling_las.py", "configuration_las.py"} <= files
+    assert {"model.safetensors", "config.json", "modeling_las.py", "configuration_las.py", "las_attention.py"} <= files
     auto_map = json.loads((tmp_path / "config.json").read_text())["auto_map"]
     assert auto_map == {
         "AutoConfig": "configuration_las.LaSConfig",
@@ -246,13 +247,13 @@ REMOTE_CODE_SCRIPT = textwrap.dedent(
     class BlockOurPackage(importlib.abc.MetaPathFinder):
         # Simulate a machine where las-transformers is not installed.
         def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in ("modeling_las", "configuration_las", "lra", "hub_cards"):
+            if name.split(".")[0] in ("modeling_las", "configuration_las", "las_attention", "lra", "hub_cards"):
                 raise ImportError(f"{name} is not installed here")
             return None
 
     sys.meta_path.insert(0, BlockOurPackage())
     try:
-        import modeling_las  # noqa: F401
+        import las_attention  # noqa: F401
         raise SystemExit("our package is importable: the test would prove nothing")
     except ImportError:
         pass
@@ -263,9 +264,14 @@ REMOTE_CODE_SCRIPT = textwrap.dedent(
     model = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True).eval()
     base = AutoModel.from_pretrained(folder, trust_remote_code=True).eval()
     assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
+    eager = AutoModelForSequenceClassification.from_pretrained(
+        folder, trust_remote_code=True, attn_implementation="eager"
+    ).eval()
     with torch.no_grad():
         print(json.dumps({
             "logits": model(ids).logits.tolist(),
+            "eager_logits": eager(ids).logits.tolist(),
+            "implementation": model.config._attn_implementation,
             "hidden": base(ids).last_hidden_state.sum().item(),
             "module": type(model).__module__,
         }))
@@ -296,8 +302,54 @@ def test_remote_code_loads_where_package_is_not_installed(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["module"].startswith("transformers_modules")
+    assert report["implementation"] == "sdpa"  # the default backend, through the shipped las_attention.py
     assert torch.equal(torch.tensor(report["logits"]), expected)
+    assert torch.allclose(torch.tensor(report["eager_logits"]), expected, atol=1e-5)
     assert report["hidden"] == pytest.approx(hidden, abs=0)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [dict(attention_type="las"), dict(attention_type="las", las_pool_mode="causal", las_alphas=[0.0, 0.1, 0.5, 1.0]),
+     dict(attention_type="las_chunk", las_chunk_size=16), dict(attention_type="softmax")],
+)  # fmt: skip
+def test_sdpa_backend_is_the_default_and_matches_eager(tmp_path, overrides):
+    model = tiny_model(**overrides)
+    assert model.config._attn_implementation == "sdpa"
+    model.save_pretrained(tmp_path)
+    eager = AutoModelForSequenceClassification.from_pretrained(tmp_path, attn_implementation="eager").eval()
+    reloaded = AutoModelForSequenceClassification.from_pretrained(tmp_path).eval()
+    assert reloaded.config._attn_implementation == "sdpa"
+    ids = random_ids(3, 40)
+    mask = torch.ones(3, 40, dtype=torch.long)
+    mask[1, 29:] = 0  # right padding
+    mask[2, :7] = 0  # left padding
+    with torch.no_grad():
+        for kwargs in (dict(attention_mask=mask), dict()):
+            assert torch.allclose(reloaded(ids, **kwargs).logits, eager(ids, **kwargs).logits, atol=1e-5)
+    # Switching backends on a built model, as transformers models allow.
+    eager.set_attn_implementation("sdpa")
+    assert eager.config._attn_implementation == "sdpa"
+
+
+def test_softmax_model_runs_on_torch_sdpa_itself(monkeypatch):
+    # attention_type="softmax" with the sdpa backend is F.scaled_dot_product_attention(is_causal=True) and nothing
+    # else: every "LaS vs softmax" comparison is against the kernel a user of softmax attention would run.
+    import las_attention as kernels
+
+    calls = []
+    real_sdpa = F.scaled_dot_product_attention
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return real_sdpa(*args, **kwargs)
+
+    monkeypatch.setattr(kernels.F, "scaled_dot_product_attention", spy)
+    model = tiny_model(attention_type="softmax")
+    with torch.no_grad():
+        model(random_ids(2, 20))
+    assert len(calls) == model.config.num_hidden_layers
+    assert all(call.get("is_causal") is True and call.get("attn_mask") is None for call in calls)
 
 
 def test_flex_attention_backend_matches_eager_model(tmp_path):
@@ -312,8 +364,6 @@ def test_flex_attention_backend_matches_eager_model(tmp_path):
         assert torch.allclose(flex(ids, attention_mask=mask).logits, model(ids, attention_mask=mask).logits, atol=1e-5)
         # no padding, and chunks that tile the sequence: nothing to mask but causality
         assert torch.allclose(flex(ids[:, :32]).logits, model(ids[:, :32]).logits, atol=1e-5)
-    with pytest.raises(ValueError, match="scaled_dot_product_attention"):
-        AutoModelForSequenceClassification.from_pretrained(tmp_path, attn_implementation="sdpa")
 
 
 # -- training features ------------------------------------------------------------------------------------------------

@@ -315,7 +315,7 @@ def test_bad_arguments_exit_with_one_line(lra_data, tmp_path):
         (["--task", "listops", "--no_such_flag", "1"], "no_such_flag"),
         (["--task", "listops", "--config_overrides", "no_such_field=3"], "no_such_field"),
         (["--task", "listops", "--config_overrides", "las_pool_size=4"], "must be odd"),
-        (["--task", "listops", "--attn_implementation", "sdpa"], "--attn_implementation"),
+        (["--task", "listops", "--attn_implementation", "flash_attention_2"], "--attn_implementation"),
     ],
 )
 def test_more_bad_arguments_in_process(argv, message, tmp_path, capsys):

@@ -1,0 +1,640 @@
+# Copyright 2026 The las-transformers authors. Licensed under the Apache License, Version 2.0.
+"""LaS attention kernels: the math of Local and Smooth attention on `(batch, heads, length, head_dim)` tensors.
+
+LaS attention (Zimerman & Wolf, ICML 2024), for one head c with decay rate alpha_c and smoothing window P:
+
+    LaS_c(Q, K, V) = AP( softmax( exp(-alpha_c * |i - j|) * Q K^T / sqrt(d) + M ) ) V
+
+where M is the (causal and padding) mask and AP is a 1-D average pooling over every row of the attention matrix.
+Pooling a row is a right-multiplication by a banded matrix P, so AP(A) V = A (P V): smoothing the attention matrix is
+exactly smoothing V along the sequence. Every kernel below computes LaS that way, and `las_attention` is the one entry
+point: it smooths V, handles padding and chunking, and hands softmax-with-decay to one of three kernels:
+
+- `eager`: materialised scores over blocks of queries (O(block x L) memory); the only one that returns the matrix.
+- `sdpa`: `F.scaled_dot_product_attention` (FlashAttention on a GPU) on rescaled queries and keys. In the causal case
+  the decay is separable, exp(-a (i - j)) (q_i . k_j) = (q_i e^{-a i}) . (k_j e^{a j}); per block of queries the
+  scales stay inside the dtype's range.
+- `flex_attention`: `torch.compile(flex_attention)` with the decay as a `score_mod`.
+
+`las_attention_reference` is the literal definition (O(L^2)), kept apart to check all of them in tests.
+
+This file ships beside `modeling_las.py` as Hub remote code (`save_pretrained` copies relatively imported files), so
+it imports nothing from this package.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch.nn.attention.bias import causal_lower_right
+from torch.utils.checkpoint import checkpoint
+from transformers.utils import logging
+
+logger = logging.get_logger(__name__)
+
+#: The kernels of `las_attention`, named as transformers' `attn_implementation` values that select them.
+LAS_IMPLEMENTATIONS = ("eager", "sdpa", "flex_attention")
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Smoothing and the entry point
+# ----------------------------------------------------------------------------------------------------------------------
+
+def smooth_along(x: torch.Tensor, dim: int, pool_size: int, left: int) -> torch.Tensor:
+    """Average `x` along `dim` over the window `[t - left, t - left + pool_size - 1]` with zero padding.
+
+    The divisor is always `pool_size` (padding counts as zeros), so the operator is a fixed banded matrix and its
+    transpose is the same kind of window mirrored: `left -> pool_size - 1 - left`.
+    One reduction over a strided window view of the padded tensor (`unfold`), accumulated in at least float32: it
+    keeps `x`'s layout, where `avg_pool1d` needs `dim` moved last (a transposed copy in and out, 5x slower on V).
+    """
+    if pool_size == 1:
+        return x
+    dims_after = x.ndim - 1 - (dim % x.ndim)
+    padded = F.pad(x, (0, 0) * dims_after + (left, pool_size - 1 - left))
+    windows = padded.unfold(dim, pool_size, 1)  # (..., length, ..., pool_size), a view
+    accumulate = torch.promote_types(x.dtype, torch.float32)
+    return windows.sum(-1, dtype=accumulate).div_(pool_size).to(x.dtype)
+
+
+def attention_row_window_left(pool_size: int, pool_mode: str) -> int:
+    """How many keys before key j the smoothing window of row entry j reaches.
+
+    "symmetric": centred window (our reading of the paper). "causal": `A'[i, j] = mean(A[i, j .. j+P-1])`, which
+    keeps weight off keys after the query; on V it is the mean over the past P positions.
+    """
+    return pool_size // 2 if pool_mode == "symmetric" else 0
+
+
+def _check_las_arguments(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    alphas: torch.Tensor,
+    pool_size: int,
+    pool_mode: str,
+    attention_mask: torch.Tensor | None,
+    chunk_size: int | None,
+    implementation: str,
+) -> None:
+    if query.dim() != 4 or key.shape != query.shape or value.shape[:-1] != query.shape[:-1]:
+        raise ValueError(
+            "las_attention expects query, key and value shaped (batch, heads, length, head_dim) with matching "
+            f"batch/heads/length; got {tuple(query.shape)}, {tuple(key.shape)}, {tuple(value.shape)}."
+        )
+    if alphas.shape != (query.shape[1],):
+        raise ValueError(f"alphas must hold one decay rate per head: shape ({query.shape[1]},), got {tuple(alphas.shape)}.")
+    if pool_mode not in ("symmetric", "causal"):
+        raise ValueError(f"pool_mode={pool_mode!r} is not one of 'symmetric', 'causal'.")
+    if pool_size < 1 or (pool_mode == "symmetric" and pool_size % 2 == 0):
+        raise ValueError(f"pool_size={pool_size} must be >= 1 (and odd for the symmetric window).")
+    if attention_mask is not None and attention_mask.shape != (query.shape[0], query.shape[2]):
+        raise ValueError(
+            f"attention_mask must be shaped (batch, length) = {(query.shape[0], query.shape[2])} with 1 = keep and "
+            f"0 = padding; got {tuple(attention_mask.shape)}."
+        )
+    if chunk_size is not None and chunk_size < 1:
+        raise ValueError(f"chunk_size={chunk_size} must be >= 1.")
+    if implementation not in LAS_IMPLEMENTATIONS:
+        raise ValueError(f"implementation={implementation!r} is not one of {LAS_IMPLEMENTATIONS}.")
+
+
+def las_attention(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    alphas: torch.Tensor,
+    pool_size: int = 1,
+    pool_mode: str = "symmetric",
+    is_causal: bool = True,
+    attention_mask: torch.Tensor | None = None,
+    chunk_size: int | None = None,
+    dropout: float = 0.0,
+    *,
+    implementation: str = "eager",
+    query_block_size: int = 512,
+    block_mask=None,
+    return_attention_weights: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]:
+    """LaS attention on `(batch, heads, length, head_dim)` tensors; returns `(batch, heads, length, head_dim)`.
+
+    Args:
+        query, key, value: the projected inputs of every head.
+        alphas: `(heads,)` decay rates; head h multiplies its scaled scores by `exp(-alphas[h] * |i - j|)`.
+        pool_size: window P of the row smoothing (1 = none).
+        pool_mode: `"symmetric"` (centred window) or `"causal"` (window over keys j .. j+P-1).
+        is_causal: mask keys after the query.
+        attention_mask: `(batch, length)`, 1 = keep, 0 = padding. Padded positions behave as if they did not exist:
+            their keys are masked, their values are zeroed before smoothing (masking keys alone would let the
+            smoothing move weight onto a padded value), and their outputs are zero.
+        chunk_size: if set, LaS-chunk: LaS applied separately inside non-overlapping chunks of this length.
+        dropout: dropout probability on the attention probabilities (pass 0.0 in evaluation).
+        implementation: one of `LAS_IMPLEMENTATIONS`. `"eager"`: materialised scores over blocks of
+            `query_block_size` queries, O(block x L) memory (also in training: each block is recomputed in backward).
+            `"sdpa"`: `F.scaled_dot_product_attention` on rescaled queries and keys (causal only; bidirectional calls
+            use the eager kernel). `"flex_attention"`: compiled flex_attention with a multiplicative `score_mod`.
+            The attention matrix (`return_attention_weights`) always comes from the eager kernel.
+        query_block_size: queries per block of the eager and sdpa kernels (a speed/memory knob; results do not
+            depend on it; the sdpa kernel may use smaller blocks to keep its scales inside the dtype's range).
+        block_mask: an optional precomputed flex `BlockMask` (see `las_flex_block_mask`), to build it once per model
+            call instead of once per layer.
+        return_attention_weights: also return the LaS attention matrix after smoothing, `(batch, heads, L, L)`,
+            with the columns of padded keys and the rows of padded queries zeroed (the weights that multiply V).
+
+    `alphas = 0` and `pool_size = 1` is plain softmax attention.
+    """
+    _check_las_arguments(query, key, value, alphas, pool_size, pool_mode, attention_mask, chunk_size, implementation)
+    keep = attention_mask.bool() if attention_mask is not None else None
+    batch, heads, length, _ = query.shape
+
+    if chunk_size is not None and chunk_size < length:
+        chunk_keep = las_chunk_mask(keep, batch, length, chunk_size, query.device)
+        to_chunks = functools.partial(_split_into_chunks, chunk_size=chunk_size)
+        result = las_attention(
+            to_chunks(query),
+            to_chunks(key),
+            to_chunks(value),
+            alphas,
+            pool_size,
+            pool_mode,
+            is_causal,
+            chunk_keep,
+            None,
+            dropout,
+            implementation=implementation,
+            query_block_size=query_block_size,
+            block_mask=block_mask,
+            return_attention_weights=return_attention_weights,
+        )
+        if not return_attention_weights:
+            return _merge_chunks(result, batch, length)
+        output, weights = result
+        return _merge_chunks(output, batch, length), _block_diagonal(weights, batch, length)
+
+    if keep is not None:
+        # A padded value must not be smoothed into a real position's value.
+        value = value * keep[:, None, :, None].to(value.dtype)
+    row_left = attention_row_window_left(pool_size, pool_mode)
+    smoothed_value = smooth_along(value, dim=-2, pool_size=pool_size, left=pool_size - 1 - row_left)
+
+    kernel = _choose_kernel(implementation, query, key, value, is_causal, dropout, return_attention_weights)
+    probs = None
+    if kernel == "flex_attention":
+        output = _flex_las_kernel(query, key, smoothed_value, alphas, is_causal, keep, block_mask)
+    elif kernel == "sdpa":
+        output = _sdpa_las_kernel(query, key, smoothed_value, alphas, keep, dropout, query_block_size)
+    else:
+        output, probs = _eager_las_kernel(
+            query, key, smoothed_value, alphas, is_causal, keep, dropout, query_block_size, return_attention_weights
+        )
+    if keep is not None:
+        # A padded query does not exist: its output is zero (the kernels may compute anything finite there).
+        output = output * keep[:, None, :, None].to(output.dtype)
+    if not return_attention_weights:
+        return output
+    weights = smooth_along(probs, dim=-1, pool_size=pool_size, left=row_left)
+    if keep is not None:
+        weights = weights * (keep[:, None, :, None] & keep[:, None, None, :]).to(weights.dtype)
+    return output, weights
+
+
+def _choose_kernel(
+    implementation: str,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    is_causal: bool,
+    dropout: float,
+    return_attention_weights: bool,
+) -> str:
+    """The kernel that runs a call: the requested one, or eager where the requested one cannot do what is asked."""
+    if implementation == "eager" or return_attention_weights:
+        # Only the eager kernel materialises the matrix; asking for it is asking for eager (as in transformers).
+        return "eager"
+    if implementation == "sdpa" and not is_causal:
+        logger.warning_once(
+            "LaS sdpa attention is causal only (the decay is separable only for keys before the query): "
+            "bidirectional LaS (is_causal=False) runs on the eager kernel."
+        )
+        return "eager"
+    if implementation == "flex_attention" and (dropout > 0.0 or _cpu_backward_needed(query, key, value)):
+        logger.warning_once(
+            "LaS flex attention falls back to the eager kernel here (attention dropout, or a backward pass on CPU, "
+            "which torch's flex_attention does not support)."
+        )
+        return "eager"
+    return implementation
+
+
+def las_attention_reference(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    alphas: torch.Tensor,
+    pool_size: int = 1,
+    pool_mode: str = "symmetric",
+    is_causal: bool = True,
+    attention_mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The literal definition, O(L^2) memory: never used by the model.
+
+    Materialise `exp(-alpha |i - j|) * Q K^T / sqrt(d)`, mask, softmax, average-pool every row of the matrix, multiply
+    by V (padded values count as zero; padded queries output zero). It exists to check the fast paths in tests and as the naive baseline in
+    benchmarks, and deliberately shares no code with `las_attention`.
+    """
+    length, head_dim = query.shape[-2], query.shape[-1]
+    positions = torch.arange(length, device=query.device)
+    distance = (positions[:, None] - positions[None, :]).abs()
+    decay = torch.exp(-alphas.to(query.dtype)[:, None, None] * distance)
+    scores = decay * (query @ key.transpose(-1, -2)) / math.sqrt(head_dim)
+    allowed = torch.ones(length, length, dtype=torch.bool, device=query.device)[None, None]
+    if is_causal:
+        allowed = allowed & (positions[None, :] <= positions[:, None])
+    keep = None
+    if attention_mask is not None:
+        keep = attention_mask.bool()[:, None, None, :]
+        allowed = allowed & keep
+    probs = torch.softmax(scores.masked_fill(~allowed, float("-inf")), dim=-1).nan_to_num(0.0)
+    rows = probs.reshape(-1, 1, length)
+    if pool_mode == "symmetric":
+        pooled = F.avg_pool1d(rows, pool_size, stride=1, padding=pool_size // 2, count_include_pad=True)
+    else:
+        pooled = F.avg_pool1d(F.pad(rows, (0, pool_size - 1)), pool_size, stride=1)
+    pooled = pooled.reshape(probs.shape)
+    if keep is not None:
+        # Padded keys get no weight, and padded queries (which do not exist) no output.
+        pooled = pooled * keep * keep.transpose(-1, -2)
+    return pooled @ value
+
+
+def _cpu_backward_needed(*tensors: torch.Tensor) -> bool:
+    return torch.is_grad_enabled() and any(t.requires_grad and t.device.type == "cpu" for t in tensors)
+
+
+# -- LaS-chunk ---------------------------------------------------------------------------------------------------------
+
+
+def las_chunk_mask(
+    keep: torch.Tensor | None, batch: int, length: int, chunk_size: int, device: torch.device
+) -> torch.Tensor | None:
+    """The `(batch * num_chunks, chunk_size)` keep-mask of a chunked sequence (the tail of the last chunk is padding).
+
+    `None` when nothing is masked (no padding, and the length a multiple of the chunk size): the kernels then skip
+    masking altogether.
+    """
+    tail = math.ceil(length / chunk_size) * chunk_size - length
+    if keep is None and tail == 0:
+        return None
+    if keep is None:
+        keep = torch.ones(batch, length, dtype=torch.bool, device=device)
+    return F.pad(keep, (0, tail), value=False).reshape(-1, chunk_size)
+
+
+def _split_into_chunks(x: torch.Tensor, chunk_size: int) -> torch.Tensor:
+    """(B, H, L, D) -> (B * n, H, C, D), zero-padding the last chunk."""
+    batch, heads, length, dim = x.shape
+    num_chunks = math.ceil(length / chunk_size)
+    x = F.pad(x, (0, 0, 0, num_chunks * chunk_size - length))
+    return x.reshape(batch, heads, num_chunks, chunk_size, dim).transpose(1, 2).reshape(-1, heads, chunk_size, dim)
+
+
+def _merge_chunks(x: torch.Tensor, batch: int, length: int) -> torch.Tensor:
+    """(B * n, H, C, D) -> (B, H, L, D): the inverse of `_split_into_chunks`."""
+    _, heads, chunk_size, dim = x.shape
+    x = x.reshape(batch, -1, heads, chunk_size, dim).transpose(1, 2)
+    return x.reshape(batch, heads, -1, dim)[:, :, :length]
+
+
+def _block_diagonal(weights: torch.Tensor, batch: int, length: int) -> torch.Tensor:
+    """Chunk attention matrices (B * n, H, C, C) -> the full (B, H, L, L) block-diagonal matrix."""
+    _, heads, chunk_size, _ = weights.shape
+    weights = weights.reshape(batch, -1, heads, chunk_size, chunk_size)
+    num_chunks = weights.shape[1]
+    full = weights.new_zeros(batch, heads, num_chunks * chunk_size, num_chunks * chunk_size)
+    for c in range(num_chunks):  # only for output_attentions, never in the training path
+        span = slice(c * chunk_size, (c + 1) * chunk_size)
+        full[:, :, span, span] = weights[:, c]
+    return full[:, :, :length, :length]
+
+
+# -- eager kernel: blocks of queries -----------------------------------------------------------------------------------
+
+
+def _eager_las_block(
+    query_block: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    alphas: torch.Tensor,
+    query_start: int,
+    is_causal: bool,
+    keep: torch.Tensor | None,
+    dropout: float,
+    need_probs: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Softmax attention with the LaS decay for queries `query_start .. query_start + block - 1`."""
+    block = query_block.shape[-2]
+    num_keys = key.shape[-2]
+    query_pos = torch.arange(query_start, query_start + block, device=query_block.device)
+    key_pos = torch.arange(num_keys, device=query_block.device)
+    distance = (query_pos[:, None] - key_pos[None, :]).abs()
+
+    # Decay and softmax run in at least float32, also for half-precision inputs.
+    compute_dtype = torch.promote_types(query_block.dtype, torch.float32)
+    # The 1/sqrt(d) scale and the decay exp(-alpha_h |i - j|) form one (heads, block, keys) table shared by the batch.
+    # The decay multiplies the scores (it is not an additive bias as in ALiBi): distant scores are pulled towards 0.
+    decay = torch.exp(-alphas.to(compute_dtype)[:, None, None] * distance) * query_block.shape[-1] ** -0.5
+    raw_scores = torch.matmul(query_block, key.transpose(-1, -2)).to(compute_dtype)
+
+    allowed = None
+    if is_causal:
+        allowed = (key_pos[None, :] <= query_pos[:, None])[None, None]
+    if keep is not None:
+        key_keep = keep[:, None, None, :num_keys]
+        allowed = key_keep if allowed is None else allowed & key_keep
+    if allowed is None:
+        scores = raw_scores * decay
+    else:
+        # The mask as an additive bias fused with the decay: one pass over the (batch, heads, block, keys) scores.
+        bias = torch.zeros(allowed.shape, dtype=compute_dtype, device=allowed.device)
+        scores = torch.addcmul(bias.masked_fill_(~allowed, torch.finfo(compute_dtype).min), raw_scores, decay)
+    probs = torch.softmax(scores, dim=-1).to(value.dtype)
+    if dropout > 0.0:
+        probs = F.dropout(probs, p=dropout, training=True)
+    output = torch.matmul(probs, value)
+    if allowed is not None:
+        # A query that sees no key at all (a fully padded row) gets zero output, not an average of masked values.
+        row_sees_a_key = allowed.any(dim=-1, keepdim=True)
+        output = output * row_sees_a_key
+        probs = probs * row_sees_a_key if need_probs else probs
+    return output, (probs if need_probs else None)
+
+
+def _eager_tile_scores(device: torch.device) -> int:
+    """The most (batch x heads x queries x keys) scores one eager tile holds.
+
+    Query blocks bound a tile along the sequence; this also splits the batch, which matters for LaS-chunk, whose
+    batch is batch x number of chunks (64 chunks for 64K tokens in 1K chunks): time per score must not grow with the
+    tile. On CPU 2^24 float32 scores (64 MiB) keep allocations reusable and caches warm; on a GPU larger tiles (1 GiB)
+    mean fewer kernel launches.
+    """
+    return 2**24 if device.type == "cpu" else 2**28
+
+
+def _eager_las_kernel(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    alphas: torch.Tensor,
+    is_causal: bool,
+    keep: torch.Tensor | None,
+    dropout: float,
+    query_block_size: int,
+    need_probs: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    batch, heads, length, _ = query.shape
+    query_starts = range(0, length, query_block_size)
+    batch_step = max(1, _eager_tile_scores(query.device) // (heads * min(query_block_size, length) * length))
+    batch_starts = range(0, batch, batch_step)
+    # With several tiles and autograd on, recompute each tile in backward instead of storing its scores: training
+    # memory stays O(tile) rather than O(batch x L^2).
+    recompute = len(query_starts) * len(batch_starts) > 1 and not need_probs and torch.is_grad_enabled() and (
+        query.requires_grad or key.requires_grad or value.requires_grad
+    )
+    # `split`, not indexing: the backward of a split is one concatenation, while every indexed slice would
+    # allocate and zero a gradient the size of the whole input (quadratic work for LaS-chunk's long batches).
+    tiles = zip(*(t.split(batch_step) for t in (query, key, value)), keep.split(batch_step) if keep is not None else
+                [None] * len(batch_starts))  # fmt: skip
+    output_rows, probs = [], []
+    for tile_query, tile_key, tile_value, tile_keep in tiles:
+        outputs = []
+        for start in query_starts:
+            stop = min(start + query_block_size, length)
+            # Causal: keys after the block's last query are masked anyway, so they are not computed at all.
+            num_keys = stop if is_causal else length
+            args = (tile_query[:, :, start:stop], tile_key[:, :, :num_keys], tile_value[:, :, :num_keys], alphas,
+                    start, is_causal, tile_keep)  # fmt: skip
+            if recompute:
+                out, block_probs = checkpoint(_eager_las_block, *args, dropout, need_probs, use_reentrant=False)
+            else:
+                out, block_probs = _eager_las_block(*args, dropout, need_probs)
+            outputs.append(out)
+            if need_probs:
+                probs.append(F.pad(block_probs, (0, length - num_keys)))
+        output_rows.append(outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=-2))
+    output = output_rows[0] if len(output_rows) == 1 else torch.cat(output_rows, dim=0)
+    if not need_probs:
+        return output, None
+    # probs were collected batch tile by batch tile, query block by query block.
+    per_tile = len(query_starts)
+    prob_rows = [torch.cat(probs[i : i + per_tile], dim=-2) for i in range(0, len(probs), per_tile)]
+    return output, torch.cat(prob_rows, dim=0)
+
+
+# -- sdpa kernel: the causal decay is separable -------------------------------------------------------------------------
+
+#: The largest exponent a query or key scale may reach, per dtype: `exp(bound)` times a typical |q . k| must stay
+#: finite (also for the masked future keys of a block, whose scores are computed before they are masked).
+_SCALE_EXPONENT_BOUND = {torch.float16: 4.0, torch.bfloat16: 60.0, torch.float32: 60.0, torch.float64: 600.0}
+
+
+def sdpa_query_block_size(max_alpha: float, dtype: torch.dtype, query_block_size: int) -> int:
+    """Queries per SDPA call: at most `query_block_size`, and few enough that `max_alpha * block` stays in range."""
+    if max_alpha <= 0.0:
+        return query_block_size
+    return max(1, min(query_block_size, int(_SCALE_EXPONENT_BOUND[dtype] / max_alpha)))
+
+
+def _is_right_padding(keep: torch.Tensor) -> bool:
+    """Whether every row of a `(batch, length)` keep-mask is a run of real positions followed only by padding."""
+    positions = torch.arange(keep.shape[-1], device=keep.device)
+    return bool((keep == (positions < keep.sum(-1, keepdim=True))).all())
+
+
+def _sdpa_las_kernel(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    alphas: torch.Tensor,
+    keep: torch.Tensor | None,
+    dropout: float,
+    query_block_size: int,
+) -> torch.Tensor:
+    """Causal softmax attention with the LaS decay, as SDPA calls on rescaled queries and keys.
+
+    For keys j <= i the decay factorises: exp(-a (i - j)) (q_i . k_j) = (q_i e^{-a (i - i0)}) . (k_j e^{a (j - i0)}).
+    Per block of queries [i0, i1) the query scales lie in [e^{-a block}, 1] and the key scales in
+    (0, e^{a block}], so the block is chosen to keep `a * block` inside the dtype's range. Far keys whose scale
+    underflows get score 0, which is LaS's own value for them (`exp(-a |i - j|) -> 0`; not masked). The scales are
+    constants, so autograd gives exact gradients through them.
+    Padding: in the causal case a real query never sees a later position, so right padding needs no mask (padded
+    values were zeroed before smoothing, padded outputs are zeroed by the caller); any other mask (left padding) goes
+    to SDPA as a boolean mask per block.
+    """
+    batch, heads, length, _ = query.shape
+    max_alpha = float(alphas.max()) if alphas.numel() else 0.0
+    block = sdpa_query_block_size(max_alpha, query.dtype, query_block_size)
+    needs_mask = keep is not None and not _is_right_padding(keep)
+    if max_alpha == 0.0 and not needs_mask:
+        # Plain causal softmax attention (softmax models, global heads only): SDPA itself, nothing added.
+        return F.scaled_dot_product_attention(query, key, value, dropout_p=dropout, is_causal=True)
+
+    # Scales in float32 at least; exponents clamped below at the dtype's underflow, which spares denormals (slow on
+    # CPU) and changes no score by more than the dtype can represent.
+    scale_dtype = torch.promote_types(query.dtype, torch.float32)
+    rate = alphas.to(device=query.device, dtype=scale_dtype)[:, None, None]  # (heads, 1, 1)
+    lowest_exponent = math.log(torch.finfo(query.dtype).tiny)
+    positions = torch.arange(length, device=query.device, dtype=scale_dtype)
+    outputs = []
+    for start in range(0, length, block):
+        stop = min(start + block, length)
+        offsets = positions[:stop] - start  # key j - i0 for keys 0 .. i1 - 1; the block's queries are offsets >= 0
+        query_scale = torch.exp(-rate * offsets[start:stop, None])  # (heads, block, 1)
+        key_scale = torch.exp((rate * offsets[:, None]).clamp(min=lowest_exponent))  # (heads, i1, 1)
+        block_query = query[:, :, start:stop] * query_scale.to(query.dtype)  # (batch, heads, block, head_dim)
+        block_key = key[:, :, :stop] * key_scale.to(key.dtype)  # (batch, heads, i1, head_dim)
+        if needs_mask:
+            query_pos = torch.arange(start, stop, device=query.device)
+            allowed = (torch.arange(stop, device=query.device)[None, :] <= query_pos[:, None])[None, None]
+            # Padded queries see every causal key, so that no row is empty (SDPA gives NaN there); their outputs are
+            # zeroed by the caller.
+            allowed = allowed & (keep[:, None, None, :stop] | ~keep[:, None, start:stop, None])
+        else:
+            allowed = causal_lower_right(stop - start, stop)
+        outputs.append(
+            F.scaled_dot_product_attention(block_query, block_key, value[:, :, :stop], attn_mask=allowed, dropout_p=dropout)
+        )
+    return outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=-2)
+
+
+# -- flex kernel -------------------------------------------------------------------------------------------------------
+
+
+@functools.cache
+def _compiled_flex_attention() -> Callable:
+    """flex_attention only avoids materialising L x L when compiled; compile it once per process."""
+    from torch.nn.attention.flex_attention import flex_attention
+
+    return torch.compile(flex_attention, dynamic=False)
+
+
+# flex_attention's default (and create_block_mask's): tiles of 128 queries x 128 keys.
+_FLEX_BLOCK_SIZE = 128
+
+
+def las_flex_block_mask(
+    attention_mask: torch.Tensor | None,
+    batch: int,
+    length: int,
+    is_causal: bool,
+    chunk_size: int | None,
+    device: torch.device,
+):
+    """The flex `BlockMask` (causal and padding) for a LaS call; `None` when nothing is masked.
+
+    For LaS-chunk it is built for the chunked layout `(batch * num_chunks, chunk_size)` that `las_attention` uses.
+    Build it once per model call and pass it to every layer.
+    """
+    from torch.nn.attention.flex_attention import BlockMask
+
+    keep = attention_mask.bool() if attention_mask is not None else None
+    if chunk_size is not None and chunk_size < length:
+        keep = las_chunk_mask(keep, batch, length, chunk_size, device)
+        batch, length = batch * math.ceil(length / chunk_size), chunk_size
+    if keep is not None and bool(keep.all()):
+        keep = None
+    if keep is None and not is_causal:
+        return None
+
+    def mask_mod(b, h, q_idx, kv_idx):
+        allowed = kv_idx <= q_idx if is_causal else kv_idx >= 0
+        return allowed & keep[b, kv_idx] if keep is not None else allowed
+
+    partial, full = _flex_block_tables(keep, length, is_causal, _FLEX_BLOCK_SIZE, device)
+    return BlockMask.from_kv_blocks(
+        *_blocks_in_row_order(partial),
+        *_blocks_in_row_order(full),
+        BLOCK_SIZE=_FLEX_BLOCK_SIZE,
+        mask_mod=mask_mod,
+        seq_lengths=(length, length),
+    )
+
+
+def _flex_block_tables(
+    keep: torch.Tensor | None, length: int, is_causal: bool, block_size: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Which (query block, key block) tiles are partly and which fully visible: `(batch or 1, 1, n, n)` bool each.
+
+    The same tables `create_block_mask` derives, but from per-block counts instead of evaluating the mask on all
+    L x L positions: that costs O(batch x L^2) memory and time per model call (0.7 s and 1.25 GiB for a padded batch
+    of 8 at L = 4K on one CPU core, `examples/benchmarks/block_mask.py`), this O(batch x L + batch x n^2).
+    Positions past `length` in the last tile count as masked, as in `create_block_mask`.
+    """
+    num_blocks = math.ceil(length / block_size)
+    padded = num_blocks * block_size
+    positions = torch.arange(padded, device=device)
+    if keep is None:
+        keep = (positions < length)[None]
+    else:
+        keep = F.pad(keep, (0, padded - length), value=False)
+    kept_per_block = keep.view(keep.shape[0], num_blocks, block_size).sum(-1)  # (batch, key block)
+    any_kept = (kept_per_block > 0)[:, None, :]
+    all_kept = (kept_per_block == block_size)[:, None, :]
+    # A query block is fully visible only if all its rows are real positions.
+    rows_complete = (positions.view(num_blocks, block_size)[:, -1] < length)[:, None]
+    block_index = torch.arange(num_blocks, device=device)
+    if is_causal:
+        # Key blocks left of the diagonal are entirely in the past; the diagonal tile is a triangle (partial), and
+        # every kept key k of it is seen by at least query k itself.
+        causally_full = block_index[None, :] < block_index[:, None]
+        causally_any = block_index[None, :] <= block_index[:, None]
+    else:
+        causally_full = causally_any = torch.ones(num_blocks, num_blocks, dtype=torch.bool, device=device)
+    full = causally_full & rows_complete & all_kept
+    partial = causally_any & any_kept & ~full
+    return partial[:, None], full[:, None]
+
+
+def _blocks_in_row_order(tiles: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A dense `(..., n, n)` tile table as flex's `(count per row, column indices with the used ones first)`."""
+    tiles = tiles.to(torch.int32)
+    return tiles.sum(-1, dtype=torch.int32), torch.argsort(tiles, dim=-1, descending=True, stable=True).to(torch.int32)
+
+
+def _flex_las_kernel(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    alphas: torch.Tensor,
+    is_causal: bool,
+    keep: torch.Tensor | None,
+    block_mask=None,
+) -> torch.Tensor:
+    if block_mask is None:
+        block_mask = las_flex_block_mask(keep, query.shape[0], query.shape[2], is_causal, None, query.device)
+    if not torch.is_grad_enabled():
+        # Compiled flex would still trace a backward graph for inputs that require grad (and fail on CPU).
+        query, key, value = query.detach(), key.detach(), value.detach()
+    score_mod = las_decay_score_mod(alphas.to(device=query.device), is_causal)
+    return _compiled_flex_attention()(query, key, value, score_mod=score_mod, block_mask=block_mask)
+
+
+def las_decay_score_mod(alphas: torch.Tensor, is_causal: bool) -> Callable:
+    """The LaS decay as a flex `score_mod`: `score * exp(-alpha_h |q_idx - kv_idx|)`.
+
+    Written as `exp2(-alpha / ln 2 * distance)`, the form the kernels evaluate natively, and with the causal distance
+    clamped at 0 instead of `abs`: a causal CPU call at L = 2K, head_dim 32, takes 74 ms instead of 77.5 ms
+    (`results/attention_cpu-flex-2k.md`, README section 4).
+    """
+    log2_decay = alphas.to(torch.float32) / -math.log(2)
+
+    def las_decay(score, b, h, q_idx, kv_idx):
+        # Causal: every visible key has kv_idx <= q_idx, so the distance is q_idx - kv_idx; clamping the masked
+        # future keys to 0 keeps their factor finite (unclamped it overflows to inf, and inf x 0 = NaN in backward).
+        distance = (q_idx - kv_idx).clamp(min=0) if is_causal else (q_idx - kv_idx).abs()
+        return score * torch.exp2(log2_decay[h] * distance)
+
+    return las_decay
