@@ -518,7 +518,7 @@ def _compiled_flex_attention() -> Callable:
     """flex_attention only avoids materialising L x L when compiled; compile it once per process."""
     from torch.nn.attention.flex_attention import flex_attention
 
-    return torch.compile(flex_attention, dynamic=False)
+    return torch.compile(flex_attention, dynamic=None)
 
 
 # flex_attention's default (and create_block_mask's): tiles of 128 queries x 128 keys.
@@ -604,6 +604,9 @@ def _blocks_in_row_order(tiles: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     return tiles.sum(-1, dtype=torch.int32), torch.argsort(tiles, dim=-1, descending=True, stable=True).to(torch.int32)
 
 
+# `torch.compile(model)` must not trace into this frame: inductor cannot lower flex_attention inside an outer graph on
+# CPU. `recursive=False` skips only this frame, so the call below still runs the separately compiled flex kernel.
+@functools.partial(torch.compiler.disable, recursive=False)
 def _flex_las_kernel(
     query: torch.Tensor,
     key: torch.Tensor,

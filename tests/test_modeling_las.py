@@ -399,8 +399,11 @@ def test_half_precision_without_nan_even_for_fully_padded_rows(dtype):
     assert (model.eval()(ids, attention_mask=mask).logits.float() - full).abs().max() < 0.05
 
 
-def test_works_under_torch_compile():
+@pytest.mark.slow
+@pytest.mark.parametrize("implementation", ["eager", "sdpa", "flex_attention"])
+def test_works_under_torch_compile(implementation):
     model = tiny_model()
+    model.set_attn_implementation(implementation)
     ids = random_ids(2, 33)
     mask = torch.ones(2, 33, dtype=torch.long)
     mask[1, 20:] = 0
@@ -408,6 +411,22 @@ def test_works_under_torch_compile():
     with torch.no_grad():
         expected = model(ids, attention_mask=mask).logits
         assert torch.allclose(compiled(ids, attention_mask=mask).logits, expected, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_flex_compiles_a_bounded_number_of_times_over_many_lengths():
+    # Variable lengths must not recompile flex every time (dynamo would give up after 8 and run flex uncompiled,
+    # materialising the full matrix): after the first length changes, the compiled kernel is shape-generic.
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    model = tiny_model()
+    model.set_attn_implementation("flex_attention")
+    compiled_before = counters["stats"]["unique_graphs"]
+    with torch.no_grad():
+        for length in (20, 27, 33, 41, 50, 64, 77, 90, 101, 120):
+            model(random_ids(2, length))
+    assert counters["stats"]["unique_graphs"] - compiled_before <= 2
 
 
 def test_return_dict_false_gives_tuples():
