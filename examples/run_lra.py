@@ -340,7 +340,8 @@ def resolve_checkpoint(training_args: TrainingArguments, data_args: DataArgument
     if value.lower() in ("true", "last"):
         last = last_complete_checkpoint(output_dir) if os.path.isdir(output_dir) else None
         if last is None:
-            raise UsageError(f"--resume_from_checkpoint True: no complete checkpoint-* folder in {output_dir}")
+            raise UsageError(f"--resume_from_checkpoint True: no checkpoint to resume in {output_dir} (no "
+                             "checkpoint-* folder whose save completed)")
         return str(last)
     if not os.path.isdir(value):
         raise UsageError(f"--resume_from_checkpoint {value}: no such folder")
