@@ -162,12 +162,11 @@ def export_lra(task: str, data_dir: str | os.PathLike[str], out_dir: str | os.Pa
     """
     config_name = export_config_name(task, **options)
     out_dir = Path(out_dir)
-    if out_dir.is_dir():
-        _recover_interrupted_swaps(out_dir)
-    card_data = _existing_card_data(out_dir / "README.md", overwrite)  # validate before any work
+    out_dir.mkdir(parents=True, exist_ok=True)  # an output path that cannot be a folder fails here, before any work
+    _recover_interrupted_swaps(out_dir)
+    card_data = _existing_card_data(out_dir / "README.md", overwrite)
     dataset = load_lra(task, data_dir, cache_dir, **options)
 
-    out_dir.mkdir(parents=True, exist_ok=True)
     staging = out_dir / f"{_STAGING_PREFIX}{config_name}"
     staging.mkdir()
     _write_parquet(dataset, staging / config_name, max_shard_bytes)

@@ -495,3 +495,23 @@ def test_pathfinder_presets_and_cli(tmp_path: Path, capsys: pytest.CaptureFixtur
     task_dir = tmp_path / "pathfinder32" / "curv_baseline"
     assert len((task_dir / "metadata" / "0.npy").read_text().splitlines()) == 10
     assert str(task_dir) in capsys.readouterr().out
+
+
+def test_listops_refuses_to_overwrite_existing_data(tmp_path: Path) -> None:
+    small = dict(num_train=3, num_val=1, num_test=1, min_length=10, max_length=40, progress=False)
+    paths = generate_listops(tmp_path, **small)
+    kept = {split: path.read_bytes() for split, path in paths.items()}
+    with pytest.raises(ValueError, match=r"already holds basic_train.tsv, basic_val.tsv, basic_test.tsv; pass "
+                                         r"--overwrite"):
+        generate_listops(tmp_path, **{**small, "seed": 1})
+    assert {split: path.read_bytes() for split, path in paths.items()} == kept
+    (tmp_path / "basic_train.tsv").unlink()  # a partial copy, e.g. an official one missing a file, is refused too
+    with pytest.raises(ValueError, match=r"already holds basic_val.tsv, basic_test.tsv"):
+        generate_listops(tmp_path, **small)
+
+    stale = tmp_path / ".listops-tmp-killed"  # what a run killed outright (SIGKILL) leaves behind
+    stale.mkdir()
+    (stale / "basic_train.tsv").write_text("Source\tTarget\n")
+    paths = generate_listops(tmp_path, overwrite=True, **{**small, "seed": 1})
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"basic_{s}.tsv" for s in SPLITS)
+    assert paths["val"].read_bytes() != kept["val"]

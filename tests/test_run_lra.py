@@ -460,6 +460,7 @@ def test_resume_of_another_run_is_refused_and_changes_nothing(trained, lra_data,
     output_dir = tmp_path / "finished"
     shutil.copytree(finished, output_dir)
     before = _file_hashes(output_dir)
+    capsys.readouterr()  # the fixture's training output
     assert json.loads((output_dir / "checkpoint-2" / run_lra.RUN_RECORD).read_text())["attention_type"] == "las"
 
     def attempt(*extra: str) -> str:
