@@ -315,7 +315,7 @@ def checkpoint_folders(output_dir: str | os.PathLike[str]) -> list[Path]:
 
 
 def last_complete_checkpoint(output_dir: str | os.PathLike[str]) -> Path | None:
-    """The newest complete checkpoint in output_dir; newer ones whose save was interrupted are skipped, with a warning."""
+    """The newest complete checkpoint in output_dir; newer ones whose save was interrupted are skipped (warning)."""
     for folder in checkpoint_folders(output_dir):
         if checkpoint_is_complete(folder):
             return folder

@@ -519,8 +519,9 @@ class TextBuilder(_LRABuilder):
         # A split with one class only trains or scores a constant classifier: refuse it.
         for label_name, count in zip(self.LABEL_NAMES, counts):
             if count == 0:
-                folder = (f"{source.path(self._TARBALL)}:aclImdb/{source_split}/{label_name}"
-                          if source.layout.entries == (self._TARBALL,) else str(source.root / source_split / label_name))
+                from_tarball = source.layout.entries == (self._TARBALL,)
+                folder = (f"{source.path(self._TARBALL)}:aclImdb/{source_split}/{label_name}" if from_tarball
+                          else str(source.root / source_split / label_name))
                 raise LRADataNotFoundError(f"{folder} holds no review (*.txt): the {source_split} reviews must have "
                                            f"both classes ({' and '.join(self.LABEL_NAMES)}); expected {self.ORIGIN}")
 

@@ -676,8 +676,8 @@ def test_export_checks_the_readme_before_writing(tmp_path: Path, cache: Path) ->
 @pytest.mark.parametrize(
     "command",
     [
-        ["generate", "listops", "--out", "{file}/listops-1000", "--num-train", "2", "--num-val", "1", "--num-test", "1",
-         "--min-length", "3", "--max-length", "30", "--no-progress"],
+        ["generate", "listops", "--out", "{file}/listops-1000", "--num-train", "2", "--num-val", "1",
+         "--num-test", "1", "--min-length", "3", "--max-length", "30", "--no-progress"],
         ["generate", "pathfinder", "--out", "{file}", "--num", "10", "--no-progress"],
         ["export", "listops", "--data-dir", "{data}", "--out", "{file}", "--cache-dir", "{cache}"],
     ],

@@ -369,7 +369,8 @@ def test_pathfinder_files_are_grayscale_pngs_with_both_labels(pathfinder_run) ->
     labels = [label for _, label, _ in records]
     assert 0 < sum(labels) < len(labels)
     # Exactly the official layout; no leftover temporary batch folders.
-    assert sorted(p.name for p in task_dir.iterdir() if not p.name.startswith((".pathfinder-settings", ".pathfinder-complete"))) == [
+    bookkeeping = (".pathfinder-settings", ".pathfinder-complete")
+    assert sorted(p.name for p in task_dir.iterdir() if not p.name.startswith(bookkeeping)) == [
         "imgs", "metadata"]
     assert sorted(p.name for p in (task_dir / "imgs").iterdir()) == ["0", "1", "2"]
 

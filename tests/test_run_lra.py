@@ -355,7 +355,8 @@ def test_more_bad_arguments_in_process(argv, message, tmp_path, capsys):
 def test_generated_listops_is_reused(tmp_path):
     model_args, data_args, training_args, _ = run_lra.parse_arguments([
         "--task", "listops", "--output_dir", str(tmp_path / "out"), "--generated_data_root", str(tmp_path / "gen"),
-        "--cache_dir", str(tmp_path / "cache"), "--use_cpu", "--generate_num_train", "6", "--generate_num_val", "2", "--generate_num_test", "2",
+        "--cache_dir", str(tmp_path / "cache"), "--use_cpu",
+        "--generate_num_train", "6", "--generate_num_val", "2", "--generate_num_test", "2",
         "--generate_min_length", "5", "--generate_max_length", "60",
     ])
     folder = run_lra.generated_data_dir(data_args)
