@@ -364,6 +364,10 @@ def _check_model_inputs(
         low, high = torch.stack(torch.aminmax(input_ids)).tolist()
         if low < 0 or high >= config.vocab_size:
             raise ValueError(f"input_ids must lie in [0, vocab_size={config.vocab_size}); found values in [{low}, {high}].")
+    if name == "pixel_values" and not torch.compiler.is_compiling() and pixel_values.is_floating_point():
+        # A NaN or inf pixel would turn every logit and the loss into NaN without a word: one reduction, one sync.
+        if not bool(torch.isfinite(pixel_values).all()):
+            raise ValueError("pixel_values contain NaN or infinite values; check the image decoding / normalisation.")
     return sequence_shape
 
 

@@ -75,6 +75,7 @@ COMMON=(
     --save_strategy steps --save_steps "$EVAL_STEPS" --save_total_limit 1
     --logging_steps 5
     --seed "$SEED" --use_cpu
+    --overwrite_output_dir True   # a rerun starts over (run_lra.py refuses a folder with checkpoints otherwise)
 )
 declare -A TRAIN_TIME
 for ATTENTION in las softmax; do

@@ -23,8 +23,10 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import math
 import os
 import platform
+import re
 import shlex
 import sys
 from collections.abc import Mapping, Sequence, Sized
@@ -51,9 +53,9 @@ from transformers import (
     TrainingArguments,
     set_seed,
 )
-from transformers.trainer_utils import get_last_checkpoint
 
 import lra
+from lra.faults import kill_point
 import modeling_las  # noqa: F401 - registers LaSConfig / LaSForSequenceClassification with the Auto classes
 from configuration_las import ATTENTION_TYPES, LaSConfig
 from las_attention import LAS_IMPLEMENTATIONS
@@ -75,6 +77,21 @@ CARD_CONFIG_FIELDS = (
 )
 #: Measured values shown on the model card (the accuracies also go into its model-index).
 CARD_RESULT_KEYS = ("test_accuracy", "eval_accuracy", "test_loss", "eval_loss")
+#: Written next to every saved model (each checkpoint and the final one): what a checkpoint must share with the run
+#: that resumes it (see `run_record`).
+RUN_RECORD = "lra_run.json"
+#: LaSConfig / PretrainedConfig keys that are bookkeeping, not the model: they differ between a new config and the
+#: same config saved and loaded again, so they are left out of the run record.
+UNRECORDED_CONFIG_KEYS = (
+    "transformers_version", "_name_or_path", "architectures", "dtype", "torch_dtype", "_attn_implementation_autoset",
+    "auto_map", "return_dict", "output_attentions", "output_hidden_states", "use_cache",
+)
+#: DataArguments that say where files go or how fast they are made, not what the data are: not in the run record.
+UNRECORDED_DATA_FIELDS = ("cache_dir", "generated_data_root", "generate_workers", "preprocessing_num_workers",
+                          "overwrite_output_dir")
+#: The generators' argument names as they appear in their error messages -> this script's flags.
+GENERATE_FLAGS = {name: f"--generate_{name}" for name in ("num_train", "num_val", "num_test", "min_length",
+                                                          "max_length", "num_images", "workers", "seed")}
 #: TrainingArguments shown on the model card.
 CARD_TRAINING_FIELDS = (
     "learning_rate", "weight_decay", "per_device_train_batch_size", "gradient_accumulation_steps", "num_train_epochs",
@@ -160,6 +177,13 @@ class DataArguments:
     )
     generate_workers: int = field(default=1, metadata={"help": "Pathfinder generation: worker processes."})
     preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenization."})
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={
+            "help": "Start a new training run in an output_dir that holds checkpoints of an earlier one, deleting "
+            "those checkpoints (refused otherwise; --resume_from_checkpoint True continues the earlier run)."
+        },
+    )
 
 
 class LRAArgumentParser(HfArgumentParser):
@@ -227,29 +251,171 @@ def parse_arguments(argv: Sequence[str]) -> tuple[ModelArguments, DataArguments,
         )
     if data_args.data_dir is not None and not Path(data_args.data_dir).expanduser().exists():
         raise UsageError(f"--data_dir {data_args.data_dir} does not exist")
+    validate_training_arguments(training_args)
+    validate_data_arguments(data_args)
     return model_args, data_args, training_args, defaults["model"]
 
 
-def resolve_checkpoint(training_args: TrainingArguments) -> str | None:
-    """The checkpoint to resume from: `--resume_from_checkpoint PATH`, or `True` for the last one in output_dir."""
+def validate_training_arguments(training_args: TrainingArguments) -> None:
+    """Refuse the TrainingArguments that would fail deep inside torch, or only after the data were generated."""
+    learning_rate = training_args.learning_rate
+    if not (math.isfinite(learning_rate) and learning_rate >= 0):
+        raise UsageError(f"--learning_rate must be a finite number >= 0, not {learning_rate}")
+    for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
+        if getattr(training_args, name) < 1:
+            raise UsageError(f"--{name} must be >= 1, not {getattr(training_args, name)}")
+    if training_args.do_train and training_args.max_steps <= 0 and not training_args.num_train_epochs > 0:
+        raise UsageError(f"--num_train_epochs must be > 0 (or --max_steps > 0), not {training_args.num_train_epochs}")
+
+
+def validate_data_arguments(data_args: DataArguments) -> None:
+    """Refuse data arguments that would silently mean something else (`--max_length 0`: no truncation), leave a
+    split empty, or fail only after minutes of data generation."""
+    if data_args.max_length is not None and data_args.max_length < 1:
+        raise UsageError(f"--max_length must be >= 1, not {data_args.max_length}; omit it for the task's length")
+    for name in ("max_train_samples", "max_eval_samples", "max_test_samples"):
+        value = getattr(data_args, name)
+        if value is not None and value < 1:
+            raise UsageError(f"--{name} must be >= 1, not {value} (it would leave the split empty); omit it to use "
+                             "the whole split")
+    if data_args.preprocessing_num_workers is not None and data_args.preprocessing_num_workers < 1:
+        raise UsageError(f"--preprocessing_num_workers must be >= 1, not {data_args.preprocessing_num_workers}")
+    try:
+        if data_args.task == "pathfinder":
+            lra.resolve_config_name("pathfinder", resolution=data_args.pathfinder_resolution,
+                                    difficulty=data_args.pathfinder_difficulty)
+        if data_args.data_dir is None and data_args.task == "listops":
+            from lra.listops import validate_listops_arguments
+
+            validate_listops_arguments(data_args.generate_num_train, data_args.generate_num_val,
+                                       data_args.generate_num_test, data_args.generate_seed,
+                                       data_args.generate_min_length, data_args.generate_max_length, 10, 10)
+        elif data_args.data_dir is None and data_args.task == "pathfinder":
+            from lra.pathfinder import validate_pathfinder_arguments
+
+            validate_pathfinder_arguments(data_args.pathfinder_resolution, data_args.pathfinder_difficulty,
+                                          data_args.generate_num_images, data_args.generate_seed,
+                                          data_args.generate_workers)
+    except ValueError as error:
+        # The generators name their own arguments: say which flag of this script sets each.
+        pattern = r"\b(" + "|".join(GENERATE_FLAGS) + r")\b"
+        message = re.sub(pattern, lambda match: GENERATE_FLAGS[match.group(1)], str(error))
+        raise UsageError(message.replace("resolution=", "--pathfinder_resolution=").replace(
+            "difficulty=", "--pathfinder_difficulty=")) from None
+
+
+def checkpoint_is_complete(checkpoint: str | os.PathLike[str]) -> bool:
+    """Whether a checkpoint's save finished: Trainer writes `trainer_state.json` last, after the weights, optimizer,
+    scheduler and RNG states, so a save killed midway leaves it missing (or cut short)."""
+    try:
+        json.loads((Path(checkpoint) / "trainer_state.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def checkpoint_folders(output_dir: str | os.PathLike[str]) -> list[Path]:
+    """The `checkpoint-<step>` folders of output_dir, newest (highest step) first."""
+    folders = [path for path in Path(output_dir).glob("checkpoint-*") if path.is_dir() and path.name[11:].isdigit()]
+    return sorted(folders, key=lambda path: int(path.name[11:]), reverse=True)
+
+
+def last_complete_checkpoint(output_dir: str | os.PathLike[str]) -> Path | None:
+    """The newest complete checkpoint in output_dir; newer ones whose save was interrupted are skipped (warning)."""
+    for folder in checkpoint_folders(output_dir):
+        if checkpoint_is_complete(folder):
+            return folder
+        logger.warning(f"Skipping {folder}: its save was interrupted (no readable trainer_state.json)")
+    return None
+
+
+def resolve_checkpoint(training_args: TrainingArguments, data_args: DataArguments) -> str | None:
+    """The checkpoint to resume from: `--resume_from_checkpoint PATH`, or `True` for the last complete one in
+    output_dir. A new training run into an output_dir holding checkpoints is refused unless --overwrite_output_dir:
+    its checkpoints would mix with the earlier run's, and a later resume would pick the wrong ones."""
     value = training_args.resume_from_checkpoint
-    last = get_last_checkpoint(training_args.output_dir) if os.path.isdir(training_args.output_dir) else None
+    output_dir = training_args.output_dir
     if value is None or value.lower() in ("false", "none", ""):
-        if last is not None and training_args.do_train:
-            logger.warning(f"{last} exists: pass --resume_from_checkpoint True to continue that run instead.")
+        earlier = checkpoint_folders(output_dir) if os.path.isdir(output_dir) else []
+        if earlier and training_args.do_train and not data_args.overwrite_output_dir:
+            names = ", ".join(path.name for path in earlier[:3]) + (", ..." if len(earlier) > 3 else "")
+            raise UsageError(f"{output_dir} holds checkpoints of an earlier run ({names}): pass "
+                             "--resume_from_checkpoint True to continue it, or --overwrite_output_dir to start over "
+                             "(deletes them)")
         return None
     if value.lower() in ("true", "last"):
+        last = last_complete_checkpoint(output_dir) if os.path.isdir(output_dir) else None
         if last is None:
-            raise UsageError(f"--resume_from_checkpoint True: no checkpoint-* folder in {training_args.output_dir}")
-        return last
+            raise UsageError(f"--resume_from_checkpoint True: no checkpoint to resume in {output_dir} (no "
+                             "checkpoint-* folder whose save completed)")
+        return str(last)
     if not os.path.isdir(value):
         raise UsageError(f"--resume_from_checkpoint {value}: no such folder")
+    if not checkpoint_is_complete(value):
+        raise UsageError(f"--resume_from_checkpoint {value}: incomplete checkpoint (no readable trainer_state.json, "
+                         "its save was interrupted); pass an earlier one")
     return value
+
+
+def clear_earlier_run(output_dir: str | os.PathLike[str]) -> None:
+    """--overwrite_output_dir: delete the checkpoints and run record of the earlier run in output_dir."""
+    import shutil
+
+    for folder in checkpoint_folders(output_dir):
+        logger.warning(f"--overwrite_output_dir: deleting {folder} of an earlier run")
+        shutil.rmtree(folder)
+    (Path(output_dir) / RUN_RECORD).unlink(missing_ok=True)
+
+
+def run_record(data_args: DataArguments, config) -> dict[str, Any]:
+    """What a checkpoint must share with the run that resumes it: the task, the model config (attention type
+    included) and the data settings; as JSON values, so that it compares equal with the copy read back."""
+    model = {key: value for key, value in config.to_dict().items() if key not in UNRECORDED_CONFIG_KEYS}
+    data = {key: value for key, value in asdict(data_args).items() if key not in UNRECORDED_DATA_FIELDS}
+    if data_args.data_dir is not None:  # generation settings do not apply to a local copy; where it lies does
+        data = {key: value for key, value in data.items() if not key.startswith("generate_")}
+        data["data_dir"] = str(Path(data_args.data_dir).expanduser().resolve())
+    if data_args.task != "pathfinder":
+        data = {key: value for key, value in data.items() if not key.startswith("pathfinder_")}
+    record = {"task": data_args.task, "attention_type": config.attention_type, "model": model, "data": data}
+    return json.loads(json.dumps(record, sort_keys=True, default=str))
+
+
+def _differences(saved: Any, current: Any, prefix: str = "") -> list[str]:
+    """`name: saved -> current` for each leaf where two run records differ."""
+    if isinstance(saved, dict) and isinstance(current, dict):
+        return [line for key in sorted(set(saved) | set(current))
+                for line in _differences(saved.get(key), current.get(key), f"{prefix}{key}.")]
+    return [] if saved == current else [f"{prefix.rstrip('.')}: {saved!r} there, {current!r} here"]
+
+
+def check_checkpoint_matches(checkpoint: str, record: dict[str, Any]) -> None:
+    """Refuse to resume `checkpoint` with a run that differs from the one that saved it (one line, exit code 2).
+
+    A checkpoint saved before run records existed is compared on the model card's config fields.
+    """
+    saved_file = Path(checkpoint) / RUN_RECORD
+    if saved_file.is_file():
+        saved = json.loads(saved_file.read_text())
+        current = record
+    else:
+        saved_config = json.loads((Path(checkpoint) / "config.json").read_text())
+        saved = {name: saved_config.get(name) for name in CARD_CONFIG_FIELDS}
+        current = {name: record["model"].get(name) for name in CARD_CONFIG_FIELDS}
+    differences = _differences(saved, current)
+    if differences:
+        shown = "; ".join(differences[:3]) + (f"; and {len(differences) - 3} more" if len(differences) > 3 else "")
+        raise UsageError(f"--resume_from_checkpoint: {checkpoint} belongs to another run ({shown}); resume with the "
+                         "same task, attention type, model config and data settings, or start a new run")
 
 
 # ----------------------------------------------------------------------------------------------------------------------
 # Data
 # ----------------------------------------------------------------------------------------------------------------------
+
+
+#: The file that marks a folder of generated data as complete and loadable.
+GENERATED_MARKER = ".complete"
 
 
 def generated_data_dir(data_args: DataArguments) -> Path:
@@ -271,9 +437,12 @@ def generated_data_dir(data_args: DataArguments) -> Path:
 
 
 def generate_data(data_args: DataArguments, folder: Path) -> None:
-    """Run the task's generator into `folder` unless an earlier run completed it (a marker file says so)."""
-    marker = folder / ".complete"
-    if marker.is_file():
+    """Run the task's generator into `folder` unless an earlier run completed it (a marker file says so).
+
+    The marker is written by `mark_generated_data` once the data loaded, so a folder whose generation or load
+    failed is made again (the generators resume or replace what they find there).
+    """
+    if (folder / GENERATED_MARKER).is_file():
         logger.info(f"Reusing the generated data in {folder}")
         return
     logger.info(f"Generating {data_args.task} data into {folder} (done once; later runs reuse it)")
@@ -288,6 +457,7 @@ def generate_data(data_args: DataArguments, folder: Path) -> None:
             seed=data_args.generate_seed,
             min_length=data_args.generate_min_length,
             max_length=data_args.generate_max_length,
+            overwrite=True,  # our own cache folder, not marked complete: whatever is there is an unfinished attempt
         )
     else:
         from lra.pathfinder import generate_pathfinder
@@ -300,7 +470,13 @@ def generate_data(data_args: DataArguments, folder: Path) -> None:
             seed=data_args.generate_seed,
             workers=data_args.generate_workers,
         )
-    marker.write_text(json.dumps(asdict(data_args), indent=2))
+
+
+def mark_generated_data(data_args: DataArguments, folder: Path) -> None:
+    """Record that the generated data in `folder` are complete and load: later runs reuse them."""
+    marker = folder / GENERATED_MARKER
+    if not marker.is_file():
+        marker.write_text(json.dumps(asdict(data_args), indent=2))
 
 
 def load_datasets(data_args: DataArguments, training_args: TrainingArguments, tokenizer) -> datasets.DatasetDict:
@@ -315,6 +491,8 @@ def load_datasets(data_args: DataArguments, training_args: TrainingArguments, to
             data_dir = generated_data_dir(data_args)
             generate_data(data_args, data_dir)
         raw = lra.load_lra(data_args.task, data_dir, cache_dir=data_args.cache_dir, **options)
+        if data_args.data_dir is None and training_args.process_index == 0:
+            mark_generated_data(data_args, data_dir)  # only now: the data were generated *and* loaded
         limits = {
             "train": data_args.max_train_samples,
             "validation": data_args.max_eval_samples,
@@ -413,6 +591,10 @@ def build_config(model_args: ModelArguments, data_args: DataArguments, model_def
         )
     except (ValueError, TypeError) as error:  # LaSConfig names the bad field and the rule
         raise UsageError(" ".join(str(error).split())) from None
+    except OSError as error:  # transformers' "not a local folder and not a valid model identifier", on several lines
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UsageError(f"--model_name_or_path {model_args.model_name_or_path}: cannot load its config ({reason})"
+                         ) from None
 
 
 def build_model(model_args: ModelArguments, config):
@@ -470,11 +652,26 @@ class LRATrainer(Trainer):
     in output_dir and on the Hub.
     """
 
-    def __init__(self, *args, task: str, command: str, data_description: str | None = None, **kwargs):
+    def __init__(self, *args, task: str, command: str, data_description: str | None = None,
+                 run_record: dict[str, Any] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.task = task
         self.command = command
         self.data_description = data_description
+        self.run_record = run_record
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """Save as Trainer does, plus the run record (`RUN_RECORD`) that a resume checks the checkpoint against.
+
+        Inside a checkpoint it is written right after the weights, before the optimizer and `trainer_state.json`,
+        so every complete checkpoint has it.
+        """
+        super().save_model(output_dir, _internal_call=_internal_call)
+        output_dir = Path(output_dir or self.args.output_dir)
+        if self.run_record is not None and self.args.should_save:
+            (output_dir / RUN_RECORD).write_text(json.dumps(self.run_record, indent=2, sort_keys=True) + "\n")
+        if output_dir.name.startswith("checkpoint-"):
+            kill_point("checkpoint-save")  # test hook: a save killed halfway (see lra/faults.py)
 
     def measured_results(self) -> dict[str, float]:
         """The latest value of every validation/test metric in the log history."""
@@ -526,9 +723,12 @@ def accuracy_metric(task: str):
 def run(argv: Sequence[str], callbacks: Sequence[TrainerCallback] = ()) -> dict[str, float]:
     """Train / evaluate / test as the arguments say; return every metric of the run."""
     model_args, data_args, training_args, model_defaults = parse_arguments(argv)
-    checkpoint = resolve_checkpoint(training_args)
+    checkpoint = resolve_checkpoint(training_args, data_args)
     info = lra.task_info(data_args.task)
     config = build_config(model_args, data_args, model_defaults, info)
+    record = run_record(data_args, config)
+    if checkpoint is not None:
+        check_checkpoint_matches(checkpoint, record)
 
     logging.basicConfig(
         format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
@@ -545,6 +745,9 @@ def run(argv: Sequence[str], callbacks: Sequence[TrainerCallback] = ()) -> dict[
 
     tokenizer = load_tokenizer(model_args, data_args.task)
     data = load_datasets(data_args, training_args, tokenizer)
+    if training_args.do_train and checkpoint is None and data_args.overwrite_output_dir \
+            and training_args.process_index == 0:
+        clear_earlier_run(training_args.output_dir)  # only now that the arguments and the data proved usable
     set_seed(training_args.seed)  # right before the model is built: its initial weights depend on it
     model = build_model(model_args, config)
     logger.info(f"{model.config.attention_type} model with {model.num_parameters():,} parameters")
@@ -561,6 +764,7 @@ def run(argv: Sequence[str], callbacks: Sequence[TrainerCallback] = ()) -> dict[
         task=data_args.task,
         command=describe_command(argv),
         data_description=describe_data(data_args, data),
+        run_record=record,
     )
 
     metrics: dict[str, float] = {}
@@ -601,6 +805,9 @@ def main(argv: Sequence[str] | None = None, callbacks: Sequence[TrainerCallback]
     except UsageError as error:
         print(f"run_lra.py: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
+    except lra.LRADataError as error:  # missing or malformed data: the message names the file (and line)
+        print(f"run_lra.py: error: {error}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

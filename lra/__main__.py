@@ -8,7 +8,8 @@
     python -m lra export pathfinder --data-dir DATA/lra_release --out EXPORT --resolution 64 --difficulty 9
 
 Exit status: 0 on success, 2 for bad arguments (one line on stderr, no traceback), 1 when the data
-is missing or malformed (the message says which files are expected or which line is wrong).
+is missing or malformed (the message says which files are expected or which line is wrong) or an
+output folder cannot be written (the message names it).
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def _run_export(args: argparse.Namespace) -> None:
                if value is not None}
     try:
         out_dir = export_lra(args.task, args.data_dir, args.out, cache_dir=args.cache_dir,
-                             push_to_hub=args.push_to_hub, **options)
+                             push_to_hub=args.push_to_hub, overwrite=args.overwrite, **options)
     except LRADataError as error:
         raise _DataError(str(error)) from None
     print(out_dir / "README.md")
@@ -86,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--cache-dir", type=Path, help="datasets cache for the preparation (default HF_DATASETS_CACHE)")
     export.add_argument("--resolution", type=int, help="pathfinder only: 32, 64, 128 or 256 (default 32)")
     export.add_argument("--difficulty", type=int, help="pathfinder only: contour length 6, 9 or 14 (default 14)")
+    export.add_argument("--overwrite", action="store_true",
+                        help="replace an OUT/README.md that was not written by this exporter (refused otherwise)")
     export.set_defaults(run=_run_export)
     return parser
 
@@ -98,6 +101,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.run(args)
     except _DataError as error:
         print(f"{parser.prog}: error: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:  # an output folder that cannot be created or written: a file, no permission, disk full
+        where = f": {error.filename}" if error.filename else ""
+        print(f"{parser.prog}: error: cannot write the output ({error.strerror or error}{where})", file=sys.stderr)
         return 1
     except ValueError as error:  # an argument value the command rejected
         parser.error(str(error))

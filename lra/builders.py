@@ -70,6 +70,7 @@ import PIL.Image
 from PIL import UnidentifiedImageError
 
 from . import TASKS
+from .pathfinder import incomplete_generation
 
 
 __all__ = [
@@ -205,18 +206,30 @@ def _not_found_message(data_dir: Path | None, layouts: Sequence[_Layout], *, tas
     return "\n".join(lines)
 
 
-def _fingerprint(source: _Source) -> str:
-    """A short hash of the size and modification time of the source files.
+def _files_below(path: Path) -> list[Path]:
+    """``path`` itself if it is a file, else every file below it, at any depth, in a fixed order."""
+    if not path.is_dir():
+        return [path]
+    files = []
+    for folder, subfolders, names in os.walk(path):
+        subfolders.sort()  # os.walk descends in this order
+        files.extend(Path(folder) / name for name in sorted(names))
+    return files
 
-    It goes into the cache path, so data regenerated in the same folder (say with another seed) is
-    prepared again instead of being served stale from the cache. Directories contribute their
-    direct children (the Pathfinder metadata files, the IMDb review files).
+
+def _fingerprint(source: _Source) -> str:
+    """A short hash of the path, size and modification time of every source file.
+
+    It goes into the cache path, so data changed in the same folder (regenerated with another seed,
+    a repaired or replaced Pathfinder image, a review added) is prepared again instead of being
+    served stale from the cache. The rule: every file the builder may read counts, i.e. each file
+    entry of the layout and every file below each directory entry, recursively (the Pathfinder
+    metadata files and images, the IMDb reviews), by relative path, size and mtime in nanoseconds.
+    A file rewritten with the same size and an mtime set back to its old value is not noticed.
     """
     stats = []
     for entry in source.layout.entries:
-        path = source.path(entry)
-        paths = sorted(path.iterdir()) if path.is_dir() else [path]
-        for item in paths:
+        for item in _files_below(source.path(entry)):
             stat = item.stat()
             stats.append(f"{item.relative_to(source.root)}:{stat.st_size}:{stat.st_mtime_ns}")
     return hashlib.sha256("\n".join(stats).encode()).hexdigest()[:16]
@@ -250,8 +263,10 @@ def _read_tsv(path: Path, num_columns: int, header: Sequence[str] | None = None)
 
     Rows are split on tabs and nothing else: quote characters are part of the text (a CSV reader
     would swallow the unbalanced quotes of the AAN documents), and only ``\\n`` ends a line (a stray
-    ``\\r`` inside a document stays). ``header``, when given, must be the first line.
+    ``\\r`` inside a document stays). ``header``, when given, must be the first line. A file without
+    a data row (zero bytes, or the header only) is an error: it would leave its split empty.
     """
+    rows = 0
     with open(path, "rb") as file:
         for line_number, raw_line in enumerate(file, start=1):
             where = f"{path}:{line_number}"
@@ -267,7 +282,11 @@ def _read_tsv(path: Path, num_columns: int, header: Sequence[str] | None = None)
                 continue
             if len(fields) != num_columns:
                 raise LRAFormatError(f"{where}: expected {num_columns} tab-separated columns, found {len(fields)}")
+            rows += 1
             yield line_number, fields
+    if rows == 0:
+        content = "only the header" if header is not None and path.stat().st_size else "no rows"
+        raise LRAFormatError(f"{path}: {content}, no example; every split needs at least one")
 
 
 def _natural_key(name: str) -> tuple[Any, ...]:
@@ -489,17 +508,22 @@ class TextBuilder(_LRABuilder):
             reviews = self._reviews_from_tarball(source.path(self._TARBALL), source_split)
         else:
             reviews = self._reviews_from_folder(source.root, source_split)
-        count = 0
+        counts = [0] * len(self.LABEL_NAMES)
         for label, name, data, where in reviews:
             try:
                 text = data.decode("utf-8")
             except UnicodeDecodeError as error:
                 raise LRAFormatError(f"{where}: not valid UTF-8 ({error.reason})") from None
-            count += 1
+            counts[label] += 1
             yield f"{self.LABEL_NAMES[label]}/{name}", {"text": text, "label": label}
-        if count == 0:
-            raise LRADataNotFoundError(f"{source.root}: no reviews in aclImdb/{source_split}/neg or "
-                                       f"aclImdb/{source_split}/pos; expected {self.ORIGIN}")
+        # A split with one class only trains or scores a constant classifier: refuse it.
+        for label_name, count in zip(self.LABEL_NAMES, counts):
+            if count == 0:
+                from_tarball = source.layout.entries == (self._TARBALL,)
+                folder = (f"{source.path(self._TARBALL)}:aclImdb/{source_split}/{label_name}" if from_tarball
+                          else str(source.root / source_split / label_name))
+                raise LRADataNotFoundError(f"{folder} holds no review (*.txt): the {source_split} reviews must have "
+                                           f"both classes ({' and '.join(self.LABEL_NAMES)}); expected {self.ORIGIN}")
 
     def _reviews_from_folder(self, root: Path, split: str) -> Iterator[tuple[int, str, bytes, str]]:
         """Yield ``(label, file name, contents, path)`` of a split's reviews, in row order."""
@@ -749,7 +773,15 @@ class PathfinderBuilder(_LRABuilder):
     def _split_generators(self, dl_manager: datasets.DownloadManager) -> list[datasets.SplitGenerator]:
         source = self._locate()
         records = self._read_metadata(source.path("metadata"))
+        problem = incomplete_generation(source.root, len(records))
+        if problem:
+            raise LRADataNotFoundError(problem)
         bounds = _split_bounds(len(records), self._SPLIT_FRACTIONS)
+        for split, bound in bounds.items():
+            if bound.start == bound.stop:
+                raise LRADataNotFoundError(
+                    f"{source.path('metadata')} lists {len(records)} image(s): the {split} split (10%) would be "
+                    f"empty; Pathfinder needs at least 10 images")
         # Lists in gen_kwargs are what datasets shards across processes when num_proc > 1.
         return [datasets.SplitGenerator(name=split, gen_kwargs={"root": source.root, "records": records[bound],
                                                                 "split": split})
@@ -893,4 +925,10 @@ def load_lra(task: str, data_dir: str | os.PathLike[str] | None = None,
         if isinstance(error.__cause__, LRADataError):
             raise error.__cause__ from None
         raise
+    # The builders refuse empty sources where they know the file; this catches what is left (every image of a
+    # Pathfinder split unreadable), which datasets would otherwise report as "corresponds to no data".
+    for split, info in builder.info.splits.items():
+        if info.num_examples == 0:
+            raise LRAFormatError(f"The {split} split of {builder.config.name} prepared from {data_dir} is empty "
+                                 f"(see the warnings above for skipped files)")
     return builder.as_dataset()

@@ -41,6 +41,7 @@ __all__ = [
     "listops_tree_value",
     "listops_value",
     "generate_listops",
+    "validate_listops_arguments",
     "add_generate_listops_arguments",
     "run_generate_listops",
 ]
@@ -48,6 +49,7 @@ __all__ = [
 OPERATORS: tuple[str, ...] = ("MIN", "MAX", "MED", "SM")
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 HEADER = "Source\tTarget\n"
+_STAGING_PREFIX = ".listops-tmp-"
 
 # Probability that a node (above the depth limit) becomes an operator node.
 OPERATOR_PROBABILITY = 0.25
@@ -245,14 +247,14 @@ def _max_tree_length(max_depth: int, max_args: int) -> int:
     return length
 
 
-def _check_count(name: str, value: object) -> None:
+def _check_count(name: str, value: object, least: int = 0, why: str = "") -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"{name} must be an int, got {value!r}")
-    if value < 0:
-        raise ValueError(f"{name} must be >= 0, got {value}")
+    if value < least:
+        raise ValueError(f"{name} must be >= {least}, got {value}{why}")
 
 
-def _validate_listops_arguments(
+def validate_listops_arguments(
     num_train: int,
     num_val: int,
     num_test: int,
@@ -263,7 +265,7 @@ def _validate_listops_arguments(
     max_args: int,
 ) -> None:
     for name, value in (("num_train", num_train), ("num_val", num_val), ("num_test", num_test)):
-        _check_count(name, value)
+        _check_count(name, value, least=1, why=" (an empty split cannot be trained on or scored)")
     for name, value in (("seed", seed), ("min_length", min_length), ("max_length", max_length)):
         _check_count(name, value)
     for name, value, least in (("max_depth", max_depth, 1), ("max_args", max_args, 2)):
@@ -328,6 +330,7 @@ def generate_listops(
     max_depth: int = 10,
     max_args: int = 10,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> dict[str, Path]:
     """Generate ListOps and write ``basic_{train,val,test}.tsv`` into ``out_dir``.
 
@@ -338,23 +341,33 @@ def generate_listops(
 
     All splits are written into a temporary folder inside ``out_dir`` and
     moved into place only once every split is complete, so an interrupted run
-    leaves any earlier files untouched and no partial split behind.
+    leaves any earlier files untouched and no partial split behind (the
+    temporary folders of a killed run are removed by the next one). Existing
+    ``basic_*.tsv`` files are replaced only with ``overwrite=True``.
 
     Returns:
         ``{"train": path, "val": path, "test": path}``.
 
     Raises:
-        ValueError: on invalid counts, seed or length/depth bounds.
+        ValueError: on invalid counts (each split needs at least one sample),
+            seed or length/depth bounds, or existing files without ``overwrite``.
     """
-    _validate_listops_arguments(num_train, num_val, num_test, seed, min_length, max_length, max_depth, max_args)
+    validate_listops_arguments(num_train, num_val, num_test, seed, min_length, max_length, max_depth, max_args)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    counts = dict(zip(SPLITS, (num_train, num_val, num_test)))
     final_paths = {split: out_dir / f"basic_{split}.tsv" for split in SPLITS}
+    existing = [path.name for path in final_paths.values() if path.exists()]
+    if existing and not overwrite:
+        # The folder may hold the official release, or a data set a model was trained on: never replace it silently.
+        raise ValueError(f"{out_dir} already holds {', '.join(existing)}; pass --overwrite (overwrite=True) to "
+                         "replace them, or choose another output folder")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for leftover in out_dir.glob(f"{_STAGING_PREFIX}*"):  # from a run that was killed outright
+        shutil.rmtree(leftover, ignore_errors=True)
+    counts = dict(zip(SPLITS, (num_train, num_val, num_test)))
 
     rng = random.Random(seed)
     rows = _sample_rows(rng, min_length, max_length, max_depth, max_args)
-    staging = Path(tempfile.mkdtemp(prefix=".listops-tmp-", dir=out_dir))
+    staging = Path(tempfile.mkdtemp(prefix=_STAGING_PREFIX, dir=out_dir))
     try:
         with tqdm(total=sum(counts.values()), desc="ListOps", unit="sample", disable=not progress) as bar:
             for split in SPLITS:
@@ -391,6 +404,8 @@ def add_generate_listops_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-depth", type=int, default=10, help="maximum tree depth (default 10)")
     parser.add_argument("--max-args", type=int, default=10, help="maximum operator arity (default 10)")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace basic_*.tsv files already in --out (refused otherwise)")
 
 
 def run_generate_listops(args: argparse.Namespace) -> None:
@@ -406,6 +421,7 @@ def run_generate_listops(args: argparse.Namespace) -> None:
         max_depth=getattr(args, "max_depth", 10),
         max_args=getattr(args, "max_args", 10),
         progress=getattr(args, "progress", True),
+        overwrite=getattr(args, "overwrite", False),
     )
     for split, path in paths.items():
         print(f"{split}: {path}")

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import os
 import shutil
@@ -50,6 +51,8 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
+from .faults import kill_point
+
 __all__ = [
     "DIFFICULTY_FOLDERS",
     "RESOLUTIONS",
@@ -59,6 +62,8 @@ __all__ = [
     "draw_pathfinder_sample",
     "draw_indexed_pathfinder_sample",
     "generate_pathfinder",
+    "incomplete_generation",
+    "validate_pathfinder_arguments",
     "add_generate_pathfinder_arguments",
     "run_generate_pathfinder",
 ]
@@ -74,7 +79,13 @@ RESOLUTIONS: tuple[int, ...] = (32, 64, 128, 256)
 # Written next to the batches so that a rerun can tell whether the existing
 # batches came from the same settings before it skips them.
 _SETTINGS_FILE = ".pathfinder-settings.json"
+# Written last, with the image count: its absence means the generation was interrupted (or is running).
+_COMPLETE_FILE = ".pathfinder-complete.json"
 _BATCH_TMP_PREFIX = ".batch-"
+# Fewer images would leave the validation or test split (10% each, rounded down) empty.
+MIN_IMAGES = 10
+
+logger = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------------------
@@ -559,6 +570,56 @@ def _batch_is_complete(task_dir: Path, batch: int, size: int) -> bool:
     return len(lines) == size and all((images / line.split()[1]).is_file() for line in lines)
 
 
+def _write_json_atomically(path: Path, content: object) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(content, sort_keys=True), encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def incomplete_generation(task_dir: str | os.PathLike[str], num_listed: int) -> str | None:
+    """Why a folder written by :func:`generate_pathfinder` must not be loaded, or None when it may be.
+
+    ``num_listed`` is the number of images its metadata files list. A folder without our settings file
+    (such as a copy of the official release) is not checked. One with it must hold the completion record
+    that the generator writes last, and exactly the image count recorded there.
+    """
+    task_dir = Path(task_dir)
+    if not (task_dir / _SETTINGS_FILE).is_file():
+        return None
+    record = task_dir / _COMPLETE_FILE
+    if not record.is_file():
+        return (f"{task_dir}: the Pathfinder generation did not finish (no {_COMPLETE_FILE}; {num_listed} image(s) "
+                "so far); rerun the same `python -m lra generate pathfinder` command to complete it")
+    try:
+        expected = json.loads(record.read_text(encoding="utf-8"))["num_images"]
+    except (ValueError, KeyError, TypeError):
+        return f"{record}: not a Pathfinder completion record; rerun the generator"
+    if expected != num_listed:
+        return (f"{task_dir}: the metadata files list {num_listed} image(s), but the generation recorded "
+                f"{expected} in {_COMPLETE_FILE}; batches were added or removed since: rerun the generator")
+    return None
+
+
+def _remove_extra_batches(task_dir: Path, num_batches: int) -> None:
+    """Delete batches numbered ``num_batches`` and up: left by an earlier run with a larger ``num_images``.
+
+    Only called once the settings file proved the batches are this generator's, made with the same
+    settings, so nothing is lost that the same command could not write again. Metadata goes first, so
+    that no metadata file ever points at a removed image.
+    """
+    extra = sorted(int(path.stem) for path in (task_dir / "metadata").glob("*.npy")
+                   if path.stem.isdigit() and int(path.stem) >= num_batches)
+    extra_images = [path for path in (task_dir / "imgs").iterdir()
+                    if path.name.isdigit() and int(path.name) >= num_batches]
+    for batch in extra:
+        (task_dir / "metadata" / f"{batch}.npy").unlink()
+    for folder in extra_images:
+        shutil.rmtree(folder)
+    if extra:
+        logger.warning("Removed %d Pathfinder batch(es) of an earlier, larger run from %s (batches %d to %d)",
+                       len(extra), task_dir, extra[0], extra[-1])
+
+
 def _write_settings(task_dir: Path, settings: dict[str, object]) -> None:
     """Record the settings, or refuse if the folder holds batches made with others."""
     path = task_dir / _SETTINGS_FILE
@@ -571,9 +632,7 @@ def _write_settings(task_dir: Path, settings: dict[str, object]) -> None:
         origin = f"generated with other settings ({existing})" if existing else "not made by this generator"
         raise ValueError(f"{task_dir} already holds Pathfinder batches {origin}; "
                          "choose another output folder or remove it")
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(settings, sort_keys=True), encoding="utf-8")
-    os.replace(temporary, path)
+    _write_json_atomically(path, settings)
 
 
 def _write_batch(task_dir: Path, batch: int, results: Iterable[tuple[int, bytes]], bar: tqdm) -> None:
@@ -626,25 +685,26 @@ def generate_pathfinder(
 
     Each batch is written to a temporary folder and moved into place when
     complete, metadata last; a rerun with the same settings skips complete
-    batches. Only one generator should write into a folder at a time.
+    batches, and removes the batches beyond ``num_images`` that an earlier, larger
+    run left. ``.pathfinder-complete.json`` (the image count) is written last and
+    removed when a run starts: :func:`lra.load_lra` refuses a folder without it.
+    Only one generator should write into a folder at a time.
 
     Returns:
         The task folder, e.g. ``out_dir/pathfinder32/curv_contour_length_14``.
 
     Raises:
-        ValueError: on unsupported resolution/difficulty, invalid counts, or an
-            output folder generated with different settings.
+        ValueError: on unsupported resolution/difficulty, invalid counts (fewer
+            than 10 images leave a split empty), or an output folder generated
+            with different settings.
     """
-    params = pathfinder_params(resolution, difficulty)
-    _check_nonnegative_int("num_images", num_images)
-    _check_nonnegative_int("seed", seed)
-    _check_nonnegative_int("workers", workers, least=1)
-    _check_nonnegative_int("images_per_folder", images_per_folder, least=1)
+    params = validate_pathfinder_arguments(resolution, difficulty, num_images, seed, workers, images_per_folder)
 
     task_dir = Path(out_dir) / f"pathfinder{resolution}" / DIFFICULTY_FOLDERS[difficulty]
     (task_dir / "imgs").mkdir(parents=True, exist_ok=True)
     (task_dir / "metadata").mkdir(exist_ok=True)
     _write_settings(task_dir, {"seed": seed, "images_per_folder": images_per_folder, "params": asdict(params)})
+    (task_dir / _COMPLETE_FILE).unlink(missing_ok=True)  # until this run ends, the folder is incomplete
     for leftover in task_dir.glob(f"{_BATCH_TMP_PREFIX}*"):  # from a run that was killed outright
         shutil.rmtree(leftover, ignore_errors=True)
 
@@ -667,10 +727,27 @@ def generate_pathfinder(
                     chunk = max(1, len(tasks) // (4 * workers))
                     results = executor.map(_render_indexed_image, tasks, chunksize=chunk)
                 _write_batch(task_dir, k, results, bar)
+                kill_point("pathfinder-batch")
     finally:
         if executor is not None:
             executor.shutdown(wait=True, cancel_futures=True)
+    _remove_extra_batches(task_dir, len(batches))
+    _write_json_atomically(task_dir / _COMPLETE_FILE, {"num_images": num_images, "batches": len(batches)})
     return task_dir
+
+
+def validate_pathfinder_arguments(resolution: int, difficulty: int, num_images: int, seed: int = 0,
+                                  workers: int = 1, images_per_folder: int = 1000) -> PathfinderParams:
+    """Check the arguments of :func:`generate_pathfinder` (ValueError naming the bad one); return the preset."""
+    params = pathfinder_params(resolution, difficulty)
+    _check_nonnegative_int("num_images", num_images)
+    _check_nonnegative_int("seed", seed)
+    _check_nonnegative_int("workers", workers, least=1)
+    _check_nonnegative_int("images_per_folder", images_per_folder, least=1)
+    if num_images < MIN_IMAGES:
+        raise ValueError(f"num_images must be >= {MIN_IMAGES}, got {num_images}: validation and test get 10% each "
+                         "(rounded down), so fewer images leave them empty")
+    return params
 
 
 # ---------------------------------------------------------------------------

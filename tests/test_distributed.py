@@ -50,8 +50,10 @@ def test_two_process_run_matches_one_process_run(tmp_path):
     cache_dir = tmp_path / "datasets-cache"
 
     two = tmp_path / "two-processes"
-    # One thread per process: the two ranks share the machine's cores.
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # One thread per process: the two ranks share the machine's cores. This checkout's modules, even where the
+    # interpreter has another copy installed (editable).
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
     completed = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
          str(REPO_ROOT / "examples" / "run_lra.py"), *_args(data_dir, cache_dir, two, GLOBAL_BATCH // 2),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -506,3 +507,197 @@ def test_import_lra_is_light() -> None:
     code = "import sys, lra, lra.__main__; print(sorted(m for m in ('datasets', 'transformers') if m in sys.modules))"
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
     assert result.stdout.strip() == "[]", result.stderr
+
+
+# ---------------------------------------------------------------------------------------------------
+# Faults: changed sources, incomplete or empty data, killed generation and export
+# ---------------------------------------------------------------------------------------------------
+
+
+def _file_hashes(folder: Path) -> dict[str, str]:
+    import hashlib
+
+    return {str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def _split_sizes(dataset: datasets.DatasetDict) -> dict[str, int]:
+    return {split: len(part) for split, part in dataset.items()}
+
+
+def test_changed_pathfinder_image_is_seen_by_the_next_load(tmp_path: Path, cache: Path) -> None:
+    archive = make_pathfinder_release(tmp_path)
+    assert _rows(lra.load_lra("pathfinder", archive, cache_dir=cache)["train"])[0]["pixels"] == \
+        pathfinder_image(0, 32).reshape(-1).tolist()
+    # A repaired image: other pixels in a folder whose listing did not change (imgs/0 keeps its two files).
+    image = archive / "lra_release/pathfinder32/curv_contour_length_14/imgs/0/sample_0.png"
+    replacement = pathfinder_image(99, 32)
+    Image.fromarray(replacement, mode="L").save(image)
+    stat = image.stat()
+    os.utime(image, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # a later mtime, whatever the clock's grain
+    assert _rows(lra.load_lra("pathfinder", archive, cache_dir=cache)["train"])[0]["pixels"] == \
+        replacement.reshape(-1).tolist()
+
+
+def test_text_split_without_one_class_is_refused(tmp_path: Path, cache: Path) -> None:
+    root = make_text_release(tmp_path)
+    for review in (root / "aclImdb/test/pos").iterdir():
+        review.unlink()
+    with pytest.raises(LRADataNotFoundError, match=rf"{root / 'aclImdb/test/pos'} holds no review .*both classes"):
+        lra.load_lra("text", root, cache_dir=cache)
+
+
+def _empty_listops_val(archive: Path) -> str:
+    (archive / "listops-1000/basic_val.tsv").write_text("Source\tTarget\n")
+    return f"{archive / 'listops-1000/basic_val.tsv'}: only the header, no example"
+
+
+def _zero_byte_retrieval_test(archive: Path) -> str:
+    (archive / "lra_release/tsv_data/new_aan_pairs.test.tsv").write_bytes(b"")
+    return f"{archive / 'lra_release/tsv_data/new_aan_pairs.test.tsv'}: no rows, no example"
+
+
+def _unreadable_pathfinder_validation(archive: Path) -> str:
+    for name in ("sample_0.png", "sample_1.png"):  # images 18 and 19: the whole validation split
+        (archive / "lra_release/pathfinder32/curv_contour_length_14/imgs/9" / name).write_bytes(b"")
+    return "The validation split of pathfinder32_curv_contour_length_14 prepared from .* is empty"
+
+
+@pytest.mark.filterwarnings("ignore:pathfinder32_curv_contour_length_14 validation split")
+@pytest.mark.parametrize(
+    ("task", "make", "damage"),
+    [
+        ("listops", make_listops_release, _empty_listops_val),
+        ("retrieval", make_retrieval_release, _zero_byte_retrieval_test),
+        ("pathfinder", make_pathfinder_release, _unreadable_pathfinder_validation),
+        ("pathfinder", lambda root: make_pathfinder_release(root, n=9),
+         lambda archive: r"metadata lists 9 image\(s\): the validation split \(10%\) would be empty"),
+    ],
+    ids=["header-only-tsv", "zero-byte-tsv", "all-images-unreadable", "fewer-than-10-images"],
+)
+def test_empty_split_is_refused_naming_split_or_file(tmp_path: Path, cache: Path, task, make, damage) -> None:
+    archive = make(tmp_path)
+    with pytest.raises(lra.LRADataError, match=damage(archive)):
+        lra.load_lra(task, archive, cache_dir=cache)
+
+
+def _generate_pathfinder_cli(out: Path, num: int, kill_at: str | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, **({"LAS_KILL_AT": kill_at} if kill_at else {})}
+    return subprocess.run([sys.executable, "-m", "lra", "generate", "pathfinder", "--out", str(out), "--num", str(num),
+                           "--images-per-folder", "4", "--difficulty", "6", "--no-progress"],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, env=env)
+
+
+def test_killed_or_shrunk_pathfinder_generation_never_loads_silently(tmp_path: Path, cache: Path) -> None:
+    task_dir = tmp_path / "pathfinder32" / "curv_baseline"
+    killed = _generate_pathfinder_cli(tmp_path, 40, kill_at="pathfinder-batch@3")  # SIGKILL after 3 of 10 batches
+    assert killed.returncode == -9, killed.stderr
+    assert sorted(path.name for path in (task_dir / "metadata").iterdir()) == ["0.npy", "1.npy", "2.npy"]
+    with pytest.raises(LRADataNotFoundError, match="generation did not finish .*12 image"):
+        lra.load_lra("pathfinder", tmp_path, cache_dir=cache, difficulty=6)
+    first_batches = _file_hashes(task_dir / "imgs")
+
+    finished = _generate_pathfinder_cli(tmp_path, 40)  # the same command again completes it
+    assert finished.returncode == 0, finished.stderr
+    assert {name: digest for name, digest in _file_hashes(task_dir / "imgs").items()
+            if name in first_batches} == first_batches  # the batches written before the kill were kept as they were
+    assert _split_sizes(lra.load_lra("pathfinder", tmp_path, cache_dir=cache, difficulty=6)) == {
+        "train": 32, "validation": 4, "test": 4}
+
+    shrunk = _generate_pathfinder_cli(tmp_path, 20)  # a smaller rerun removes the batches beyond 20 images
+    assert shrunk.returncode == 0, shrunk.stderr
+    assert len(list((task_dir / "metadata").iterdir())) == len(list((task_dir / "imgs").iterdir())) == 5
+    assert _split_sizes(lra.load_lra("pathfinder", tmp_path, cache_dir=cache, difficulty=6)) == {
+        "train": 16, "validation": 2, "test": 2}
+
+    (task_dir / "metadata" / "4.npy").unlink()  # a batch lost after the generation
+    with pytest.raises(LRADataNotFoundError, match="list 16 image.*recorded 20"):
+        lra.load_lra("pathfinder", tmp_path, cache_dir=cache, difficulty=6)
+
+
+def _export_cli(data_dir: Path, out: Path, cache: Path, *extra: str, task: str = "listops",
+                kill_at: str | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, **({"LAS_KILL_AT": kill_at} if kill_at else {})}
+    return subprocess.run([sys.executable, "-m", "lra", "export", task, "--data-dir", str(data_dir), "--out", str(out),
+                           "--cache-dir", str(cache), *extra], cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=120, env=env)
+
+
+@pytest.mark.parametrize("kill_at", ["export-shards", "export-swap"])
+def test_killed_reexport_keeps_the_previous_export(tmp_path: Path, cache: Path, kill_at: str) -> None:
+    old_data = make_listops_release(tmp_path / "old")
+    new_data = make_listops_release(tmp_path / "new", sizes=(6, 3, 3))
+    out = tmp_path / "export"
+    lra.export_lra("listops", old_data, out, cache_dir=cache)
+    before = _file_hashes(out)
+
+    killed = _export_cli(new_data, out, cache, kill_at=kill_at)
+    assert killed.returncode == -9, killed.stderr
+    # The next export (another task into the same folder) finds the interrupted one and rolls it back.
+    retrieval = make_retrieval_release(tmp_path / "retrieval")
+    lra.export_lra("retrieval", retrieval, out, cache_dir=cache)
+    after = _file_hashes(out)
+    assert {name: digest for name, digest in after.items() if name.startswith("listops/")} == \
+        {name: digest for name, digest in before.items() if name.startswith("listops/")}
+    assert sorted(path.name for path in out.iterdir()) == ["README.md", "listops", "retrieval"]
+    exported = datasets.load_dataset(str(out), "listops", cache_dir=str(tmp_path / "load-cache"))
+    assert _split_sizes(exported) == {"train": 20, "validation": 5, "test": 5}
+
+    assert _export_cli(new_data, out, cache).returncode == 0  # and a re-export that runs to its end replaces it
+    exported = datasets.load_dataset(str(out), "listops", cache_dir=str(tmp_path / "load-cache-2"))
+    assert _split_sizes(exported) == {"train": 6, "validation": 3, "test": 3}
+    assert "config_name: retrieval" in (out / "README.md").read_text()
+
+
+def test_export_checks_the_readme_before_writing(tmp_path: Path, cache: Path) -> None:
+    archive = make_listops_release(tmp_path / "data")
+    out = tmp_path / "export"
+    out.mkdir()
+    readme = out / "README.md"
+    readme.write_text("# My own notes about these data\n")
+    result = _export_cli(archive, out, cache)
+    assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "was not written by `python -m lra export`; pass --overwrite" in result.stderr
+    assert sorted(path.name for path in out.iterdir()) == ["README.md"]  # nothing written, README kept
+    assert readme.read_text() == "# My own notes about these data\n"
+
+    assert _export_cli(archive, out, cache, "--overwrite").returncode == 0
+    assert "config_name: listops" in readme.read_text()
+
+    text = readme.read_text()
+    readme.write_text(text.replace("configs:", "configs: [unclosed", 1))  # broken YAML in the exporter's README
+    shards = _file_hashes(out / "listops")
+    result = _export_cli(archive, out, cache)
+    assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "its YAML header cannot be read" in result.stderr
+    assert _file_hashes(out / "listops") == shards  # validated before any shard was written
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["generate", "listops", "--out", "{file}/listops-1000", "--num-train", "2", "--num-val", "1",
+         "--num-test", "1", "--min-length", "3", "--max-length", "30", "--no-progress"],
+        ["generate", "pathfinder", "--out", "{file}", "--num", "10", "--no-progress"],
+        ["export", "listops", "--data-dir", "{data}", "--out", "{file}", "--cache-dir", "{cache}"],
+    ],
+    ids=["generate-listops", "generate-pathfinder", "export"],
+)
+def test_cli_output_path_that_is_a_file_gives_one_line(tmp_path: Path, command: list[str]) -> None:
+    file = tmp_path / "a-file"
+    file.write_text("not a folder\n")
+    data = make_listops_release(tmp_path / "data")
+    result = _run_cli(*(part.format(file=file, data=data, cache=tmp_path / "cache") for part in command))
+    assert result.returncode == 1, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "cannot write the output" in result.stderr and str(file) in result.stderr
+
+
+def test_cli_listops_generator_refuses_existing_data(tmp_path: Path) -> None:
+    archive = make_listops_release(tmp_path)
+    before = _file_hashes(archive)
+    result = _run_cli("generate", "listops", "--out", str(archive / "listops-1000"), "--num-train", "2",
+                      "--num-val", "1", "--num-test", "1", "--min-length", "3", "--max-length", "30", "--no-progress")
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "already holds basic_train.tsv" in result.stderr and "--overwrite" in result.stderr
+    assert _file_hashes(archive) == before

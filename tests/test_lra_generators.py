@@ -142,7 +142,7 @@ def test_listops_deduplicates_when_repeats_are_common(tmp_path: Path) -> None:
 def test_listops_exhausted_expression_space_fails_clearly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(listops, "MAX_CONSECUTIVE_REJECTIONS", 2_000)
     with pytest.raises(RuntimeError, match="too few unique expressions"):  # only 10 single digits exist
-        generate_listops(tmp_path, num_train=11, num_val=0, num_test=0, min_length=0, max_length=2,
+        generate_listops(tmp_path, num_train=9, num_val=1, num_test=1, min_length=0, max_length=2,
                          max_depth=1, progress=False)
     assert list(tmp_path.iterdir()) == []
 
@@ -223,7 +223,7 @@ def test_listops_interrupted_run_leaves_no_split(tmp_path: Path, monkeypatch: py
 
     calls = 0
     with pytest.raises(KeyboardInterrupt):  # an interrupted rerun keeps the earlier complete files
-        generate_listops(tmp_path / "kept", progress=False, **{**_CUSTOM, "seed": 9})
+        generate_listops(tmp_path / "kept", progress=False, overwrite=True, **{**_CUSTOM, "seed": 9})
     assert sorted(p.name for p in (tmp_path / "kept").iterdir()) == sorted(f"basic_{s}.tsv" for s in SPLITS)
     assert {split: path.read_bytes() for split, path in previous.items()} == previous_bytes
 
@@ -231,7 +231,8 @@ def test_listops_interrupted_run_leaves_no_split(tmp_path: Path, monkeypatch: py
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        (dict(num_train=-1), "num_train must be >= 0"),
+        (dict(num_train=-1), "num_train must be >= 1"),
+        (dict(num_val=0), r"num_val must be >= 1, got 0 \(an empty split"),
         (dict(num_test=2.5), "num_test must be an int"),
         (dict(min_length=60, max_length=60), r"min_length \(60\) must be smaller than max_length \(60\)"),
         (dict(min_length=100, max_length=50), "must be smaller"),
@@ -368,7 +369,8 @@ def test_pathfinder_files_are_grayscale_pngs_with_both_labels(pathfinder_run) ->
     labels = [label for _, label, _ in records]
     assert 0 < sum(labels) < len(labels)
     # Exactly the official layout; no leftover temporary batch folders.
-    assert sorted(p.name for p in task_dir.iterdir() if not p.name.startswith(".pathfinder-settings")) == [
+    bookkeeping = (".pathfinder-settings", ".pathfinder-complete")
+    assert sorted(p.name for p in task_dir.iterdir() if not p.name.startswith(bookkeeping)) == [
         "imgs", "metadata"]
     assert sorted(p.name for p in (task_dir / "imgs").iterdir()) == ["0", "1", "2"]
 
@@ -408,7 +410,7 @@ def test_pathfinder_reproducible_and_independent_of_workers(pathfinder_run, tmp_
     for index in range(8):
         assert (serial / f"imgs/0/sample_{index}.png").read_bytes() == \
             (fixture_dir / f"imgs/0/sample_{index}.png").read_bytes()
-    other = generate_pathfinder(tmp_path / "other", **{**kwargs, "seed": 1, "num_images": 4})
+    other = generate_pathfinder(tmp_path / "other", **{**kwargs, "seed": 1})
     assert all((other / f"imgs/0/sample_{i}.png").read_bytes() != (serial / f"imgs/0/sample_{i}.png").read_bytes()
                for i in range(4))
 
@@ -460,6 +462,7 @@ def test_pathfinder_interrupted_run_is_consistent_and_resumes(tmp_path: Path,
         (lambda out: draw_pathfinder_sample(np.random.default_rng(0), pathfinder_params(32, 6), 2),
          "label must be 0 or 1"),
         (lambda out: generate_pathfinder(out, num_images=-1), "num_images must be an int >= 0"),
+        (lambda out: generate_pathfinder(out, num_images=9), "num_images must be >= 10, got 9: validation and test"),
         (lambda out: generate_pathfinder(out, num_images=4, workers=0), "workers must be an int >= 1"),
         (lambda out: generate_pathfinder(out, num_images=4, images_per_folder=0),
          "images_per_folder must be an int >= 1"),
@@ -487,9 +490,29 @@ def test_pathfinder_presets_and_cli(tmp_path: Path, capsys: pytest.CaptureFixtur
 
     parser = argparse.ArgumentParser()
     pathfinder.add_generate_pathfinder_arguments(parser)
-    args = parser.parse_args(["--out", str(tmp_path), "--num", "2", "--difficulty", "6", "--no-progress"])
+    args = parser.parse_args(["--out", str(tmp_path), "--num", "10", "--difficulty", "6", "--no-progress"])
     assert (args.resolution, args.workers, args.seed) == (32, 1, 0)
     pathfinder.run_generate_pathfinder(args)
     task_dir = tmp_path / "pathfinder32" / "curv_baseline"
-    assert len((task_dir / "metadata" / "0.npy").read_text().splitlines()) == 2
+    assert len((task_dir / "metadata" / "0.npy").read_text().splitlines()) == 10
     assert str(task_dir) in capsys.readouterr().out
+
+
+def test_listops_refuses_to_overwrite_existing_data(tmp_path: Path) -> None:
+    small = dict(num_train=3, num_val=1, num_test=1, min_length=10, max_length=40, progress=False)
+    paths = generate_listops(tmp_path, **small)
+    kept = {split: path.read_bytes() for split, path in paths.items()}
+    with pytest.raises(ValueError, match=r"already holds basic_train.tsv, basic_val.tsv, basic_test.tsv; pass "
+                                         r"--overwrite"):
+        generate_listops(tmp_path, **{**small, "seed": 1})
+    assert {split: path.read_bytes() for split, path in paths.items()} == kept
+    (tmp_path / "basic_train.tsv").unlink()  # a partial copy, e.g. an official one missing a file, is refused too
+    with pytest.raises(ValueError, match=r"already holds basic_val.tsv, basic_test.tsv"):
+        generate_listops(tmp_path, **small)
+
+    stale = tmp_path / ".listops-tmp-killed"  # what a run killed outright (SIGKILL) leaves behind
+    stale.mkdir()
+    (stale / "basic_train.tsv").write_text("Source\tTarget\n")
+    paths = generate_listops(tmp_path, overwrite=True, **{**small, "seed": 1})
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"basic_{s}.tsv" for s in SPLITS)
+    assert paths["val"].read_bytes() != kept["val"]

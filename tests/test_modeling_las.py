@@ -188,6 +188,11 @@ def test_pixel_inputs():
     assert logits.shape == (2, 10) and torch.isfinite(logits).all()
     with pytest.raises(ValueError, match="pass pixel_values"):
         model(random_ids(2, 64))
+    for bad in (float("nan"), float("inf")):  # would make every logit NaN without a word
+        broken = pixels.clone()
+        broken[1, 5] = bad
+        with pytest.raises(ValueError, match="pixel_values contain NaN or infinite values"):
+            model(pixel_values=broken)
 
 
 def test_inputs_start_on_the_scale_of_the_position_table():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -26,12 +27,16 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO_ROOT / "examples"
 sys.path.insert(0, str(EXAMPLES))
 import run_lra  # noqa: E402
+import lra  # noqa: E402  (after run_lra, which puts the repository on sys.path when needed)
 
 #: A model small enough for a CPU step in well under a second on every task.
 TINY_MODEL = "hidden_size=16,num_hidden_layers=1,num_attention_heads=2,intermediate_size=32"
 #: Path-X is 16,384 pixels: full attention would take minutes on CPU, LaS-chunk takes seconds.
 TASK_FLAGS = {"pathx": ["--attention_type", "las_chunk", "--config_overrides", TINY_MODEL + ",las_chunk_size=128"]}
 LISTOPS_EXPRESSION = "( ( ( [MAX 2 ) 9 ) ] )"
+#: Subprocesses import this checkout's modules, even where the interpreter has another copy installed (editable).
+SUBPROCESS_ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT),
+                                                                           os.environ.get("PYTHONPATH")]))}
 
 
 @pytest.fixture(scope="module")
@@ -298,7 +303,8 @@ def test_bad_arguments_exit_with_one_line(lra_data, tmp_path):
     # The interpreters start in parallel: most of their time is importing torch and transformers.
     processes = {
         name: subprocess.Popen([sys.executable, str(EXAMPLES / "run_lra.py"), *argv, "--output_dir", str(tmp_path)],
-                               cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=SUBPROCESS_ENV)
         for name, (argv, _) in cases.items()
     }
     for name, process in processes.items():
@@ -316,16 +322,29 @@ def test_bad_arguments_exit_with_one_line(lra_data, tmp_path):
         (["--task", "listops", "--config_overrides", "no_such_field=3"], "no_such_field"),
         (["--task", "listops", "--config_overrides", "las_pool_size=4"], "must be odd"),
         (["--task", "listops", "--attn_implementation", "flash_attention_2"], "--attn_implementation"),
+        (["--task", "listops", "--learning_rate", "-1"], "--learning_rate must be a finite number >= 0, not -1"),
+        (["--task", "listops", "--learning_rate", "nan"], "--learning_rate must be a finite number"),
+        (["--task", "listops", "--per_device_train_batch_size", "0"], "--per_device_train_batch_size must be >= 1"),
+        (["--task", "listops", "--per_device_eval_batch_size", "0"], "--per_device_eval_batch_size must be >= 1"),
+        (["--task", "listops", "--max_length", "0"], "--max_length must be >= 1, not 0"),
+        (["--task", "listops", "--max_train_samples", "0"], "--max_train_samples must be >= 1, not 0"),
+        (["--task", "listops", "--max_eval_samples", "-2"], "--max_eval_samples must be >= 1"),
+        (["--task", "listops", "--model_name_or_path", "/no/such/model"], "--model_name_or_path /no/such/model"),
+        (["--task", "listops", "--generate_num_val", "0"], "--generate_num_val must be >= 1, got 0"),
+        (["--task", "listops", "--generate_min_length", "40"], "--generate_min_length (40) must be smaller than"),
+        (["--task", "pathfinder", "--generate_num_images", "5"], "--generate_num_images must be >= 10, got 5"),
+        (["--task", "pathfinder", "--pathfinder_resolution", "48"], "Invalid --pathfinder_resolution=48"),
     ],
 )
 def test_more_bad_arguments_in_process(argv, message, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        run_lra.main([*argv, "--output_dir", str(tmp_path), "--generated_data_root", str(tmp_path / "gen"),
+        run_lra.main([*argv, "--output_dir", str(tmp_path / "out"), "--generated_data_root", str(tmp_path / "gen"),
                       "--generate_num_train", "2", "--generate_num_val", "1", "--generate_num_test", "1",
-                      "--generate_min_length", "3", "--generate_max_length", "30"])
+                      "--generate_min_length", "3", "--generate_max_length", "30", *argv[2:]])
     assert exit_info.value.code == 2
     stderr = capsys.readouterr().err
     assert len(stderr.strip().splitlines()) == 1 and message in stderr, stderr
+    assert not (tmp_path / "gen").exists() and not (tmp_path / "out").exists()  # refused before any work
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -336,16 +355,19 @@ def test_more_bad_arguments_in_process(argv, message, tmp_path, capsys):
 def test_generated_listops_is_reused(tmp_path):
     model_args, data_args, training_args, _ = run_lra.parse_arguments([
         "--task", "listops", "--output_dir", str(tmp_path / "out"), "--generated_data_root", str(tmp_path / "gen"),
+        "--cache_dir", str(tmp_path / "cache"), "--use_cpu",
         "--generate_num_train", "6", "--generate_num_val", "2", "--generate_num_test", "2",
         "--generate_min_length", "5", "--generate_max_length", "60",
     ])
     folder = run_lra.generated_data_dir(data_args)
     assert folder.parent == tmp_path / "gen" and "train6" in folder.name
-    run_lra.generate_data(data_args, folder)
+    tokenizer = lra.get_tokenizer("listops")
+    run_lra.load_datasets(data_args, training_args, tokenizer)
     train_file = folder / "listops-1000" / "basic_train.tsv"
     assert len(train_file.read_text().splitlines()) == 1 + 6
+    assert (folder / run_lra.GENERATED_MARKER).is_file()  # generated and loaded
     stamp = train_file.stat().st_mtime_ns
-    run_lra.generate_data(data_args, folder)  # second run: nothing regenerated
+    run_lra.load_datasets(data_args, training_args, tokenizer)  # second run: nothing regenerated
     assert train_file.stat().st_mtime_ns == stamp
     assert run_lra.generated_data_dir(
         run_lra.parse_arguments(["--task", "listops", "--output_dir", str(tmp_path / "o"),
@@ -382,3 +404,114 @@ def test_config_precedence(tmp_path):
     assert parse_config_overrides("las_pool_size=5, norm_type=batchnorm,las_alphas=[0,0.1],is_causal=False") == {
         "las_pool_size": 5, "norm_type": "batchnorm", "las_alphas": [0, 0.1], "is_causal": False,
     }
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# 7. Faults: a killed checkpoint save, a resume that does not match its checkpoint, generated data that fail to load
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _file_hashes(folder: Path) -> dict[str, str]:
+    import hashlib
+
+    return {str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+@pytest.mark.slow
+def test_killed_checkpoint_save_resumes_from_the_last_complete_one(lra_data, datasets_cache, tmp_path, caplog):
+    def args(output_dir: Path, *extra: str) -> list[str]:
+        return tiny_run_args("listops", lra_data["listops"], output_dir, datasets_cache, "--max_steps", "4",
+                             "--do_eval", "False", "--do_predict", "False", *extra)
+
+    killed = tmp_path / "killed"
+    # SIGKILL halfway through the second checkpoint's save: weights written, no optimizer, no trainer_state.json.
+    process = subprocess.run([sys.executable, str(EXAMPLES / "run_lra.py"), *args(killed)], cwd=REPO_ROOT,
+                             env={**SUBPROCESS_ENV, "LAS_KILL_AT": "checkpoint-save@2"}, capture_output=True,
+                             text=True, timeout=300)
+    assert process.returncode == -9, process.stderr[-2000:]
+    assert (killed / "checkpoint-4" / "model.safetensors").is_file()
+    assert not (killed / "checkpoint-4" / "trainer_state.json").exists()
+    complete = _file_hashes(killed / "checkpoint-2")
+
+    # Naming the partial checkpoint is refused in one line; a new run into the folder too.
+    with pytest.raises(SystemExit) as exit_info:
+        run_lra.main(args(killed, "--resume_from_checkpoint", str(killed / "checkpoint-4")))
+    assert exit_info.value.code == 2
+    with pytest.raises(SystemExit) as exit_info:
+        run_lra.main(args(killed))
+    assert exit_info.value.code == 2
+
+    recorder = RecordSteps()
+    with caplog.at_level("WARNING", logger="run_lra"):
+        run_lra.main(args(killed, "--resume_from_checkpoint", "True"), callbacks=[recorder])
+    assert f"Skipping {killed / 'checkpoint-4'}: its save was interrupted" in caplog.text
+    assert recorder.start_step == 2 and recorder.steps == [3, 4]
+    assert _file_hashes(killed / "checkpoint-2") == complete  # nothing earlier was lost or touched
+    assert run_lra.checkpoint_is_complete(killed / "checkpoint-4")
+
+    run_lra.main(args(tmp_path / "uninterrupted"))
+    expected, resumed = _training_logs(tmp_path / "uninterrupted"), _training_logs(killed)
+    assert [e["learning_rate"] for e in resumed] == [e["learning_rate"] for e in expected]
+    assert [e["loss"] for e in resumed] == pytest.approx([e["loss"] for e in expected], rel=1e-4)
+
+
+def test_resume_of_another_run_is_refused_and_changes_nothing(trained, lra_data, datasets_cache, tmp_path, capsys):
+    finished, _ = trained("listops")
+    output_dir = tmp_path / "finished"
+    shutil.copytree(finished, output_dir)
+    before = _file_hashes(output_dir)
+    capsys.readouterr()  # the fixture's training output
+    assert json.loads((output_dir / "checkpoint-2" / run_lra.RUN_RECORD).read_text())["attention_type"] == "las"
+
+    def attempt(*extra: str) -> str:
+        with pytest.raises(SystemExit) as exit_info:
+            run_lra.main(tiny_run_args("listops", lra_data["listops"], output_dir, datasets_cache, *extra))
+        assert exit_info.value.code == 2
+        stderr = capsys.readouterr().err
+        assert len(stderr.strip().splitlines()) == 1, stderr
+        return stderr
+
+    stderr = attempt("--attention_type", "softmax", "--resume_from_checkpoint", "True")
+    assert "belongs to another run (attention_type: 'las' there, 'softmax' here;" in stderr
+    assert "model.attention_type" in stderr
+    assert "model.las_pool_size" in attempt("--config_overrides", TINY_MODEL + ",las_pool_size=5",
+                                            "--resume_from_checkpoint", "True")
+    assert "data.max_train_samples: None there, 4 here" in attempt("--max_train_samples", "4",
+                                                                 "--resume_from_checkpoint", "True")
+    assert "holds checkpoints of an earlier run (checkpoint-2)" in attempt("--attention_type", "softmax")
+    assert _file_hashes(output_dir) == before  # nothing was written
+
+    # --overwrite_output_dir starts over: the earlier checkpoints go, the new run's record says softmax.
+    run_lra.main(tiny_run_args("listops", lra_data["listops"], output_dir, datasets_cache, "--attention_type",
+                               "softmax", "--overwrite_output_dir", "True", "--max_steps", "1", "--save_steps", "1"))
+    assert sorted(path.name for path in output_dir.glob("checkpoint-*")) == ["checkpoint-1"]
+    for record in (output_dir / run_lra.RUN_RECORD, output_dir / "checkpoint-1" / run_lra.RUN_RECORD):
+        assert json.loads(record.read_text())["attention_type"] == "softmax"
+
+
+def test_generated_data_are_marked_complete_only_once_they_load(tmp_path, monkeypatch):
+    import lra.listops
+
+    _, data_args, training_args, _ = run_lra.parse_arguments([
+        "--task", "listops", "--output_dir", str(tmp_path / "out"), "--generated_data_root", str(tmp_path / "gen"),
+        "--cache_dir", str(tmp_path / "cache"), "--use_cpu", "--generate_num_train", "6", "--generate_num_val", "2",
+        "--generate_num_test", "2", "--generate_min_length", "5", "--generate_max_length", "60",
+    ])
+    folder = run_lra.generated_data_dir(data_args)
+    validation = folder / "listops-1000" / "basic_val.tsv"
+    real_generator = lra.listops.generate_listops
+
+    def faulty_generator(*args, **kwargs):  # the fault: a generation that leaves an unusable split behind
+        paths = real_generator(*args, **kwargs)
+        validation.write_text("Source\tTarget\n")
+        return paths
+
+    monkeypatch.setattr(lra.listops, "generate_listops", faulty_generator)
+    with pytest.raises(lra.LRAFormatError, match=rf"{validation}: only the header, no example"):
+        run_lra.load_datasets(data_args, training_args, lra.get_tokenizer("listops"))
+    assert not (folder / run_lra.GENERATED_MARKER).exists()
+    monkeypatch.undo()
+    data = run_lra.load_datasets(data_args, training_args, lra.get_tokenizer("listops"))  # generated again
+    assert {split: len(part) for split, part in data.items()} == {"train": 6, "validation": 2, "test": 2}
+    assert (folder / run_lra.GENERATED_MARKER).is_file()
