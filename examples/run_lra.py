@@ -232,7 +232,9 @@ def parse_arguments(argv: Sequence[str]) -> tuple[ModelArguments, DataArguments,
             f"from {origin}"
         )
     if data_args.mnist_labels not in lra.MNIST_LABELS:
-        raise UsageError(f"--mnist_labels must be one of {', '.join(lra.MNIST_LABELS)}, not {data_args.mnist_labels!r}")
+        raise UsageError(
+            f"--mnist_labels must be one of {', '.join(lra.MNIST_LABELS)}, not {data_args.mnist_labels!r}"
+        )
     if data_args.data_dir is not None and not Path(data_args.data_dir).expanduser().exists():
         raise UsageError(f"--data_dir {data_args.data_dir} does not exist")
     return model_args, data_args, training_args, defaults["model"]

@@ -282,9 +282,9 @@ def encode(task: str, dataset: datasets.Dataset | datasets.DatasetDict, max_leng
       ``labels``. Sequences are not padded: :class:`LRADataCollator` pads each batch.
     * ``retrieval``: ``input_ids`` and ``attention_mask`` shaped ``(2, length)`` per example, the two
       documents padded to the longer one; the collator pads the last axis across the batch.
-    * ``image``, ``pathfinder``, ``pathx``, ``smnist``, ``pmnist``: ``pixel_values`` (float32 in [0, 1], computed from the
-      stored uint8 when rows are read; keep ``Trainer``'s column removal happy: nothing else is
-      needed) and ``labels``; with ``pixels_as="ids"``, ``input_ids`` (the intensities 0..255 as
+    * ``image``, ``pathfinder``, ``pathx``, ``smnist``, ``pmnist``: ``pixel_values`` (float32 in
+      [0, 1], computed from the stored uint8 when rows are read; keep ``Trainer``'s column removal
+      happy: nothing else is needed) and ``labels``; with ``pixels_as="ids"``, ``input_ids`` (the intensities 0..255 as
       token ids, vocabulary 256) instead.
 
     Args:

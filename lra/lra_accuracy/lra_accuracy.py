@@ -44,8 +44,9 @@ _FAIL_MARKERS = frozenset({"fail", "failed", "x", "-", ""})
 
 _DESCRIPTION = """\
 Classification accuracy for the six Long Range Arena tasks (ListOps, Text, Retrieval, Image,
-Pathfinder, Path-X) and for sequential / permuted MNIST (smnist, pmnist): the fraction of predictions equal to the references. With a task (as the
-config name or as `task=` of `compute`), the result also carries `<task>_accuracy`.
+Pathfinder, Path-X) and for sequential / permuted MNIST (smnist, pmnist): the fraction of predictions
+equal to the references. With a task (as the config name or as `task=` of `compute`), the result
+also carries `<task>_accuracy`.
 `lra_average(scores)` combines per-task scores into the LRA average the published tables report.
 """
 
@@ -132,8 +133,8 @@ def lra_average(
         ``failed`` (task names), ``per_task`` (task -> score, or ``"FAIL"``) and ``scale``.
 
     Raises:
-        ValueError: an unknown task name or one outside the LRA (sMNIST, pMNIST), a missing or non-numeric score for a task other than
-            Path-X, or a bad ``scale``.
+        ValueError: an unknown task name or one outside the LRA (sMNIST, pMNIST), a missing or
+            non-numeric score for a task other than Path-X, or a bad ``scale``.
     """
     normalized: dict[str, float | str | None] = {}
     for task, value in scores.items():
