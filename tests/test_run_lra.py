@@ -101,7 +101,7 @@ def example_inputs(output_dir: Path, task: str, lra_data, datasets_cache) -> dic
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("task", ["listops", "text", "retrieval", "image", "pathfinder", "pathx"])
+@pytest.mark.parametrize("task", ["listops", "text", "retrieval", "image", "pathfinder", "pathx", "pmnist"])
 def test_trains_every_task_and_checkpoint_loads(task, trained, lra_data, datasets_cache):
     output_dir, metrics = trained(task)
     assert metrics["train_loss"] > 0 and 0.0 <= metrics["test_accuracy"] <= 1.0
@@ -316,6 +316,8 @@ def test_bad_arguments_exit_with_one_line(lra_data, tmp_path):
         (["--task", "listops", "--config_overrides", "no_such_field=3"], "no_such_field"),
         (["--task", "listops", "--config_overrides", "las_pool_size=4"], "must be odd"),
         (["--task", "listops", "--attn_implementation", "sdpa"], "--attn_implementation"),
+        (["--task", "smnist"], "apt-get install dataset-fashion-mnist"),
+        (["--task", "pmnist", "--data_dir", ".", "--mnist_labels", "letters"], "--mnist_labels must be one of"),
     ],
 )
 def test_more_bad_arguments_in_process(argv, message, tmp_path, capsys):

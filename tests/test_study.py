@@ -37,6 +37,7 @@ def test_default_study_has_the_same_budget_for_every_variant_and_size() -> None:
     assert command[:3] == ["env", "OMP_NUM_THREADS=1", "MKL_NUM_THREADS=1"]
 
 
+@pytest.mark.slow  # imports run_lra and builds a model: about 10 s on a busy machine
 def test_detected_backend_is_one_run_lra_accepts() -> None:
     sys.path.insert(0, str(REPO_ROOT / "examples"))
     import run_lra
