@@ -66,6 +66,8 @@ logger = logging.getLogger(__name__)
 
 #: Tasks whose data our own generators produce, so they need no `--data_dir`.
 GENERATED_TASKS = ("listops", "pathfinder")
+#: Sequential / permuted MNIST: idx files of MNIST or Fashion-MNIST (`--mnist_labels`).
+MNIST_TASKS = ("smnist", "pmnist")
 #: The LaS paper's test accuracy in percent, shown on the card next to ours (las-method.md, section 4: recalled from
 #: the paper, to be checked against the PDF). Path-X: the paper reports a failure, so nothing to compare with.
 PAPER_LAS_ACCURACY = {"listops": 53.05, "text": 79.28, "retrieval": 85.56, "image": 70.44, "pathfinder": 81.62}
@@ -139,12 +141,13 @@ class ModelArguments:
 class DataArguments:
     """Which LRA task, where its data live (or how to generate them), and how much of it to use."""
 
-    task: str = field(metadata={"help": f"The LRA task: {', '.join(lra.TASKS)}."})
+    task: str = field(metadata={"help": f"The task: {', '.join(lra.TASKS)} (smnist / pmnist are not LRA tasks)."})
     data_dir: str | None = field(
         default=None,
         metadata={
             "help": "A local copy of the task's data (the LRA archive root, the task folder, or for text / image "
-            "the folder holding aclImdb / cifar-10). Optional for listops and pathfinder: generated if omitted."
+            "the folder holding aclImdb / cifar-10, for smnist / pmnist the folder of the four idx files). Optional "
+            "for listops and pathfinder: generated if omitted."
         },
     )
     cache_dir: str | None = field(default=None, metadata={"help": "Where `datasets` keeps the prepared Arrow files."})
@@ -164,6 +167,11 @@ class DataArguments:
     max_test_samples: int | None = field(default=None, metadata={"help": "Use only the first N test examples."})
     pathfinder_resolution: int = field(default=32, metadata={"help": "Pathfinder image side: 32, 64, 128 or 256."})
     pathfinder_difficulty: int = field(default=14, metadata={"help": "Pathfinder contour length: 6, 9 or 14."})
+    mnist_labels: str = field(
+        default="digits",
+        metadata={"help": "smnist / pmnist: the class names of the idx files, 'digits' (MNIST) or 'fashion' "
+                  "(Fashion-MNIST); the files do not say which they are."},
+    )
     generate_seed: int = field(default=0, metadata={"help": "Seed of the data generators."})
     generate_num_train: int = field(default=96_000, metadata={"help": "ListOps generation: training samples."})
     generate_num_val: int = field(default=2_000, metadata={"help": "ListOps generation: validation samples."})
@@ -245,9 +253,17 @@ def parse_arguments(argv: Sequence[str]) -> tuple[ModelArguments, DataArguments,
             f"--attn_implementation must be one of {', '.join(LAS_IMPLEMENTATIONS)}, not {model_args.attn_implementation!r}"
         )
     if data_args.data_dir is None and data_args.task not in GENERATED_TASKS:
+        origin = " ".join(lra.builder_class(data_args.task).ORIGIN.split())
+        if data_args.task in MNIST_TASKS:
+            origin = origin.replace("labels='fashion'", "--mnist_labels fashion")
         raise UsageError(
             f"--data_dir is required for the task {data_args.task!r}: only {' and '.join(GENERATED_TASKS)} can be "
-            "generated; point it at a local copy of the data (see lra-data.md for the layouts)"
+            f"generated; point it at a local copy of the data (see lra-data.md for the layouts). The files come "
+            f"from {origin}"
+        )
+    if data_args.mnist_labels not in lra.MNIST_LABELS:
+        raise UsageError(
+            f"--mnist_labels must be one of {', '.join(lra.MNIST_LABELS)}, not {data_args.mnist_labels!r}"
         )
     if data_args.data_dir is not None and not Path(data_args.data_dir).expanduser().exists():
         raise UsageError(f"--data_dir {data_args.data_dir} does not exist")
@@ -479,11 +495,18 @@ def mark_generated_data(data_args: DataArguments, folder: Path) -> None:
         marker.write_text(json.dumps(asdict(data_args), indent=2))
 
 
+def task_options(data_args: DataArguments) -> dict[str, Any]:
+    """The options of `lra.load_lra` / `lra.task_info` that the flags set for the task."""
+    if data_args.task == "pathfinder":
+        return {"resolution": data_args.pathfinder_resolution, "difficulty": data_args.pathfinder_difficulty}
+    if data_args.task in MNIST_TASKS:
+        return {"labels": data_args.mnist_labels}
+    return {}
+
+
 def load_datasets(data_args: DataArguments, training_args: TrainingArguments, tokenizer) -> datasets.DatasetDict:
     """Generate (if needed), load and encode the task; trim splits to the `max_*_samples` asked for."""
-    options = {}
-    if data_args.task == "pathfinder":
-        options = {"resolution": data_args.pathfinder_resolution, "difficulty": data_args.pathfinder_difficulty}
+    options = task_options(data_args)
     data_dir = data_args.data_dir
     # Only the main process generates and prepares; the others wait here, then read what it wrote.
     with training_args.main_process_first(desc="preparing the data"):
@@ -516,7 +539,12 @@ def describe_data(data_args: DataArguments, data: Mapping[str, Sized]) -> str:
     can be compared with published LRA numbers (only on the full task)."""
     defaults = DataArguments(task=data_args.task)
     sizes = " / ".join(f"{len(data[split]):,}" for split in ("train", "validation", "test") if split in data)
-    if data_args.data_dir is not None:
+    if data_args.task in MNIST_TASKS:
+        dataset = "Fashion-MNIST" if data_args.mnist_labels == "fashion" else "MNIST"
+        order = "in pMNIST's fixed permuted order" if data_args.task == "pmnist" else "row-major"
+        source = f"{dataset} from the idx files of a local copy, as sequences of 784 pixels {order}"
+        generated_as_lra = True  # not an LRA task: "comparable" here means the full standard splits
+    elif data_args.data_dir is not None:
         source = f"the LRA {data_args.task} files of a local copy of the official data"
         generated_as_lra = True
     elif data_args.task == "listops":
@@ -540,7 +568,7 @@ def describe_data(data_args: DataArguments, data: Mapping[str, Sized]) -> str:
     )
     text = f"{source}; train / validation / test: {sizes} examples."
     if not generated_as_lra or trimmed:
-        text += " This is smaller or other than the LRA task, so published LRA accuracies are not comparable."
+        text += " This is smaller or other than the standard task, so published accuracies are not comparable."
     return text
 
 
@@ -724,7 +752,7 @@ def run(argv: Sequence[str], callbacks: Sequence[TrainerCallback] = ()) -> dict[
     """Train / evaluate / test as the arguments say; return every metric of the run."""
     model_args, data_args, training_args, model_defaults = parse_arguments(argv)
     checkpoint = resolve_checkpoint(training_args, data_args)
-    info = lra.task_info(data_args.task)
+    info = lra.task_info(data_args.task, **task_options(data_args))
     config = build_config(model_args, data_args, model_defaults, info)
     record = run_record(data_args, config)
     if checkpoint is not None:

@@ -59,6 +59,18 @@ TASK_DESCRIPTIONS: dict[str, tuple[str, str]] = {
         "Pathfinder at 128 x 128 = 16,384 pixels with contour length 14, the hardest LRA task. Same format and "
         "80/10/10 split as Pathfinder.",
     ),
+    "smnist": (
+        "Sequential MNIST (not an LRA task)",
+        "MNIST (`smnist`) or Fashion-MNIST (`smnist_fashion`) 28 x 28 images as sequences of 784 pixels, "
+        "row-major, from the four idx files. `train` is the first 54,000 training images, `validation` the last "
+        "6,000, `test` the 10,000 t10k images.",
+    ),
+    "pmnist": (
+        "Permuted MNIST (not an LRA task)",
+        "sMNIST with the 784 pixel positions in one fixed order: position i holds pixel perm[i] of the row-major "
+        "image, perm = `numpy.random.RandomState(0).permutation(784)` (NumPy's legacy generator, whose stream is "
+        "frozen; it starts 693, 85, 647, 392, 765, 14, 299, 711). Splits as sMNIST.",
+    ),
 }
 
 

@@ -57,6 +57,13 @@ class LraTask:
     task_type: str
     #: Python lines that build ``inputs`` for the usage example (``model_id`` and the imports below are in scope).
     input_example: str
+    #: Whether the task belongs to the Long Range Arena (sMNIST / pMNIST do not).
+    in_lra: bool = True
+
+    @property
+    def full_title(self) -> str:
+        """The name of the task in the model-index and the results: ``"LRA ListOps"``, ``"sMNIST"``."""
+        return f"LRA {self.title}" if self.in_lra else self.title
 
     @property
     def example_imports(self) -> str:
@@ -73,10 +80,14 @@ def _token_example(texts: str) -> str:
     )
 
 
-def _pixel_example(side: int) -> str:
+def _pixel_example(side: int, permuted: bool = False) -> str:
+    # pMNIST's pixel order is lra.pmnist_permutation(); spelled out so that the example needs no lra package.
+    permute = ("pixels = pixels[:, np.random.RandomState(0).permutation(784)]  # pMNIST's fixed pixel order\n"
+               if permuted else "")
     return (
         f"image = Image.open(\"example.png\").convert(\"L\")  # {side}x{side} grayscale\n"
         "pixels = torch.tensor(np.asarray(image), dtype=torch.float32).reshape(1, -1) / 255  # row by row, in [0, 1]\n"
+        f"{permute}"
         "inputs = {\"pixel_values\": pixels}"
     )
 
@@ -112,6 +123,15 @@ LRA_TASKS: dict[str, LraTask] = {
     "pathx": LraTask(
         "Path-X", "Path-X: Pathfinder at 128x128 (sequences of 16,384 pixels), 2 classes",
         "image-classification", _pixel_example(128),
+    ),
+    "smnist": LraTask(
+        "sMNIST", "sequential MNIST: a 28x28 image (MNIST digits or Fashion-MNIST clothing) read as a sequence of "
+        "784 pixels, 10 classes", "image-classification", _pixel_example(28), in_lra=False,
+    ),
+    "pmnist": LraTask(
+        "pMNIST", "permuted MNIST: sMNIST with the 784 pixel positions in one fixed random order "
+        "(`lra.pmnist_permutation()`), 10 classes", "image-classification", _pixel_example(28, permuted=True),
+        in_lra=False,
     ),
 }
 
@@ -211,7 +231,8 @@ def render_model_card(
 
     Args:
         model_id: the Hub repository id (``"user/name"``), used in the usage example.
-        task: LRA task (listops, text, retrieval, image, pathfinder, pathx; ``"Path-X"`` works).
+        task: LRA task (listops, text, retrieval, image, pathfinder, pathx; ``"Path-X"`` works), or smnist,
+            pmnist.
         attention_type: ``LaSConfig.attention_type`` (``"las"``, ``"las_chunk"``, ``"softmax"``).
         results: measured metrics, as ``Trainer.evaluate`` returns them: ``"test_accuracy"`` and
             ``"eval_accuracy"`` (fractions in [0, 1]) become model-index entries (test first);
@@ -251,9 +272,9 @@ def render_model_card(
     eval_results = [
         EvalResult(
             task_type=lra_task.task_type,
-            task_name=f"LRA {lra_task.title}",
+            task_name=lra_task.full_title,
             dataset_type=dataset_type,
-            dataset_name=f"LRA {lra_task.title}",
+            dataset_name=lra_task.full_title,
             dataset_config=task_key,
             dataset_split=split,
             metric_type="accuracy",
@@ -267,7 +288,8 @@ def render_model_card(
         license="apache-2.0",
         library_name="transformers",
         pipeline_tag=lra_task.task_type,
-        tags=["las", "long-range-arena", f"lra-{task_key}", attention_type, "custom_code"],
+        tags=["las", *(("long-range-arena", f"lra-{task_key}") if lra_task.in_lra else (task_key,)), attention_type,
+              "custom_code"],
         datasets=[dataset_id] if dataset_id else None,
         metrics=["accuracy"],
         eval_results=eval_results or None,
@@ -280,6 +302,8 @@ def render_model_card(
         model_id=model_id,
         model_name=model_name,
         task_title=lra_task.title,
+        task_full_title=lra_task.full_title,
+        in_lra=lra_task.in_lra,
         task_description=lra_task.description,
         attention_type=attention_type,
         attention_title=attention_title,

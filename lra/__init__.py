@@ -1,4 +1,5 @@
-"""The Long Range Arena (LRA) for Hugging Face ``datasets`` and ``transformers``.
+"""The Long Range Arena (LRA) for Hugging Face ``datasets`` and ``transformers``, plus sequential and permuted
+MNIST (``smnist`` / ``pmnist``, which the LaS paper also reports).
 
 * :func:`load_lra` prepares a task from a local copy of its data and returns a ``DatasetDict``
   (train / validation / test); see :mod:`lra.builders` for the layouts and split conventions.
@@ -22,12 +23,12 @@ from typing import TYPE_CHECKING, Any
 LRA_METRIC_PATH = str(Path(__file__).parent / "lra_accuracy")
 
 # Defined here rather than in .builders so that the command line lists the tasks without importing datasets.
-TASKS: tuple[str, ...] = ("listops", "text", "retrieval", "image", "pathfinder", "pathx")
+TASKS: tuple[str, ...] = ("listops", "text", "retrieval", "image", "pathfinder", "pathx", "smnist", "pmnist")
 
 _LAZY_NAMES: dict[str, str] = {
     **dict.fromkeys(
-        ["CIFAR10_LABELS", "LRADataError", "LRADataNotFoundError", "LRAFormatError", "load_lra",
-         "load_lra_builder", "builder_class", "resolve_config_name"],
+        ["CIFAR10_LABELS", "MNIST_LABELS", "LRADataError", "LRADataNotFoundError", "LRAFormatError", "load_lra",
+         "load_lra_builder", "builder_class", "pmnist_permutation", "resolve_config_name"],
         "builders",
     ),
     **dict.fromkeys(
@@ -43,12 +44,14 @@ __all__ = ["LRA_METRIC_PATH", "TASKS", *_LAZY_NAMES]
 if TYPE_CHECKING:
     from .builders import (
         CIFAR10_LABELS,
+        MNIST_LABELS,
         LRADataError,
         LRADataNotFoundError,
         LRAFormatError,
         builder_class,
         load_lra,
         load_lra_builder,
+        pmnist_permutation,
         resolve_config_name,
     )
     from .export import export_lra

@@ -1,4 +1,5 @@
-"""The six Long Range Arena tasks as ``datasets`` builders that read a local copy of the data.
+"""The six Long Range Arena tasks, and sequential / permuted MNIST, as ``datasets`` builders that read a local
+copy of the data.
 
 Nothing is downloaded: the official archive (``lra_release.gz``) is no longer served, and IMDb and
 CIFAR-10 were never part of it. Each builder reads a user's local copy in its official layout and
@@ -23,6 +24,8 @@ retrieval     ``tsv_data/new_aan_pairs.{train,eval,test}.tsv`` (5 columns)      
 image         ``cifar-10-batches-py/`` or ``cifar-10-python.tar.gz``                45k / last 5k of train / test
 pathfinder    ``pathfinder{32,64,128,256}/curv_*/metadata/<k>.npy`` + ``imgs/``      80% / 10% / 10%, in order
 pathx         ``pathfinder128/curv_contour_length_14/``                             80% / 10% / 10%, in order
+smnist        ``{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]`` (MNIST idx)     54k / last 6k of train / t10k
+pmnist        the same files, pixels in one fixed seeded order                      as smnist
 ============  ====================================================================  ==========================
 
 Conventions (each one deliberate; the docstrings of the builders give the details):
@@ -34,14 +37,21 @@ Conventions (each one deliberate; the docstrings of the builders give the detail
 * Pathfinder: the metadata files are sorted by their integer stem and their lines are taken in
   order; the first 80% of the images are train, the next 10% validation, the last 10% test
   (``n // 10`` images each for validation and test).
+* Sequential MNIST (``smnist``, not an LRA task; the LaS paper reports it): the 28x28 images as 784
+  pixels, row-major; validation is the last 10% of the training file (6,000 of 60,000). ``pmnist``
+  reorders the 784 positions by :func:`pmnist_permutation`, the same for everyone. The files may be
+  MNIST or Fashion-MNIST (same format): the option ``labels="digits"`` (default) or ``"fashion"``
+  names the classes.
 * Labels are :class:`datasets.ClassLabel`: ListOps ``"0"``..``"9"``, Text ``neg``/``pos`` (the
   aclImdb folder names, as in the Hub's ``imdb`` data set), Retrieval ``unrelated``/``related``
   (whether the two papers are linked by a citation), Image the CIFAR-10 class names, Pathfinder
-  ``disconnected``/``connected`` (whether the two markers lie on the same path).
+  ``disconnected``/``connected`` (whether the two markers lie on the same path), sMNIST / pMNIST
+  ``"0"``..``"9"`` or the Fashion-MNIST class names (:data:`MNIST_LABELS`).
 
 Bad input never passes silently: a missing or incomplete data dir raises
 :class:`LRADataNotFoundError` naming the files expected and where they come from, a malformed row
-raises :class:`LRAFormatError` with its file and line, and a Pathfinder image that cannot be decoded
+raises :class:`LRAFormatError` with its file and line (an idx file: wrong magic number, truncated,
+or image and label counts that differ), and a Pathfinder image that cannot be decoded
 (the release ships an empty ``pathfinder32/curv_baseline/imgs/0/sample_172.png``) is skipped with a
 warning that names it, plus one summary warning per split.
 """
@@ -50,6 +60,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import gzip
 import hashlib
 import io
 import logging
@@ -84,13 +95,18 @@ __all__ = [
     "ImageBuilder",
     "PathfinderBuilder",
     "PathfinderConfig",
+    "SequentialMNISTBuilder",
+    "MNISTConfig",
     "CIFAR10_LABELS",
+    "MNIST_LABELS",
     "PATHFINDER_DIFFICULTIES",
     "PATHFINDER_RESOLUTIONS",
     "builder_class",
     "load_lra",
     "load_lra_builder",
+    "mnist_config_name",
     "pathfinder_config_name",
+    "pmnist_permutation",
     "resolve_config_name",
 ]
 
@@ -367,16 +383,23 @@ class _LRABuilder(datasets.GeneratorBasedBuilder):
         config = config or self.config
         return _locate(config.data_dir, self._layouts(config), task=self.TASK, origin=self.ORIGIN)
 
-    def _label_feature(self) -> datasets.ClassLabel:
-        return datasets.ClassLabel(names=list(self.LABEL_NAMES))
+    @classmethod
+    def label_names(cls, config_name: str) -> tuple[str, ...]:
+        """The class names of a config: ``LABEL_NAMES``, except where a config option chooses them (MNIST)."""
+        return cls.LABEL_NAMES
 
-    def _dataset_info(self, features: Mapping[str, Any]) -> datasets.DatasetInfo:
+    def _label_feature(self) -> datasets.ClassLabel:
+        return datasets.ClassLabel(names=list(self.label_names(self.config.name)))
+
+    def _dataset_info(self, features: Mapping[str, Any], *, description: str | None = None,
+                      homepage: str = "https://github.com/google-research/long-range-arena",
+                      citation: str | None = None) -> datasets.DatasetInfo:
         return datasets.DatasetInfo(
-            description=self.config.description or "",
+            description=description if description is not None else self.config.description or "",
             features=datasets.Features(features),
             supervised_keys=None,
-            homepage="https://github.com/google-research/long-range-arena",
-            citation=_LRA_CITATION,
+            homepage=homepage,
+            citation=citation if citation is not None else _LRA_CITATION,
         )
 
 
@@ -835,15 +858,231 @@ class PathfinderBuilder(_LRABuilder):
 
 
 # ---------------------------------------------------------------------------------------------------
+# Sequential and permuted MNIST (idx files)
+# ---------------------------------------------------------------------------------------------------
+
+#: Class names by the ``labels`` option: MNIST's digits, or Fashion-MNIST's ten kinds of clothing
+#: (in label order, from its README).
+MNIST_LABELS: Mapping[str, tuple[str, ...]] = {
+    "digits": tuple(str(digit) for digit in range(10)),
+    "fashion": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                "Ankle boot"),
+}
+_MNIST_SIDE = 28
+#: Seed of the pMNIST pixel order (our choice; any fixed value would do, this one is everyone's).
+PMNIST_SEED = 0
+
+_MNIST_CITATIONS: Mapping[str, str] = {
+    "digits": """\\
+@article{lecun1998gradient,
+  title   = {Gradient-based learning applied to document recognition},
+  author  = {LeCun, Yann and Bottou, L{\\'e}on and Bengio, Yoshua and Haffner, Patrick},
+  journal = {Proceedings of the IEEE},
+  volume  = {86},
+  number  = {11},
+  pages   = {2278--2324},
+  year    = {1998}
+}
+""",
+    "fashion": """\\
+@article{xiao2017fashion,
+  title   = {Fashion-MNIST: a Novel Image Dataset for Benchmarking Machine Learning Algorithms},
+  author  = {Xiao, Han and Rasul, Kashif and Vollgraf, Roland},
+  journal = {arXiv preprint arXiv:1708.07747},
+  year    = {2017}
+}
+""",
+}
+_MNIST_HOMEPAGES: Mapping[str, str] = {"digits": "http://yann.lecun.com/exdb/mnist/",
+                                       "fashion": "https://github.com/zalandoresearch/fashion-mnist"}
+
+
+@functools.cache
+def _pmnist_permutation() -> np.ndarray:
+    permutation = np.random.RandomState(PMNIST_SEED).permutation(_MNIST_SIDE**2)
+    permutation.flags.writeable = False  # cached and shared: nobody may change it
+    return permutation
+
+
+def pmnist_permutation() -> np.ndarray:
+    """The fixed pixel order of pMNIST: position ``i`` of a sequence holds pixel ``perm[i]`` of the
+    row-major 28x28 image.
+
+    ``perm = numpy.random.RandomState(PMNIST_SEED).permutation(784)``: NumPy's legacy ``RandomState``
+    stream is frozen (NEP 19), so every NumPy version gives the same array. It starts
+    ``[693, 85, 647, 392, 765, ...]``; the full list is also in the prepared data set's
+    ``info.description``.
+    """
+    return _pmnist_permutation()
+
+
+@dataclasses.dataclass
+class MNISTConfig(datasets.BuilderConfig):
+    """Sequential MNIST: ``permuted`` selects pMNIST, ``labels`` the class names (``"digits"`` for
+    MNIST, ``"fashion"`` for Fashion-MNIST; the files have the same format, so the data cannot say)."""
+
+    permuted: bool = False
+    labels: str = "digits"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.labels not in MNIST_LABELS:
+            raise ValueError(f"labels must be one of {list(MNIST_LABELS)}, got {self.labels!r}")
+
+
+def mnist_config_name(permuted: bool, labels: str) -> str:
+    """Name of the predefined config: ``smnist``, ``pmnist``, ``smnist_fashion``, ``pmnist_fashion``."""
+    task = "pmnist" if permuted else "smnist"
+    return task if labels == "digits" else f"{task}_{labels}"
+
+
+def _read_idx(path: Path, kind: str) -> np.ndarray:
+    """The array stored in an idx file of unsigned bytes (plain or gzipped), checked against its header.
+
+    ``kind`` is ``"images"`` (magic ``0x00000803``: n x rows x cols) or ``"labels"`` (``0x00000801``:
+    n). A wrong magic number, a file shorter or longer than its header announces, and a damaged gzip
+    stream are :class:`LRAFormatError`\\ s naming the file.
+    """
+    ndim = 3 if kind == "images" else 1
+    expected_magic = 0x0800 + ndim  # 0x08: unsigned byte, then the number of dimensions
+    try:
+        data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    except (OSError, EOFError, zlib.error) as error:  # gzip.BadGzipFile is an OSError
+        raise LRAFormatError(f"{path}: not a readable gzip file ({error})") from None
+    header_size = 4 * (1 + ndim)
+    if len(data) < 4:
+        raise LRAFormatError(f"{path}: truncated: {len(data)} bytes, not even an idx magic number")
+    magic = int.from_bytes(data[:4], "big")
+    if magic != expected_magic:
+        raise LRAFormatError(f"{path}: wrong magic number 0x{magic:08x}, expected 0x{expected_magic:08x} "
+                             f"(an idx file of {kind}, unsigned bytes)")
+    if len(data) < header_size:
+        raise LRAFormatError(f"{path}: truncated: {len(data)} bytes, shorter than the {header_size}-byte header")
+    shape = tuple(int.from_bytes(data[start:start + 4], "big") for start in range(4, header_size, 4))
+    size = header_size + int(np.prod(shape))
+    announced = f"{shape[0]:,} {kind}" + (f" of {shape[1]}x{shape[2]} pixels" if kind == "images" else "")
+    if len(data) < size:
+        raise LRAFormatError(f"{path}: truncated: the header announces {announced} ({size:,} bytes), "
+                             f"the file has {len(data):,} bytes")
+    if len(data) > size:
+        raise LRAFormatError(f"{path}: {len(data) - size:,} bytes after the {announced} the header announces")
+    return np.frombuffer(data, dtype=np.uint8, offset=header_size).reshape(shape)
+
+
+def _read_mnist_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Images (n x 784, row-major) and labels (n) of one idx pair, with the checks that span both files."""
+    images = _read_idx(images_path, "images")
+    labels = _read_idx(labels_path, "labels")
+    if images.shape[1:] != (_MNIST_SIDE, _MNIST_SIDE):
+        raise LRAFormatError(f"{images_path}: expected {_MNIST_SIDE}x{_MNIST_SIDE} images, found "
+                             f"{images.shape[1]}x{images.shape[2]}")
+    if len(labels) != len(images):
+        raise LRAFormatError(f"{labels_path}: {len(labels):,} labels for the {len(images):,} images of {images_path}")
+    out_of_range = np.flatnonzero(labels >= len(MNIST_LABELS["digits"]))
+    if len(out_of_range):
+        index = int(out_of_range[0])
+        raise LRAFormatError(f"{labels_path}: label {labels[index]} of image {index} is out of range, expected 0..9")
+    return images.reshape(len(images), -1), labels
+
+
+class SequentialMNISTBuilder(_LRABuilder):
+    """Sequential MNIST (sMNIST) and permuted MNIST (pMNIST): classify a 28x28 image read pixel by pixel.
+
+    Not an LRA task; the LaS paper reports both. Reads the four idx files of MNIST or of
+    Fashion-MNIST (same format), all gzipped or all plain, in ``data_dir`` itself:
+    ``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``, ``t10k-images-idx3-ubyte``,
+    ``t10k-labels-idx1-ubyte`` (each with or without ``.gz``). train = the first 90% of the training
+    file (54,000 of 60,000), validation = its last 10% (6,000), test = the t10k files (10,000).
+    ``pmnist`` reorders every sequence by :func:`pmnist_permutation`.
+
+    Which classes the labels 0..9 stand for is not in the files: the config option ``labels``
+    (``"digits"``, the default, or ``"fashion"``) says it. A data dir whose path names
+    ``fashion`` loaded with ``labels="digits"`` gets a warning.
+    Features: ``pixels`` (784 uint8), ``label`` (ClassLabel, :data:`MNIST_LABELS`).
+    """
+
+    TASK = "smnist"
+    LABEL_NAMES = MNIST_LABELS["digits"]
+    ORIGIN = ("MNIST (http://yann.lecun.com/exdb/mnist/) or Fashion-MNIST "
+              "(https://github.com/zalandoresearch/fashion-mnist; on Debian and Ubuntu `apt-get install "
+              "dataset-fashion-mnist` installs it in /usr/share/datasets/fashion-mnist; load it with "
+              "labels='fashion'), the four idx files as distributed")
+    BUILDER_CONFIG_CLASS = MNISTConfig
+    BUILDER_CONFIGS = [
+        MNISTConfig(name=mnist_config_name(permuted, labels), version=_LRABuilder.VERSION, permuted=permuted,
+                    labels=labels,
+                    description=f"{'Permuted' if permuted else 'Sequential'} "
+                                f"{'Fashion-MNIST' if labels == 'fashion' else 'MNIST'}: 28x28 images as sequences "
+                                f"of 784 pixels{', in a fixed permuted order' if permuted else ', row-major'}.")
+        for permuted in (False, True)
+        for labels in MNIST_LABELS
+    ]
+    DEFAULT_CONFIG_NAME = "smnist"
+    _FILES: Mapping[str, tuple[str, str]] = {
+        "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+        "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+    }
+    _VALIDATION_FRACTION = 0.1
+
+    @classmethod
+    def label_names(cls, config_name: str) -> tuple[str, ...]:
+        return MNIST_LABELS[cls.builder_configs[config_name].labels]
+
+    def _label_feature(self) -> datasets.ClassLabel:
+        return datasets.ClassLabel(names=list(MNIST_LABELS[self.config.labels]))
+
+    def _info(self) -> datasets.DatasetInfo:
+        description = self.config.description or ""
+        if self.config.permuted:
+            # Stored with the data, so that a prepared copy says which order it uses.
+            description += (f" Position i holds pixel perm[i] of the row-major image, perm = "
+                            f"numpy.random.RandomState({PMNIST_SEED}).permutation(784) = "
+                            f"{pmnist_permutation().tolist()}.")
+        return self._dataset_info(
+            {"pixels": datasets.List(datasets.Value("uint8"), length=_MNIST_SIDE**2), "label": self._label_feature()},
+            description=description, homepage=_MNIST_HOMEPAGES[self.config.labels],
+            citation=_MNIST_CITATIONS[self.config.labels],
+        )
+
+    def _layouts(self, config: datasets.BuilderConfig) -> tuple[_Layout, ...]:
+        names = tuple(name for pair in self._FILES.values() for name in pair)
+        return _Layout("", tuple(f"{name}.gz" for name in names)), _Layout("", names)
+
+    def _split_generators(self, dl_manager: datasets.DownloadManager) -> list[datasets.SplitGenerator]:
+        source = self._locate()
+        if self.config.labels == "digits" and "fashion" in str(source.root).lower():
+            logger.warning("Reading %s with labels='digits' (MNIST's class names): pass labels='fashion' if these "
+                           "are the Fashion-MNIST files", source.root)
+        suffix = ".gz" if source.layout.entries[0].endswith(".gz") else ""
+        pairs = {split: _read_mnist_pair(source.path(images + suffix), source.path(labels + suffix))
+                 for split, (images, labels) in self._FILES.items()}
+        train_pixels, train_labels = pairs["train"]
+        bounds = _split_bounds(len(train_labels), {"validation": self._VALIDATION_FRACTION})
+        splits = {split: (train_pixels[bound], train_labels[bound]) for split, bound in bounds.items()}
+        splits["test"] = pairs["test"]
+        return [datasets.SplitGenerator(name=split, gen_kwargs={"pixels": pixels, "labels": labels})
+                for split, (pixels, labels) in splits.items()]
+
+    def _generate_examples(self, pixels: np.ndarray, labels: np.ndarray) -> Iterator[tuple[Any, dict[str, Any]]]:
+        if self.config.permuted:
+            pixels = pixels[:, pmnist_permutation()]
+        for index, (row, label) in enumerate(zip(pixels, labels)):
+            yield index, {"pixels": row.tolist(), "label": int(label)}  # Python ints: see PathfinderBuilder
+
+
+# ---------------------------------------------------------------------------------------------------
 # Entry points
 # ---------------------------------------------------------------------------------------------------
 
 _BUILDERS: Mapping[str, type[_LRABuilder]] = {
     "listops": ListOpsBuilder, "text": TextBuilder, "retrieval": RetrievalBuilder, "image": ImageBuilder,
-    "pathfinder": PathfinderBuilder, "pathx": PathfinderBuilder,
+    "pathfinder": PathfinderBuilder, "pathx": PathfinderBuilder, "smnist": SequentialMNISTBuilder,
+    "pmnist": SequentialMNISTBuilder,
 }
 _TASK_OPTIONS: Mapping[str, Mapping[str, tuple[Any, ...]]] = {
     "pathfinder": {"resolution": PATHFINDER_RESOLUTIONS, "difficulty": tuple(PATHFINDER_DIFFICULTIES)},
+    "smnist": {"labels": tuple(MNIST_LABELS)},
+    "pmnist": {"labels": tuple(MNIST_LABELS)},
 }
 
 
@@ -853,7 +1092,8 @@ def _check_task(task: str) -> None:
 
 
 def builder_class(task: str) -> type[_LRABuilder]:
-    """The builder class of a task (``pathfinder`` and ``pathx`` share :class:`PathfinderBuilder`)."""
+    """The builder class of a task (``pathfinder`` and ``pathx`` share :class:`PathfinderBuilder`, ``smnist``
+    and ``pmnist`` :class:`SequentialMNISTBuilder`)."""
     _check_task(task)
     return _BUILDERS[task]
 
@@ -861,8 +1101,9 @@ def builder_class(task: str) -> type[_LRABuilder]:
 def resolve_config_name(task: str, **options: Any) -> str:
     """Validate a task's options and return the name of the builder config they select.
 
-    Only ``pathfinder`` takes options: ``resolution`` (32, 64, 128, 256; default 32) and
-    ``difficulty`` (6, 9, 14; default 14). Raises :class:`ValueError` listing the valid tasks, options
+    ``pathfinder`` takes ``resolution`` (32, 64, 128, 256; default 32) and ``difficulty`` (6, 9, 14;
+    default 14); ``smnist`` and ``pmnist`` take ``labels`` (``"digits"``, the default, or
+    ``"fashion"``); the other tasks take none. Raises :class:`ValueError` listing the valid tasks, options
     or values.
     """
     _check_task(task)
@@ -878,6 +1119,8 @@ def resolve_config_name(task: str, **options: Any) -> str:
                              f"valid values: {', '.join(map(str, valid[name]))}")
     if task == "pathfinder":
         return pathfinder_config_name(options.get("resolution", 32), options.get("difficulty", 14))
+    if task in ("smnist", "pmnist"):
+        return mnist_config_name(task == "pmnist", options.get("labels", "digits"))
     return task
 
 
@@ -899,15 +1142,17 @@ def load_lra(task: str, data_dir: str | os.PathLike[str] | None = None,
 
     Args:
         task: one of :data:`TASKS`: ``listops``, ``text``, ``retrieval``, ``image``, ``pathfinder``,
-            ``pathx``.
+            ``pathx``, and (not LRA tasks) ``smnist``, ``pmnist``.
         data_dir: the archive root, the doubled ``lra_release/lra_release``, or the task folder
             (for ``text`` / ``image`` the folder holding ``aclImdb`` / ``aclImdb_v1.tar.gz`` and
-            ``cifar-10-batches-py`` / ``cifar-10-python.tar.gz``).
+            ``cifar-10-batches-py`` / ``cifar-10-python.tar.gz``; for ``smnist`` / ``pmnist`` the
+            folder holding the four idx files).
         cache_dir: where the prepared Arrow files go (default: ``HF_DATASETS_CACHE``).
         num_proc: processes for the preparation (useful for Pathfinder / Path-X, whose images are
             decoded one by one).
         download_mode: ``"force_redownload"`` prepares again even if a cache exists.
-        **options: ``pathfinder`` only: ``resolution`` (32, 64, 128, 256) and ``difficulty`` (6, 9, 14).
+        **options: ``pathfinder``: ``resolution`` (32, 64, 128, 256) and ``difficulty`` (6, 9, 14);
+            ``smnist`` / ``pmnist``: ``labels`` (``"digits"`` for MNIST, ``"fashion"`` for Fashion-MNIST).
 
     Returns:
         A :class:`datasets.DatasetDict` with ``train``, ``validation`` and ``test``.

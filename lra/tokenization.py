@@ -16,7 +16,7 @@ Retrieval   one token and ``decode(encode(s), skip_special_tokens=True) == s`` f
             Text that happens to spell ``<eos>`` is encoded as bytes too (``split_special_tokens``).
 ==========  =========================================================================================
 
-Image, Pathfinder and Path-X have no tokenizer: their pixels are the input (see :func:`encode`).
+Image, Pathfinder, Path-X, sMNIST and pMNIST have no tokenizer: their pixels are the input (see :func:`encode`).
 
 All tokenizers are plain :class:`transformers.PreTrainedTokenizerFast` objects built with the
 ``tokenizers`` library; ``save_pretrained`` writes ``tokenizer.json`` and
@@ -62,7 +62,9 @@ _BYTE_OFFSET = len(SPECIAL_TOKENS)
 
 _DEFAULT_MAX_LENGTH = {"listops": 2048, "text": 4096, "retrieval": 4000}
 _INPUT_KINDS = {"listops": "tokens", "text": "tokens", "retrieval": "pair", "image": "pixels",
-                "pathfinder": "pixels", "pathx": "pixels"}
+                "pathfinder": "pixels", "pathx": "pixels", "smnist": "pixels", "pmnist": "pixels"}
+# Pixels per example of the pixel tasks with one image size (Pathfinder's comes from its resolution).
+_PIXEL_LENGTHS = {"image": 32 * 32, "smnist": 28 * 28, "pmnist": 28 * 28}
 _TEXT_COLUMNS = {"listops": ("text",), "text": ("text",), "retrieval": ("text1", "text2")}
 _PIXEL_VOCABULARY = 256
 
@@ -94,7 +96,8 @@ class TaskInfo:
 
 
 def task_info(task: str, **options: Any) -> TaskInfo:
-    """Describe ``task`` (``pathfinder`` takes ``resolution`` / ``difficulty`` as in :func:`lra.load_lra`).
+    """Describe ``task`` (options as in :func:`lra.load_lra`: ``pathfinder`` takes ``resolution`` /
+    ``difficulty``, ``smnist`` / ``pmnist`` take ``labels``, which sets ``label_names``).
 
     ====================  ===========  ==========  ==========  ==========
     task                  num_labels   input_kind  max_length  vocab_size
@@ -105,14 +108,15 @@ def task_info(task: str, **options: Any) -> TaskInfo:
     image                 10           pixels      1024        256
     pathfinder (32)       2            pixels      1024        256
     pathx                 2            pixels      16384       256
+    smnist, pmnist        10           pixels      784         256
     ====================  ===========  ==========  ==========  ==========
     """
     config_name = resolve_config_name(task, **options)  # validates task and options
     builder = builder_class(task)
     kind = _INPUT_KINDS[task]
     if kind == "pixels":
-        if task == "image":
-            max_length = 32 * 32
+        if task in _PIXEL_LENGTHS:
+            max_length = _PIXEL_LENGTHS[task]
         else:
             config = builder.builder_configs[config_name]
             max_length = config.resolution**2
@@ -121,7 +125,8 @@ def task_info(task: str, **options: Any) -> TaskInfo:
         max_length = _DEFAULT_MAX_LENGTH[task]
         vocab_size = len(SPECIAL_TOKENS) + (len(LISTOPS_SYMBOLS) if task == "listops" else 256)
         pad_token_id = PAD_TOKEN_ID
-    return TaskInfo(task=task, num_labels=len(builder.LABEL_NAMES), label_names=builder.LABEL_NAMES,
+    label_names = builder.label_names(config_name)
+    return TaskInfo(task=task, num_labels=len(label_names), label_names=label_names,
                     input_kind=kind, max_length=max_length, vocab_size=vocab_size, pad_token_id=pad_token_id)
 
 
@@ -170,8 +175,8 @@ def get_tokenizer(task: str) -> PreTrainedTokenizerFast:
     """The tokenizer of a text task: word-level for ``listops``, byte-level for ``text`` and ``retrieval``.
 
     Ids are listed in this module's documentation; ``model_max_length`` is the task's default length.
-    Raises :class:`ValueError` for the pixel tasks (``image``, ``pathfinder``, ``pathx``), which
-    have no tokenizer: their pixels are used directly.
+    Raises :class:`ValueError` for the pixel tasks (``image``, ``pathfinder``, ``pathx``, ``smnist``,
+    ``pmnist``), which have no tokenizer: their pixels are used directly.
     """
     if task not in TASKS:
         raise ValueError(f"Unknown LRA task {task!r}; the tasks are: {', '.join(TASKS)}")
@@ -277,9 +282,9 @@ def encode(task: str, dataset: datasets.Dataset | datasets.DatasetDict, max_leng
       ``labels``. Sequences are not padded: :class:`LRADataCollator` pads each batch.
     * ``retrieval``: ``input_ids`` and ``attention_mask`` shaped ``(2, length)`` per example, the two
       documents padded to the longer one; the collator pads the last axis across the batch.
-    * ``image``, ``pathfinder``, ``pathx``: ``pixel_values`` (float32 in [0, 1], computed from the
-      stored uint8 when rows are read; keep ``Trainer``'s column removal happy: nothing else is
-      needed) and ``labels``; with ``pixels_as="ids"``, ``input_ids`` (the intensities 0..255 as
+    * ``image``, ``pathfinder``, ``pathx``, ``smnist``, ``pmnist``: ``pixel_values`` (float32 in
+      [0, 1], computed from the stored uint8 when rows are read; keep ``Trainer``'s column removal
+      happy: nothing else is needed) and ``labels``; with ``pixels_as="ids"``, ``input_ids`` (the intensities 0..255 as
       token ids, vocabulary 256) instead.
 
     Args:

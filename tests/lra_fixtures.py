@@ -13,11 +13,14 @@ Layouts, as in the originals:
 * IMDb: ``aclImdb/{train,test}/{neg,pos}/<id>_<rating>.txt`` (plus ``train/unsup``, which the task
   ignores) or the tarball ``aclImdb_v1.tar.gz`` holding that folder; returns ``<root>``;
 * CIFAR-10: ``cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}`` (pickles) or the
-  tarball ``cifar-10-python.tar.gz`` holding that folder; returns ``<root>``.
+  tarball ``cifar-10-python.tar.gz`` holding that folder; returns ``<root>``;
+* MNIST / Fashion-MNIST: ``{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]`` (idx files, big-endian
+  header) in ``<root>/mnist``; returns that folder.
 
 Sizes (kept tiny; all splits non-empty): ListOps 20/5/5 rows; Retrieval 8/3/3 pairs; Text 6 train and
 4 test reviews; Image 5 batches of 4 training images (18 train / 2 validation) and 4 test images;
-Pathfinder 22 images of 32x32 in 11 metadata files (18/2/2); Path-X 10 images of 128x128 (8/1/1).
+Pathfinder 22 images of 32x32 in 11 metadata files (18/2/2); Path-X 10 images of 128x128 (8/1/1);
+MNIST 20 training images (18 train / 2 validation) and 5 test images.
 
 Example::
 
@@ -30,6 +33,7 @@ Example::
 
 from __future__ import annotations
 
+import gzip
 import io
 import pickle
 import tarfile
@@ -44,13 +48,17 @@ __all__ = [
     "ARCHIVE",
     "CIFAR10_NAMES",
     "IMDB_REVIEWS",
+    "MNIST_FILES",
     "PATHFINDER_EMPTY_IMAGE",
     "RETRIEVAL_ROWS",
     "cifar_batch",
     "listops_rows",
+    "mnist_split",
     "make_all_releases",
     "make_image_release",
+    "idx_bytes",
     "make_listops_release",
+    "make_mnist_release",
     "make_pathfinder_release",
     "make_pathx_release",
     "make_retrieval_release",
@@ -281,12 +289,51 @@ def make_pathx_release(root: Path, n: int = 10) -> Path:
 
 
 # ---------------------------------------------------------------------------------------------------
+# MNIST / Fashion-MNIST (idx files)
+# ---------------------------------------------------------------------------------------------------
+
+MNIST_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+               "t10k": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+
+
+def mnist_split(split: str, sizes: tuple[int, int] = (20, 5)) -> tuple[np.ndarray, np.ndarray]:
+    """``(images n x 28 x 28 uint8, labels n uint8)`` of a fixture file pair (``"train"`` or ``"t10k"``)."""
+    count = sizes[0] if split == "train" else sizes[1]
+    rng = np.random.default_rng(7 if split == "train" else 8)
+    images = rng.integers(0, 256, size=(count, 28, 28), dtype=np.uint8)
+    images[:, 0, 0] = np.arange(count)  # every image is told apart by its first pixel, so order is visible
+    labels = (np.arange(count) * 3 + (split == "t10k")) % 10
+    return images, labels.astype(np.uint8)
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    """An idx file of unsigned bytes: magic ``0x00000800 + ndim``, the dimensions (big-endian int32), the data."""
+    header = (0x0800 + array.ndim).to_bytes(4, "big") + b"".join(size.to_bytes(4, "big") for size in array.shape)
+    return header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
+
+
+def make_mnist_release(root: Path, gz: bool = True, sizes: tuple[int, int] = (20, 5)) -> Path:
+    """Write the four idx files (gzipped like the originals, or plain) into ``root/mnist``; return that folder."""
+    folder = Path(root) / "mnist"
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, (images_name, labels_name) in MNIST_FILES.items():
+        images, labels = mnist_split(split, sizes)
+        for name, array in ((images_name, images), (labels_name, labels)):
+            data = idx_bytes(array)
+            if gz:
+                (folder / f"{name}.gz").write_bytes(gzip.compress(data, mtime=0))
+            else:
+                (folder / name).write_bytes(data)
+    return folder
+
+
+# ---------------------------------------------------------------------------------------------------
 # Everything
 # ---------------------------------------------------------------------------------------------------
 
 
 def make_all_releases(root: Path) -> dict[str, Path]:
-    """Write every fixture under ``root`` and return ``{task: data_dir}`` for the six tasks.
+    """Write every fixture under ``root`` and return ``{task: data_dir}`` for every task of :data:`lra.TASKS`.
 
     The LRA archive is ``root/lra_release``; IMDb (extracted folder) and CIFAR-10 (tarball) sit in
     ``root`` next to it, where the other tasks' data dir would also find them.
@@ -298,8 +345,9 @@ def make_all_releases(root: Path) -> dict[str, Path]:
     make_pathx_release(root)
     make_text_release(root, as_tarball=False)
     make_image_release(root, as_tarball=True)
+    mnist = make_mnist_release(root)
     return {"listops": archive, "text": root, "retrieval": archive, "image": root, "pathfinder": archive,
-            "pathx": archive}
+            "pathx": archive, "smnist": mnist, "pmnist": mnist}
 
 
 def _write_tree(root: Path, files: Iterator[tuple[str, bytes]], tarball: str | None) -> None:

@@ -21,17 +21,21 @@ from tests.hub_server import LoopbackHub, loopback_hub  # noqa: F401 - fixture
 from tests.lra_fixtures import (
     CIFAR10_NAMES,
     IMDB_REVIEWS,
+    MNIST_FILES,
     PATHFINDER_EMPTY_IMAGE,
     RETRIEVAL_ROWS,
     cifar_batch,
+    idx_bytes,
     listops_rows,
     make_all_releases,
     make_image_release,
     make_listops_release,
+    make_mnist_release,
     make_pathfinder_release,
     make_pathx_release,
     make_retrieval_release,
     make_text_release,
+    mnist_split,
     pathfinder_image,
     pathfinder_label,
 )
@@ -173,6 +177,7 @@ def test_all_fixtures_load(tmp_path: Path, cache: Path) -> None:
         "listops": {"train": 20, "validation": 5, "test": 5}, "text": {"train": 6, "validation": 4, "test": 4},
         "retrieval": {"train": 8, "validation": 3, "test": 3}, "image": {"train": 18, "validation": 2, "test": 4},
         "pathfinder": {"train": 18, "validation": 2, "test": 2}, "pathx": {"train": 8, "validation": 1, "test": 1},
+        "smnist": {"train": 18, "validation": 2, "test": 5}, "pmnist": {"train": 18, "validation": 2, "test": 5},
     }
 
 
@@ -208,6 +213,8 @@ def test_unknown_task_or_option_lists_the_valid_ones(tmp_path: Path) -> None:
         ("retrieval", ["tsv_data/new_aan_pairs.train.tsv", "lra_release.gz"]),
         ("image", ["cifar-10-batches-py/data_batch_1", "cifar-10-python.tar.gz", "cs.toronto.edu"]),
         ("pathx", ["pathfinder128/curv_contour_length_14/metadata", "python -m lra generate pathfinder"]),
+        ("pmnist", ["train-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte", "apt-get install dataset-fashion-mnist",
+                    "/usr/share/datasets/fashion-mnist"]),
     ],
 )
 def test_missing_data_lists_expected_files_and_their_origin(tmp_path: Path, task: str, expected: list[str]) -> None:
@@ -291,6 +298,127 @@ def test_missing_pathfinder_image_is_an_error(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------
+# Sequential and permuted MNIST
+# ---------------------------------------------------------------------------------------------------
+
+#: The first pixels of pMNIST's order: pinned here, so that a change of the permutation fails a test.
+PMNIST_PREFIX = [693, 85, 647, 392, 765, 14, 299, 711]
+
+
+def _expected_mnist(split: str, rows: slice, permuted: bool) -> list[dict]:
+    images, labels = mnist_split(split)
+    pixels = images.reshape(len(images), 784)[rows]  # row-major
+    if permuted:
+        pixels = pixels[:, lra.pmnist_permutation()]
+    return [{"pixels": row.tolist(), "label": int(label)} for row, label in zip(pixels, labels[rows])]
+
+
+@pytest.mark.parametrize("task", ["smnist", "pmnist"])
+@pytest.mark.parametrize("gz", [True, False], ids=["gz", "plain"])
+def test_mnist_reads_idx_files_with_last_tenth_of_train_as_validation(tmp_path: Path, cache: Path, task: str,
+                                                                    gz: bool) -> None:
+    dataset = lra.load_lra(task, make_mnist_release(tmp_path, gz=gz), cache_dir=cache)
+    assert {split: len(part) for split, part in dataset.items()} == {"train": 18, "validation": 2, "test": 5}
+    assert dataset["train"].features["label"].names == [str(digit) for digit in range(10)]
+    assert dataset["train"].features["pixels"].length == 784
+    permuted = task == "pmnist"
+    assert _rows(dataset["train"]) == _expected_mnist("train", slice(0, 18), permuted)
+    assert _rows(dataset["validation"]) == _expected_mnist("train", slice(18, 20), permuted)
+    assert _rows(dataset["test"]) == _expected_mnist("t10k", slice(0, 5), permuted)
+
+
+def test_pmnist_permutation_is_fixed_and_the_same_in_every_load(tmp_path: Path) -> None:
+    permutation = lra.pmnist_permutation()
+    assert sorted(permutation.tolist()) == list(range(784)) and permutation[:8].tolist() == PMNIST_PREFIX
+    assert not permutation.flags.writeable
+    data_dir = make_mnist_release(tmp_path / "data")
+    first = lra.load_lra("pmnist", data_dir, cache_dir=tmp_path / "cache-a")
+    second = lra.load_lra("pmnist", data_dir, cache_dir=tmp_path / "cache-b")  # prepared again from the files
+    assert _rows(first["train"]) == _rows(second["train"])
+    plain = np.asarray(lra.load_lra("smnist", data_dir, cache_dir=tmp_path / "cache-a")["train"]["pixels"])
+    np.testing.assert_array_equal(np.asarray(first["train"]["pixels"]), plain[:, permutation])
+    # The order travels with the data: in the info of the prepared set and in the export's dataset card.
+    assert str(permutation.tolist()) in first["train"].info.description
+    lra.export_lra("pmnist", data_dir, tmp_path / "export", cache_dir=tmp_path / "cache-a")
+    card = (tmp_path / "export" / "README.md").read_text(encoding="utf-8")
+    assert "RandomState(0).permutation(784)" in card and ", ".join(map(str, PMNIST_PREFIX)) in card
+
+
+def test_mnist_labels_option_names_the_classes(tmp_path: Path, cache: Path,
+                                               caplog: pytest.LogCaptureFixture) -> None:
+    fashion_dir = make_mnist_release(tmp_path / "fashion-mnist")
+    dataset = lra.load_lra("smnist", fashion_dir, cache_dir=cache, labels="fashion")
+    names = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+    assert dataset["test"].features["label"].names == names
+    assert _rows(dataset["test"]) == _expected_mnist("t10k", slice(0, 5), permuted=False)  # same rows, other names
+    assert lra.task_info("pmnist", labels="fashion").label_names == tuple(names)
+    assert lra.task_info("smnist") == lra.TaskInfo("smnist", 10, tuple("0123456789"), "pixels", 784, 256, None)
+    with caplog.at_level(logging.WARNING, logger="lra.builders"):
+        lra.load_lra("smnist", fashion_dir, cache_dir=cache)  # the folder's name says fashion
+    assert "pass labels='fashion'" in caplog.text
+    with pytest.raises(ValueError, match="valid values: digits, fashion"):
+        lra.load_lra("pmnist", fashion_dir, cache_dir=cache, labels="letters")
+
+
+def _rewrite_idx(path: Path, change) -> None:
+    """Apply ``change`` to the uncompressed bytes of a gzipped idx file."""
+    import gzip
+
+    path.write_bytes(gzip.compress(change(gzip.decompress(path.read_bytes()))))
+
+
+@pytest.mark.parametrize(
+    ("file", "change", "message"),
+    [
+        ("train-images-idx3-ubyte.gz", lambda data: b"\x00\x00\x08\x01" + data[4:],
+         "wrong magic number 0x00000801, expected 0x00000803 (an idx file of images"),
+        ("t10k-labels-idx1-ubyte.gz", lambda data: b"\x00\x00\x08\x03" + data[4:],
+         "wrong magic number 0x00000803, expected 0x00000801"),
+        ("train-images-idx3-ubyte.gz", lambda data: data[:-100],
+         "truncated: the header announces 20 images of 28x28 pixels (15,696 bytes), the file has 15,596 bytes"),
+        ("t10k-labels-idx1-ubyte.gz", lambda data: data[:6], "truncated: 6 bytes, shorter than the 8-byte header"),
+        ("train-labels-idx1-ubyte.gz", lambda data: data + b"\x01",
+         "1 bytes after the 20 labels the header announces"),
+        ("t10k-labels-idx1-ubyte.gz", lambda data: idx_bytes(mnist_split("t10k")[1][:4]),
+         "4 labels for the 5 images of"),
+        ("train-labels-idx1-ubyte.gz", lambda data: data[:10] + b"\x0a" + data[11:],
+         "label 10 of image 2 is out of range, expected 0..9"),
+        ("t10k-images-idx3-ubyte.gz", lambda data: idx_bytes(np.zeros((5, 32, 32), np.uint8)),
+         "expected 28x28 images, found 32x32"),
+    ],
+    ids=["images-magic", "labels-magic", "truncated-images", "truncated-header", "trailing-bytes", "count-mismatch",
+         "label-range", "image-size"],
+)
+def test_bad_idx_files_name_the_file_and_the_problem(tmp_path: Path, file: str, change, message: str) -> None:
+    data_dir = make_mnist_release(tmp_path)
+    _rewrite_idx(data_dir / file, change)
+    with pytest.raises(LRAFormatError) as raised:
+        lra.load_lra("smnist", data_dir, cache_dir=tmp_path / "cache")
+    assert str(raised.value).startswith(str(data_dir / file) + ": ")
+    assert message in str(raised.value)
+
+
+def test_damaged_gzip_and_plain_truncated_file(tmp_path: Path) -> None:
+    data_dir = make_mnist_release(tmp_path / "gz")
+    images = data_dir / "train-images-idx3-ubyte.gz"
+    images.write_bytes(images.read_bytes()[:200])  # a cut download
+    with pytest.raises(LRAFormatError, match=rf"^{images}: not a readable gzip file"):
+        lra.load_lra("smnist", data_dir, cache_dir=tmp_path / "cache")
+    plain_dir = make_mnist_release(tmp_path / "plain", gz=False)
+    labels = plain_dir / MNIST_FILES["t10k"][1]
+    labels.write_bytes(labels.read_bytes()[:-2])
+    with pytest.raises(LRAFormatError, match=rf"^{labels}: truncated: the header announces 5 labels \(13 bytes\)"):
+        lra.load_lra("pmnist", plain_dir, cache_dir=tmp_path / "cache")
+
+
+def test_mixed_gz_and_plain_copy_names_the_missing_files(tmp_path: Path) -> None:
+    data_dir = make_mnist_release(tmp_path)
+    (data_dir / "t10k-images-idx3-ubyte.gz").unlink()
+    with pytest.raises(LRADataNotFoundError, match=r"missing t10k-images-idx3-ubyte\.gz"):
+        lra.load_lra("smnist", data_dir, cache_dir=tmp_path / "cache")
+
+
+# ---------------------------------------------------------------------------------------------------
 # Tokenizers and model inputs
 # ---------------------------------------------------------------------------------------------------
 
@@ -338,7 +466,7 @@ def test_byte_tokenizer_is_exact_and_survives_save_and_auto_load(tmp_path: Path,
     assert len(reloaded) == 259
 
 
-@pytest.mark.parametrize("task", ["image", "pathfinder", "pathx"])
+@pytest.mark.parametrize("task", ["image", "pathfinder", "pathx", "smnist", "pmnist"])
 def test_pixel_tasks_have_no_tokenizer(task: str) -> None:
     with pytest.raises(ValueError, match="pixels are used directly"):
         lra.get_tokenizer(task)

@@ -129,3 +129,11 @@ def test_lra_average_requires_the_five_other_tasks(offline: None, tmp_path: Path
         lra_average({"listops": 40.0, "text": 60.0, "retrieval": 60.0, "pathfinder": 70.0, "pathx": "fail"})
     with pytest.raises(ValueError, match="'text'"):
         lra_average({"listops": 40.0, "text": None, "retrieval": 60.0, "image": 40.0, "pathfinder": 70.0})
+
+
+def test_mnist_tasks_have_an_accuracy_but_no_place_in_the_lra_average(offline: None, tmp_path: Path) -> None:
+    assert load_metric(tmp_path, "pmnist").compute(predictions=[3, 1], references=[3, 2]) == {
+        "accuracy": 0.5, "pmnist_accuracy": 0.5}
+    five = {"listops": 36.37, "text": 64.27, "retrieval": 57.46, "image": 42.44, "pathfinder": 71.40}
+    with pytest.raises(ValueError, match="'sMNIST' is not part of the LRA average"):
+        load_metric(tmp_path).lra_average({**five, "sMNIST": 98.9})

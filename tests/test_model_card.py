@@ -101,3 +101,20 @@ def test_card_roundtrips_through_the_hub(loopback_hub: LoopbackHub) -> None:
     assert b"value: 0.5021" in loopback_hub.files("tester/las-listops")["README.md"]
     card = ModelCard.load("tester/las-listops")
     assert card.data.eval_results[0].metric_value == 0.5021
+
+
+def test_pmnist_card_is_not_called_an_lra_task_and_its_example_permutes(tmp_path: Path) -> None:
+    import numpy as np
+
+    import lra
+
+    card = _listops_card(model_id="tester/las-pmnist", task="pmnist", dataset_id=None, paper_accuracy=None)
+    card.save(tmp_path / "README.md")
+    loaded = ModelCard.load(tmp_path / "README.md")
+    assert loaded.data.eval_results[0].dataset_name == "pMNIST"
+    assert "pmnist" in loaded.data.tags and "long-range-arena" not in loaded.data.tags
+    assert "Long Range Arena" not in card.text.split("## What it is")[0]
+    assert "Accuracy on pMNIST" in card.text
+    # The example's spelled-out pixel order is lra's.
+    assert "np.random.RandomState(0).permutation(784)" in card.text
+    np.testing.assert_array_equal(np.random.RandomState(0).permutation(784), lra.pmnist_permutation())

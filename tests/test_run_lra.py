@@ -106,7 +106,7 @@ def example_inputs(output_dir: Path, task: str, lra_data, datasets_cache) -> dic
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("task", ["listops", "text", "retrieval", "image", "pathfinder", "pathx"])
+@pytest.mark.parametrize("task", ["listops", "text", "retrieval", "image", "pathfinder", "pathx", "pmnist"])
 def test_trains_every_task_and_checkpoint_loads(task, trained, lra_data, datasets_cache):
     output_dir, metrics = trained(task)
     assert metrics["train_loss"] > 0 and 0.0 <= metrics["test_accuracy"] <= 1.0
@@ -334,6 +334,8 @@ def test_bad_arguments_exit_with_one_line(lra_data, tmp_path):
         (["--task", "listops", "--generate_min_length", "40"], "--generate_min_length (40) must be smaller than"),
         (["--task", "pathfinder", "--generate_num_images", "5"], "--generate_num_images must be >= 10, got 5"),
         (["--task", "pathfinder", "--pathfinder_resolution", "48"], "Invalid --pathfinder_resolution=48"),
+        (["--task", "smnist"], "apt-get install dataset-fashion-mnist"),
+        (["--task", "pmnist", "--data_dir", ".", "--mnist_labels", "letters"], "--mnist_labels must be one of"),
     ],
 )
 def test_more_bad_arguments_in_process(argv, message, tmp_path, capsys):

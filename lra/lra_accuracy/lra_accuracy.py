@@ -21,11 +21,14 @@ import datasets
 import evaluate
 
 
-#: The six LRA tasks (Tay et al., 2021), by their canonical names.
+#: The six LRA tasks (Tay et al., 2021), by their canonical names: the tasks of the LRA average.
 LRA_TASKS: tuple[str, ...] = ("listops", "text", "retrieval", "image", "pathfinder", "pathx")
+#: Every task the accuracy accepts: the LRA tasks, and sequential / permuted MNIST (not part of the
+#: LRA average).
+TASKS: tuple[str, ...] = (*LRA_TASKS, "smnist", "pmnist")
 
 #: Accuracy of guessing, per task, as a fraction: ListOps has 10 classes, Image (CIFAR-10) 10,
-#: the others are binary.
+#: sMNIST / pMNIST 10, the others are binary.
 CHANCE_LEVEL: dict[str, float] = {
     "listops": 0.10,
     "text": 0.50,
@@ -33,14 +36,17 @@ CHANCE_LEVEL: dict[str, float] = {
     "image": 0.10,
     "pathfinder": 0.50,
     "pathx": 0.50,
+    "smnist": 0.10,
+    "pmnist": 0.10,
 }
 
 _FAIL_MARKERS = frozenset({"fail", "failed", "x", "-", ""})
 
 _DESCRIPTION = """\
 Classification accuracy for the six Long Range Arena tasks (ListOps, Text, Retrieval, Image,
-Pathfinder, Path-X): the fraction of predictions equal to the references. With a task (as the
-config name or as `task=` of `compute`), the result also carries `<task>_accuracy`.
+Pathfinder, Path-X) and for sequential / permuted MNIST (smnist, pmnist): the fraction of predictions
+equal to the references. With a task (as the config name or as `task=` of `compute`), the result
+also carries `<task>_accuracy`.
 `lra_average(scores)` combines per-task scores into the LRA average the published tables report.
 """
 
@@ -48,8 +54,8 @@ _KWARGS_DESCRIPTION = """
 Args:
     predictions (`list` of `int`): predicted class ids.
     references (`list` of `int`): true class ids.
-    task (`str`, *optional*): one of listops, text, retrieval, image, pathfinder, pathx
-        (case, '-' and '_' ignored, so 'Path-X' works). Defaults to the config name, if one was given.
+    task (`str`, *optional*): one of listops, text, retrieval, image, pathfinder, pathx, smnist,
+        pmnist (case, '-' and '_' ignored, so 'Path-X' works). Defaults to the config name, if one was given.
 Returns:
     accuracy (`float`): fraction of correct predictions, in [0, 1].
     <task>_accuracy (`float`): the same number under the task's name, when a task is known.
@@ -75,11 +81,11 @@ def normalize_task(task: str) -> str:
     """Canonical task name: ``"Path-X"``, ``"path_x"`` and ``"pathx"`` all give ``"pathx"``.
 
     Raises:
-        ValueError: for a name that is not one of the six LRA tasks (the message lists them).
+        ValueError: for a name that is not one of :data:`TASKS` (the message lists them).
     """
     key = str(task).lower().replace("-", "").replace("_", "").replace(" ", "")
-    if key not in LRA_TASKS:
-        raise ValueError(f"Unknown LRA task {task!r}: valid tasks are {', '.join(LRA_TASKS)}.")
+    if key not in TASKS:
+        raise ValueError(f"Unknown LRA task {task!r}: valid tasks are {', '.join(TASKS)}.")
     return key
 
 
@@ -127,12 +133,15 @@ def lra_average(
         ``failed`` (task names), ``per_task`` (task -> score, or ``"FAIL"``) and ``scale``.
 
     Raises:
-        ValueError: an unknown task name, a missing or non-numeric score for a task other than
-            Path-X, or a bad ``scale``.
+        ValueError: an unknown task name or one outside the LRA (sMNIST, pMNIST), a missing or
+            non-numeric score for a task other than Path-X, or a bad ``scale``.
     """
     normalized: dict[str, float | str | None] = {}
     for task, value in scores.items():
-        normalized[normalize_task(task)] = value
+        key = normalize_task(task)
+        if key not in LRA_TASKS:  # would be dropped from the average without a word
+            raise ValueError(f"{task!r} is not part of the LRA average, which covers {', '.join(LRA_TASKS)}.")
+        normalized[key] = value
 
     numbers = [float(v) for v in normalized.values() if not _is_failure(v)]
     if scale == "auto":
