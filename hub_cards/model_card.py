@@ -61,8 +61,8 @@ class LraTask:
     @property
     def example_imports(self) -> str:
         """The import lines of the usage example."""
-        if "pixel_values" in self.input_example:
-            return "import numpy as np\nimport torch\nfrom PIL import Image\nfrom transformers import AutoModelForSequenceClassification"
+        if "image_processor" in self.input_example:
+            return "import torch\nfrom PIL import Image\nfrom transformers import AutoImageProcessor, AutoModelForSequenceClassification"
         return "import torch\nfrom transformers import AutoModelForSequenceClassification, AutoTokenizer"
 
 
@@ -75,9 +75,9 @@ def _token_example(texts: str) -> str:
 
 def _pixel_example(side: int) -> str:
     return (
-        f"image = Image.open(\"example.png\").convert(\"L\")  # {side}x{side} grayscale\n"
-        "pixels = torch.tensor(np.asarray(image), dtype=torch.float32).reshape(1, -1) / 255  # row by row, in [0, 1]\n"
-        "inputs = {\"pixel_values\": pixels}"
+        "# saved with the model: the grayscale rule of the training data, row by row, scaled to [0, 1]\n"
+        "image_processor = AutoImageProcessor.from_pretrained(model_id, trust_remote_code=True)\n"
+        f"inputs = image_processor(Image.open(\"example.png\"), return_tensors=\"pt\")  # pixel_values of a {side}x{side} image"
     )
 
 

@@ -110,6 +110,9 @@ def test_trains_every_task_and_checkpoint_loads(task, trained, lra_data, dataset
                      "all_results.json", "trainer_state.json", "learning_curves.png"):
         assert (output_dir / expected).is_file(), expected
     assert (output_dir / "tokenizer.json").is_file() == (task in ("listops", "text", "retrieval"))
+    # Pixel tasks ship their image processor (and its code) instead: AutoImageProcessor and the pipeline load it.
+    for name in ("preprocessor_config.json", "image_processing_las.py"):
+        assert (output_dir / name).is_file() == (task in ("image", "pathfinder", "pathx")), name
 
     inputs = example_inputs(output_dir, task, lra_data, datasets_cache)
     final = AutoModelForSequenceClassification.from_pretrained(output_dir).eval()
@@ -292,7 +295,7 @@ def test_model_card_reports_the_measured_test_accuracy(trained):
 def test_bad_arguments_exit_with_one_line(lra_data, tmp_path):
     cases = {
         "unknown task": (["--task", "sudoku"], "unknown task 'sudoku'"),
-        "text without data": (["--task", "text"], "--data_dir is required"),
+        "retrieval without data": (["--task", "retrieval"], "--data_dir is required"),
         "unknown attention": (["--task", "listops", "--attention_type", "linear"], "unknown attention type 'linear'"),
     }
     # The interpreters start in parallel: most of their time is importing torch and transformers.
