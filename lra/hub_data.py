@@ -36,8 +36,8 @@ from .builders import (
     LRADataNotFoundError,
     LRAFormatError,
     TextBuilder,
+    _not_found_message,
     _split_bounds,
-    builder_class,
     load_lra_builder,
 )
 
@@ -98,9 +98,11 @@ def load_lra_from_hub(task: str, repo_id: str | None = None, revision: str | Non
         raw = datasets.load_dataset(repo_id, source.config_name, revision=revision, cache_dir=cache_dir,
                                     num_proc=num_proc, download_mode=download_mode)
     except (ConnectionError, FileNotFoundError, OSError, DatasetNotFoundError) as error:
+        builder = load_lra_builder(task, cache_dir=cache_dir)
+        local = _not_found_message(None, builder._layouts(builder.config), task=task, origin=builder.ORIGIN)
         raise LRADataNotFoundError(
-            f"The LRA task {task!r} got no data_dir, and reading the Hub data set {repo_id!r} failed: {error}\n"
-            f"Pass data_dir (a local copy of {builder_class(task).ORIGIN}), or allow Hub access (HF_HUB_OFFLINE unset)."
+            f"The LRA task {task!r} got no data_dir, and reading the Hub data set {repo_id!r} failed "
+            f"(offline? HF_HUB_OFFLINE is honoured): {' '.join(str(error).split())}\n{local}"
         ) from None
     splits = _source_splits(raw, source, repo_id, features)
     return datasets.DatasetDict({
