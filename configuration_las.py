@@ -9,8 +9,12 @@ the checkpoint loads with `trust_remote_code=True` where this package is not ins
 from __future__ import annotations
 
 import math
+import numbers
+from collections.abc import Callable
+from typing import Any
 
 from transformers import PreTrainedConfig
+from transformers.activations import ACT2FN
 
 POSITION_EMBEDDING_TYPES = ("none", "sinusoidal", "learned")
 ATTENTION_TYPES = ("las", "las_chunk", "softmax")
@@ -33,6 +37,137 @@ def default_las_alphas(num_heads: int, alpha_max: float, decades: float) -> list
     low, high = math.log10(alpha_max) - decades, math.log10(alpha_max)
     step = (high - low) / (num_heads - 2)
     return [0.0] + [10 ** (low + i * step) for i in range(num_heads - 1)]
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Rules of single fields: each takes (field, value), raises a `ValueError` naming both, and returns the value to store.
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _choice(allowed: tuple[str, ...]) -> Callable[[str, Any], Any]:
+    def rule(field: str, value: Any) -> Any:
+        if not isinstance(value, str) or value not in allowed:
+            raise ValueError(f"LaSConfig.{field}={value!r} is not one of {', '.join(map(repr, allowed))}.")
+        return value
+
+    return rule
+
+
+def _positive_int(field: str, value: Any) -> int:
+    if not _is_int(value) or value < 1:
+        raise ValueError(f"LaSConfig.{field}={value!r} must be a positive integer.")
+    return value
+
+
+def _chunk_size(field: str, value: Any) -> int:
+    if not _is_int(value) or value < 1:
+        raise ValueError(f"LaSConfig.{field}={value!r} must be an integer >= 1.")
+    return value
+
+
+def _odd_pool_size(field: str, value: Any) -> int:
+    if not _is_int(value) or value < 1:
+        raise ValueError(f"LaSConfig.{field}={value!r} must be a positive odd integer.")
+    if value % 2 == 0:
+        raise ValueError(
+            f"LaSConfig.{field}={value} must be odd, so the smoothing window is centred and the sequence length is kept."
+        )
+    return value
+
+
+def _finite_number(field: str, value: Any) -> float | int:
+    # A string such as "0.1" is refused too: `float()` would accept it here, but the model reads the field as a number.
+    if not _is_number(value):
+        raise ValueError(f"LaSConfig.{field}={value!r} must be a number, not {type(value).__name__}.")
+    if not math.isfinite(value):
+        raise ValueError(f"LaSConfig.{field}={value!r} must be finite.")
+    return value
+
+
+def _non_negative(field: str, value: Any) -> float | int:
+    # A decay rate of inf would give exp(-inf * 0) = NaN on the diagonal, and NaN logits that still "train".
+    if not _finite_number(field, value) >= 0:
+        raise ValueError(f"LaSConfig.{field}={value!r} must be >= 0.")
+    return value
+
+
+def _positive(field: str, value: Any) -> float | int:
+    if not _finite_number(field, value) > 0:
+        raise ValueError(f"LaSConfig.{field}={value!r} must be > 0.")
+    return value
+
+
+def _probability(field: str, value: Any) -> float | int:
+    if not 0.0 <= _finite_number(field, value) < 1.0:
+        raise ValueError(f"LaSConfig.{field}={value!r} must lie in [0, 1).")
+    return value
+
+
+def _boolean(field: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"LaSConfig.{field}={value!r} must be true or false.")
+    return value
+
+
+def _activation(field: str, value: Any) -> str:
+    if not isinstance(value, str) or value not in ACT2FN:
+        raise ValueError(
+            f"LaSConfig.{field}={value!r} is not an activation of transformers.activations.ACT2FN "
+            "(e.g. 'gelu', 'relu', 'silu')."
+        )
+    return value
+
+
+def _alphas(field: str, value: Any) -> list[float | int] | None:
+    if value is None:
+        return None
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(f"LaSConfig.{field}={value!r} must be a list of decay rates (one per head) or None.")
+    for alpha in value:
+        if not _is_number(alpha) or not math.isfinite(alpha):
+            raise ValueError(f"LaSConfig.{field} must hold finite numbers (decay rates); got {alpha!r} in {value!r}.")
+    negative = [alpha for alpha in value if alpha < 0]
+    if negative:
+        raise ValueError(f"LaSConfig.{field} must all be >= 0 (decay rates); got {negative}.")
+    return list(value)
+
+
+_FIELD_RULES: dict[str, Callable[[str, Any], Any]] = {
+    "vocab_size": _positive_int,
+    "hidden_size": _positive_int,
+    "num_hidden_layers": _positive_int,
+    "num_attention_heads": _positive_int,
+    "intermediate_size": _positive_int,
+    "hidden_act": _activation,
+    "hidden_dropout_prob": _probability,
+    "attention_dropout": _probability,
+    "position_embedding_type": _choice(POSITION_EMBEDDING_TYPES),
+    "max_position_embeddings": _positive_int,
+    "attention_type": _choice(ATTENTION_TYPES),
+    "las_alpha_max": _non_negative,
+    "las_alpha_decades": _non_negative,
+    "las_alphas": _alphas,
+    "las_pool_size": _odd_pool_size,
+    "las_pool_mode": _choice(POOL_MODES),
+    "las_chunk_size": _chunk_size,
+    "is_causal": _boolean,
+    "norm_type": _choice(NORM_TYPES),
+    "prenorm": _boolean,
+    "classifier_pooling": _choice(CLASSIFIER_POOLINGS),
+    "input_type": _choice(INPUT_TYPES),
+    "dual_encoder": _boolean,
+    "layer_norm_eps": _positive,
+    "initializer_range": _non_negative,
+    "attention_query_block_size": _positive_int,
+}
 
 
 class LaSConfig(PreTrainedConfig):
@@ -155,7 +290,7 @@ class LaSConfig(PreTrainedConfig):
         self.attention_type = attention_type
         self.las_alpha_max = las_alpha_max
         self.las_alpha_decades = las_alpha_decades
-        self.las_alphas = list(las_alphas) if las_alphas is not None else None
+        self.las_alphas = las_alphas
         self.las_pool_size = las_pool_size
         self.las_pool_mode = las_pool_mode
         self.las_chunk_size = las_chunk_size
@@ -171,69 +306,43 @@ class LaSConfig(PreTrainedConfig):
         super().__init__(pad_token_id=pad_token_id, **kwargs)
         self.validate_las()
 
+    def __setattr__(self, key: str, value: Any) -> None:
+        # Every assignment of a LaS field is checked on its own, whichever route sets it: the constructor,
+        # `from_pretrained(dir, field=value)` and `from_dict(..., field=value)` (both assign overrides one by one after
+        # building the config), or a user's `config.field = value`. Rules between fields are checked by
+        # `validate_las` at the end of each route and when a model is built, so that fields may be changed one after
+        # the other (e.g. `hidden_size` then `num_attention_heads`) without tripping over an intermediate state.
+        rule = _FIELD_RULES.get(key)
+        if rule is not None:
+            value = rule(key, value)
+        super().__setattr__(key, value)
+
+    @classmethod
+    def from_dict(cls, config_dict: dict[str, Any], **kwargs: Any) -> LaSConfig | tuple[LaSConfig, dict[str, Any]]:
+        """As `PreTrainedConfig.from_dict`, then the rules between fields (the overrides in `kwargs` included)."""
+        result = super().from_dict(config_dict, **kwargs)
+        (result[0] if isinstance(result, tuple) else result).validate_las()
+        return result
+
+    def validate(self) -> None:
+        """The library's checks (run by `save_pretrained`) and ours."""
+        super().validate()
+        self.validate_las()
+
     def validate_las(self) -> None:
         """Raise `ValueError` naming the field and the rule for every inconsistent value."""
-
-        def choice(field: str, allowed: tuple[str, ...]) -> None:
-            value = getattr(self, field)
-            if value not in allowed:
-                raise ValueError(f"LaSConfig.{field}={value!r} is not one of {', '.join(map(repr, allowed))}.")
-
-        def positive_int(field: str) -> None:
-            value = getattr(self, field)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"LaSConfig.{field}={value!r} must be a positive integer.")
-
-        def probability(field: str) -> None:
-            value = getattr(self, field)
-            if not 0.0 <= float(value) < 1.0:
-                raise ValueError(f"LaSConfig.{field}={value!r} must lie in [0, 1).")
-
-        choice("position_embedding_type", POSITION_EMBEDDING_TYPES)
-        choice("attention_type", ATTENTION_TYPES)
-        choice("las_pool_mode", POOL_MODES)
-        choice("norm_type", NORM_TYPES)
-        choice("classifier_pooling", CLASSIFIER_POOLINGS)
-        choice("input_type", INPUT_TYPES)
-        for field in (
-            "vocab_size",
-            "hidden_size",
-            "num_hidden_layers",
-            "num_attention_heads",
-            "intermediate_size",
-            "max_position_embeddings",
-            "attention_query_block_size",
-        ):
-            positive_int(field)
-        probability("hidden_dropout_prob")
-        probability("attention_dropout")
+        for field, rule in _FIELD_RULES.items():
+            rule(field, getattr(self, field))
         if self.hidden_size % self.num_attention_heads != 0:
             raise ValueError(
                 f"LaSConfig.hidden_size={self.hidden_size} must be divisible by "
                 f"num_attention_heads={self.num_attention_heads}."
             )
-        if isinstance(self.las_pool_size, bool) or not isinstance(self.las_pool_size, int) or self.las_pool_size < 1:
-            raise ValueError(f"LaSConfig.las_pool_size={self.las_pool_size!r} must be a positive odd integer.")
-        if self.las_pool_size % 2 == 0:
+        if self.las_alphas is not None and len(self.las_alphas) != self.num_attention_heads:
             raise ValueError(
-                f"LaSConfig.las_pool_size={self.las_pool_size} must be odd, so the smoothing window is centred "
-                "and the sequence length is kept."
+                f"LaSConfig.las_alphas has {len(self.las_alphas)} values but num_attention_heads="
+                f"{self.num_attention_heads}: give exactly one alpha per head."
             )
-        if isinstance(self.las_chunk_size, bool) or not isinstance(self.las_chunk_size, int) or self.las_chunk_size < 1:
-            raise ValueError(f"LaSConfig.las_chunk_size={self.las_chunk_size!r} must be an integer >= 1.")
-        if not 0.0 <= float(self.las_alpha_max):
-            raise ValueError(f"LaSConfig.las_alpha_max={self.las_alpha_max!r} must be >= 0.")
-        if not float(self.las_alpha_decades) >= 0.0:
-            raise ValueError(f"LaSConfig.las_alpha_decades={self.las_alpha_decades!r} must be >= 0.")
-        if self.las_alphas is not None:
-            if len(self.las_alphas) != self.num_attention_heads:
-                raise ValueError(
-                    f"LaSConfig.las_alphas has {len(self.las_alphas)} values but num_attention_heads="
-                    f"{self.num_attention_heads}: give exactly one alpha per head."
-                )
-            negative = [a for a in self.las_alphas if not float(a) >= 0.0]
-            if negative:
-                raise ValueError(f"LaSConfig.las_alphas must all be >= 0 (decay rates); got {negative}.")
 
     @property
     def head_alphas(self) -> list[float]:

@@ -30,9 +30,11 @@ from transformers.utils.generic import can_return_tuple
 
 try:  # inside a package: the installed checkout's sibling modules, or Hub remote code (transformers_modules.*)
     from .configuration_las import LaSConfig
+    from .image_processing_las import LaSImageProcessor
     from .las_attention import las_attention, las_attention_reference, las_flex_block_mask
 except ImportError:  # imported as a top-level module (`import modeling_las` from a checkout or an installed wheel)
     from configuration_las import LaSConfig
+    from image_processing_las import LaSImageProcessor
     from las_attention import las_attention, las_attention_reference, las_flex_block_mask
 
 logger = logging.get_logger(__name__)
@@ -42,6 +44,8 @@ LAS_AUTO_MAP = {
     "AutoModel": "modeling_las.LaSModel",
     "AutoModelForSequenceClassification": "modeling_las.LaSForSequenceClassification",
 }
+# Only checkpoints of pixel models (`input_type="pixels"`) are image classifiers.
+LAS_PIXEL_AUTO_MAP = {"AutoModelForImageClassification": "modeling_las.LaSForImageClassification"}
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -281,6 +285,15 @@ class LaSPreTrainedModel(PreTrainedModel):
     # itself (without this flag it assumes the model does, and scales the loss of a DDP run by the world size).
     accepts_loss_kwargs = False
 
+    def __init__(self, config: LaSConfig, *inputs, **kwargs):
+        # Fields assigned one by one after the config was built are checked together here, before any layer is built:
+        # a bad combination is a named ValueError, not a reshape error in the first forward.
+        config.validate_las()
+        super().__init__(config, *inputs, **kwargs)
+        if config.input_type == "pixels":
+            # What Trainer and pipelines read to find the model's main input.
+            self.main_input_name = "pixel_values"
+
     @classmethod
     def _can_set_attn_implementation(cls) -> bool:
         # transformers decides whether `set_attn_implementation()` may switch backends by searching the module source
@@ -289,8 +302,9 @@ class LaSPreTrainedModel(PreTrainedModel):
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         # transformers records `auto_map` only for the class being saved; a LaS checkpoint should load as remote code
-        # through all three Auto classes, whichever class saved it.
-        self.config.auto_map = {**(getattr(self.config, "auto_map", None) or {}), **LAS_AUTO_MAP}
+        # through every Auto class that applies to it, whichever class saved it.
+        auto_map = {**LAS_AUTO_MAP, **(LAS_PIXEL_AUTO_MAP if self.config.input_type == "pixels" else {})}
+        self.config.auto_map = {**(getattr(self.config, "auto_map", None) or {}), **auto_map}
         return super().save_pretrained(save_directory, *args, **kwargs)
 
     def _init_weights(self, module: nn.Module) -> None:
@@ -397,7 +411,6 @@ class LaSModel(LaSPreTrainedModel):
         inputs_embeds: torch.Tensor | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
-        **kwargs,
     ) -> BaseModelOutput:
         r"""
         input_ids (`torch.LongTensor` of shape `(batch, length)`, or `(batch, 2, length)` for a dual encoder):
@@ -409,6 +422,9 @@ class LaSModel(LaSPreTrainedModel):
 
         Returns `last_hidden_state` shaped like the inputs plus `hidden_size` (a dual encoder keeps its `2` axis),
         and, when asked, every layer's `hidden_states` and `attentions` (the LaS matrices after smoothing).
+
+        There is no `**kwargs`: a misspelt argument (`attention_masks=`) is a `TypeError` naming it, not a silently
+        ignored mask. `return_dict` is handled by the `can_return_tuple` decorator.
         """
         output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
         output_hidden_states = (
@@ -493,7 +509,6 @@ class LaSForSequenceClassification(LaSPreTrainedModel):
         labels: torch.Tensor | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
-        **kwargs,
     ) -> SequenceClassifierOutput:
         r"""
         labels (`torch.LongTensor` of shape `(batch,)`, or float `(batch, num_labels)` for multi-label / regression):
@@ -522,22 +537,52 @@ class LaSForSequenceClassification(LaSPreTrainedModel):
         )
 
 
+class LaSForImageClassification(LaSForSequenceClassification):
+    """A pixel model (`input_type="pixels"`) as an image classifier: what `AutoModelForImageClassification` and
+    `pipeline("image-classification")` load. Same weights and forward as [`LaSForSequenceClassification`]; pair it with
+    [`LaSImageProcessor`], which turns images into its `pixel_values`."""
+
+    main_input_name = "pixel_values"
+
+    def __init__(self, config: LaSConfig):
+        if config.input_type != "pixels":
+            raise ValueError(
+                f"LaSForImageClassification needs a pixel model (input_type='pixels'); this config has "
+                f"input_type={config.input_type!r}: use LaSForSequenceClassification."
+            )
+        super().__init__(config)
+
+
 def register_las_auto_classes() -> None:
-    """Register with AutoConfig / AutoModel / AutoModelForSequenceClassification, and for Hub remote code."""
-    from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
+    """Register with the Auto classes (config, models, image processor), and for Hub remote code."""
+    from transformers import (
+        AutoConfig,
+        AutoImageProcessor,
+        AutoModel,
+        AutoModelForImageClassification,
+        AutoModelForSequenceClassification,
+    )
 
     try:
         AutoConfig.register(LaSConfig.model_type, LaSConfig)
     except ValueError:  # already registered (module imported twice, e.g. as remote code and locally)
         pass
-    for auto_class, model_class in ((AutoModel, LaSModel), (AutoModelForSequenceClassification, LaSForSequenceClassification)):
+    for auto_class, model_class in (
+        (AutoModel, LaSModel),
+        (AutoModelForSequenceClassification, LaSForSequenceClassification),
+        (AutoModelForImageClassification, LaSForImageClassification),
+    ):
         try:
             auto_class.register(LaSConfig, model_class)
         except ValueError:
             pass
+    # Our processor works on numpy and Pillow: the "pil" backend (transformers falls back to it without torchvision).
+    AutoImageProcessor.register(LaSConfig, image_processor_classes={"pil": LaSImageProcessor}, exist_ok=True)
     LaSConfig.register_for_auto_class()
     LaSModel.register_for_auto_class("AutoModel")
     LaSForSequenceClassification.register_for_auto_class("AutoModelForSequenceClassification")
+    LaSForImageClassification.register_for_auto_class("AutoModelForImageClassification")
+    LaSImageProcessor.register_for_auto_class("AutoImageProcessor")
 
 
 register_las_auto_classes()
@@ -546,6 +591,8 @@ __all__ = [
     "LaSConfig",
     "LaSModel",
     "LaSForSequenceClassification",
+    "LaSForImageClassification",
+    "LaSImageProcessor",
     "LaSPreTrainedModel",
     "las_attention",
     "las_attention_reference",

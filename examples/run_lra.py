@@ -13,8 +13,8 @@ In the style of transformers' `run_glue.py`: one `Trainer`, arguments from datac
     torchrun --nproc_per_node 2 examples/run_lra.py --task listops --ddp_backend gloo --use_cpu ...
     accelerate launch --num_processes 2 examples/run_lra.py --task listops ...
 
-At the end, `output_dir` holds the final model with its remote code (`modeling_las.py`, `configuration_las.py`), the
-tokenizer (token tasks), `{train,eval,test,all}_results.json`, `trainer_state.json`, `learning_curves.png` and a model
+At the end, `output_dir` holds the final model with its remote code (`modeling_las.py`, `configuration_las.py`,
+`image_processing_las.py`), the tokenizer (token tasks) or the image processor (pixel tasks), `{train,eval,test,all}_results.json`, `trainer_state.json`, `learning_curves.png` and a model
 card (`README.md`) with the measured test accuracy; `--push_to_hub --hub_model_id user/name` uploads all of it.
 """
 
@@ -35,7 +35,8 @@ from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-if importlib.util.find_spec("lra") is None:  # a checkout without `pip install -e .`: use the repository's modules
+# A checkout without `pip install -e .`, or an install older than this checkout's modules: use the repository's modules.
+if any(importlib.util.find_spec(name) is None for name in ("lra", "image_processing_las")):
     sys.path.insert(0, str(REPO_ROOT))
 
 import datasets
@@ -44,6 +45,7 @@ import torch
 import transformers
 from transformers import (
     AutoConfig,
+    AutoImageProcessor,
     AutoModelForSequenceClassification,
     AutoTokenizer,
     EvalPrediction,
@@ -59,6 +61,8 @@ from lra.faults import kill_point
 import modeling_las  # noqa: F401 - registers LaSConfig / LaSForSequenceClassification with the Auto classes
 from configuration_las import ATTENTION_TYPES, LaSConfig
 from las_attention import LAS_IMPLEMENTATIONS
+from image_processing_las import LaSImageProcessor
+from lra.hub_data import HUB_SOURCES
 from hub_cards.model_card import render_model_card
 from lra_training import UsageError, parse_config_overrides, plot_learning_curves, task_defaults
 
@@ -68,6 +72,8 @@ logger = logging.getLogger(__name__)
 GENERATED_TASKS = ("listops", "pathfinder")
 #: Sequential / permuted MNIST: idx files of MNIST or Fashion-MNIST (`--mnist_labels`).
 MNIST_TASKS = ("smnist", "pmnist")
+#: Tasks whose source is a Hub data set, read with `datasets.load_dataset` when there is no `--data_dir`.
+HUB_TASKS = tuple(HUB_SOURCES)
 #: The LaS paper's test accuracy in percent, shown on the card next to ours (las-method.md, section 4: recalled from
 #: the paper, to be checked against the PDF). Path-X: the paper reports a failure, so nothing to compare with.
 PAPER_LAS_ACCURACY = {"listops": 53.05, "text": 79.28, "retrieval": 85.56, "image": 70.44, "pathfinder": 81.62}
@@ -147,7 +153,8 @@ class DataArguments:
         metadata={
             "help": "A local copy of the task's data (the LRA archive root, the task folder, or for text / image "
             "the folder holding aclImdb / cifar-10, for smnist / pmnist the folder of the four idx files). Optional "
-            "for listops and pathfinder: generated if omitted."
+            "for listops and pathfinder (generated if omitted) and for text and image (read from the Hub data sets "
+            "stanfordnlp/imdb and uoft-cs/cifar10 if omitted)."
         },
     )
     cache_dir: str | None = field(default=None, metadata={"help": "Where `datasets` keeps the prepared Arrow files."})
@@ -252,14 +259,14 @@ def parse_arguments(argv: Sequence[str]) -> tuple[ModelArguments, DataArguments,
         raise UsageError(
             f"--attn_implementation must be one of {', '.join(LAS_IMPLEMENTATIONS)}, not {model_args.attn_implementation!r}"
         )
-    if data_args.data_dir is None and data_args.task not in GENERATED_TASKS:
+    if data_args.data_dir is None and data_args.task not in GENERATED_TASKS + HUB_TASKS:
         origin = " ".join(lra.builder_class(data_args.task).ORIGIN.split())
         if data_args.task in MNIST_TASKS:
             origin = origin.replace("labels='fashion'", "--mnist_labels fashion")
         raise UsageError(
             f"--data_dir is required for the task {data_args.task!r}: only {' and '.join(GENERATED_TASKS)} can be "
-            f"generated; point it at a local copy of the data (see lra-data.md for the layouts). The files come "
-            f"from {origin}"
+            f"generated and only {' and '.join(HUB_TASKS)} read from the Hub; point it at a local copy of the data "
+            f"(layouts: `python -c \"import lra.builders; help(lra.builders)\"`). The files come from {origin}"
         )
     if data_args.mnist_labels not in lra.MNIST_LABELS:
         raise UsageError(
@@ -504,13 +511,20 @@ def task_options(data_args: DataArguments) -> dict[str, Any]:
     return {}
 
 
+def task_options(data_args: DataArguments) -> dict[str, int]:
+    """The options `lra.load_lra` / `lra.task_info` take for the task (Pathfinder's resolution and difficulty)."""
+    if data_args.task == "pathfinder":
+        return {"resolution": data_args.pathfinder_resolution, "difficulty": data_args.pathfinder_difficulty}
+    return {}
+
+
 def load_datasets(data_args: DataArguments, training_args: TrainingArguments, tokenizer) -> datasets.DatasetDict:
     """Generate (if needed), load and encode the task; trim splits to the `max_*_samples` asked for."""
     options = task_options(data_args)
     data_dir = data_args.data_dir
     # Only the main process generates and prepares; the others wait here, then read what it wrote.
     with training_args.main_process_first(desc="preparing the data"):
-        if data_dir is None:
+        if data_dir is None and data_args.task in GENERATED_TASKS:
             data_dir = generated_data_dir(data_args)
             generate_data(data_args, data_dir)
         raw = lra.load_lra(data_args.task, data_dir, cache_dir=data_args.cache_dir, **options)
@@ -546,6 +560,9 @@ def describe_data(data_args: DataArguments, data: Mapping[str, Sized]) -> str:
         generated_as_lra = True  # not an LRA task: "comparable" here means the full standard splits
     elif data_args.data_dir is not None:
         source = f"the LRA {data_args.task} files of a local copy of the official data"
+        generated_as_lra = True
+    elif data_args.task in HUB_TASKS:
+        source = f"the Hub data set {HUB_SOURCES[data_args.task].repo_id}, converted as the LRA {data_args.task} task"
         generated_as_lra = True
     elif data_args.task == "listops":
         source = (
@@ -648,6 +665,27 @@ def load_tokenizer(model_args: ModelArguments, task: str):
         except (OSError, ValueError):
             logger.info("The checkpoint has no tokenizer: using the task's.")
     return lra.get_tokenizer(task)
+
+
+def load_image_processor(model_args: ModelArguments, data_args: DataArguments) -> LaSImageProcessor | None:
+    """For a pixel task, the image processor saved with every checkpoint (so that `AutoImageProcessor` and
+    `pipeline("image-classification")` work on it): the checkpoint's own when it has one, else one for the task's
+    image size. None for token tasks."""
+    info = lra.task_info(data_args.task, **task_options(data_args))
+    if info.input_kind != "pixels":
+        return None
+    if model_args.model_name_or_path:
+        try:
+            return AutoImageProcessor.from_pretrained(
+                model_args.model_name_or_path,
+                revision=model_args.model_revision,
+                trust_remote_code=model_args.trust_remote_code,
+            )
+        except (OSError, ValueError):
+            logger.info("The checkpoint has no image processor: using the task's.")
+    side = math.isqrt(info.max_length)  # the LRA images are square
+    pixel_order = lra.pmnist_permutation().tolist() if data_args.task == "pmnist" else None
+    return LaSImageProcessor(size={"height": side, "width": side}, pixel_order=pixel_order)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -785,7 +823,7 @@ def run(argv: Sequence[str], callbacks: Sequence[TrainerCallback] = ()) -> dict[
         args=training_args,
         train_dataset=data["train"] if training_args.do_train else None,
         eval_dataset=data["validation"] if training_args.do_eval else None,
-        processing_class=tokenizer,
+        processing_class=tokenizer if tokenizer is not None else load_image_processor(model_args, data_args),
         data_collator=lra.LRADataCollator(pad_token_id=info.pad_token_id or 0),
         compute_metrics=accuracy_metric(data_args.task),
         callbacks=list(callbacks),
@@ -798,7 +836,7 @@ def run(argv: Sequence[str], callbacks: Sequence[TrainerCallback] = ()) -> dict[
     metrics: dict[str, float] = {}
     if training_args.do_train:
         train_result = trainer.train(resume_from_checkpoint=checkpoint)
-        trainer.save_model()  # model, remote-code files and tokenizer
+        trainer.save_model()  # model, remote-code files and tokenizer (or image processor)
         train_metrics = {**train_result.metrics, "train_samples": len(data["train"])}
         trainer.log_metrics("train", train_metrics)
         trainer.save_metrics("train", train_metrics)

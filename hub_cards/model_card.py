@@ -68,8 +68,8 @@ class LraTask:
     @property
     def example_imports(self) -> str:
         """The import lines of the usage example."""
-        if "pixel_values" in self.input_example:
-            return "import numpy as np\nimport torch\nfrom PIL import Image\nfrom transformers import AutoModelForSequenceClassification"
+        if "image_processor" in self.input_example:
+            return "import torch\nfrom PIL import Image\nfrom transformers import AutoImageProcessor, AutoModelForSequenceClassification"
         return "import torch\nfrom transformers import AutoModelForSequenceClassification, AutoTokenizer"
 
 
@@ -81,14 +81,12 @@ def _token_example(texts: str) -> str:
 
 
 def _pixel_example(side: int, permuted: bool = False) -> str:
-    # pMNIST's pixel order is lra.pmnist_permutation(); spelled out so that the example needs no lra package.
-    permute = ("pixels = pixels[:, np.random.RandomState(0).permutation(784)]  # pMNIST's fixed pixel order\n"
-               if permuted else "")
+    # pMNIST's pixel order (lra.pmnist_permutation()) is saved in the checkpoint's image processor.
+    order = " in pMNIST's fixed pixel order" if permuted else ""
     return (
-        f"image = Image.open(\"example.png\").convert(\"L\")  # {side}x{side} grayscale\n"
-        "pixels = torch.tensor(np.asarray(image), dtype=torch.float32).reshape(1, -1) / 255  # row by row, in [0, 1]\n"
-        f"{permute}"
-        "inputs = {\"pixel_values\": pixels}"
+        f"# saved with the model: the grayscale rule of the training data, row by row{order}, scaled to [0, 1]\n"
+        "image_processor = AutoImageProcessor.from_pretrained(model_id, trust_remote_code=True)\n"
+        f"inputs = image_processor(Image.open(\"example.png\"), return_tensors=\"pt\")  # pixel_values of a {side}x{side} image"
     )
 
 

@@ -1,9 +1,11 @@
 """The six Long Range Arena tasks, and sequential / permuted MNIST, as ``datasets`` builders that read a local
 copy of the data.
 
-Nothing is downloaded: the official archive (``lra_release.gz``) is no longer served, and IMDb and
-CIFAR-10 were never part of it. Each builder reads a user's local copy in its official layout and
-turns it into a :class:`datasets.DatasetDict` with the splits ``train``, ``validation`` and ``test``.
+The builders download nothing: the official archive (``lra_release.gz``) is no longer served, and
+IMDb and CIFAR-10 were never part of it. Each builder reads a user's local copy in its official
+layout and turns it into a :class:`datasets.DatasetDict` with the splits ``train``, ``validation``
+and ``test``. Without ``data_dir``, :func:`load_lra` reads the tasks whose source is on the Hub
+(IMDb, CIFAR-10) with ``datasets.load_dataset`` instead (:mod:`lra.hub_data`).
 :func:`load_lra` is the entry point::
 
     >>> from lra import load_lra
@@ -79,6 +81,9 @@ import numpy as np
 from datasets.exceptions import DatasetGenerationError
 import PIL.Image
 from PIL import UnidentifiedImageError
+
+import image_processing_las
+from image_processing_las import image_to_grayscale, rgb_to_grayscale
 
 from . import TASKS
 from .pathfinder import incomplete_generation
@@ -253,8 +258,10 @@ def _fingerprint(source: _Source) -> str:
 
 @functools.cache
 def _code_hash() -> str:
-    """Hash of this module's source: any change to the parsing code gives a fresh cache."""
-    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
+    """Hash of this module's source and of the image rules it uses: any change to the parsing code
+    (or to the grayscale conversion) gives a fresh cache."""
+    sources = Path(__file__).read_bytes() + Path(image_processing_las.__file__).read_bytes()
+    return hashlib.sha256(sources).hexdigest()[:16]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -600,11 +607,9 @@ class _NumpyArrayUnpickler(pickle.Unpickler):
 def _grayscale(rgb_planes: np.ndarray) -> np.ndarray:
     """Luma of CIFAR rows (``n x 3072``: the R, G and B planes), as ``n x 1024`` uint8.
 
-    ``0.299 R + 0.587 G + 0.114 B`` rounded half up, in exact integer arithmetic.
+    The rule of :func:`image_processing_las.rgb_to_grayscale`, which the model's image processor applies too.
     """
-    planes = rgb_planes.reshape(len(rgb_planes), 3, -1).astype(np.uint32)
-    luma = (299 * planes[:, 0] + 587 * planes[:, 1] + 114 * planes[:, 2] + 500) // 1000
-    return luma.astype(np.uint8)
+    return rgb_to_grayscale(rgb_planes.reshape(len(rgb_planes), 3, -1), channel_axis=1)
 
 
 def _read_cifar_batch(data: bytes, where: str) -> tuple[np.ndarray, np.ndarray]:
@@ -733,18 +738,24 @@ class _UnreadableImage(Exception):
 
 
 def _read_grayscale_png(path: Path, resolution: int, where: str) -> np.ndarray:
-    """Pixels of a ``resolution`` x ``resolution`` 8-bit grayscale image, row-major, as uint8.
+    """Pixels of a ``resolution`` x ``resolution`` image in grayscale, row-major, as uint8.
 
+    The release's images are 8-bit grayscale and are kept as they are; any other 8-bit mode goes
+    through :func:`image_processing_las.image_to_grayscale`, the rule of the model's image processor.
     Raises :class:`_UnreadableImage` for a file that cannot be decoded, and :class:`LRAFormatError`
-    for one of another size or mode (that is a wrong data set, not a damaged file).
+    for one of another size or of a mode with more than 8 bits (that is a wrong data set, not a
+    damaged file).
     """
     try:
         with PIL.Image.open(path) as image:
             image.load()
-            if image.mode != "L" or image.size != (resolution, resolution):
+            if image.size != (resolution, resolution):
                 raise LRAFormatError(f"{path} (listed at {where}): expected a {resolution}x{resolution} grayscale "
-                                     f"(mode L) image, found {image.size[0]}x{image.size[1]} mode {image.mode}")
-            return np.asarray(image, dtype=np.uint8).reshape(-1)
+                                     f"image, found {image.size[0]}x{image.size[1]} mode {image.mode}")
+            try:
+                return image_to_grayscale(image).reshape(-1)
+            except ValueError as error:
+                raise LRAFormatError(f"{path} (listed at {where}): {error}") from None
     except FileNotFoundError:
         raise LRADataNotFoundError(f"{path} (listed at {where}) is missing: the Pathfinder data is incomplete"
                                    ) from None
@@ -1137,8 +1148,13 @@ def load_lra_builder(task: str, data_dir: str | os.PathLike[str] | None = None,
 
 def load_lra(task: str, data_dir: str | os.PathLike[str] | None = None,
              cache_dir: str | os.PathLike[str] | None = None, *, num_proc: int | None = None,
-             download_mode: datasets.DownloadMode | str | None = None, **options: Any) -> datasets.DatasetDict:
+             download_mode: datasets.DownloadMode | str | None = None, repo_id: str | None = None,
+             revision: str | None = None, **options: Any) -> datasets.DatasetDict:
     """Prepare (once; later calls hit the cache) and load an LRA task from a local copy of its data.
+
+    Without ``data_dir``, the tasks whose source is published on the Hub (``text``: IMDb, ``image``:
+    CIFAR-10; see :mod:`lra.hub_data`) read it with ``datasets.load_dataset`` instead, and give the
+    same features, splits and conversions.
 
     Args:
         task: one of :data:`TASKS`: ``listops``, ``text``, ``retrieval``, ``image``, ``pathfinder``,
@@ -1151,6 +1167,8 @@ def load_lra(task: str, data_dir: str | os.PathLike[str] | None = None,
         num_proc: processes for the preparation (useful for Pathfinder / Path-X, whose images are
             decoded one by one).
         download_mode: ``"force_redownload"`` prepares again even if a cache exists.
+        repo_id: without ``data_dir``, the Hub data set to read instead of the task's default
+            (``stanfordnlp/imdb``, ``uoft-cs/cifar10``); ``revision`` its branch, tag or commit.
         **options: ``pathfinder``: ``resolution`` (32, 64, 128, 256) and ``difficulty`` (6, 9, 14);
             ``smnist`` / ``pmnist``: ``labels`` (``"digits"`` for MNIST, ``"fashion"`` for Fashion-MNIST).
 
@@ -1162,6 +1180,16 @@ def load_lra(task: str, data_dir: str | os.PathLike[str] | None = None,
         LRADataNotFoundError: missing or incomplete data (a :class:`FileNotFoundError`).
         LRAFormatError: a malformed file, with its path and line (a :class:`ValueError`).
     """
+    from .hub_data import HUB_SOURCES, load_lra_from_hub  # here: lra.hub_data imports this module
+
+    if data_dir is None:
+        if task in HUB_SOURCES:
+            resolve_config_name(task, **options)  # the Hub tasks take no options: name a wrong one
+            return load_lra_from_hub(task, repo_id, revision, cache_dir, num_proc=num_proc,
+                                     download_mode=download_mode)
+    if repo_id is not None or revision is not None:
+        raise ValueError(f"repo_id / revision select a Hub data set, read only without data_dir and only for the "
+                         f"tasks published there ({', '.join(HUB_SOURCES)}); got the task {task!r} with data_dir={data_dir!r}")
     builder = load_lra_builder(task, data_dir, cache_dir, **options)
     try:
         builder.download_and_prepare(num_proc=num_proc, download_mode=download_mode)

@@ -37,6 +37,8 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers,
 from transformers import PreTrainedTokenizerFast
 from transformers.convert_slow_tokenizer import bytes_to_unicode
 
+from image_processing_las import scale_pixels
+
 from .builders import TASKS, builder_class, resolve_config_name
 
 
@@ -236,8 +238,12 @@ def _encode_text_batch(batch: Mapping[str, list], *, tokenizer: PreTrainedTokeni
 
 
 def _scale_pixels(batch: dict[str, Any]) -> dict[str, Any]:
-    """Format transform: uint8 ``pixel_values`` -> float32 in [0, 1], computed when rows are read."""
-    return {**batch, "pixel_values": np.asarray(batch["pixel_values"], dtype=np.float32) / 255.0}
+    """Format transform: uint8 ``pixel_values`` -> float32 in [0, 1], computed when rows are read.
+
+    The scaling of the model's image processor (:func:`image_processing_las.scale_pixels`), so a
+    model gets the same values from a data set row as from the image through a pipeline.
+    """
+    return {**batch, "pixel_values": scale_pixels(batch["pixel_values"])}
 
 
 def _encode_split(task: str, dataset: datasets.Dataset, *, max_length: int | None,

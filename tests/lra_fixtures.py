@@ -364,3 +364,73 @@ def _write_tree(root: Path, files: Iterator[tuple[str, bytes]], tarball: str | N
             member.size = len(data)
             member.mtime = 1_300_000_000  # fixed: the same listing on every run
             tar.addfile(member, io.BytesIO(data))
+
+
+# ---------------------------------------------------------------------------------------------------
+# The Hub copies of IMDb and CIFAR-10 (Parquet + README configs, as in their repositories)
+# ---------------------------------------------------------------------------------------------------
+
+#: ``stanfordnlp/imdb`` and ``uoft-cs/cifar10``: one config ``plain_text``, one Parquet file per split.
+_HUB_README = """---
+configs:
+- config_name: plain_text
+  data_files:
+{data_files}
+  default: true
+---
+# {title} (test fixture, laid out like the Hub repository)
+"""
+
+
+def _write_hub_layout(folder: Path, splits: dict[str, object], title: str) -> Path:
+    """``plain_text/<split>-00000-of-00001.parquet`` for each ``datasets.Dataset`` and the README's configs."""
+    folder = Path(folder)
+    (folder / "plain_text").mkdir(parents=True, exist_ok=True)
+    for split, dataset in splits.items():
+        dataset.to_parquet(str(folder / "plain_text" / f"{split}-00000-of-00001.parquet"))
+    data_files = "\n".join(f"  - split: {split}\n    path: plain_text/{split}-*" for split in splits)
+    (folder / "README.md").write_text(_HUB_README.format(data_files=data_files, title=title))
+    return folder
+
+
+def imdb_hub_rows(split: str) -> list[dict]:
+    """The fixture's IMDb rows as the Hub copy orders them: ``neg`` then ``pos``."""
+    return [{"text": text, "label": label} for label, name in enumerate(("neg", "pos"))
+            for text in IMDB_REVIEWS[split][name].values()]
+
+
+def write_imdb_hub_repo(folder: Path) -> Path:
+    """``stanfordnlp/imdb``'s layout: columns ``text`` (string), ``label`` (ClassLabel neg/pos); splits train, test
+    and unsupervised (label -1, not part of the task)."""
+    import datasets
+
+    features = datasets.Features({"text": datasets.Value("string"),
+                                  "label": datasets.ClassLabel(names=["neg", "pos"])})
+    rows = {split: imdb_hub_rows(split) for split in ("train", "test")}
+    rows["unsupervised"] = [{"text": text, "label": -1} for text in _IMDB_UNSUP.values()]
+    splits = {split: datasets.Dataset.from_list(split_rows, features=features) for split, split_rows in rows.items()}
+    return _write_hub_layout(folder, splits, "IMDb")
+
+
+def cifar_images(name: str) -> tuple[list[Image.Image], list[int]]:
+    """A fixture batch as 32x32 RGB images (what the Hub copy stores, as PNG)."""
+    data, labels = cifar_batch(name)
+    images = [Image.fromarray(np.ascontiguousarray(row.reshape(3, 32, 32).transpose(1, 2, 0))) for row in data]
+    return images, labels
+
+
+def write_cifar10_hub_repo(folder: Path) -> Path:
+    """``uoft-cs/cifar10``'s layout: columns ``img`` (Image), ``label`` (ClassLabel, the CIFAR-10 names); the train
+    split holds the five training batches in order, test the test batch."""
+    import datasets
+
+    features = datasets.Features({"img": datasets.Image(), "label": datasets.ClassLabel(names=list(CIFAR10_NAMES))})
+    splits = {}
+    for split, names in (("train", [f"data_batch_{index}" for index in range(1, 6)]), ("test", ["test_batch"])):
+        images, labels = [], []
+        for name in names:
+            batch_images, batch_labels = cifar_images(name)
+            images += batch_images
+            labels += batch_labels
+        splits[split] = datasets.Dataset.from_dict({"img": images, "label": labels}, features=features)
+    return _write_hub_layout(folder, splits, "CIFAR-10")

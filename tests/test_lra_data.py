@@ -280,12 +280,13 @@ def test_unreadable_png_is_skipped_with_warnings_naming_it(tmp_path: Path, caplo
     assert _rows(dataset["train"]) == expected[:1] + expected[2:]
 
 
-@pytest.mark.parametrize(("size", "mode"), [((16, 16), "L"), ((32, 32), "RGB")])
-def test_wrong_image_size_or_mode_is_an_error_naming_the_file(tmp_path: Path, size, mode) -> None:
+@pytest.mark.parametrize(("size", "mode", "message"), [((16, 16), "L", "expected a 32x32 grayscale"),
+                                                     ((32, 32), "I;16", "more than 8 bits per pixel")])
+def test_wrong_image_size_or_mode_is_an_error_naming_the_file(tmp_path: Path, size, mode, message) -> None:
     archive = make_pathfinder_release(tmp_path)
     image = archive / "lra_release/pathfinder32/curv_contour_length_14/imgs/4/sample_0.png"
     Image.new(mode, size).save(image)
-    with pytest.raises(LRAFormatError, match=rf"{image} .*expected a 32x32 grayscale"):
+    with pytest.raises(LRAFormatError, match=rf"{image} .*{message}"):
         lra.load_lra("pathfinder", archive, cache_dir=tmp_path / "cache")
 
 

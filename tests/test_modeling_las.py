@@ -75,6 +75,81 @@ def test_config_rules_raise(overrides, message):
         tiny_config(**overrides)
 
 
+BAD_OVERRIDES = [
+    (dict(attention_type="bogus"), "LaSConfig.attention_type='bogus' is not one of"),
+    (dict(num_attention_heads=5), "LaSConfig.hidden_size=32 must be divisible by num_attention_heads=5"),
+    (dict(las_alpha_max=float("inf")), "LaSConfig.las_alpha_max=inf must be finite"),
+    (dict(las_alpha_max=float("nan")), "LaSConfig.las_alpha_max=nan must be finite"),
+    (dict(las_alphas=[0.0, 0.1, float("inf"), 0.2]), "LaSConfig.las_alphas must hold finite numbers"),
+    (dict(las_alpha_max="0.1"), "LaSConfig.las_alpha_max='0.1' must be a number, not str"),
+    (dict(hidden_dropout_prob="high"), "LaSConfig.hidden_dropout_prob='high' must be a number, not str"),
+    (dict(las_pool_size=2.0), "LaSConfig.las_pool_size=2.0 must be a positive odd integer"),
+    (dict(hidden_act="swishy"), "LaSConfig.hidden_act='swishy' is not an activation of"),
+    (dict(is_causal="yes"), "LaSConfig.is_causal='yes' must be true or false"),
+    (dict(layer_norm_eps=0.0), "LaSConfig.layer_norm_eps=0.0 must be > 0"),
+]
+
+
+def _bad_override_routes(tmp_path):
+    """Every way a user builds a config (or a model) with an override, as zero-argument callables."""
+    folder = tmp_path / "checkpoint"
+    tiny_model().save_pretrained(folder)
+    base = tiny_config().to_dict()
+
+    def assign(overrides):
+        config = tiny_config()
+        for key, value in overrides.items():
+            setattr(config, key, value)
+        return LaSForSequenceClassification(config)  # a cross-field rule is checked when the model is built
+
+    return {
+        "constructor": lambda overrides: tiny_config(**overrides),
+        "from_pretrained": lambda overrides: AutoModelForSequenceClassification.from_pretrained(folder, **overrides),
+        "config.from_pretrained": lambda overrides: LaSConfig.from_pretrained(folder, **overrides),
+        "AutoConfig": lambda overrides: AutoConfig.from_pretrained(folder, **overrides),
+        "from_dict": lambda overrides: LaSConfig.from_dict(base, **overrides),
+        "from_dict values": lambda overrides: LaSConfig.from_dict({**base, **overrides}),
+        "AutoConfig.for_model": lambda overrides: AutoConfig.for_model(
+            "las", **{"hidden_size": 32, "num_attention_heads": 4, **overrides}),
+        "attribute": assign,
+    }
+
+
+def test_bad_overrides_raise_the_same_named_error_on_every_route(tmp_path):
+    routes = _bad_override_routes(tmp_path)
+    for overrides, message in BAD_OVERRIDES:
+        for route, build in routes.items():
+            with pytest.raises(ValueError) as error:
+                build(overrides)
+            assert message in str(error.value), (route, overrides, str(error.value))
+
+
+def test_valid_overrides_may_change_related_fields_together(tmp_path):
+    tiny_model().save_pretrained(tmp_path)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        tmp_path, hidden_size=60, num_attention_heads=6, las_alphas=[0, 1, 2, 3, 4, 5], ignore_mismatched_sizes=True
+    )
+    assert (model.config.hidden_size, model.config.num_attention_heads) == (60, 6)
+    config = tiny_config()
+    config.hidden_size, config.num_attention_heads = 60, 6  # an invalid state in between is fine until a model is built
+    assert LaSModel(config).config.head_alphas[0] == 0.0
+    with pytest.raises(ValueError, match="LaSConfig.las_alpha_max=inf must be finite"):
+        config.las_alpha_max = float("inf")  # a rule of one field is checked at once
+    assert config.las_alpha_max == 0.2  # and the bad value is not kept
+
+
+def test_misspelt_keyword_raises_type_error_naming_it():
+    model = tiny_model()
+    ids = random_ids(2, 9)
+    for module in (model, model.las):
+        with pytest.raises(TypeError, match="unexpected keyword argument 'attention_masks'"):
+            module(input_ids=ids, attention_masks=torch.ones_like(ids))
+    # What Trainer and pipelines pass keeps working.
+    out = model(input_ids=ids, attention_mask=torch.ones_like(ids), labels=torch.tensor([0, 1]), return_dict=True,
+                output_attentions=False, output_hidden_states=False)
+    assert out.loss is not None and model(ids, return_dict=False)[0].shape == (2, 3)
+
+
 def test_config_alphas_and_round_trip(tmp_path):
     config = tiny_config(num_attention_heads=8, hidden_size=64, las_alpha_max=0.5, las_alpha_decades=2.0)
     alphas = config.head_alphas

@@ -1,0 +1,172 @@
+"""LaSImageProcessor and LaSForImageClassification: images in, the data set's pixel values out, the Hub way."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from transformers import AutoImageProcessor, AutoModelForImageClassification, pipeline
+
+import lra
+from configuration_las import LaSConfig
+from image_processing_las import LaSImageProcessor, image_to_grayscale, rgb_to_grayscale
+from modeling_las import LaSForImageClassification, LaSForSequenceClassification
+from tests.lra_fixtures import CIFAR10_NAMES, cifar_images, make_image_release
+
+
+def pixel_checkpoint(folder: Path, side: int = 32) -> LaSForSequenceClassification:
+    """A tiny CIFAR-10 pixel model saved as run_lra saves one: model, remote code and image processor."""
+    torch.manual_seed(0)
+    config = LaSConfig(
+        input_type="pixels", hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+        max_position_embeddings=side * side, pad_token_id=None, num_labels=len(CIFAR10_NAMES),
+        id2label=dict(enumerate(CIFAR10_NAMES)), label2id={name: i for i, name in enumerate(CIFAR10_NAMES)},
+    )
+    model = LaSForSequenceClassification(config).eval()
+    model.save_pretrained(folder)
+    LaSImageProcessor(size={"height": side, "width": side}).save_pretrained(folder)
+    return model
+
+
+def dataset_scores(model, tmp_path: Path) -> tuple[list[float], Path]:
+    """The class probabilities of the first CIFAR test row as `lra` gives it, and that image as a PNG."""
+    data = lra.load_lra("image", make_image_release(tmp_path / "cifar"), cache_dir=tmp_path / "cache")
+    row = lra.encode("image", data["test"])[0]
+    with torch.no_grad():
+        logits = model(pixel_values=torch.as_tensor(row["pixel_values"])[None]).logits
+    images, labels = cifar_images("test_batch")
+    assert labels[0] == row["labels"]
+    images[0].save(tmp_path / "test_0.png")
+    return logits.softmax(-1)[0].tolist(), tmp_path / "test_0.png"
+
+
+def pipeline_scores(predictions: list[dict]) -> list[float]:
+    by_label = {prediction["label"]: prediction["score"] for prediction in predictions}
+    return [by_label[name] for name in CIFAR10_NAMES]
+
+
+def test_pipeline_on_a_png_gives_the_dataset_row_prediction(tmp_path: Path) -> None:
+    model = pixel_checkpoint(tmp_path / "checkpoint")
+    expected, png = dataset_scores(model, tmp_path)
+    classifier = pipeline("image-classification", model=str(tmp_path / "checkpoint"), device="cpu")
+    assert type(classifier.model) is LaSForImageClassification
+    assert classifier.model.main_input_name == "pixel_values"
+    predictions = classifier(str(png), top_k=len(CIFAR10_NAMES))
+    assert predictions[0]["label"] == CIFAR10_NAMES[int(np.argmax(expected))]
+    assert pipeline_scores(predictions) == pytest.approx(expected, abs=1e-6)
+
+
+REMOTE_PIPELINE_SCRIPT = textwrap.dedent(
+    """
+    import importlib.abc, json, sys
+
+    class BlockOurPackage(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in {"modeling_las", "configuration_las", "image_processing_las", "lra"}:
+                raise ImportError(f"{name} is not installed here")
+            return None
+
+    sys.meta_path.insert(0, BlockOurPackage())
+    from transformers import pipeline
+    folder, png = sys.argv[1], sys.argv[2]
+    classifier = pipeline("image-classification", model=folder, trust_remote_code=True, device="cpu")
+    print(json.dumps({
+        "predictions": classifier(png, top_k=10),
+        "model": type(classifier.model).__module__,
+        "processor": type(classifier.image_processor).__module__,
+    }))
+    """
+)
+
+
+def test_pipeline_through_remote_code_where_the_package_is_not_installed(tmp_path: Path) -> None:
+    model = pixel_checkpoint(tmp_path / "checkpoint")
+    expected, png = dataset_scores(model, tmp_path)
+    (tmp_path / "run.py").write_text(REMOTE_PIPELINE_SCRIPT)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(HF_MODULES_CACHE=str(tmp_path / "modules"), HF_HUB_OFFLINE="1")
+    result = subprocess.run([sys.executable, str(tmp_path / "run.py"), str(tmp_path / "checkpoint"), str(png)],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["model"].startswith("transformers_modules") and report["processor"].startswith("transformers_modules")
+    assert pipeline_scores(report["predictions"]) == pytest.approx(expected, abs=1e-6)
+
+
+def test_auto_classes_load_a_pixel_checkpoint(tmp_path: Path) -> None:
+    pixel_checkpoint(tmp_path / "checkpoint", side=8)
+    processor = AutoImageProcessor.from_pretrained(tmp_path / "checkpoint")
+    assert type(processor) is LaSImageProcessor and processor.size == {"height": 8, "width": 8}
+    assert type(AutoModelForImageClassification.from_pretrained(tmp_path / "checkpoint")) is LaSForImageClassification
+    auto_map = json.loads((tmp_path / "checkpoint/config.json").read_text())["auto_map"]
+    assert auto_map["AutoModelForImageClassification"] == "modeling_las.LaSForImageClassification"
+    assert json.loads((tmp_path / "checkpoint/preprocessor_config.json").read_text())["auto_map"] == {
+        "AutoImageProcessor": "image_processing_las.LaSImageProcessor"}
+    with pytest.raises(ValueError, match="needs a pixel model"):
+        LaSForImageClassification(LaSConfig(hidden_size=16, num_attention_heads=2))
+
+
+def test_every_input_kind_gives_the_builders_grayscale() -> None:
+    rgb = np.random.default_rng(0).integers(0, 256, size=(6, 5, 3), dtype=np.uint8)
+    # The CIFAR builder's rule, written out: round half up of the BT.601 luma.
+    expected = np.floor(rgb.astype(np.float64) @ [0.299, 0.587, 0.114] + 0.5 + 1e-9).astype(np.uint8)
+    assert np.array_equal(rgb_to_grayscale(rgb), expected)
+    processor = LaSImageProcessor(size={"height": 6, "width": 5})
+    inputs = [Image.fromarray(rgb), Image.fromarray(rgb).convert("RGBA"), rgb, torch.from_numpy(rgb).permute(2, 0, 1),
+              torch.from_numpy(rgb).permute(2, 0, 1).float() / 255]
+    for image in inputs:
+        values = processor(image, return_tensors="pt")["pixel_values"]
+        assert values.dtype == torch.float32 and values.shape == (1, 30)
+        assert torch.equal(values, torch.from_numpy(expected.reshape(1, -1) / np.float32(255.0)))
+    gray = Image.fromarray(expected)
+    assert np.array_equal(image_to_grayscale(gray), expected)  # an 8-bit grayscale image is kept as it is
+    assert processor([gray, gray])["pixel_values"].shape == (2, 30)
+
+
+def test_wrong_sizes_and_values_are_named() -> None:
+    processor = LaSImageProcessor(size={"height": 32, "width": 32})
+    with pytest.raises(ValueError, match=r"Image 0 is 16x8 \(width x height\) but this model reads 32x32 images"):
+        processor(np.zeros((8, 16), dtype=np.uint8))
+    resized = processor(np.full((8, 16), 200, dtype=np.uint8), do_resize=True)["pixel_values"]
+    assert resized.shape == (1, 1024) and np.allclose(resized, 200 / 255)
+    with pytest.raises(ValueError, match=r"float image must hold values in \[0, 1\]"):
+        processor(np.full((32, 32), 3.0))
+    with pytest.raises(ValueError, match="8-bit values in 0..255"):
+        processor(np.full((32, 32), 300))
+    with pytest.raises(ValueError, match="more than 8 bits"):
+        processor(Image.new("I;16", (32, 32)))
+    with pytest.raises(ValueError, match="channel axis"):
+        processor(np.zeros((32, 32, 7), dtype=np.uint8))
+
+
+def test_pathfinder_reads_an_rgb_png_with_the_same_rule(tmp_path: Path) -> None:
+    from tests.lra_fixtures import make_pathfinder_release
+
+    archive = make_pathfinder_release(tmp_path)
+    rgb = np.random.default_rng(1).integers(0, 256, size=(32, 32, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(archive / "lra_release/pathfinder32/curv_contour_length_14/imgs/0/sample_0.png")
+    data = lra.load_lra("pathfinder", archive, cache_dir=tmp_path / "cache")
+    assert data["train"][0]["pixels"] == rgb_to_grayscale(rgb).reshape(-1).tolist()
+
+
+def test_pixel_order_gives_the_pmnist_sequence():
+    # A pMNIST checkpoint's processor reads a plain 28x28 image and gives the permuted sequence the model trained on.
+    import lra
+
+    image = np.random.default_rng(0).integers(0, 256, size=(28, 28), dtype=np.uint8)
+    order = lra.pmnist_permutation()
+    processor = LaSImageProcessor(size={"height": 28, "width": 28}, pixel_order=order.tolist())
+    got = processor(image, return_tensors="np")["pixel_values"][0]
+    np.testing.assert_array_equal(got, image.reshape(-1)[order].astype(np.float32) / 255)
+    with pytest.raises(ValueError, match="permutation"):
+        LaSImageProcessor(pixel_order=[0, 0, 1])
+    with pytest.raises(ValueError, match="reorders 3 pixels"):
+        LaSImageProcessor(pixel_order=[2, 0, 1])(image)
