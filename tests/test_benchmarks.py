@@ -137,11 +137,12 @@ def test_check_reference_is_the_definition_whole_and_per_chunk():
 
 
 def test_check_skips_a_reference_over_its_memory_budget(tmp_path, capsys):
-    # The whole-sequence reference (4 x 2 heads x 64^2 x 4 bytes = 128 KiB) is over the 40 KB budget: skipped with a
+    # In process, without --threads (which would set torch's threads for the rest of the session). The whole-sequence
+    # reference (4 x 2 heads x 64^2 x 4 bytes = 128 KiB) is over the 40 KB budget: skipped with a
     # message; the LaS-chunk reference (chunks of 32: 32 KiB) fits and is checked.
     attention = _import_attention_benchmark()
     status = attention.main([
-        "--device", "cpu", "--threads", "1", "--lengths", "64", "--head-dims", "8", "--heads", "2", "--batch", "1",
+        "--device", "cpu", "--lengths", "64", "--head-dims", "8", "--heads", "2", "--batch", "1",
         "--methods", "las_sdpa", "las_chunk", "sdpa", "--chunk-size", "32", "--mode", "fwd", "--repeats", "1",
         "--warmup", "0", "--check", "--max-reference-bytes", "40000", "--no-plot", "--out", str(tmp_path),
     ])  # fmt: skip
