@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
 import os
 import subprocess
@@ -56,25 +57,25 @@ def test_attention_smoke_writes_results_and_passes_check(smoke_runs):
         assert (out / f"attention_cpu{suffix}").stat().st_size > 0
     rows = read_csv(out / "attention_cpu.csv")
     assert {"method", "mode", "length", "status", "time_ms", "peak_mem_mib", "max_abs_diff", "check"} <= set(rows[0])
-    assert {r["method"] for r in rows} == {"las_flex", "las_eager", "las_chunk", "naive", "sdpa"}
+    assert {r["method"] for r in rows} == {"las_sdpa", "las_eager", "las_flex_attention", "las_chunk", "naive", "sdpa"}
     assert {r["mode"] for r in rows} == {"fwd", "fwd_bwd"}
     assert {int(r["length"]) for r in rows} == {64, 128}
     for row in rows:
-        if row["method"] == "las_flex" and row["mode"] == "fwd_bwd":
+        if row["method"] == "las_flex_attention" and row["mode"] == "fwd_bwd":
             assert row["status"] == "n/a (CPU)"  # torch has no CPU flex backward
-        elif row["method"] == "las_flex" and int(row["length"]) > 64:
+        elif row["method"] == "las_flex_attention" and int(row["length"]) > 64:
             assert row["status"].startswith("skipped")  # smoke compiles flex for one length only
         else:
             assert row["status"] == "ok", row
             assert float(row["time_ms"]) > 0 and float(row["peak_mem_mib"]) > 0
-    # --check: every LaS method that ran equals the naive definition (fp32 tolerance 1e-4); sdpa is not LaS
+    # --check: every LaS method that ran equals las_attention_reference (fp32 tolerance 1e-4); sdpa is not LaS
     checked = [r for r in rows if r["check"] not in ("", "skipped")]
-    assert {r["method"] for r in checked} == {"las_flex", "las_eager", "las_chunk", "naive"}
+    assert {r["method"] for r in checked} == {"las_sdpa", "las_eager", "las_flex_attention", "las_chunk", "naive"}
     for row in checked:
         assert row["check"] == "PASS" and float(row["max_abs_diff"]) < 1e-4, row
     assert all(r["check"] == "" for r in rows if r["method"] == "sdpa")
     markdown = (out / "attention_cpu.md").read_text()
-    assert "## Correctness (--check)" in markdown and "| L | las_flex ms |" in markdown
+    assert "## Correctness (--check)" in markdown and "| L | las_sdpa ms | las_eager ms |" in markdown
     assert "torch:" in markdown and "command: `python examples/benchmarks/attention.py --smoke" in markdown
 
 
@@ -95,37 +96,112 @@ def test_train_throughput_smoke_writes_results(smoke_runs):
             "time_vs_softmax"} <= set(rows[0])  # fmt: skip
     assert [r["attention_type"] for r in rows] == ["las", "las_chunk", "softmax"]
     for row in rows:
-        assert row["status"] == "ok" and row["attn_implementation"] == "eager"
+        assert row["status"] == "ok" and row["attn_implementation"] == "sdpa"  # the CPU default
         tokens_per_s, step_ms = float(row["tokens_per_s"]), float(row["step_ms"])
         assert math.isclose(tokens_per_s, int(row["batch"]) * int(row["length"]) / (step_ms / 1e3), rel_tol=1e-3)
         assert float(row["peak_mem_mib"]) > 0
     assert float(rows[-1]["time_vs_softmax"]) == 1.0
     markdown = (out / "train_throughput_cpu.md").read_text()
     assert "| task | attention | backend |" in markdown and "## Targets" in markdown
+    # the ListOps LaS step through sdpa is judged on CPU too; the other rows are information
+    targets = markdown.split("## Targets", 1)[1]
+    assert "| las step / softmax step | listops, sdpa |" in targets
+    assert targets.count("PASS") + targets.count("FAIL") == 1
 
 
-def test_naive_definition_matches_las_attention_in_float64():
-    # The benchmark's literal definition is itself right: float64, both pooling windows, against the model's kernel.
-    import torch
-
+def _import_attention_benchmark():
     sys.path.insert(0, str(BENCHMARKS))
     try:
-        from attention import naive_las, naive_reference
+        import attention
     finally:
         sys.path.remove(str(BENCHMARKS))
-    from las_attention import las_attention
+    return attention
 
+
+def test_check_reference_is_the_definition_whole_and_per_chunk():
+    # --check's reference is las_attention_reference in float32; for LaS-chunk, the definition on each chunk.
+    import torch
+
+    from las_attention import las_attention, las_attention_reference
+
+    attention = _import_attention_benchmark()
     generator = torch.Generator().manual_seed(0)
     query, key, value = (torch.randn(2, 3, 50, 8, generator=generator, dtype=torch.float64) for _ in range(3))
     alphas = torch.tensor([0.0, 0.05, 0.5], dtype=torch.float64)
-    for pool_mode in ("symmetric", "causal"):
-        expected = las_attention(query, key, value, alphas, 3, pool_mode, True)
-        assert torch.allclose(naive_las(query, key, value, alphas, 3, pool_mode, True), expected, atol=1e-12)
-    # the blocked float32 reference, and its LaS-chunk form (the definition on each chunk)
-    blocked = naive_reference(query, key, value, alphas, 3, "symmetric", max_block_bytes=4 * 2 * 3 * 50 * 7)
-    assert torch.allclose(blocked.double(), las_attention(query, key, value, alphas, 3), atol=1e-5)
-    chunked = naive_reference(query, key, value, alphas, 3, "symmetric", chunk_size=16)
+    whole = attention.check_reference(query, key, value, alphas, 3, "causal")
+    assert whole.dtype == torch.float32
+    assert torch.allclose(whole.double(), las_attention_reference(query, key, value, alphas, 3, "causal"), atol=1e-5)
+    chunked = attention.check_reference(query, key, value, alphas, 3, "symmetric", chunk_size=16)
     assert torch.allclose(chunked.double(), las_attention(query, key, value, alphas, 3, chunk_size=16), atol=1e-5)
+    assert not torch.allclose(chunked, whole)  # chunking changes the result: the check would see a missing chunk
+
+
+def test_check_skips_a_reference_over_its_memory_budget(tmp_path, capsys):
+    # In process, without --threads (which would set torch's threads for the rest of the session). The whole-sequence
+    # reference (4 x 2 heads x 64^2 x 4 bytes = 128 KiB) is over the 40 KB budget: skipped with a
+    # message; the LaS-chunk reference (chunks of 32: 32 KiB) fits and is checked.
+    attention = _import_attention_benchmark()
+    status = attention.main([
+        "--device", "cpu", "--lengths", "64", "--head-dims", "8", "--heads", "2", "--batch", "1",
+        "--methods", "las_sdpa", "las_chunk", "sdpa", "--chunk-size", "32", "--mode", "fwd", "--repeats", "1",
+        "--warmup", "0", "--check", "--max-reference-bytes", "40000", "--no-plot", "--out", str(tmp_path),
+    ])  # fmt: skip
+    assert status == 0
+    assert "--check: skipped at L=64 (the float32 reference needs" in capsys.readouterr().out
+    rows = {r["method"]: r for r in read_csv(tmp_path / "attention_cpu.csv")}
+    assert rows["las_sdpa"]["check"] == "skipped (reference too large)" and rows["las_sdpa"]["max_abs_diff"] == ""
+    assert rows["las_chunk"]["check"] == "PASS" and float(rows["las_chunk"]["max_abs_diff"]) < 1e-4
+    assert rows["las_sdpa"]["status"] == "ok" and rows["sdpa"]["check"] == ""
+
+
+def test_targets_judge_las_sdpa_against_sdpa():
+    attention = _import_attention_benchmark()
+
+    def row(method, length, mode, time_ms, mem):
+        return dict(dtype="float32", head_dim=32, mode=mode, method=method, length=length, status="ok",
+                    time_ms=time_ms, peak_mem_mib=mem)  # fmt: skip
+
+    rows = [
+        row("las_sdpa", 1024, "fwd_bwd", 12.0, 2.0), row("sdpa", 1024, "fwd_bwd", 10.0, 1.0),
+        row("las_sdpa", 4096, "fwd_bwd", 14.0, 1.2), row("sdpa", 4096, "fwd_bwd", 10.0, 1.0),
+        row("las_sdpa", 2048, "fwd", 13.0, 1.0), row("sdpa", 2048, "fwd", 10.0, 1.0),
+    ]  # fmt: skip
+    table = {(r[0], r[2]): r[4] for r in attention.evaluate_targets(rows, "cpu")}
+    assert table[("LaS sdpa training time / SDPA's, L=1K", "1.200")] == "PASS"
+    assert table[("LaS sdpa training time / SDPA's, L=4K", "1.400")] == "FAIL"
+    assert table[("LaS sdpa inference time / SDPA's, L=2K", "1.300")] == "PASS"  # the goal itself passes
+    assert table[("LaS sdpa training peak memory / SDPA's, L=4K", "1.200")] == "PASS"
+    # las_flex_attention was not measured: its target says so instead of passing
+    assert table[("LaS flex_attention inference time / SDPA's, L=2K", "n/a (not measured)")] == "n/a"
+
+
+@pytest.mark.slow
+def test_lra_listops_gpu_stage_rehearsed_on_cpu(tmp_path):
+    """gpu_check.sh's lra_listops_gpu stage, the same shell function and driver, at toy size on CPU (LRA_TINY=1):
+    generate ListOps, train LaS and softmax through run_lra.py for the same steps, write the results file."""
+    pytest.importorskip("datasets")
+    pytest.importorskip("evaluate")
+    results, out = tmp_path / "results", tmp_path / "out"
+    env = {**os.environ, "PYTHON": sys.executable, "LRA_TINY": "1", "TAG": "cpu-tiny", "RESULTS": str(results),
+           "OUT": str(out), "LRA_WORK_DIR": str(tmp_path / "work"), "OMP_NUM_THREADS": "1"}  # fmt: skip
+    process = subprocess.run(["bash", str(BENCHMARKS / "gpu_check.sh"), "lra_listops_gpu"], cwd=REPO_ROOT, env=env,
+                             capture_output=True, text=True, timeout=TIMEOUT_S)  # fmt: skip
+    assert process.returncode == 0, process.stdout[-4000:] + process.stderr[-2000:]
+    assert "stages: lra_listops_gpu" in process.stdout and "=== [lra_listops_gpu] OK" in process.stdout
+    assert "attention.py" not in process.stdout  # only the selected stage ran
+    record = json.loads((results / "lra_listops_cpu-tiny.json").read_text())
+    assert [run["attention_type"] for run in record["runs"]] == ["las", "softmax"]
+    for run in record["runs"]:
+        assert run["steps"] == run["max_steps"] == 4 and not run["stopped_by_clock"]
+        assert run["tokens_per_s"] > 0 and 0.0 <= run["test_accuracy"] <= 1.0
+    assert (tmp_path / "work" / "listops-1000" / "basic_train.tsv").read_text().count("\n") == 64 + 1  # + header
+    assert (out / "lra_listops_cpu-tiny.md").exists() and (out / "gpu_check.log").exists()  # copied to $OUT
+
+
+def test_gpu_check_rejects_an_unknown_stage(tmp_path):
+    process = subprocess.run(["bash", str(BENCHMARKS / "gpu_check.sh"), "no_such_stage"], cwd=REPO_ROOT,
+                             env={**os.environ, "OUT": str(tmp_path)}, capture_output=True, text=True)  # fmt: skip
+    assert process.returncode == 2 and "unknown stage 'no_such_stage'" in process.stderr
 
 
 @pytest.mark.parametrize("name", ["gpu_check.sh", "fetch_gpu_wheels.sh", "gpu_image_stack_on_cpu.sh"])
@@ -140,6 +216,8 @@ def test_shell_script_is_valid_bash(name):
 def test_gpu_check_script_names_its_stages():
     text = (BENCHMARKS / "gpu_check.sh").read_text()
     assert "attention.py" in text and "train_throughput.py" in text and "test_las_attention.py" in text
+    assert "--methods las_sdpa las_eager las_flex_attention las_chunk naive sdpa" in text
+    assert "lra_listops_budget.py" in text
 
 
 def test_rehearsal_deselects_only_existing_tests_that_gpu_check_skips():

@@ -1,31 +1,35 @@
 #!/usr/bin/env python
-"""Time and peak memory of ONE LaS attention call, forward and forward+backward, against the naive definition and SDPA.
+"""Time and peak memory of ONE LaS attention call, forward and forward+backward, against the definition and SDPA.
 
-Methods (all causal, on `(batch, heads, L, head_dim)` tensors):
+Methods (all causal, on `(batch, heads, L, head_dim)` tensors); the `las_*` names follow
+`las_attention(..., implementation=...)`:
 
-- `las_flex`   our LaS through `torch.compile(flex_attention)` on pre-smoothed values (`implementation="flex"`);
-               forward only on CPU (torch has no CPU flex backward), forward and backward on CUDA.
+- `las_sdpa`   our LaS as SDPA calls on per-block rescaled queries and keys (`implementation="sdpa"`, the models'
+               default): exact, O(L) memory, FlashAttention on a GPU.
 - `las_eager`  our LaS, blocked eager kernel (`implementation="eager"`): O(block x L) memory, also in training.
-- `las_chunk`  LaS-chunk (`chunk_size`, default 1024): flex on CUDA, eager on CPU (`--chunk-impl`).
-- `naive`      the literal definition, written below: materialise the L x L scores, multiply by exp(-alpha |i-j|),
-               mask, softmax, average-pool every ROW of the matrix with F.avg_pool1d, multiply by V.
+- `las_flex_attention`  our LaS through `torch.compile(flex_attention)` with the decay as a `score_mod`
+               (`implementation="flex_attention"`); forward only on CPU (torch has no CPU flex backward).
+- `las_chunk`  LaS-chunk (`chunk_size`, default 1024) through `--chunk-impl` (auto = sdpa).
+- `naive`      `las_attention_reference`, the literal definition: materialise the L x L scores, multiply by
+               exp(-alpha |i-j|), mask, softmax, average-pool every ROW of the matrix, multiply by V.
 - `sdpa`       torch.nn.functional.scaled_dot_product_attention(is_causal=True): plain softmax attention
                (FlashAttention on a GPU), the speed limit; it does not compute LaS.
 - `flex_softmax` (only with `--methods`) plain causal softmax through the same compiled flex kernel and block mask
-               as `las_flex`, without the decay or the smoothing: what flex itself costs next to `sdpa`.
+               as `las_flex_attention`, without the decay or the smoothing: what flex itself costs next to `sdpa`.
 
 A flex `BlockMask` is built once per shape outside the timed call, as the model builds it once per forward for all of
-its layers. `--check` compares each LaS method's forward output with the naive definition (computed in float32 over
-blocks of query rows, which is the same definition row by row) and prints the max abs difference.
+its layers. `--check` compares each LaS method's forward output with `las_attention_reference` in float32 (on the whole
+sequence, or chunk by chunk for LaS-chunk) where that fits in `--max-reference-bytes`, and prints the max abs
+difference.
 
-    python examples/benchmarks/attention.py --device cpu --check
+    python examples/benchmarks/attention.py --device cpu --threads 1 --check
     python examples/benchmarks/attention.py --device cuda --dtype bfloat16 --head-dims 64 --mode fwd_bwd --check
 """
 
 from __future__ import annotations
 
 import argparse
-import math
+import functools
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -39,14 +43,18 @@ import common  # noqa: E402
 from common import OOM, fmt_length, fmt_mib, fmt_ms, fmt_ratio, markdown_table  # noqa: E402
 
 from configuration_las import default_las_alphas  # noqa: E402
-from modeling_las import las_attention, las_flex_block_mask  # noqa: E402
+from las_attention import las_attention, las_attention_reference, las_flex_block_mask  # noqa: E402
 
-METHODS = ("las_flex", "las_eager", "las_chunk", "naive", "sdpa", "flex_softmax")
-DEFAULT_METHODS = METHODS[:5]  # flex_softmax only when asked for: it explains las_flex's gap to sdpa on CPU
-LAS_METHODS = ("las_flex", "las_eager", "las_chunk", "naive")  # compute LaS (sdpa does not): checked with --check
+METHODS = ("las_sdpa", "las_eager", "las_flex_attention", "las_chunk", "naive", "sdpa", "flex_softmax")
+DEFAULT_METHODS = METHODS[:6]  # flex_softmax only when asked for: it explains las_flex_attention's gap to sdpa on CPU
+# compute LaS (sdpa and flex_softmax do not): checked with --check
+LAS_METHODS = ("las_sdpa", "las_eager", "las_flex_attention", "las_chunk", "naive")
+FLEX_METHODS = ("las_flex_attention", "flex_softmax")  # no CPU backward in torch
+CHUNK_IMPLEMENTATIONS = ("auto", "eager", "sdpa", "flex_attention")  # auto = sdpa, the models' default
 MODES = ("fwd", "fwd_bwd")
 CHECK_TOLERANCE = {torch.float32: 1e-4, torch.float16: 5e-3, torch.bfloat16: 3e-2}
-# Estimated peak of the naive definition, in L x L tensors of (batch * heads): measured 4.1 for fwd_bwd (CPU, fp32).
+# Estimated peak of las_attention_reference, in L x L tensors of (batch * heads) in its dtype: measured 4.3 (fwd) and
+# 5.3 (fwd_bwd) at L=4K (CPU, float32).
 NAIVE_LXL_TENSORS = {"fwd": 4, "fwd_bwd": 6}
 CSV_COLUMNS = (
     "device", "tag", "dtype", "batch", "heads", "head_dim", "length", "method", "mode", "status",
@@ -60,59 +68,27 @@ CSV_COLUMNS = (
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def naive_las(
-    query: torch.Tensor,
-    key: torch.Tensor,
-    value: torch.Tensor,
-    alphas: torch.Tensor,
-    pool_size: int,
-    pool_mode: str = "symmetric",
-    is_causal: bool = True,
-    query_start: int = 0,
-) -> torch.Tensor:
-    """LaS by its definition, AP(softmax(exp(-alpha |i-j|) * QK^T / sqrt(d) + M)) V, for the query rows
-    `query_start .. query_start + query.shape[-2] - 1` (all rows by default). Materialises the scores."""
-    num_queries, length = query.shape[-2], key.shape[-2]
-    query_pos = torch.arange(query_start, query_start + num_queries, device=query.device)
-    key_pos = torch.arange(length, device=query.device)
-    scores = torch.matmul(query, key.transpose(-1, -2)) / math.sqrt(query.shape[-1])
-    decay_dtype = torch.promote_types(scores.dtype, torch.float32)  # float32, or float64 for float64 inputs
-    decay = torch.exp(-alphas.to(query.device, decay_dtype)[:, None, None] * (query_pos[:, None] - key_pos).abs())
-    scores = scores * decay.to(scores.dtype)
-    if is_causal:
-        scores = scores.masked_fill(key_pos[None, :] > query_pos[:, None], float("-inf"))
-    probs = torch.softmax(scores, dim=-1)
-    if pool_size > 1:  # average-pool every row of the attention matrix (zero padding, divisor pool_size)
-        rows = probs.reshape(-1, 1, length)
-        if pool_mode == "symmetric":
-            rows = F.avg_pool1d(rows, pool_size, stride=1, padding=pool_size // 2, count_include_pad=True)
-        else:  # "causal": A'[i, j] = mean(A[i, j .. j + P - 1])
-            rows = F.avg_pool1d(F.pad(rows, (0, pool_size - 1)), pool_size, stride=1)
-        probs = rows.reshape(probs.shape)
-    return torch.matmul(probs, value)
+def naive_footprint_bytes(mode: str, batch: int, heads: int, length: int, dtype: torch.dtype) -> int:
+    """Estimated peak of `las_attention_reference` (the `naive` method and the `--check` reference)."""
+    return NAIVE_LXL_TENSORS[mode] * batch * heads * length * length * torch.empty((), dtype=dtype).element_size()
 
 
-def naive_reference(query, key, value, alphas, pool_size, pool_mode, chunk_size=None, max_block_bytes=2**28):
-    """The naive definition in float32, over blocks of query rows (rows are independent) so that it fits at any L;
-    with `chunk_size`, LaS-chunk: the definition applied to each chunk on its own."""
+def check_reference(query, key, value, alphas, pool_size, pool_mode, chunk_size=None):
+    """`las_attention_reference` in float32 on the whole sequence; with `chunk_size`, LaS-chunk: the definition on each
+    chunk on its own (one chunk at a time, so that only one chunk's L x L is held)."""
     query, key, value = (t.float() for t in (query, key, value))
+    alphas = alphas.float()
     length = query.shape[-2]
-    if chunk_size is not None and chunk_size < length:
-        return torch.cat(
-            [
-                naive_reference(query[:, :, s : s + chunk_size], key[:, :, s : s + chunk_size],
-                                value[:, :, s : s + chunk_size], alphas, pool_size, pool_mode, None, max_block_bytes)
-                for s in range(0, length, chunk_size)
-            ],
-            dim=-2,
-        )  # fmt: skip
-    batch, heads = query.shape[:2]
-    rows = max(1, min(length, max_block_bytes // (4 * batch * heads * length)))
-    blocks = [
-        naive_las(query[:, :, s : s + rows], key, value, alphas, pool_size, pool_mode, True, query_start=s)
-        for s in range(0, length, rows)
-    ]
-    return torch.cat(blocks, dim=-2)
+    if chunk_size is None or chunk_size >= length:
+        return las_attention_reference(query, key, value, alphas, pool_size, pool_mode, True)
+    return torch.cat(
+        [
+            las_attention_reference(query[:, :, s : s + chunk_size], key[:, :, s : s + chunk_size],
+                                    value[:, :, s : s + chunk_size], alphas, pool_size, pool_mode, True)
+            for s in range(0, length, chunk_size)
+        ],
+        dim=-2,
+    )  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -120,35 +96,42 @@ def naive_reference(query, key, value, alphas, pool_size, pool_mode, chunk_size=
 # ----------------------------------------------------------------------------------------------------------------------
 
 
+def chunk_implementation(args) -> str:
+    """The kernel of `las_chunk`: `--chunk-impl`, with auto = sdpa (the models' default backend)."""
+    return "sdpa" if args.chunk_impl == "auto" else args.chunk_impl
+
+
 def build_methods(args, device, batch, length) -> tuple[dict[str, Callable], torch.Tensor]:
     """method name -> f(q, k, v) -> output. Block masks are built here, once per shape, outside the timed call."""
     alphas = torch.tensor(default_las_alphas(args.heads, args.alpha_max, args.alpha_decades), device=device)
-    common_kwargs = dict(pool_size=args.pool_size, pool_mode=args.pool_mode, is_causal=True)
-    chunk_impl = args.chunk_impl if args.chunk_impl != "auto" else ("flex" if device.type == "cuda" else "eager")
+    common_kwargs = dict(pool_size=args.pool_size, pool_mode=args.pool_mode, is_causal=True,
+                         query_block_size=args.query_block_size)  # fmt: skip
     methods: dict[str, Callable] = {}
-    if "las_flex" in args.methods:
+    for implementation in ("sdpa", "eager"):
+        if f"las_{implementation}" in args.methods:
+            methods[f"las_{implementation}"] = functools.partial(
+                las_attention, alphas=alphas, **common_kwargs, implementation=implementation
+            )
+    if "las_flex_attention" in args.methods:
         mask = las_flex_block_mask(None, batch, length, True, None, device)
-        methods["las_flex"] = lambda q, k, v: las_attention(
-            q, k, v, alphas, **common_kwargs, implementation="flex", block_mask=mask
-        )
-    if "las_eager" in args.methods:
-        methods["las_eager"] = lambda q, k, v: las_attention(
-            q, k, v, alphas, **common_kwargs, implementation="eager", query_block_size=args.query_block_size
+        methods["las_flex_attention"] = functools.partial(
+            las_attention, alphas=alphas, **common_kwargs, implementation="flex_attention", block_mask=mask
         )
     if "las_chunk" in args.methods:
+        chunk_impl = chunk_implementation(args)
         chunk_mask = None
-        if chunk_impl == "flex":
+        if chunk_impl == "flex_attention":
             chunk_mask = las_flex_block_mask(None, batch, length, True, args.chunk_size, device)
-        methods["las_chunk"] = lambda q, k, v: las_attention(
-            q, k, v, alphas, **common_kwargs, chunk_size=args.chunk_size, implementation=chunk_impl,
-            query_block_size=args.query_block_size, block_mask=chunk_mask,
+        methods["las_chunk"] = functools.partial(
+            las_attention, alphas=alphas, **common_kwargs, chunk_size=args.chunk_size, implementation=chunk_impl,
+            block_mask=chunk_mask,
         )  # fmt: skip
     if "naive" in args.methods:
-        methods["naive"] = lambda q, k, v: naive_las(q, k, v, alphas, args.pool_size, args.pool_mode, True)
+        methods["naive"] = lambda q, k, v: las_attention_reference(q, k, v, alphas, args.pool_size, args.pool_mode)
     if "sdpa" in args.methods:
         methods["sdpa"] = lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True)
     if "flex_softmax" in args.methods:
-        # The same compiled flex kernel and block mask as las_flex, without the score modification or smoothing.
+        # The same compiled flex kernel and block mask as las_flex_attention, without the decay or smoothing.
         from torch.nn.attention.flex_attention import flex_attention
 
         compiled_flex = torch.compile(flex_attention, dynamic=False)
@@ -159,15 +142,14 @@ def build_methods(args, device, batch, length) -> tuple[dict[str, Callable], tor
 
 
 def skip_reason(args, device, method, mode, dtype, batch, length) -> str | None:
-    if method in ("las_flex", "flex_softmax") and mode == "fwd_bwd" and device.type == "cpu":
+    uses_flex = method in FLEX_METHODS or (method == "las_chunk" and chunk_implementation(args) == "flex_attention")
+    if uses_flex and mode == "fwd_bwd" and device.type == "cpu":
         return "n/a (CPU)"  # torch's flex_attention has no CPU backward; las_attention would fall back to eager
     limit = args.method_max_length.get(method)
     if limit is not None and length > limit:
         return "skipped (--method-max-length)"
     if method == "naive" and args.max_naive_bytes is not None:
-        element = torch.empty((), dtype=dtype).element_size()
-        footprint = NAIVE_LXL_TENSORS[mode] * batch * args.heads * length * length * element
-        if footprint > args.max_naive_bytes:
+        if naive_footprint_bytes(mode, batch, args.heads, length, dtype) > args.max_naive_bytes:
             return "skipped (memory budget)"
     return None
 
@@ -234,7 +216,11 @@ def run_shape(args, device, dtype, head_dim, length, results: list[dict]) -> Non
 
 
 def check_shape(args, device, dtype, length, methods, alphas, leaves) -> dict[str, tuple[float | None, str]]:
-    """Max abs difference of every LaS method's forward output from the naive definition (float32 reference)."""
+    """Max abs difference of every LaS method's forward output from `las_attention_reference` in float32.
+
+    The reference materialises L x L (per chunk for LaS-chunk); where that exceeds `--max-reference-bytes` the check
+    is skipped with a message rather than run out of memory.
+    """
     tolerance = CHECK_TOLERANCE.get(dtype, 1e-4)
     checks: dict[str, tuple[float | None, str]] = {}
     leaves = [leaf.detach() for leaf in leaves]
@@ -242,9 +228,16 @@ def check_shape(args, device, dtype, length, methods, alphas, leaves) -> dict[st
 
     def reference_for(chunk_size: int | None):
         if chunk_size not in references:
-            references[chunk_size] = common.run_or_oom(
-                lambda: naive_reference(*leaves, alphas, args.pool_size, args.pool_mode, chunk_size), device
-            )
+            span = min(chunk_size or length, length)
+            needed = naive_footprint_bytes("fwd", args.batch, args.heads, span, torch.float32)
+            if args.max_reference_bytes is not None and needed > args.max_reference_bytes:
+                references[chunk_size] = None
+                print(f"--check: skipped at L={length} (the float32 reference needs about {needed / 2**30:.1f} GiB, "
+                      f"more than --max-reference-bytes {args.max_reference_bytes / 2**30:.1f} GiB)", flush=True)
+            else:
+                references[chunk_size] = common.run_or_oom(
+                    lambda: check_reference(*leaves, alphas, args.pool_size, args.pool_mode, chunk_size), device
+                )
         return references[chunk_size]
 
     with torch.no_grad():
@@ -255,6 +248,9 @@ def check_shape(args, device, dtype, length, methods, alphas, leaves) -> dict[st
                 checks[name] = (None, "skipped")
                 continue
             expected = reference_for(args.chunk_size if name == "las_chunk" and args.chunk_size < length else None)
+            if expected is None:
+                checks[name] = (None, "skipped (reference too large)")
+                continue
             output = common.run_or_oom(lambda: fn(*leaves), device) if expected is not OOM else OOM
             if output is OOM:
                 checks[name] = (None, "OOM")
@@ -286,21 +282,28 @@ def progress_line(rows: list[dict]) -> str:
 TARGETS = (
     ("LaS eager training peak memory / naive's, L=4K", "cpu", "fwd_bwd", None, None,
      "mem_ratio", ("las_eager", "naive", 4096), 0.25, "<="),
-    ("LaS flex inference time / SDPA's, L=2K", "cpu", "fwd", None, None,
-     "time_ratio", ("las_flex", "sdpa", 2048), 2.0, "<="),
-    ("LaS flex time / SDPA causal, L=4K", "cuda", "fwd_bwd", "bfloat16", 64,
-     "time_ratio", ("las_flex", "sdpa", 4096), 1.3, "<="),
-    ("LaS flex time / SDPA causal, L=16K", "cuda", "fwd_bwd", "bfloat16", 64,
-     "time_ratio", ("las_flex", "sdpa", 16384), 1.3, "<="),
-    ("LaS flex peak memory / SDPA's, L=4K", "cuda", "fwd_bwd", "bfloat16", 64,
-     "mem_ratio", ("las_flex", "sdpa", 4096), 1.2, "<="),
-    ("LaS flex peak memory / SDPA's, L=16K", "cuda", "fwd_bwd", "bfloat16", 64,
-     "mem_ratio", ("las_flex", "sdpa", 16384), 1.2, "<="),
-    ("naive time / LaS flex time, L=4K", "cuda", "fwd_bwd", "bfloat16", 64,
-     "time_ratio", ("naive", "las_flex", 4096), 10.0, ">="),
-    ("LaS-chunk time L=64K / L=16K", "cuda", "fwd_bwd", "bfloat16", 64,
-     "length_ratio", ("las_chunk", 65536, 16384), 4.5, "<="),
+    ("LaS sdpa training time / SDPA's, L=1K", "cpu", "fwd_bwd", "float32", None,
+     "time_ratio", ("las_sdpa", "sdpa", 1024), 1.3, "<="),
+    ("LaS sdpa training time / SDPA's, L=4K", "cpu", "fwd_bwd", "float32", None,
+     "time_ratio", ("las_sdpa", "sdpa", 4096), 1.3, "<="),
+    ("LaS sdpa inference time / SDPA's, L=2K", "cpu", "fwd", "float32", None,
+     "time_ratio", ("las_sdpa", "sdpa", 2048), 1.3, "<="),
+    ("LaS sdpa training peak memory / SDPA's, L=4K", "cpu", "fwd_bwd", "float32", None,
+     "mem_ratio", ("las_sdpa", "sdpa", 4096), 1.3, "<="),
+    ("LaS flex_attention inference time / SDPA's, L=2K", "cpu", "fwd", None, None,
+     "time_ratio", ("las_flex_attention", "sdpa", 2048), 2.0, "<="),
     ("LaS-chunk time L=64K / L=16K", "cpu", "fwd_bwd", None, None,
+     "length_ratio", ("las_chunk", 65536, 16384), 4.5, "<="),
+    *(
+        (f"LaS {kernel} {what} / SDPA causal, L={fmt_length(length)}", "cuda", "fwd_bwd", "bfloat16", 64,
+         kind, (f"las_{kernel}", "sdpa", length), goal, "<=")
+        for kernel in ("sdpa", "flex_attention")
+        for what, kind, goal in (("time", "time_ratio", 1.3), ("peak memory", "mem_ratio", 1.2))
+        for length in (4096, 16384)
+    ),
+    ("naive time / LaS sdpa time, L=4K", "cuda", "fwd_bwd", "bfloat16", 64,
+     "time_ratio", ("naive", "las_sdpa", 4096), 10.0, ">="),
+    ("LaS-chunk time L=64K / L=16K", "cuda", "fwd_bwd", "bfloat16", 64,
      "length_ratio", ("las_chunk", 65536, 16384), 4.5, "<="),
 )  # fmt: skip
 
@@ -404,7 +407,7 @@ def render_markdown(args, device, rows: list[dict]) -> str:
     if targets:
         out += ["## Targets", "", markdown_table(["target", "setting", "measured", "goal", "result"], targets), ""]
     if args.check:
-        out += ["## Correctness (--check): max |output - naive definition|, forward", ""]
+        out += ["## Correctness (--check): max |output - las_attention_reference (float32)|, forward", ""]
         checked = [m for m in methods if m in LAS_METHODS]
         header = ["dtype", "head_dim", "L"] + checked + ["tolerance"]
         body, seen = [], set()
@@ -447,7 +450,7 @@ def plot(path: Path, rows: list[dict], methods: list[str], title: str) -> None:
     if not groups:
         return
     fig, axes = plt.subplots(len(groups), 2, figsize=(11, 3.6 * len(groups)), squeeze=False)
-    markers = dict(zip(METHODS, "os^Dvx"))
+    markers = dict(zip(METHODS, "os^Dvx*"))
     colors = {method: f"C{i}" for i, method in enumerate(METHODS)}  # the same colour in every panel
     for (dtype, head_dim, mode), (ax_time, ax_mem) in zip(groups, axes):
         for method in methods:
@@ -496,9 +499,10 @@ def parse_args(argv=None):
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(DEFAULT_METHODS))
     parser.add_argument("--mode", choices=("fwd", "fwd_bwd", "both"), default="both")
     parser.add_argument("--chunk-size", type=int, default=1024, help="LaS-chunk chunk length")
-    parser.add_argument("--chunk-impl", choices=("auto", "eager", "flex"), default="auto",
-                        help="LaS-chunk kernel; auto = flex on CUDA, eager on CPU")
-    parser.add_argument("--query-block-size", type=int, default=512, help="las_eager query block")
+    parser.add_argument("--chunk-impl", choices=CHUNK_IMPLEMENTATIONS, default="auto",
+                        help="LaS-chunk kernel; auto = sdpa (the models' default)")
+    parser.add_argument("--query-block-size", type=int, default=512,
+                        help="queries per block of las_eager and las_sdpa (las_sdpa may use fewer: see las_attention)")
     parser.add_argument("--pool-size", type=int, default=3)
     parser.add_argument("--pool-mode", choices=("symmetric", "causal"), default="symmetric")
     parser.add_argument("--alpha-max", type=float, default=0.1, help="largest decay rate B (head 0 has alpha 0)")
@@ -506,6 +510,9 @@ def parse_args(argv=None):
     parser.add_argument("--max-naive-bytes", type=float, default=None,
                         help="skip naive where its estimated L x L footprint exceeds this (default: 4 GiB on CPU, "
                              "none on CUDA, where out-of-memory is caught and reported as OOM)")
+    parser.add_argument("--max-reference-bytes", type=float, default=None,
+                        help="--check: skip shapes whose float32 reference (L x L per chunk) would exceed this "
+                             "(default: --max-naive-bytes on CPU, 80%% of the free GPU memory on CUDA)")
     parser.add_argument("--method-max-length", nargs="*", default=[], metavar="METHOD=L",
                         help="run METHOD only up to length L, e.g. naive=16384 las_eager=16384")
     parser.add_argument("--check", action="store_true", help="compare every LaS method's forward with the definition")
@@ -516,7 +523,7 @@ def parse_args(argv=None):
         defaults = dict(dtype=["float32"], lengths=[64, 128], head_dims=[16], batch=2, repeats=2, warmup=1)
         args.heads, args.chunk_size, args.query_block_size = 4, 64, 32
         if not args.method_max_length:  # every new length is one more flex compilation (5-20 s on CPU)
-            args.method_max_length = ["las_flex=64"]
+            args.method_max_length = ["las_flex_attention=64"]
     elif on_cuda:
         defaults = dict(dtype=["bfloat16"], lengths=[1024, 2048, 4096, 8192, 16384], head_dims=[64], batch=4,
                         repeats=10, warmup=3)  # fmt: skip
@@ -528,6 +535,9 @@ def parse_args(argv=None):
             setattr(args, name, value)
     if args.max_naive_bytes is None and not on_cuda:
         args.max_naive_bytes = 4 * 2**30
+    if args.max_reference_bytes is None:
+        args.max_reference_bytes = (0.8 * torch.cuda.mem_get_info()[0] if on_cuda and torch.cuda.is_available()
+                                    else args.max_naive_bytes)  # fmt: skip
     args.modes = list(MODES) if args.mode == "both" else [args.mode]
     limits = {}
     for item in args.method_max_length:

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 from common import fmt_length, fmt_mib, fmt_ms, fmt_ratio, markdown_table  # noqa: E402
 
-from modeling_las import las_flex_block_mask  # noqa: E402
+from las_attention import las_flex_block_mask  # noqa: E402
 
 COLUMNS = ("mask", "length", "batch", "method", "status", "build_ms", "build_ms_min", "build_ms_max", "peak_mem_mib")
 

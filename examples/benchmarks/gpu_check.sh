@@ -1,28 +1,36 @@
 #!/usr/bin/env bash
-# The GPU session's one prepared check: CUDA correctness tests, then every GPU benchmark at reduced repetitions.
+# The GPU session's prepared check: CUDA correctness tests, then every GPU benchmark at reduced repetitions.
 #
-#   bash examples/benchmarks/gpu_check.sh            # from the repository root, on a machine with one CUDA GPU
+#   bash examples/benchmarks/gpu_check.sh                    # from the repository root, on a machine with one CUDA GPU
+#   bash examples/benchmarks/gpu_check.sh lra_listops_gpu    # only the named stage(s)
 #
-# Writes examples/benchmarks/results/{attention,train_throughput}_<card>.{csv,md}(.png), e.g. attention_h100.csv,
-# and copies them, the full log and a tarball of everything into $OUT (default ./gpu_check_out): at most 8 files,
-# as the device tool returns. Designed to finish in about 6 minutes (each stage has its own time limit, and the
+# Stages, in order: tests attention train block_mask lra_short lra_listops_gpu. Without arguments the first five run
+# (about 6 minutes); lra_listops_gpu (full-size ListOps, LaS and softmax each trained for 3,000 steps capped at 3
+# minutes: lra_listops_budget.py) takes up to 9 minutes on its own, so it is a second device call: one call may run
+# 10 minutes at most.
+#
+# Writes examples/benchmarks/results/{attention,train_throughput,block_mask,lra_listops}_<card>.*, e.g.
+# attention_h100.csv, and copies them, the full log and a tarball of everything into $OUT (default ./gpu_check_out):
+# at most 8 files, as the device tool returns (the attention plot travels in the tarball). Designed to finish in about 6 minutes (each stage has its own time limit, and the
 # benchmarks rewrite their result files after every measured shape, so a stage cut off by its limit keeps what it
 # measured). A failing stage does not stop the later ones; the script exits non-zero if any stage failed.
 #
-# Environment knobs: PYTHON (default python3), OUT, ATTN_LENGTHS, ATTN_LIMIT / TRAIN_LIMIT / TEST_LIMIT / MASK_LIMIT /
-# LRA_LIMIT (seconds), SKIP_LRA=1. If a folder .whl exists (wheels carried to the machine, e.g. datasets/evaluate for run_lra.py, or a
+# Environment knobs: PYTHON (default python3), OUT, RESULTS, TAG (default: the card), ATTN_LENGTHS, ATTN_LIMIT /
+# TRAIN_LIMIT / TEST_LIMIT / MASK_LIMIT / LRA_LIMIT / LRA_GPU_LIMIT (seconds), SKIP_LRA=1; LRA_TINY=1 runs
+# lra_listops_gpu at toy size on CPU (its rehearsal in tests/test_benchmarks.py), LRA_WORK_DIR where it works. If a folder .whl exists (wheels carried to the machine, e.g. datasets/evaluate for run_lra.py, or a
 # newer transformers), they are installed into /tmp/site first.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 PY=${PYTHON:-python3}
 OUT=${OUT:-$PWD/gpu_check_out}
-RESULTS=examples/benchmarks/results
+RESULTS=${RESULTS:-examples/benchmarks/results}
 LOG="$OUT/gpu_check.log"
 ATTN_LIMIT=${ATTN_LIMIT:-210}
 TRAIN_LIMIT=${TRAIN_LIMIT:-150}
 TEST_LIMIT=${TEST_LIMIT:-120}
 LRA_LIMIT=${LRA_LIMIT:-90}
+LRA_GPU_LIMIT=${LRA_GPU_LIMIT:-540}
 MASK_LIMIT=${MASK_LIMIT:-45}
 # Each new length costs two flex compilations (LaS and LaS-chunk, forward + backward, ~10-30 s each on a cold
 # machine): the targets need 4K, 16K and 64K; add 2048 8192 when the time limit allows.
@@ -30,6 +38,20 @@ ATTN_LENGTHS=${ATTN_LENGTHS:-1024 4096 16384 65536}
 export PYTHONUNBUFFERED=1
 mkdir -p "$OUT" "$RESULTS"
 FAILED=()
+DEFAULT_STAGES=(tests attention train block_mask lra_short)
+ALL_STAGES=("${DEFAULT_STAGES[@]}" lra_listops_gpu)
+SELECTED=("$@")
+((${#SELECTED[@]})) || SELECTED=("${DEFAULT_STAGES[@]}")
+for name in "${SELECTED[@]}"; do
+    if [[ " ${ALL_STAGES[*]} " != *" $name "* ]]; then
+        echo "gpu_check.sh: unknown stage '$name'; stages: ${ALL_STAGES[*]}" >&2
+        exit 2
+    fi
+done
+
+wants() {  # wants STAGE: whether STAGE was selected
+    [[ " ${SELECTED[*]} " == *" $1 "* ]]
+}
 
 stage() {  # stage NAME LIMIT_S COMMAND...: run with a time limit, record a failure, never abort the script
     local name=$1 limit=$2 start=$SECONDS rc=0
@@ -50,8 +72,8 @@ stage() {  # stage NAME LIMIT_S COMMAND...: run with a time limit, record a fail
 collect_results() {  # copy what the benchmarks wrote so far into $OUT (after every stage: the run may be cut off)
     # The device tool returns at most 8 files from $OUT: the log, 6 result files, one tarball of all of them.
     local file
-    for file in "$RESULTS"/attention_"$TAG".{csv,md,png} "$RESULTS"/train_throughput_"$TAG".{csv,md} \
-        "$RESULTS"/block_mask_"$TAG".md; do
+    for file in "$RESULTS"/attention_"$TAG".{csv,md} "$RESULTS"/train_throughput_"$TAG".{csv,md} \
+        "$RESULTS"/block_mask_"$TAG".md "$RESULTS"/lra_listops_"$TAG".md; do
         if [[ -f $file ]]; then cp "$file" "$OUT/"; fi
     done
     tar -czf "$OUT/benchmarks_$TAG.tar.gz" "$RESULTS" 2>/dev/null || true
@@ -71,10 +93,30 @@ import platform, torch, transformers
 print(f"python {platform.python_version()}, torch {torch.__version__} (CUDA {torch.version.cuda}), transformers {transformers.__version__}")
 print("GPU:", torch.cuda.get_device_name() if torch.cuda.is_available() else "none")
 EOF
-    TAG=$("$PY" -c "import sys; sys.path.insert(0, 'examples/benchmarks'); import common, torch; print(common.device_tag(torch.device('cuda')))") || TAG=cuda
-    echo "=== card tag: $TAG"
+    TAG=${TAG:-$("$PY" -c "import sys; sys.path.insert(0, 'examples/benchmarks'); import common, torch; print(common.device_tag(torch.device('cuda')))" || echo cuda)}
+    echo "=== card tag: $TAG; stages: ${SELECTED[*]}"
 
-    # 1. Correctness first: flex vs eager forward + gradients on CUDA (the lead's tests), then any other CUDA tests.
+    wants tests && cuda_tests
+    wants attention && attention_benchmark
+    wants train && train_throughput
+    wants block_mask && block_mask_benchmark
+    wants lra_short && lra_short_run
+    wants lra_listops_gpu && lra_listops_gpu
+
+    echo
+    echo "=== results"
+    for file in "$RESULTS"/{attention,train_throughput,block_mask,lra_listops}_"$TAG".md; do
+        if [[ -f $file ]]; then cat "$file" && echo; fi
+    done
+    collect_results
+    if ((${#FAILED[@]})); then
+        echo "=== FAILED stages: ${FAILED[*]}"
+        return 1
+    fi
+    echo "=== all stages passed"
+}
+
+cuda_tests() {  # 1. Correctness first: the kernels against each other on CUDA (forward + gradients), then the rest.
     stage "cuda tests: test_las_attention" "$TEST_LIMIT" \
         "$PY" -m pytest tests/test_las_attention.py -k cuda -q -p no:cacheprovider
     local others=0
@@ -82,26 +124,36 @@ EOF
         --continue-on-collection-errors || others=$?
     # 5 = no CUDA tests elsewhere; 1/2 may be collection errors of modules that need `datasets` (not installed here)
     echo "=== [other cuda tests] exit $others (informational: 0 pass, 5 none found)"
+}
 
-    # 2. One attention call: bf16, head_dim 64, fwd+bwd, L 1K..16K for every method, LaS-chunk and SDPA up to 64K.
+attention_benchmark() {  # 2. One attention call: bf16, d=64, fwd+bwd, L 1K..16K for every method, some up to 64K.
     # shellcheck disable=SC2086  # ATTN_LENGTHS is a list
     stage "attention benchmark" "$ATTN_LIMIT" \
         "$PY" examples/benchmarks/attention.py --device cuda --dtype bfloat16 --head-dims 64 --batch 4 --heads 8 \
         --lengths $ATTN_LENGTHS \
-        --method-max-length las_flex=16384 las_eager=16384 naive=16384 \
+        --methods las_sdpa las_eager las_flex_attention las_chunk naive sdpa \
+        --method-max-length las_flex_attention=16384 las_eager=16384 naive=16384 \
         --mode fwd_bwd --repeats 5 --warmup 2 --check --out "$RESULTS" --tag "$TAG"
+}
 
-    # 3. Full training steps of the ListOps / Text models: las, las_chunk, softmax; eager and flex_attention.
+train_throughput() {  # 3. Full training steps of the ListOps / Text models: las, las_chunk, softmax; sdpa and flex.
     stage "train throughput" "$TRAIN_LIMIT" \
-        "$PY" examples/benchmarks/train_throughput.py --device cuda --repeats 3 --warmup 2 --out "$RESULTS" --tag "$TAG"
+        "$PY" examples/benchmarks/train_throughput.py --device cuda --attn-implementation sdpa flex_attention \
+        --repeats 3 --warmup 2 --out "$RESULTS" --tag "$TAG"
+}
 
-    # 4. Building the per-call flex BlockMask (causal + padding, batch 8): ours vs create_block_mask; seconds.
+block_mask_benchmark() {  # 4. Building the per-call flex BlockMask (causal + padding, batch 8); seconds.
     stage "block mask" "$MASK_LIMIT" \
         "$PY" examples/benchmarks/block_mask.py --device cuda --lengths 4096 16384 32768 --batch 8 --repeats 5 \
         --out "$RESULTS" --tag "$TAG"
+}
 
-    # 5. A short real training run (needs datasets + evaluate: carried as wheels in .whl, else skipped).
-    if [[ "${SKIP_LRA:-0}" != 1 && -f examples/run_lra.py ]] && "$PY" -c "import datasets, evaluate" 2>/dev/null; then
+have_lra_packages() {  # run_lra.py needs datasets + evaluate: carried as wheels in .whl
+    [[ -f examples/run_lra.py ]] && "$PY" -c "import datasets, evaluate" 2>/dev/null
+}
+
+lra_short_run() {  # 5. A short real training run through flex_attention.
+    if [[ "${SKIP_LRA:-0}" != 1 ]] && have_lra_packages; then
         rm -rf /tmp/gpu_check_lra
         stage "run_lra listops 200 steps" "$LRA_LIMIT" \
             "$PY" examples/run_lra.py --task listops --output_dir /tmp/gpu_check_lra \
@@ -112,18 +164,18 @@ EOF
     else
         echo "=== [run_lra] skipped (SKIP_LRA=1, or datasets / evaluate not importable: carry them as wheels in .whl)"
     fi
+}
 
-    echo
-    echo "=== results"
-    for file in "$RESULTS/attention_$TAG.md" "$RESULTS/train_throughput_$TAG.md" "$RESULTS/block_mask_$TAG.md"; do
-        [[ -f $file ]] && cat "$file" && echo
-    done
-    collect_results
-    if ((${#FAILED[@]})); then
-        echo "=== FAILED stages: ${FAILED[*]}"
-        return 1
+lra_listops_gpu() {  # 6. Full-size ListOps, LaS vs softmax (sdpa, bf16) at an equal step budget capped at 3 minutes.
+    if ! have_lra_packages; then
+        echo "=== [lra_listops_gpu] FAILED: datasets / evaluate not importable (carry them as wheels in .whl)"
+        FAILED+=(lra_listops_gpu)
+        return 0
     fi
-    echo "=== all stages passed"
+    local options=(--out "$RESULTS" --tag "$TAG")
+    [[ "${LRA_TINY:-0}" == 1 ]] && options+=(--tiny)
+    [[ -n "${LRA_WORK_DIR:-}" ]] && options+=(--work-dir "$LRA_WORK_DIR")
+    stage "lra_listops_gpu" "$LRA_GPU_LIMIT" "$PY" examples/benchmarks/lra_listops_budget.py "${options[@]}"
 }
 
 set +e

@@ -2,7 +2,8 @@
 # Rehearse, on CPU, the package versions of the GPU image that gpu_check.sh runs on, so that a scarce device run is
 # not spent finding a version incompatibility. Builds a venv with the image's torch / transformers / huggingface_hub
 # (below our tested floors) plus the packages fetch_gpu_wheels.sh carries (gpu_wheels.txt), then runs the test suite
-# and the attention benchmark in gpu_check.sh's setting (bf16, head_dim 64, forward+backward, --check) at small L.
+# (which rehearses gpu_check.sh's lra_listops_gpu stage at toy size: run_lra.py with the image's transformers) and the
+# attention benchmark in gpu_check.sh's setting (bf16, head_dim 64, forward+backward, its methods, --check) at small L.
 #
 #   bash examples/benchmarks/gpu_image_stack_on_cpu.sh   # from the repository root; 9 minutes on 2 cores in a
 #                                                        # fresh venv, download included
@@ -37,5 +38,5 @@ KNOWN_FAILURES=(
 status=0
 "$VENV/bin/python" -m pytest tests -q -p no:cacheprovider "${KNOWN_FAILURES[@]/#/--deselect=}" || status=$?
 "$VENV/bin/python" examples/benchmarks/attention.py --device cpu --dtype bfloat16 --head-dims 64 --batch 1 --heads 2 \
-    --lengths 256 512 --mode fwd_bwd --repeats 1 --warmup 1 --check --out "$(mktemp -d)" --tag gpu-image-stack-cpu || status=$?
+    --lengths 256 512 --methods las_sdpa las_eager las_flex_attention las_chunk naive sdpa --mode fwd_bwd --repeats 1 --warmup 1 --check --out "$(mktemp -d)" --tag gpu-image-stack-cpu || status=$?
 exit "$status"
