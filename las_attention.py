@@ -448,6 +448,12 @@ def sdpa_query_block_size(max_alpha: float, dtype: torch.dtype, query_block_size
     return max(1, min(query_block_size, int(_SCALE_EXPONENT_BOUND[dtype] / max_alpha)))
 
 
+def _sdpa_tile_elements(device: torch.device) -> int:
+    """The most query elements (batch x heads x length x head_dim) the sdpa kernel handles at once: 8 MiB of float32
+    on CPU, where larger tiles fall out of cache; no limit that matters on a GPU."""
+    return 2**21 if device.type == "cpu" else 2**30
+
+
 def _is_right_padding(keep: torch.Tensor) -> bool:
     """Whether every row of a `(batch, length)` keep-mask is a run of real positions followed only by padding."""
     positions = torch.arange(keep.shape[-1], device=keep.device)
@@ -481,6 +487,15 @@ def _sdpa_las_kernel(
     if max_alpha == 0.0 and not needs_mask:
         # Plain causal softmax attention (softmax models, global heads only): SDPA itself, nothing added.
         return F.scaled_dot_product_attention(query, key, value, dropout_p=dropout, is_causal=True)
+    batch_step = max(1, _sdpa_tile_elements(query.device) // (heads * length * query.shape[-1]))
+    if batch_step < batch:
+        # Long batches (LaS-chunk: batch x chunks) in tiles, as the eager kernel does: the rescaled copies of a tile
+        # stay in cache, so time per token does not grow with the number of chunks. `split`: its backward is a cat.
+        tiles = zip(*(t.split(batch_step) for t in (query, key, value)),
+                    keep.split(batch_step) if needs_mask else [None] * math.ceil(batch / batch_step))  # fmt: skip
+        return torch.cat(
+            [_sdpa_las_kernel(*tile, alphas, tile_keep, dropout, query_block_size) for *tile, tile_keep in tiles]
+        )
 
     # Scales in float32 at least; exponents clamped below at the dtype's underflow, which spares denormals (slow on
     # CPU) and changes no score by more than the dtype can represent.
@@ -492,23 +507,74 @@ def _sdpa_las_kernel(
     for start in range(0, length, block):
         stop = min(start + block, length)
         offsets = positions[:stop] - start  # key j - i0 for keys 0 .. i1 - 1; the block's queries are offsets >= 0
-        query_scale = torch.exp(-rate * offsets[start:stop, None])  # (heads, block, 1)
-        key_scale = torch.exp((rate * offsets[:, None]).clamp(min=lowest_exponent))  # (heads, i1, 1)
-        block_query = query[:, :, start:stop] * query_scale.to(query.dtype)  # (batch, heads, block, head_dim)
-        block_key = key[:, :, :stop] * key_scale.to(key.dtype)  # (batch, heads, i1, head_dim)
-        if needs_mask:
-            query_pos = torch.arange(start, stop, device=query.device)
-            allowed = (torch.arange(stop, device=query.device)[None, :] <= query_pos[:, None])[None, None]
-            # Padded queries see every causal key, so that no row is empty (SDPA gives NaN there); their outputs are
-            # zeroed by the caller.
-            allowed = allowed & (keep[:, None, None, :stop] | ~keep[:, None, start:stop, None])
+        query_scale = torch.exp(-rate * offsets[start:stop, None]).to(query.dtype)  # (heads, block, 1)
+        key_scale = torch.exp((rate * offsets[:, None]).clamp(min=lowest_exponent)).to(key.dtype)  # (heads, i1, 1)
+        scaled = {
+            "query": lambda start=start, stop=stop, scale=query_scale: query[:, :, start:stop] * scale,
+            "key": lambda stop=stop, scale=key_scale: key[:, :, :stop] * scale,
+        }
+        block_query, block_key = scaled["query"](), scaled["key"]()  # (batch, heads, block or i1, head_dim)
+        if needs_mask or query.device.type == "cpu":
+            # An additive float mask, as SDPA would make it from a boolean one (on CPU it also materialises a
+            # lower-right CausalBias): built here, so that backward can recompute it instead of keeping it.
+            scaled["mask"] = lambda start=start, stop=stop: _sdpa_block_bias(keep, start, stop, query.dtype, query.device)
+            allowed = scaled["mask"]()
         else:
-            allowed = causal_lower_right(stop - start, stop)
-        outputs.append(
-            F.scaled_dot_product_attention(block_query, block_key, value[:, :, :stop], attn_mask=allowed, dropout_p=dropout)
-        )
+            allowed = causal_lower_right(stop - start, stop)  # FlashAttention's own bottom-right causal mask
+        # SDPA keeps its inputs for backward: the rescaled copies and the block's mask, about 3x the memory of plain
+        # SDPA at L = 4K. They are cheap to recompute from q, k and the scales, so backward recomputes them.
+        with _recompute_saved(block_query, block_key, allowed, scaled):
+            outputs.append(
+                F.scaled_dot_product_attention(block_query, block_key, value[:, :, :stop], attn_mask=allowed,
+                                               dropout_p=dropout)
+            )  # fmt: skip
     return outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=-2)
 
+
+def _sdpa_block_bias(
+    keep: torch.Tensor | None, start: int, stop: int, dtype: torch.dtype, device: torch.device
+) -> torch.Tensor:
+    """The additive mask of queries `start .. stop - 1` over keys `0 .. stop - 1`: 0 where visible, -inf elsewhere.
+
+    `(block, stop)` for causality alone; `(batch, 1, block, stop)` with padding, where padded keys are hidden and
+    padded queries see every causal key, so that no row is empty (SDPA gives NaN there; the caller zeroes those
+    outputs).
+    """
+    query_pos = torch.arange(start, stop, device=device)
+    allowed = torch.arange(stop, device=device)[None, :] <= query_pos[:, None]
+    if keep is not None:
+        allowed = allowed[None, None] & (keep[:, None, None, :stop] | ~keep[:, None, start:stop, None])
+    return torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill_(~allowed, float("-inf"))
+
+
+def _recompute_saved(
+    block_query: torch.Tensor,
+    block_key: torch.Tensor,
+    block_bias: torch.Tensor | object,
+    recompute: dict[str, Callable[[], torch.Tensor]],
+):
+    """Saved-tensor hooks that keep SDPA's rescaled query and key and the block's mask as recipes, not copies.
+
+    The three are recognised by storage and shape (SDPA saves its inputs as they are); anything else is kept.
+    """
+    # Identities only: holding the tensors themselves here would keep them alive for as long as the graph.
+    identities = {"query": (block_query.data_ptr(), block_query.shape), "key": (block_key.data_ptr(), block_key.shape)}
+    if isinstance(block_bias, torch.Tensor):
+        identities["mask"] = (block_bias.data_ptr(), block_bias.shape)
+
+    def pack(tensor: torch.Tensor):
+        for name, identity in identities.items():
+            if (tensor.data_ptr(), tensor.shape) == identity:
+                return name
+        return tensor
+
+    def unpack(packed):
+        if isinstance(packed, str):
+            with torch.no_grad():
+                return recompute[packed]()
+        return packed
+
+    return torch.autograd.graph.saved_tensors_hooks(pack, unpack)
 
 # -- flex kernel -------------------------------------------------------------------------------------------------------
 
