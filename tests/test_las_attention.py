@@ -34,6 +34,21 @@ def padding_mask(batch: int, length: int, lengths: list[int]) -> torch.Tensor:
     return mask
 
 
+def chunk_reference(query, key, value, alphas, pool_size, pool_mode, is_causal, mask, chunk_size):
+    """LaS-chunk by its definition: the reference on every chunk, chunks starting at each row's first real position."""
+    rows = []
+    for b in range(query.shape[0]):
+        first = int(mask[b].nonzero()[0]) if mask is not None and bool(mask[b].any()) else 0
+        pieces = [torch.zeros_like(value[b : b + 1, :, :first])]
+        for start in range(first, query.shape[2], chunk_size):
+            span = slice(start, start + chunk_size)
+            piece_mask = None if mask is None else mask[b : b + 1, span]
+            pieces.append(las_attention_reference(*(t[b : b + 1, :, span] for t in (query, key, value)), alphas,
+                                                  pool_size, pool_mode, is_causal, piece_mask))  # fmt: skip
+        rows.append(torch.cat(pieces, dim=2))
+    return torch.cat(rows, dim=0)
+
+
 CASES = list(itertools.product([True, False], [1, 3, 5], ["symmetric", "causal"], [False, True]))
 
 
@@ -245,12 +260,8 @@ def test_sdpa_equals_definition_with_gradients(dtype, tolerance, pool_size, pool
     theirs = [t.clone().requires_grad_() for t in tensors]
     if chunk_size is None:
         expected = las_attention_reference(*theirs, SDPA_ALPHAS.to(dtype), pool_size, pool_mode, True, mask)
-    else:  # LaS-chunk is LaS on each chunk
-        expected = torch.cat([
-            las_attention_reference(*(t[:, :, start:start + chunk_size] for t in theirs), SDPA_ALPHAS.to(dtype),
-                                    pool_size, pool_mode, True, None if mask is None else mask[:, start:start + chunk_size])
-            for start in range(0, 45, chunk_size)
-        ], dim=2)  # fmt: skip
+    else:  # LaS-chunk is LaS on each chunk (chunks from the first real token: left padding moves them)
+        expected = chunk_reference(*theirs, SDPA_ALPHAS.to(dtype), pool_size, pool_mode, True, mask, chunk_size)
     (expected * upstream).sum().backward()
     assert (output - expected).abs().max().item() < tolerance
     for leaf, reference in zip(ours, theirs):
@@ -357,6 +368,8 @@ def _block_mask_from_definition(attention_mask, batch, length, is_causal, chunk_
 
     keep = attention_mask.bool() if attention_mask is not None else None
     if chunk_size is not None and chunk_size < length:
+        if keep is not None:  # chunks start at each row's first real position
+            keep = torch.stack([row.roll(-int(row.nonzero()[0])) if row.any() else row for row in keep])
         keep = las_chunk_mask(keep, batch, length, chunk_size, torch.device("cpu"))
         batch, length = batch * -(-length // chunk_size), chunk_size
     if keep is not None and bool(keep.all()):
