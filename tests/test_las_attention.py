@@ -12,6 +12,8 @@ import las_attention as las_attention_module
 from las_attention import (
     las_attention,
     las_attention_reference,
+    las_attention_step,
+    las_smooth_new_values,
     las_chunk_mask,
     las_decay_score_mod,
     las_flex_block_mask,
@@ -422,3 +424,52 @@ def test_flex_forward_and_gradients_equal_eager_cuda(dtype, tolerance, chunk_siz
     for eager, flex in zip(results["eager"], results["flex_attention"]):
         scale = eager.float().abs().max().clamp(min=1.0)
         assert ((flex.float() - eager.float()).abs().max() / scale).item() < tolerance
+
+
+# -- KV-cache steps -----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("implementation", ["eager", "sdpa", "flex_attention"])
+@pytest.mark.parametrize("pool_size,chunk_size", [(1, None), (3, None), (5, None), (3, 8), (1, 8)])
+@pytest.mark.parametrize("new", [1, 5])
+def test_cached_steps_are_the_rows_of_the_definition(implementation, pool_size, chunk_size, new):
+    # Queries T-n .. T-1 against all T keys, values smoothed step by step from the cached raw window: the last rows of
+    # the definition (LaS-chunk: of the definition on chunks from the first real token), decay on absolute distances.
+    query, key, value = make_qkv(length=37, dtype=torch.float64)
+    mask = torch.ones(2, 37, dtype=torch.long)
+    mask[1, :6] = 0  # left padding
+    if chunk_size is None:
+        expected = las_attention_reference(query, key, value, ALPHAS.double(), pool_size, "causal", True, mask)
+    else:
+        expected = chunk_reference(query, key, value, ALPHAS.double(), pool_size, "causal", True, mask, chunk_size)
+    # Fill a "cache" the way a model does: a prompt of 20, then steps of `new` positions.
+    smoothed, raw = las_smooth_new_values(value[:, :, :20], None, pool_size, mask[:, :20], chunk_size)
+    for start in range(20, 37, new):
+        stop = min(start + new, 37)
+        step_smoothed, step_raw = las_smooth_new_values(value[:, :, start:stop], raw, pool_size, mask[:, :stop], chunk_size)
+        smoothed, raw = torch.cat([smoothed, step_smoothed], 2), torch.cat([raw, step_raw], 2)
+        output = las_attention_step(query[:, :, start:stop], key[:, :, :stop], smoothed, ALPHAS, pool_size, mask[:, :stop],
+                                    chunk_size, implementation=implementation, query_block_size=2)  # fmt: skip
+        assert (output - expected[:, :, start:stop]).abs().max().item() < 1e-10, start
+
+
+def test_cached_step_attention_weights_are_the_rows_of_the_full_matrix():
+    query, key, value = make_qkv(length=30)
+    mask = torch.ones(2, 30, dtype=torch.long)
+    mask[0, :4] = 0
+    for chunk_size in (None, 7):
+        _, full = las_attention(query, key, value, ALPHAS, 3, "causal", True, mask, chunk_size, return_attention_weights=True)
+        smoothed, _ = las_smooth_new_values(value, None, 3, mask, chunk_size)
+        _, rows = las_attention_step(query[:, :, 26:], key, smoothed, ALPHAS, 3, mask, chunk_size,
+                                     return_attention_weights=True)  # fmt: skip
+        assert (rows - full[:, :, 26:]).abs().max().item() < 1e-6
+
+
+def test_cached_step_arguments_raise_clear_errors():
+    query, key, value = make_qkv(length=10)
+    with pytest.raises(ValueError, match="attention_mask must cover all 10 positions"):
+        las_attention_step(query[:, :, -1:], key, value, ALPHAS, attention_mask=torch.ones(2, 9))
+    with pytest.raises(ValueError, match="the keys must include the queries'"):
+        las_attention_step(query, key[:, :, :4], value[:, :, :4], ALPHAS)
+    with pytest.raises(ValueError, match="needs attention_mask over all positions"):
+        las_smooth_new_values(value[:, :, -1:], value[:, :, :-1], 3, None, chunk_size=4)

@@ -229,6 +229,7 @@ def test_save_and_load_through_auto_classes(tmp_path):
         "AutoConfig": "configuration_las.LaSConfig",
         "AutoModel": "modeling_las.LaSModel",
         "AutoModelForSequenceClassification": "modeling_las.LaSForSequenceClassification",
+        "AutoModelForCausalLM": "modeling_las.LaSForCausalLM",
     }
     loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path).eval()
     assert isinstance(loaded, LaSForSequenceClassification)
@@ -239,7 +240,7 @@ def test_save_and_load_through_auto_classes(tmp_path):
         assert torch.equal(base(ids).last_hidden_state, hidden)
 
 
-REMOTE_CODE_SCRIPT = textwrap.dedent(
+BLOCK_OUR_PACKAGE = textwrap.dedent(
     """
     import importlib.abc, json, sys
     import torch
@@ -257,7 +258,11 @@ REMOTE_CODE_SCRIPT = textwrap.dedent(
         raise SystemExit("our package is importable: the test would prove nothing")
     except ImportError:
         pass
+    """
+)
 
+REMOTE_CODE_SCRIPT = BLOCK_OUR_PACKAGE + textwrap.dedent(
+    """
     from transformers import AutoModel, AutoModelForSequenceClassification
     folder, ids_path = sys.argv[1], sys.argv[2]
     ids = torch.tensor(json.load(open(ids_path)))
@@ -279,16 +284,10 @@ REMOTE_CODE_SCRIPT = textwrap.dedent(
 )
 
 
-def test_remote_code_loads_where_package_is_not_installed(tmp_path):
-    model = tiny_model(attention_type="las", las_pool_mode="causal")
-    ids = random_ids(2, 17)
-    with torch.no_grad():
-        expected = model(ids).logits
-        hidden = model.las(ids).last_hidden_state.sum().item()
-    folder = tmp_path / "checkpoint"
-    model.save_pretrained(folder)
+def run_where_package_is_not_installed(tmp_path: Path, script: str, folder: Path, ids: torch.Tensor) -> dict:
+    """Run `script` (which starts with BLOCK_OUR_PACKAGE) on `folder` and `ids`; return the JSON of its last line."""
     (tmp_path / "ids.json").write_text(json.dumps(ids.tolist()))
-    (tmp_path / "load.py").write_text(REMOTE_CODE_SCRIPT)
+    (tmp_path / "load.py").write_text(script)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(HF_MODULES_CACHE=str(tmp_path / "modules"), HF_HUB_OFFLINE="1")
     result = subprocess.run(
@@ -300,7 +299,18 @@ def test_remote_code_loads_where_package_is_not_installed(tmp_path):
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(result.stdout.strip().splitlines()[-1])
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_remote_code_loads_where_package_is_not_installed(tmp_path):
+    model = tiny_model(attention_type="las", las_pool_mode="causal")
+    ids = random_ids(2, 17)
+    with torch.no_grad():
+        expected = model(ids).logits
+        hidden = model.las(ids).last_hidden_state.sum().item()
+    folder = tmp_path / "checkpoint"
+    model.save_pretrained(folder)
+    report = run_where_package_is_not_installed(tmp_path, REMOTE_CODE_SCRIPT, folder, ids)
     assert report["module"].startswith("transformers_modules")
     assert report["implementation"] == "sdpa"  # the default backend, through the shipped las_attention.py
     assert torch.equal(torch.tensor(report["logits"]), expected)
