@@ -38,7 +38,8 @@ def default_las_alphas(num_heads: int, alpha_max: float, decades: float) -> list
 class LaSConfig(PreTrainedConfig):
     r"""
     Configuration of a [`LaSModel`] / [`LaSForSequenceClassification`] / [`LaSForCausalLM`]: a transformer whose
-    attention is LaS (Local and Smooth) attention, its linear-cost chunked variant, or plain softmax attention as a baseline.
+    attention is LaS (Local and Smooth) attention, its linear-cost chunked variant, or plain softmax attention as a
+    baseline.
 
     Args:
         vocab_size (`int`, *optional*, defaults to 32):

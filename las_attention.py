@@ -260,7 +260,7 @@ def _choose_kernel(
     return implementation
 
 
-# -- KV-cache steps ----------------------------------------------------------------------------------------------------
+# -- KV-cache steps ---------------------------------------------------------------------------------------------------
 #
 # A causal model with `pool_mode="causal"` can decode incrementally: position t's smoothed value is the mean of the raw
 # values of positions t-P+1 .. t, which never changes once t is past. So a cache holds the keys and the *smoothed*
@@ -347,13 +347,16 @@ def las_attention_step(
     """
     batch, heads, new, _ = query.shape
     total = key.shape[-2]
-    if key.shape[:2] != query.shape[:2] or key.shape[-1] != query.shape[-1] or smoothed_value.shape[:3] != key.shape[:3]:
+    shapes_match = key.shape[:2] == query.shape[:2] and key.shape[-1] == query.shape[-1]
+    if not shapes_match or smoothed_value.shape[:3] != key.shape[:3]:
         raise ValueError(
             "las_attention_step expects query (batch, heads, n, head_dim) and key, smoothed_value (batch, heads, T, "
             f"head_dim) with T >= n; got {tuple(query.shape)}, {tuple(key.shape)}, {tuple(smoothed_value.shape)}."
         )
     if total < new:
-        raise ValueError(f"las_attention_step: {new} queries but only {total} keys; the keys must include the queries'.")
+        raise ValueError(
+            f"las_attention_step: {new} queries but only {total} keys; the keys must include the queries'."
+        )
     if attention_mask is not None and attention_mask.shape != (batch, total):
         raise ValueError(
             f"attention_mask must cover all {total} positions, cached and new: shape {(batch, total)}; got "
@@ -463,7 +466,7 @@ def first_real_positions(keep: torch.Tensor) -> torch.Tensor:
 
 
 def roll_rows(x: torch.Tensor, shift: torch.Tensor, dim: int) -> torch.Tensor:
-    """Rotate every row b of `x` (batch first) by `shift[b]` along `dim`: `out[b, ..., i] = x[b, ..., i + shift[b]]`."""
+    """Rotate every row b of `x` (batch first) by `shift[b]` along `dim`: `out[b, .., i] = x[b, .., i + shift[b]]`."""
     length = x.shape[dim]
     index = (torch.arange(length, device=x.device)[None, :] + shift[:, None].to(x.device)) % length  # (batch, length)
     view = [x.shape[0]] + [1] * (x.ndim - 1)
@@ -471,13 +474,17 @@ def roll_rows(x: torch.Tensor, shift: torch.Tensor, dim: int) -> torch.Tensor:
     return x.gather(dim, index.view(view).expand_as(x))
 
 
-def chunk_ids(keep: torch.Tensor | None, batch: int, length: int, chunk_size: int, device: torch.device) -> torch.Tensor:
+def chunk_ids(
+    keep: torch.Tensor | None, batch: int, length: int, chunk_size: int, device: torch.device
+) -> torch.Tensor:
     """`(batch, length)` LaS-chunk index of every position: chunks of `chunk_size` from each row's first real position.
 
     The same chunks `las_attention` forms (positions before the first real one are padding and get negative ids).
     """
     positions = torch.arange(length, device=device)[None, :]
-    first = first_real_positions(keep)[:, None] if keep is not None else torch.zeros(batch, 1, dtype=torch.long, device=device)
+    if keep is None:
+        return torch.div(positions, chunk_size, rounding_mode="floor").expand(batch, length)
+    first = first_real_positions(keep)[:, None]
     return torch.div(positions - first, chunk_size, rounding_mode="floor")
 
 
@@ -591,7 +598,7 @@ def _eager_las_kernel(
     query_start: int = 0,
     pair_keep: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Queries are positions `query_start ..` of the keys (0 for a full sequence, the cache length for a cached step)."""
+    """Queries are positions `query_start ..` of the keys (0: a full sequence; the cache length: a cached step)."""
     batch, heads, length, _ = query.shape
     total_keys = key.shape[-2]
     query_starts = range(0, length, query_block_size)
@@ -718,8 +725,9 @@ def _sdpa_las_kernel(
             allowed = allowed | (causal & ~allowed.any(-1, keepdim=True))
         else:
             allowed = causal_lower_right(stop - start, last)
+        block_value = value[:, :, :last]
         outputs.append(
-            F.scaled_dot_product_attention(block_query, block_key, value[:, :, :last], attn_mask=allowed, dropout_p=dropout)
+            F.scaled_dot_product_attention(block_query, block_key, block_value, attn_mask=allowed, dropout_p=dropout)
         )
     return outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=-2)
 

@@ -226,7 +226,9 @@ class LaSAttention(nn.Module):
         if cache is not None:
             cached_keys, cached_values = self._update_cache(cache, key, value, attention_mask, past_length)
         if cache is not None and past_length > 0:
-            output, weights = self._attend_after_cache(query, cached_keys, cached_values, attention_mask, dropout, output_attentions)
+            output, weights = self._attend_after_cache(
+                query, cached_keys, cached_values, attention_mask, dropout, output_attentions
+            )
         else:
             attention_interface: Callable = LAS_ATTENTION_FUNCTIONS.get_interface(
                 self.config._attn_implementation, las_attention_forward
@@ -582,8 +584,8 @@ class LaSModel(LaSPreTrainedModel):
         if config.effective_pool_size > 1 and config.las_pool_mode != "causal":
             raise ValueError(
                 f"A KV cache needs las_pool_mode='causal' (got {config.las_pool_mode!r} with las_pool_size="
-                f"{config.las_pool_size}): the symmetric window smooths every value with the next P//2 positions' values, "
-                "which do not exist yet when the position is cached."
+                f"{config.las_pool_size}): the symmetric window smooths every value with the next P//2 positions' "
+                "values, which do not exist yet when the position is cached."
             )
         if not isinstance(cache, DynamicCache):
             raise ValueError(
@@ -594,7 +596,7 @@ class LaSModel(LaSPreTrainedModel):
     def _position_ids(
         self, position_ids: torch.Tensor | None, attention_mask: torch.Tensor | None, past_length: int, length: int
     ) -> torch.Tensor | None:
-        """The given positions (checked), or positions counted over the real tokens of the mask (as `generate` does)."""
+        """The given positions (checked), or positions counted over the real tokens of the mask (as `generate`)."""
         if self.config.position_embedding_type == "none":
             return None
         if position_ids is not None:
@@ -602,12 +604,14 @@ class LaSModel(LaSPreTrainedModel):
                 low, high = torch.stack(torch.aminmax(position_ids)).tolist()
                 if low < 0 or high >= self.config.max_position_embeddings:
                     raise ValueError(
-                        f"position_ids must lie in [0, max_position_embeddings={self.config.max_position_embeddings}); "
-                        f"found values in [{low}, {high}]."
+                        "position_ids must lie in [0, max_position_embeddings="
+                        f"{self.config.max_position_embeddings}); found values in [{low}, {high}]."
                     )
             return position_ids
         if attention_mask is None:
-            return None if past_length == 0 else torch.arange(past_length, past_length + length, device=self.device)[None]
+            if past_length == 0:
+                return None
+            return torch.arange(past_length, past_length + length, device=self.device)[None]
         # Padding gets position 0 (anything in range: its outputs never reach a real position).
         return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, -length:]
 
@@ -632,7 +636,8 @@ def pool_sequence(hidden_states: torch.Tensor, attention_mask: torch.Tensor | No
         index = attention_mask.to(torch.int8).argmax(-1)
     else:
         index = (attention_mask.long() * positions).amax(-1)
-    return torch.gather(hidden_states, -2, index[..., None, None].expand(*index.shape, 1, hidden_states.shape[-1])).squeeze(-2)
+    index = index[..., None, None].expand(*index.shape, 1, hidden_states.shape[-1])
+    return torch.gather(hidden_states, -2, index).squeeze(-2)
 
 
 class LaSForSequenceClassification(LaSPreTrainedModel):

@@ -45,14 +45,22 @@ PROMPTS = ("import ", "def __init__(self", "    for i in range(", "class ")
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--corpus_dir", type=Path, default=Path(sysconfig.get_paths()["stdlib"]),
-                        help="directory searched recursively for --pattern files (default: the Python standard library)")
+    parser.add_argument(
+        "--corpus_dir",
+        type=Path,
+        default=Path(sysconfig.get_paths()["stdlib"]),
+        help="directory searched recursively for --pattern files (default: the Python standard library)",
+    )
     parser.add_argument("--pattern", default="*.py")
     parser.add_argument("--output_dir", type=Path, default=Path("examples/results/lm"))
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {list(VARIANTS)}")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--max_split_bytes", type=int, default=2_000_000,
-                        help="at most this many bytes of each split (files in split order)")
+    parser.add_argument(
+        "--max_split_bytes",
+        type=int,
+        default=2_000_000,
+        help="at most this many bytes of each split (files in split order)",
+    )
     parser.add_argument("--context", type=int, default=128, help="training window in bytes")
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--epochs", type=int, default=5)
@@ -72,7 +80,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-# -- data ---------------------------------------------------------------------------------------------------------------
+# -- data -------------------------------------------------------------------------------------------------------------
 
 
 def split_files(corpus_dir: Path, pattern: str, seed: int) -> dict[str, list[Path]]:
@@ -103,7 +111,7 @@ def eval_windows(stream: torch.Tensor, context: int, count: int) -> torch.Tensor
     return torch.stack([stream[s : s + context + 1] for s in starts.tolist()])
 
 
-# -- training -----------------------------------------------------------------------------------------------------------
+# -- training ---------------------------------------------------------------------------------------------------------
 
 
 def build_model(args: argparse.Namespace, variant: str) -> LaSForCausalLM:
@@ -132,7 +140,9 @@ def train_variant(args: argparse.Namespace, variant: str, data: dict[str, torch.
     model = build_model(args, variant)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, weight_decay=0.01)
     total_steps = args.epochs * args.steps_per_epoch
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, args.learning_rate, total_steps=total_steps, pct_start=0.1)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, args.learning_rate, total_steps=total_steps, pct_start=0.1
+    )
     generator = torch.Generator().manual_seed(args.seed)  # the same batches for every variant
     validation = eval_windows(data["validation"], args.context, args.eval_windows)
     history, started = [], time.perf_counter()
@@ -151,7 +161,8 @@ def train_variant(args: argparse.Namespace, variant: str, data: dict[str, torch.
             losses.append(loss.item())
         val_ppl = perplexity(model, validation, args.batch_size)
         history.append({"epoch": epoch, "train_loss": sum(losses) / len(losses), "validation_perplexity": val_ppl})
-        print(f"[{variant}] epoch {epoch}: train loss {history[-1]['train_loss']:.3f}, validation perplexity {val_ppl:.3f}",
+        print(f"[{variant}] epoch {epoch}: train loss {history[-1]['train_loss']:.3f}, validation perplexity "
+              f"{val_ppl:.3f}",
               flush=True)  # fmt: skip
     seconds = time.perf_counter() - started
     test_ppl = perplexity(model, eval_windows(data["test"], args.context, args.eval_windows), args.batch_size)
@@ -179,13 +190,13 @@ def greedy_samples(model: LaSForCausalLM, max_new_tokens: int) -> list[str]:
     return [bytes(row[width:].tolist()).decode("utf-8", errors="replace") for row in output]
 
 
-# -- reporting ----------------------------------------------------------------------------------------------------------
+# -- reporting --------------------------------------------------------------------------------------------------------
 
 
 def write_report(args: argparse.Namespace, results: list[dict], sizes: dict[str, int], output_dir: Path) -> None:
     output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "metrics.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
-                                                         "split_bytes": sizes, "results": results}, indent=2))  # fmt: skip
+    metrics = {"args": {k: str(v) for k, v in vars(args).items()}, "split_bytes": sizes, "results": results}
+    (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     epochs = [h["epoch"] for h in results[0]["history"]]
     lines = [
         f"Byte-level LM on `{args.corpus_dir}` ({args.pattern}, split by file 80/10/10, seed {args.seed}; "
@@ -193,13 +204,16 @@ def write_report(args: argparse.Namespace, results: list[dict], sizes: dict[str,
         f"{args.hidden_size}, {args.num_attention_heads} heads, context {args.context}, batch {args.batch_size}, "
         f"{args.epochs} x {args.steps_per_epoch} steps, B = {args.las_alpha_max}, causal pooling.",
         "",
-        "| variant | attention | parameters | " + " | ".join(f"val ppl ep {e}" for e in epochs) + " | test ppl | train s |",
+        "| variant | attention | parameters | "
+        + " | ".join(f"val ppl ep {e}" for e in epochs)
+        + " | test ppl | train s |",
         "|---|---|---|" + "---|" * len(epochs) + "---|---|",
     ]
     for r in results:
         attention = ", ".join(f"{k}={v}" for k, v in r["config"].items())
         per_epoch = " | ".join(f"{h['validation_perplexity']:.3f}" for h in r["history"])
-        lines.append(f"| {r['variant']} | {attention} | {r['parameters']:,} | {per_epoch} | {r['test_perplexity']:.3f} | "
+        lines.append(f"| {r['variant']} | {attention} | {r['parameters']:,} | {per_epoch} | "
+                     f"{r['test_perplexity']:.3f} | "
                      f"{r['train_seconds']:.0f} |")  # fmt: skip
     (output_dir / "results.md").write_text("\n".join(lines) + "\n")
     samples = ["Greedy continuations (`generate()`, one left-padded batch, KV cache), per variant.", ""]

@@ -59,7 +59,7 @@ def greedy_by_full_forwards(model, ids, mask, new_tokens) -> tuple[torch.Tensor,
     return ids, logits_per_step
 
 
-# -- generate() with the KV cache ---------------------------------------------------------------------------------------
+# -- generate() with the KV cache -------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("attention_type", ["las", "las_chunk", "softmax"])
@@ -139,7 +139,7 @@ def test_cache_rules_raise_clear_errors():
             model(ids[:, :1], attention_mask=mask, cache=cache)
 
 
-# -- left padding and position_ids ---------------------------------------------------------------------------------------
+# -- left padding and position_ids ------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("implementation", BACKENDS)
@@ -148,8 +148,11 @@ def test_left_padding_equals_no_padding(implementation, attention_type):
     # Positions are counted over the real tokens and LaS-chunk's chunks start at the first real token, so a
     # left-padded sequence gets the logits it has alone (also for the symmetric window of a classifier).
     model = lm(implementation=implementation, attention_type=attention_type, las_chunk_size=4)
-    classifier = LaSForSequenceClassification(lm_config(attention_type=attention_type, las_chunk_size=4,
-                                                        las_pool_mode="symmetric", classifier_pooling="first")).eval()
+    classifier = LaSForSequenceClassification(
+        lm_config(
+            attention_type=attention_type, las_chunk_size=4, las_pool_mode="symmetric", classifier_pooling="first"
+        )
+    ).eval()
     classifier.set_attn_implementation(implementation)
     ids, mask = left_padded_batch(lengths=(13, 10, 7), width=13)
     with torch.no_grad():
@@ -175,7 +178,7 @@ def test_position_ids_are_used_and_default_to_the_mask_count():
             model(ids, position_ids=counted + 60)
 
 
-# -- loss, weights, loading -----------------------------------------------------------------------------------------------
+# -- loss, weights, loading -------------------------------------------------------------------------------------------
 
 
 def test_loss_is_shifted_cross_entropy():
@@ -233,7 +236,7 @@ def test_generate_through_remote_code_where_package_is_not_installed(tmp_path):
     assert torch.equal(torch.tensor(report["sequences"]), expected)
 
 
-# -- the example ---------------------------------------------------------------------------------------------------------
+# -- the example ------------------------------------------------------------------------------------------------------
 
 
 def test_lm_example_runs_end_to_end(tmp_path):
@@ -245,7 +248,8 @@ def test_lm_example_runs_end_to_end(tmp_path):
         (corpus / f"module_{i}.py").write_text(f"def function_{i}(x):\n    return x * {i} + {i}\n" * 20)
     results = run_lm.main([
         "--corpus_dir", str(corpus), "--output_dir", str(tmp_path / "out"), "--epochs", "2", "--steps_per_epoch", "3",
-        "--context", "32", "--batch_size", "4", "--eval_windows", "4", "--hidden_size", "16", "--num_hidden_layers", "1",
+        "--context", "32", "--batch_size", "4", "--eval_windows", "4", "--hidden_size", "16",
+        "--num_hidden_layers", "1",
         "--num_attention_heads", "2", "--sample_tokens", "5",
     ])  # fmt: skip
     assert [r["variant"] for r in results] == ["las", "softmax", "decay_only"]

@@ -426,7 +426,7 @@ def test_flex_forward_and_gradients_equal_eager_cuda(dtype, tolerance, chunk_siz
         assert ((flex.float() - eager.float()).abs().max() / scale).item() < tolerance
 
 
-# -- KV-cache steps -----------------------------------------------------------------------------------------------------
+# -- KV-cache steps ---------------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("implementation", ["eager", "sdpa", "flex_attention"])
@@ -446,10 +446,12 @@ def test_cached_steps_are_the_rows_of_the_definition(implementation, pool_size, 
     smoothed, raw = las_smooth_new_values(value[:, :, :20], None, pool_size, mask[:, :20], chunk_size)
     for start in range(20, 37, new):
         stop = min(start + new, 37)
-        step_smoothed, step_raw = las_smooth_new_values(value[:, :, start:stop], raw, pool_size, mask[:, :stop], chunk_size)
+        step = las_smooth_new_values(value[:, :, start:stop], raw, pool_size, mask[:, :stop], chunk_size)
+        step_smoothed, step_raw = step
         smoothed, raw = torch.cat([smoothed, step_smoothed], 2), torch.cat([raw, step_raw], 2)
-        output = las_attention_step(query[:, :, start:stop], key[:, :, :stop], smoothed, ALPHAS, pool_size, mask[:, :stop],
-                                    chunk_size, implementation=implementation, query_block_size=2)  # fmt: skip
+        output = las_attention_step(query[:, :, start:stop], key[:, :, :stop], smoothed, ALPHAS, pool_size,
+                                    mask[:, :stop], chunk_size, implementation=implementation,
+                                    query_block_size=2)  # fmt: skip
         assert (output - expected[:, :, start:stop]).abs().max().item() < 1e-10, start
 
 
@@ -458,7 +460,8 @@ def test_cached_step_attention_weights_are_the_rows_of_the_full_matrix():
     mask = torch.ones(2, 30, dtype=torch.long)
     mask[0, :4] = 0
     for chunk_size in (None, 7):
-        _, full = las_attention(query, key, value, ALPHAS, 3, "causal", True, mask, chunk_size, return_attention_weights=True)
+        _, full = las_attention(query, key, value, ALPHAS, 3, "causal", True, mask, chunk_size,
+                                return_attention_weights=True)  # fmt: skip
         smoothed, _ = las_smooth_new_values(value, None, 3, mask, chunk_size)
         _, rows = las_attention_step(query[:, :, 26:], key, smoothed, ALPHAS, 3, mask, chunk_size,
                                      return_attention_weights=True)  # fmt: skip
