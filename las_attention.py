@@ -17,6 +17,8 @@ point: it smooths V, handles padding and chunking, and hands softmax-with-decay 
 - `flex_attention`: `torch.compile(flex_attention)` with the decay as a `score_mod`.
 
 `las_attention_reference` is the literal definition (O(L^2)), kept apart to check all of them in tests.
+`las_smooth_new_values` and `las_attention_step` are the same math for the steps of a KV cache (causal window):
+they smooth only the new values and run the eager or sdpa kernel with the queries placed after the cached keys.
 
 This file ships beside `modeling_las.py` as Hub remote code (`save_pretrained` copies relatively imported files), so
 it imports nothing from this package.
