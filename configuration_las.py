@@ -172,8 +172,9 @@ _FIELD_RULES: dict[str, Callable[[str, Any], Any]] = {
 
 class LaSConfig(PreTrainedConfig):
     r"""
-    Configuration of a [`LaSModel`] / [`LaSForSequenceClassification`]: a transformer encoder whose attention is LaS
-    (Local and Smooth) attention, its linear-cost chunked variant, or plain softmax attention as a baseline.
+    Configuration of a [`LaSModel`] / [`LaSForSequenceClassification`] / [`LaSForCausalLM`]: a transformer whose
+    attention is LaS (Local and Smooth) attention, its linear-cost chunked variant, or plain softmax attention as a
+    baseline.
 
     Args:
         vocab_size (`int`, *optional*, defaults to 32):
@@ -240,6 +241,8 @@ class LaSConfig(PreTrainedConfig):
             O(block x length) instead of O(length^2). A speed/memory knob only: results do not depend on it.
         pad_token_id (`int`, *optional*, defaults to 0):
             Id of the padding token.
+        tie_word_embeddings (`bool`, *optional*, defaults to `False`):
+            [`LaSForCausalLM`]: the language-modelling head shares the token embedding's weight.
         num_labels / problem_type:
             As for every `transformers` classification model.
     """
@@ -275,6 +278,7 @@ class LaSConfig(PreTrainedConfig):
         initializer_range: float = 0.02,
         attention_query_block_size: int = 512,
         pad_token_id: int | None = 0,
+        tie_word_embeddings: bool = False,
         **kwargs,
     ):
         self.vocab_size = vocab_size
@@ -303,6 +307,7 @@ class LaSConfig(PreTrainedConfig):
         self.layer_norm_eps = layer_norm_eps
         self.initializer_range = initializer_range
         self.attention_query_block_size = attention_query_block_size
+        self.tie_word_embeddings = tie_word_embeddings
         super().__init__(pad_token_id=pad_token_id, **kwargs)
         self.validate_las()
 

@@ -17,6 +17,8 @@ point: it smooths V, handles padding and chunking, and hands softmax-with-decay 
 - `flex_attention`: `torch.compile(flex_attention)` with the decay as a `score_mod`.
 
 `las_attention_reference` is the literal definition (O(L^2)), kept apart to check all of them in tests.
+`las_smooth_new_values` and `las_attention_step` are the same math for the steps of a KV cache (causal window):
+they smooth only the new values and run the eager or sdpa kernel with the queries placed after the cached keys.
 
 This file ships beside `modeling_las.py` as Hub remote code (`save_pretrained` copies relatively imported files), so
 it imports nothing from this package.
@@ -44,8 +46,13 @@ LAS_IMPLEMENTATIONS = ("eager", "sdpa", "flex_attention")
 # Smoothing and the entry point
 # ----------------------------------------------------------------------------------------------------------------------
 
-def smooth_along(x: torch.Tensor, dim: int, pool_size: int, left: int) -> torch.Tensor:
+def smooth_along(
+    x: torch.Tensor, dim: int, pool_size: int, left: int, window_keep: torch.Tensor | None = None
+) -> torch.Tensor:
     """Average `x` along `dim` over the window `[t - left, t - left + pool_size - 1]` with zero padding.
+
+    `window_keep`, broadcastable to `x`'s shape with a last axis of `pool_size`, zeroes single window entries (the
+    entries a LaS-chunk window must not take from the previous chunk); the divisor stays `pool_size`.
 
     The divisor is always `pool_size` (padding counts as zeros), so the operator is a fixed banded matrix and its
     transpose is the same kind of window mirrored: `left -> pool_size - 1 - left`.
@@ -57,6 +64,8 @@ def smooth_along(x: torch.Tensor, dim: int, pool_size: int, left: int) -> torch.
     dims_after = x.ndim - 1 - (dim % x.ndim)
     padded = F.pad(x, (0, 0) * dims_after + (left, pool_size - 1 - left))
     windows = padded.unfold(dim, pool_size, 1)  # (..., length, ..., pool_size), a view
+    if window_keep is not None:
+        windows = windows * window_keep.to(x.dtype)
     accumulate = torch.promote_types(x.dtype, torch.float32)
     return windows.sum(-1, dtype=accumulate).div_(pool_size).to(x.dtype)
 
@@ -131,7 +140,8 @@ def las_attention(
         attention_mask: `(batch, length)`, 1 = keep, 0 = padding. Padded positions behave as if they did not exist:
             their keys are masked, their values are zeroed before smoothing (masking keys alone would let the
             smoothing move weight onto a padded value), and their outputs are zero.
-        chunk_size: if set, LaS-chunk: LaS applied separately inside non-overlapping chunks of this length.
+        chunk_size: if set, LaS-chunk: LaS applied separately inside non-overlapping chunks of this length. Chunks
+            start at each row's first real position (`attention_mask`), so left padding does not move them.
         dropout: dropout probability on the attention probabilities (pass 0.0 in evaluation).
         implementation: one of `LAS_IMPLEMENTATIONS`. `"eager"`: materialised scores over blocks of
             `query_block_size` queries, O(block x L) memory (also in training: each block is recomputed in backward).
@@ -152,6 +162,28 @@ def las_attention(
     batch, heads, length, _ = query.shape
 
     if chunk_size is not None and chunk_size < length:
+        shift = first_real_positions(keep) if keep is not None else None
+        if shift is not None and bool(shift.any()):
+            # Left padding: chunks start at each row's first real token, so that a left-padded sequence is chunked
+            # as it is alone. Rotate every row to start there (its padding moves to the end), attend, rotate back.
+            rolled = las_attention(
+                *(roll_rows(t, shift, dim=2) for t in (query, key, value)),
+                alphas,
+                pool_size,
+                pool_mode,
+                is_causal,
+                roll_rows(keep, shift, dim=1),
+                chunk_size,
+                dropout,
+                implementation=implementation,
+                query_block_size=query_block_size,
+                block_mask=block_mask,
+                return_attention_weights=return_attention_weights,
+            )
+            if not return_attention_weights:
+                return roll_rows(rolled, -shift, dim=2)
+            output, weights = rolled
+            return roll_rows(output, -shift, dim=2), roll_rows(roll_rows(weights, -shift, dim=2), -shift, dim=3)
         chunk_keep = las_chunk_mask(keep, batch, length, chunk_size, query.device)
         to_chunks = functools.partial(_split_into_chunks, chunk_size=chunk_size)
         result = las_attention(
@@ -230,6 +262,142 @@ def _choose_kernel(
     return implementation
 
 
+# -- KV-cache steps ---------------------------------------------------------------------------------------------------
+#
+# A causal model with `pool_mode="causal"` can decode incrementally: position t's smoothed value is the mean of the raw
+# values of positions t-P+1 .. t, which never changes once t is past. So a cache holds the keys and the *smoothed*
+# values of the past, plus the raw values of its last P-1 positions, which the next smoothed values need. A step then
+# smooths its n new values (`las_smooth_new_values`) and attends with its n queries to all cached and new keys
+# (`las_attention_step`), with the decay on absolute distances: the same numbers as rows T-n .. T-1 of `las_attention`
+# on the whole sequence.
+
+
+def las_smooth_new_values(
+    value: torch.Tensor,
+    previous_raw: torch.Tensor | None,
+    pool_size: int,
+    attention_mask: torch.Tensor | None = None,
+    chunk_size: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The causal-window smoothed values of the last n positions of a sequence, and their raw values to cache.
+
+    Args:
+        value: `(batch, heads, n, head_dim)` raw values of positions T-n .. T-1.
+        previous_raw: `(batch, heads, m, head_dim)`, the raw values this function returned for positions T-n-m .. T-n-1
+            (at least the last P-1 of them; fewer at the start of a sequence), or `None` at the start.
+        attention_mask: `(batch, T)` keep-mask of all positions so far (1 = real, 0 = padding), or `None`.
+        chunk_size: LaS-chunk's chunk length: the window does not reach into the previous chunk (after a cache,
+            `attention_mask` is then required: it places the chunks).
+
+    Returns `(smoothed, raw)`, both `(batch, heads, n, head_dim)`; `raw` is `value` with padded positions zeroed.
+    """
+    batch, _, new, _ = value.shape
+    keep = attention_mask.bool() if attention_mask is not None else None
+    if keep is not None:
+        # A padded value must not be smoothed into a real position's value (as in `las_attention`).
+        value = value * keep[:, None, -new:, None].to(value.dtype)
+    if pool_size == 1:
+        return value, value
+    context = pool_size - 1
+    tail = previous_raw[:, :, -context:] if previous_raw is not None else value[:, :, :0]
+    window = torch.cat([F.pad(tail, (0, 0, context - tail.shape[2], 0)), value], dim=2)  # positions T-n-P+1 .. T-1
+    window_keep = None
+    if chunk_size is not None:
+        # Entry k of the window of position t is position t - (P-1) + k: it counts only inside t's chunk.
+        if attention_mask is None and previous_raw is not None:
+            raise ValueError(
+                "las_smooth_new_values with chunk_size after a cache needs attention_mask over all positions (cached "
+                "and new): the chunks are placed by absolute position."
+            )
+        total = attention_mask.shape[-1] if attention_mask is not None else new
+        ids = chunk_ids(keep, batch, total, chunk_size, value.device)
+        ids = F.pad(ids[:, -(new + context) :], (max(0, new + context - total), 0), value=-(2**31))
+        positions = torch.arange(new + context, device=value.device)
+        window_index = (positions[:, None] - context + torch.arange(pool_size, device=value.device)).clamp(min=0)
+        window_keep = ids[:, window_index] == ids[:, :, None]  # (batch, positions, pool_size)
+        window_keep = window_keep[:, None, :, None, :]
+    smoothed = smooth_along(window, dim=-2, pool_size=pool_size, left=context, window_keep=window_keep)
+    return smoothed[:, :, context:], value
+
+
+def las_attention_step(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    smoothed_value: torch.Tensor,
+    alphas: torch.Tensor,
+    pool_size: int = 1,
+    attention_mask: torch.Tensor | None = None,
+    chunk_size: int | None = None,
+    dropout: float = 0.0,
+    *,
+    implementation: str = "eager",
+    query_block_size: int = 512,
+    return_attention_weights: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]:
+    """Causal LaS for the last n positions of a sequence of T, from all T keys and smoothed values (a KV-cache step).
+
+    Args:
+        query: `(batch, heads, n, head_dim)`, the queries of positions T-n .. T-1.
+        key, smoothed_value: `(batch, heads, T, head_dim)`; values smoothed by `las_smooth_new_values`.
+        pool_size: P, only to smooth the rows of the returned attention matrix.
+        attention_mask: `(batch, T)` keep-mask of all positions, or `None`.
+        chunk_size: LaS-chunk: a query sees only the keys of its own chunk (`chunk_ids`).
+        implementation: `"eager"` or `"sdpa"`; `"flex_attention"` runs the sdpa kernel here, because compiled flex
+            attention has static shapes and would recompile for every new cache length.
+
+    Returns what `las_attention` returns for rows T-n .. T-1 (with `return_attention_weights`, `(batch, heads, n, T)`).
+    """
+    batch, heads, new, _ = query.shape
+    total = key.shape[-2]
+    shapes_match = key.shape[:2] == query.shape[:2] and key.shape[-1] == query.shape[-1]
+    if not shapes_match or smoothed_value.shape[:3] != key.shape[:3]:
+        raise ValueError(
+            "las_attention_step expects query (batch, heads, n, head_dim) and key, smoothed_value (batch, heads, T, "
+            f"head_dim) with T >= n; got {tuple(query.shape)}, {tuple(key.shape)}, {tuple(smoothed_value.shape)}."
+        )
+    if total < new:
+        raise ValueError(
+            f"las_attention_step: {new} queries but only {total} keys; the keys must include the queries'."
+        )
+    if attention_mask is not None and attention_mask.shape != (batch, total):
+        raise ValueError(
+            f"attention_mask must cover all {total} positions, cached and new: shape {(batch, total)}; got "
+            f"{tuple(attention_mask.shape)}."
+        )
+    if implementation not in LAS_IMPLEMENTATIONS:
+        raise ValueError(f"implementation={implementation!r} is not one of {LAS_IMPLEMENTATIONS}.")
+    keep = attention_mask.bool() if attention_mask is not None else None
+    if keep is not None and bool(keep.all()):
+        keep = None
+    pair_keep = None
+    if chunk_size is not None and total > 1:
+        ids = chunk_ids(keep, batch, total, chunk_size, query.device)
+        pair_keep = (ids[:, -new:, None] == ids[:, None, :])[:, None]  # (batch, 1, n, T)
+    start = total - new
+    probs = None
+    if implementation == "eager" or return_attention_weights:
+        output, probs = _eager_las_kernel(
+            query, key, smoothed_value, alphas, True, keep, dropout, query_block_size, return_attention_weights,
+            query_start=start, pair_keep=pair_keep,
+        )  # fmt: skip
+    else:
+        output = _sdpa_las_kernel(
+            query, key, smoothed_value, alphas, keep, dropout, query_block_size, query_start=start, pair_keep=pair_keep
+        )
+    if keep is not None:
+        output = output * keep[:, None, start:, None].to(output.dtype)
+    if not return_attention_weights:
+        return output
+    weights = smooth_along(probs, dim=-1, pool_size=pool_size, left=0)
+    allowed = torch.ones_like(weights, dtype=torch.bool)
+    if keep is not None:
+        allowed = allowed & keep[:, None, start:, None] & keep[:, None, None, :]
+    if pair_keep is not None:
+        # Row smoothing must not carry weight across the chunk boundary (the chunks' matrices are block-diagonal).
+        allowed = allowed & pair_keep
+    return output, weights * allowed.to(weights.dtype)
+
+
 def las_attention_reference(
     query: torch.Tensor,
     key: torch.Tensor,
@@ -294,6 +462,34 @@ def las_chunk_mask(
     return F.pad(keep, (0, tail), value=False).reshape(-1, chunk_size)
 
 
+def first_real_positions(keep: torch.Tensor) -> torch.Tensor:
+    """`(batch,)` index of the first real position of every row of a `(batch, length)` keep-mask (0 if none)."""
+    return keep.to(torch.int8).argmax(-1)
+
+
+def roll_rows(x: torch.Tensor, shift: torch.Tensor, dim: int) -> torch.Tensor:
+    """Rotate every row b of `x` (batch first) by `shift[b]` along `dim`: `out[b, .., i] = x[b, .., i + shift[b]]`."""
+    length = x.shape[dim]
+    index = (torch.arange(length, device=x.device)[None, :] + shift[:, None].to(x.device)) % length  # (batch, length)
+    view = [x.shape[0]] + [1] * (x.ndim - 1)
+    view[dim] = length
+    return x.gather(dim, index.view(view).expand_as(x))
+
+
+def chunk_ids(
+    keep: torch.Tensor | None, batch: int, length: int, chunk_size: int, device: torch.device
+) -> torch.Tensor:
+    """`(batch, length)` LaS-chunk index of every position: chunks of `chunk_size` from each row's first real position.
+
+    The same chunks `las_attention` forms (positions before the first real one are padding and get negative ids).
+    """
+    positions = torch.arange(length, device=device)[None, :]
+    if keep is None:
+        return torch.div(positions, chunk_size, rounding_mode="floor").expand(batch, length)
+    first = first_real_positions(keep)[:, None]
+    return torch.div(positions - first, chunk_size, rounding_mode="floor")
+
+
 def _split_into_chunks(x: torch.Tensor, chunk_size: int) -> torch.Tensor:
     """(B, H, L, D) -> (B * n, H, C, D), zero-padding the last chunk."""
     batch, heads, length, dim = x.shape
@@ -332,10 +528,15 @@ def _eager_las_block(
     query_start: int,
     is_causal: bool,
     keep: torch.Tensor | None,
+    pair_keep: torch.Tensor | None,
     dropout: float,
     need_probs: bool,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Softmax attention with the LaS decay for queries `query_start .. query_start + block - 1`."""
+    """Softmax attention with the LaS decay for queries `query_start .. query_start + block - 1`.
+
+    `keep` masks keys `(batch, keys)`; `pair_keep`, `(batch, 1, block, keys)`, masks (query, key) pairs (KV-cache steps
+    of LaS-chunk, where the visible keys depend on the query's chunk).
+    """
     block = query_block.shape[-2]
     num_keys = key.shape[-2]
     query_pos = torch.arange(query_start, query_start + block, device=query_block.device)
@@ -355,6 +556,8 @@ def _eager_las_block(
     if keep is not None:
         key_keep = keep[:, None, None, :num_keys]
         allowed = key_keep if allowed is None else allowed & key_keep
+    if pair_keep is not None:
+        allowed = pair_keep if allowed is None else allowed & pair_keep
     if allowed is None:
         scores = raw_scores * decay
     else:
@@ -394,10 +597,14 @@ def _eager_las_kernel(
     dropout: float,
     query_block_size: int,
     need_probs: bool,
+    query_start: int = 0,
+    pair_keep: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Queries are positions `query_start ..` of the keys (0: a full sequence; the cache length: a cached step)."""
     batch, heads, length, _ = query.shape
+    total_keys = key.shape[-2]
     query_starts = range(0, length, query_block_size)
-    batch_step = max(1, _eager_tile_scores(query.device) // (heads * min(query_block_size, length) * length))
+    batch_step = max(1, _eager_tile_scores(query.device) // (heads * min(query_block_size, length) * total_keys))
     batch_starts = range(0, batch, batch_step)
     # With several tiles and autograd on, recompute each tile in backward instead of storing its scores: training
     # memory stays O(tile) rather than O(batch x L^2).
@@ -406,24 +613,26 @@ def _eager_las_kernel(
     )
     # `split`, not indexing: the backward of a split is one concatenation, while every indexed slice would
     # allocate and zero a gradient the size of the whole input (quadratic work for LaS-chunk's long batches).
+    no_mask = [None] * len(batch_starts)
     tiles = zip(*(t.split(batch_step) for t in (query, key, value)), keep.split(batch_step) if keep is not None else
-                [None] * len(batch_starts))  # fmt: skip
+                no_mask, pair_keep.split(batch_step) if pair_keep is not None else no_mask)  # fmt: skip
     output_rows, probs = [], []
-    for tile_query, tile_key, tile_value, tile_keep in tiles:
+    for tile_query, tile_key, tile_value, tile_keep, tile_pair_keep in tiles:
         outputs = []
         for start in query_starts:
             stop = min(start + query_block_size, length)
             # Causal: keys after the block's last query are masked anyway, so they are not computed at all.
-            num_keys = stop if is_causal else length
+            num_keys = query_start + stop if is_causal else total_keys
+            block_pair_keep = tile_pair_keep[:, :, start:stop, :num_keys] if tile_pair_keep is not None else None
             args = (tile_query[:, :, start:stop], tile_key[:, :, :num_keys], tile_value[:, :, :num_keys], alphas,
-                    start, is_causal, tile_keep)  # fmt: skip
+                    query_start + start, is_causal, tile_keep, block_pair_keep)  # fmt: skip
             if recompute:
                 out, block_probs = checkpoint(_eager_las_block, *args, dropout, need_probs, use_reentrant=False)
             else:
                 out, block_probs = _eager_las_block(*args, dropout, need_probs)
             outputs.append(out)
             if need_probs:
-                probs.append(F.pad(block_probs, (0, length - num_keys)))
+                probs.append(F.pad(block_probs, (0, total_keys - num_keys)))
         output_rows.append(outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=-2))
     output = output_rows[0] if len(output_rows) == 1 else torch.cat(output_rows, dim=0)
     if not need_probs:
@@ -468,6 +677,8 @@ def _sdpa_las_kernel(
     keep: torch.Tensor | None,
     dropout: float,
     query_block_size: int,
+    query_start: int = 0,
+    pair_keep: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Causal softmax attention with the LaS decay, as SDPA calls on rescaled queries and keys.
 
@@ -479,71 +690,99 @@ def _sdpa_las_kernel(
     Padding: in the causal case a real query never sees a later position, so right padding needs no mask (padded
     values were zeroed before smoothing, padded outputs are zeroed by the caller); any other mask (left padding) goes
     to SDPA as a boolean mask per block.
+    Queries are positions `query_start ..` of the keys (a KV-cache step when > 0); `pair_keep`, `(batch, 1, queries,
+    keys)`, masks (query, key) pairs as well (LaS-chunk steps).
     """
     batch, heads, length, _ = query.shape
+    total_keys = key.shape[-2]
     max_alpha = float(alphas.max()) if alphas.numel() else 0.0
     block = sdpa_query_block_size(max_alpha, query.dtype, query_block_size)
-    needs_mask = keep is not None and not _is_right_padding(keep)
+    needs_mask = pair_keep is not None or (keep is not None and not _is_right_padding(keep))
     if max_alpha == 0.0 and not needs_mask:
         # Plain causal softmax attention (softmax models, global heads only): SDPA itself, nothing added.
-        return F.scaled_dot_product_attention(query, key, value, dropout_p=dropout, is_causal=True)
-    batch_step = max(1, _sdpa_tile_elements(query.device) // (heads * length * query.shape[-1]))
+        if query_start == 0:
+            return F.scaled_dot_product_attention(query, key, value, dropout_p=dropout, is_causal=True)
+        # Queries at the end of the keys: the causal mask aligned to the lower right.
+        return F.scaled_dot_product_attention(
+            query, key, value, attn_mask=causal_lower_right(length, total_keys), dropout_p=dropout
+        )
+    batch_step = max(1, _sdpa_tile_elements(query.device) // (heads * total_keys * query.shape[-1]))
     if batch_step < batch:
         # Long batches (LaS-chunk: batch x chunks) in tiles, as the eager kernel does: the rescaled copies of a tile
         # stay in cache, so time per token does not grow with the number of chunks. `split`: its backward is a cat.
-        tiles = zip(*(t.split(batch_step) for t in (query, key, value)),
-                    keep.split(batch_step) if needs_mask else [None] * math.ceil(batch / batch_step))  # fmt: skip
+        def split(tensor: torch.Tensor | None) -> list:
+            return [None] * math.ceil(batch / batch_step) if tensor is None else tensor.split(batch_step)
+
+        tiles = zip(*(split(t) for t in (query, key, value, keep if needs_mask else None, pair_keep)))
         return torch.cat(
-            [_sdpa_las_kernel(*tile, alphas, tile_keep, dropout, query_block_size) for *tile, tile_keep in tiles]
-        )
+            [
+                _sdpa_las_kernel(tile_query, tile_key, tile_value, alphas, tile_keep, dropout, query_block_size,
+                                 query_start, tile_pair_keep)
+                for tile_query, tile_key, tile_value, tile_keep, tile_pair_keep in tiles
+            ]
+        )  # fmt: skip
 
     # Scales in float32 at least; exponents clamped below at the dtype's underflow, which spares denormals (slow on
     # CPU) and changes no score by more than the dtype can represent.
     scale_dtype = torch.promote_types(query.dtype, torch.float32)
     rate = alphas.to(device=query.device, dtype=scale_dtype)[:, None, None]  # (heads, 1, 1)
     lowest_exponent = math.log(torch.finfo(query.dtype).tiny)
-    positions = torch.arange(length, device=query.device, dtype=scale_dtype)
+    positions = torch.arange(total_keys, device=query.device, dtype=scale_dtype)
     outputs = []
     for start in range(0, length, block):
         stop = min(start + block, length)
-        offsets = positions[:stop] - start  # key j - i0 for keys 0 .. i1 - 1; the block's queries are offsets >= 0
-        query_scale = torch.exp(-rate * offsets[start:stop, None]).to(query.dtype)  # (heads, block, 1)
+        first, last = query_start + start, query_start + stop  # the block's queries, as key positions
+        offsets = positions[:last] - first  # key j - i0 for keys 0 .. i1 - 1; the block's queries are offsets >= 0
+        query_scale = torch.exp(-rate * offsets[first:last, None]).to(query.dtype)  # (heads, block, 1)
         key_scale = torch.exp((rate * offsets[:, None]).clamp(min=lowest_exponent)).to(key.dtype)  # (heads, i1, 1)
         scaled = {
             "query": lambda start=start, stop=stop, scale=query_scale: query[:, :, start:stop] * scale,
-            "key": lambda stop=stop, scale=key_scale: key[:, :, :stop] * scale,
+            "key": lambda last=last, scale=key_scale: key[:, :, :last] * scale,
         }
         block_query, block_key = scaled["query"](), scaled["key"]()  # (batch, heads, block or i1, head_dim)
         if needs_mask or query.device.type == "cpu":
             # An additive float mask, as SDPA would make it from a boolean one (on CPU it also materialises a
             # lower-right CausalBias): built here, so that backward can recompute it instead of keeping it.
-            scaled["mask"] = lambda start=start, stop=stop: _sdpa_block_bias(keep, start, stop, query.dtype, query.device)
+            scaled["mask"] = lambda start=start, stop=stop: _sdpa_block_bias(
+                keep if needs_mask else None, pair_keep, query_start, start, stop, query.dtype, query.device
+            )
             allowed = scaled["mask"]()
         else:
-            allowed = causal_lower_right(stop - start, stop)  # FlashAttention's own bottom-right causal mask
+            allowed = causal_lower_right(stop - start, last)  # FlashAttention's own bottom-right causal mask
         # SDPA keeps its inputs for backward: the rescaled copies and the block's mask, about 3x the memory of plain
         # SDPA at L = 4K. They are cheap to recompute from q, k and the scales, so backward recomputes them.
         with _recompute_saved(block_query, block_key, allowed, scaled):
             outputs.append(
-                F.scaled_dot_product_attention(block_query, block_key, value[:, :, :stop], attn_mask=allowed,
+                F.scaled_dot_product_attention(block_query, block_key, value[:, :, :last], attn_mask=allowed,
                                                dropout_p=dropout)
             )  # fmt: skip
     return outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=-2)
 
 
 def _sdpa_block_bias(
-    keep: torch.Tensor | None, start: int, stop: int, dtype: torch.dtype, device: torch.device
+    keep: torch.Tensor | None,
+    pair_keep: torch.Tensor | None,
+    query_start: int,
+    start: int,
+    stop: int,
+    dtype: torch.dtype,
+    device: torch.device,
 ) -> torch.Tensor:
-    """The additive mask of queries `start .. stop - 1` over keys `0 .. stop - 1`: 0 where visible, -inf elsewhere.
+    """The additive mask of queries `start .. stop - 1` (key positions `query_start + start ..`) over the keys up to
+    the last of them: 0 where visible, -inf elsewhere.
 
-    `(block, stop)` for causality alone; `(batch, 1, block, stop)` with padding, where padded keys are hidden and
-    padded queries see every causal key, so that no row is empty (SDPA gives NaN there; the caller zeroes those
-    outputs).
+    `(block, keys)` for causality alone; `(batch, 1, block, keys)` with a key mask `keep` or a pair mask
+    `pair_keep`. A row that would see no key at all (a padded query) sees every causal key instead, so that no row is
+    empty (SDPA gives NaN there); the caller zeroes those outputs.
     """
-    query_pos = torch.arange(start, stop, device=device)
-    allowed = torch.arange(stop, device=device)[None, :] <= query_pos[:, None]
-    if keep is not None:
-        allowed = allowed[None, None] & (keep[:, None, None, :stop] | ~keep[:, None, start:stop, None])
+    first, last = query_start + start, query_start + stop
+    causal = torch.arange(last, device=device)[None, :] <= torch.arange(first, last, device=device)[:, None]
+    allowed = causal
+    if keep is not None or pair_keep is not None:
+        allowed = causal[None, None] & keep[:, None, None, :last] if keep is not None else causal[None, None]
+        if pair_keep is not None:
+            allowed = allowed & pair_keep[:, :, start:stop, :last]
+        allowed = allowed | (causal & ~allowed.any(-1, keepdim=True))
     return torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill_(~allowed, float("-inf"))
 
 
@@ -581,14 +820,29 @@ def _recompute_saved(
 
 @functools.cache
 def _compiled_flex_attention() -> Callable:
-    """flex_attention only avoids materialising L x L when compiled; compile it once per process."""
+    """flex_attention only avoids materialising L x L when compiled; compile it once per process.
+
+    Static shapes: inductor's dynamic-shape CPU flex kernels fail to build with a padding mask (torch 2.13), so
+    lengths are bucketed instead (`flex_bucket_length`).
+    """
     from torch.nn.attention.flex_attention import flex_attention
 
-    return torch.compile(flex_attention, dynamic=None)
+    return torch.compile(flex_attention, dynamic=False)
 
 
 # flex_attention's default (and create_block_mask's): tiles of 128 queries x 128 keys.
 _FLEX_BLOCK_SIZE = 128
+
+
+def flex_bucket_length(length: int) -> int:
+    """The length a flex call runs at: `length` rounded up to a power of two, at least one tile.
+
+    Each shape is one compilation (seconds) and dynamo gives up after 8, so a model that sees many lengths would
+    otherwise recompile every call and then fall back to uncompiled flex, which materialises L x L. Bucketed, lengths
+    up to 64K need at most 10 kernels. The padded keys are masked and the padded query tiles have no key tiles, so
+    flex skips them: the padding costs little.
+    """
+    return max(_FLEX_BLOCK_SIZE, 1 << (length - 1).bit_length())
 
 
 def las_flex_block_mask(
@@ -608,10 +862,17 @@ def las_flex_block_mask(
 
     keep = attention_mask.bool() if attention_mask is not None else None
     if chunk_size is not None and chunk_size < length:
+        if keep is not None:
+            # The layout `las_attention` chunks: every row rotated to start at its first real position.
+            keep = roll_rows(keep, first_real_positions(keep), dim=1)
         keep = las_chunk_mask(keep, batch, length, chunk_size, device)
         batch, length = batch * math.ceil(length / chunk_size), chunk_size
     if keep is not None and bool(keep.all()):
         keep = None
+    bucket = flex_bucket_length(length)
+    if bucket > length:  # the keys added by bucketing are padding
+        keep = torch.ones(batch, length, dtype=torch.bool, device=device) if keep is None else keep
+        keep = F.pad(keep, (0, bucket - length), value=False)
     if keep is None and not is_causal:
         return None
 
@@ -619,33 +880,39 @@ def las_flex_block_mask(
         allowed = kv_idx <= q_idx if is_causal else kv_idx >= 0
         return allowed & keep[b, kv_idx] if keep is not None else allowed
 
-    partial, full = _flex_block_tables(keep, length, is_causal, _FLEX_BLOCK_SIZE, device)
+    partial, full = _flex_block_tables(keep, length, is_causal, _FLEX_BLOCK_SIZE, device, table_length=bucket)
     return BlockMask.from_kv_blocks(
         *_blocks_in_row_order(partial),
         *_blocks_in_row_order(full),
         BLOCK_SIZE=_FLEX_BLOCK_SIZE,
         mask_mod=mask_mod,
-        seq_lengths=(length, length),
+        seq_lengths=(bucket, bucket),
     )
 
 
 def _flex_block_tables(
-    keep: torch.Tensor | None, length: int, is_causal: bool, block_size: int, device: torch.device
+    keep: torch.Tensor | None,
+    length: int,
+    is_causal: bool,
+    block_size: int,
+    device: torch.device,
+    table_length: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Which (query block, key block) tiles are partly and which fully visible: `(batch or 1, 1, n, n)` bool each.
 
     The same tables `create_block_mask` derives, but from per-block counts instead of evaluating the mask on all
     L x L positions: that costs O(batch x L^2) memory and time per model call (0.7 s and 1.25 GiB for a padded batch
     of 8 at L = 4K on one CPU core, `examples/benchmarks/block_mask.py`), this O(batch x L + batch x n^2).
-    Positions past `length` in the last tile count as masked, as in `create_block_mask`.
+    Positions past `length` in the last tile count as masked, as in `create_block_mask`. With `table_length` (a
+    flex bucket), the tables cover that many positions and query tiles past `length` get no key tile at all.
     """
-    num_blocks = math.ceil(length / block_size)
+    num_blocks = math.ceil((table_length or length) / block_size)
     padded = num_blocks * block_size
     positions = torch.arange(padded, device=device)
     if keep is None:
         keep = (positions < length)[None]
     else:
-        keep = F.pad(keep, (0, padded - length), value=False)
+        keep = F.pad(keep, (0, padded - keep.shape[-1]), value=False)
     kept_per_block = keep.view(keep.shape[0], num_blocks, block_size).sum(-1)  # (batch, key block)
     any_kept = (kept_per_block > 0)[:, None, :]
     all_kept = (kept_per_block == block_size)[:, None, :]
@@ -659,8 +926,9 @@ def _flex_block_tables(
         causally_any = block_index[None, :] <= block_index[:, None]
     else:
         causally_full = causally_any = torch.ones(num_blocks, num_blocks, dtype=torch.bool, device=device)
+    rows_exist = (positions.view(num_blocks, block_size)[:, 0] < length)[:, None]
     full = causally_full & rows_complete & all_kept
-    partial = causally_any & any_kept & ~full
+    partial = causally_any & any_kept & rows_exist & ~full
     return partial[:, None], full[:, None]
 
 
@@ -688,7 +956,12 @@ def _flex_las_kernel(
         # Compiled flex would still trace a backward graph for inputs that require grad (and fail on CPU).
         query, key, value = query.detach(), key.detach(), value.detach()
     score_mod = las_decay_score_mod(alphas.to(device=query.device), is_causal)
-    return _compiled_flex_attention()(query, key, value, score_mod=score_mod, block_mask=block_mask)
+    length = query.shape[-2]
+    bucket = flex_bucket_length(length)
+    if bucket > length:
+        query, key, value = (F.pad(t, (0, 0, 0, bucket - length)) for t in (query, key, value))
+    output = _compiled_flex_attention()(query, key, value, score_mod=score_mod, block_mask=block_mask)
+    return output[:, :, :length]
 
 
 def las_decay_score_mod(alphas: torch.Tensor, is_causal: bool) -> Callable:

@@ -22,20 +22,35 @@ import torch
 from torch import nn
 from transformers import initialization as init
 from transformers.activations import ACT2FN
+from transformers.cache_utils import Cache, DynamicCache
+from transformers.generation import GenerationMixin
 from transformers.modeling_layers import GradientCheckpointingLayer
-from transformers.modeling_outputs import BaseModelOutput, SequenceClassifierOutput
-from transformers.modeling_utils import AttentionInterface, PreTrainedModel
+from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast, SequenceClassifierOutput
+from transformers.modeling_utils import AttentionInterface, PreTrainedModel, slice_logits_to_keep
 from transformers.utils import logging
+from transformers.utils.deprecation import deprecate_kwarg
 from transformers.utils.generic import can_return_tuple
 
 try:  # inside a package: the installed checkout's sibling modules, or Hub remote code (transformers_modules.*)
     from .configuration_las import LaSConfig
     from .image_processing_las import LaSImageProcessor
-    from .las_attention import las_attention, las_attention_reference, las_flex_block_mask
+    from .las_attention import (
+        las_attention,
+        las_attention_reference,
+        las_attention_step,
+        las_flex_block_mask,
+        las_smooth_new_values,
+    )
 except ImportError:  # imported as a top-level module (`import modeling_las` from a checkout or an installed wheel)
     from configuration_las import LaSConfig
     from image_processing_las import LaSImageProcessor
-    from las_attention import las_attention, las_attention_reference, las_flex_block_mask
+    from las_attention import (
+        las_attention,
+        las_attention_reference,
+        las_attention_step,
+        las_flex_block_mask,
+        las_smooth_new_values,
+    )
 
 logger = logging.get_logger(__name__)
 
@@ -43,6 +58,7 @@ LAS_AUTO_MAP = {
     "AutoConfig": "configuration_las.LaSConfig",
     "AutoModel": "modeling_las.LaSModel",
     "AutoModelForSequenceClassification": "modeling_las.LaSForSequenceClassification",
+    "AutoModelForCausalLM": "modeling_las.LaSForCausalLM",
 }
 # Only checkpoints of pixel models (`input_type="pixels"`) are image classifiers.
 LAS_PIXEL_AUTO_MAP = {"AutoModelForImageClassification": "modeling_las.LaSForImageClassification"}
@@ -135,7 +151,9 @@ class LaSEmbeddings(nn.Module):
         input_ids: torch.Tensor | None = None,
         pixel_values: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        """`position_ids` (`(batch or 1, length)`): the position of every input (default 0 .. length-1)."""
         if inputs_embeds is None:
             if self.config.input_type == "tokens":
                 inputs_embeds = self.token_embeddings(input_ids)
@@ -143,10 +161,13 @@ class LaSEmbeddings(nn.Module):
                 inputs_embeds = self.pixel_projection(pixel_values.to(self.pixel_projection.weight.dtype)[..., None])
         length = inputs_embeds.shape[1]
         if self.config.position_embedding_type == "learned":
-            inputs_embeds = inputs_embeds + self.position_embeddings.weight[:length]
+            table = self.position_embeddings.weight
         elif self.config.position_embedding_type == "sinusoidal":
-            inputs_embeds = inputs_embeds + self.sinusoidal_table[:length].to(inputs_embeds.dtype)
-        return self.dropout(inputs_embeds)
+            table = self.sinusoidal_table.to(inputs_embeds.dtype)
+        else:
+            return self.dropout(inputs_embeds)
+        positions = table[:length] if position_ids is None else table[position_ids]
+        return self.dropout(inputs_embeds + positions)
 
 
 class LaSNorm(nn.Module):
@@ -194,28 +215,91 @@ class LaSAttention(nn.Module):
         attention_mask: torch.Tensor | None = None,
         output_attentions: bool = False,
         block_mask=None,
+        cache: Cache | None = None,
+        past_length: int = 0,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """With a `cache` (holding `past_length` positions), `hidden_states` are the next positions and
+        `attention_mask` covers all `past_length + length` of them."""
         batch, length, _ = hidden_states.shape
         heads_shape = (batch, length, self.num_heads, self.head_dim)
         query = self.q_proj(hidden_states).view(heads_shape).transpose(1, 2)  # (batch, heads, length, head_dim)
         key = self.k_proj(hidden_states).view(heads_shape).transpose(1, 2)  # (batch, heads, length, head_dim)
         value = self.v_proj(hidden_states).view(heads_shape).transpose(1, 2)  # (batch, heads, length, head_dim)
 
-        attention_interface: Callable = LAS_ATTENTION_FUNCTIONS.get_interface(
-            self.config._attn_implementation, las_attention_forward
-        )
-        output, weights = attention_interface(
-            self,
-            query,
-            key,
-            value,
-            attention_mask,
-            dropout=self.attention_dropout if self.training else 0.0,
-            output_attentions=output_attentions,
-            block_mask=block_mask,
-        )
+        dropout = self.attention_dropout if self.training else 0.0
+        if cache is not None:
+            cached_keys, cached_values = self._update_cache(cache, key, value, attention_mask, past_length)
+        if cache is not None and past_length > 0:
+            output, weights = self._attend_after_cache(
+                query, cached_keys, cached_values, attention_mask, dropout, output_attentions
+            )
+        else:
+            attention_interface: Callable = LAS_ATTENTION_FUNCTIONS.get_interface(
+                self.config._attn_implementation, las_attention_forward
+            )
+            output, weights = attention_interface(
+                self,
+                query,
+                key,
+                value,
+                attention_mask,
+                dropout=dropout,
+                output_attentions=output_attentions,
+                block_mask=block_mask,
+            )
         output = output.reshape(batch, length, -1)  # (batch, length, heads * head_dim)
         return self.o_proj(output), weights
+
+    def _update_cache(
+        self,
+        cache: Cache,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        past_length: int,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Append the new keys and values to the cache; return all keys and all *smoothed* values.
+
+        The cache holds smoothed values: a past position's smoothed value never changes under the causal window. The
+        next step's smoothed values also need the raw values of the last P-1 positions; they live in the same cache
+        tensor, as a second half of the value's last axis (`[smoothed | raw]`, only when P > 1). That doubles the value
+        memory but keeps one tensor per layer, so that every `Cache` operation (beam-search reordering, cropping,
+        batch selection, offloading) keeps the raw window consistent with the rest without a Cache subclass.
+        """
+        pool_size = self.pool_size
+        previous_raw = None
+        if past_length > 0 and pool_size > 1:
+            previous_raw = cache.layers[self.layer_idx].values[..., -(pool_size - 1) :, self.head_dim :]
+        smoothed, raw = las_smooth_new_values(value, previous_raw, pool_size, attention_mask, self.chunk_size)
+        stored = torch.cat([smoothed, raw], dim=-1) if pool_size > 1 else smoothed
+        keys, values = cache.update(key, stored, self.layer_idx)
+        return keys, values[..., : self.head_dim]
+
+    def _attend_after_cache(
+        self,
+        query: torch.Tensor,
+        keys: torch.Tensor,
+        smoothed_values: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        dropout: float,
+        output_attentions: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """A decoding step: the new queries attend to every cached and new key (decay on absolute distances)."""
+        result = las_attention_step(
+            query,
+            keys,
+            smoothed_values,
+            self.alphas,
+            pool_size=self.pool_size,
+            attention_mask=attention_mask,
+            chunk_size=self.chunk_size,
+            dropout=dropout,
+            implementation=self.config._attn_implementation,
+            query_block_size=self.query_block_size,
+            return_attention_weights=output_attentions,
+        )
+        output, weights = result if output_attentions else (result, None)
+        return output.transpose(1, 2), weights
 
 
 class LaSMLP(nn.Module):
@@ -248,13 +332,20 @@ class LaSLayer(GradientCheckpointingLayer):
         attention_mask: torch.Tensor | None = None,
         output_attentions: bool = False,
         block_mask=None,
+        cache: Cache | None = None,
+        past_length: int = 0,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         # Pre-norm: x + f(norm(x)). Post-norm (the original transformer): norm(x + f(x)).
         residual = hidden_states
         if self.prenorm:
             hidden_states = self.attention_norm(hidden_states)
         hidden_states, weights = self.attention(
-            hidden_states, attention_mask, output_attentions=output_attentions, block_mask=block_mask
+            hidden_states,
+            attention_mask,
+            output_attentions=output_attentions,
+            block_mask=block_mask,
+            cache=cache,
+            past_length=past_length,
         )
         hidden_states = residual + self.dropout(hidden_states)
         if not self.prenorm:
@@ -346,8 +437,12 @@ def _check_model_inputs(
     pixel_values: torch.Tensor | None,
     inputs_embeds: torch.Tensor | None,
     attention_mask: torch.Tensor | None,
+    past_length: int = 0,
 ) -> tuple[int, ...]:
-    """Validate what the user passed and return the shape of the sequence axes (batch[, 2], length)."""
+    """Validate what the user passed and return the shape of the sequence axes (batch[, 2], length).
+
+    After a cache of `past_length` positions, `attention_mask` covers the cached and the new positions.
+    """
     given = {name: t for name, t in (("input_ids", input_ids), ("pixel_values", pixel_values), ("inputs_embeds", inputs_embeds)) if t is not None}
     if len(given) != 1:
         expected = "input_ids" if config.input_type == "tokens" else "pixel_values"
@@ -364,9 +459,14 @@ def _check_model_inputs(
         raise ValueError(f"{name} must be shaped {layout}{' + (hidden_size,)' if name == 'inputs_embeds' else ''}; got {tuple(tensor.shape)}.")
     if config.dual_encoder and sequence_shape[1] != 2:
         raise ValueError(f"A dual encoder takes two documents per example: {name} shaped (batch, 2, length); got {tuple(tensor.shape)}.")
-    if attention_mask is not None and tuple(attention_mask.shape) != sequence_shape:
-        raise ValueError(f"attention_mask shape {tuple(attention_mask.shape)} does not match {name} shape {sequence_shape}.")
-    length = sequence_shape[-1]
+    mask_shape = (*sequence_shape[:-1], past_length + sequence_shape[-1])
+    if attention_mask is not None and tuple(attention_mask.shape) != mask_shape:
+        after_cache = f" after {past_length} cached positions (it covers cached and new ones)" if past_length else ""
+        raise ValueError(
+            f"attention_mask shape {tuple(attention_mask.shape)} does not match {name} shape {sequence_shape}"
+            f"{after_cache}: expected {mask_shape}."
+        )
+    length = past_length + sequence_shape[-1]
     if config.position_embedding_type != "none" and length > config.max_position_embeddings:
         raise ValueError(
             f"Sequence length {length} exceeds max_position_embeddings={config.max_position_embeddings}; "
@@ -402,6 +502,7 @@ class LaSModel(LaSPreTrainedModel):
     def set_input_embeddings(self, value: nn.Module) -> None:
         self.embeddings.token_embeddings = value
 
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     @can_return_tuple
     def forward(
         self,
@@ -411,14 +512,23 @@ class LaSModel(LaSPreTrainedModel):
         inputs_embeds: torch.Tensor | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
-    ) -> BaseModelOutput:
+        position_ids: torch.Tensor | None = None,
+        cache: Cache | None = None,
+        use_cache: bool | None = None,
+    ) -> BaseModelOutputWithPast:
         r"""
         input_ids (`torch.LongTensor` of shape `(batch, length)`, or `(batch, 2, length)` for a dual encoder):
             Token ids (`input_type="tokens"`).
-        attention_mask (same shape as the inputs): 1 for real positions, 0 for padding (right padding).
+        attention_mask (same shape as the inputs): 1 for real positions, 0 for padding (left or right padding). After a
+            `cache`, it covers the cached and the new positions, `(batch, cached + length)`.
         pixel_values (`torch.FloatTensor` of shape `(batch, length)` or `(batch, 2, length)`):
             One value per position (`input_type="pixels"`), e.g. grayscale pixels scaled to [0, 1].
         inputs_embeds (`torch.FloatTensor` of shape `(..., length, hidden_size)`): precomputed input vectors.
+        position_ids (same shape as the inputs): positions for the position embeddings. Default: counted over the real
+            positions of `attention_mask` (so a left-padded sequence gets the positions it has alone), else 0, 1, ...
+            after the cached positions.
+        cache (`DynamicCache`), use_cache: a KV cache for incremental decoding (causal models with
+            `las_pool_mode="causal"` only); `use_cache=True` without a cache starts one. Returned as `cache`.
 
         Returns `last_hidden_state` shaped like the inputs plus `hidden_size` (a dual encoder keeps its `2` axis),
         and, when asked, every layer's `hidden_states` and `attentions` (the LaS matrices after smoothing).
@@ -430,15 +540,28 @@ class LaSModel(LaSPreTrainedModel):
         output_hidden_states = (
             output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
         )
-        sequence_shape = _check_model_inputs(self.config, input_ids, pixel_values, inputs_embeds, attention_mask)
+        if use_cache and cache is None:
+            cache = DynamicCache(config=self.config)
+        if cache is not None:
+            self._check_cache(cache)
+        past_length = cache.get_seq_length() if cache is not None else 0
+        sequence_shape = _check_model_inputs(
+            self.config, input_ids, pixel_values, inputs_embeds, attention_mask, past_length
+        )
         flat = lambda t: None if t is None else t.reshape(-1, *t.shape[len(sequence_shape) - 1 :])  # noqa: E731
         input_ids, pixel_values, attention_mask = flat(input_ids), flat(pixel_values), flat(attention_mask)
         inputs_embeds = None if inputs_embeds is None else inputs_embeds.reshape(-1, *inputs_embeds.shape[-2:])
+        length = sequence_shape[-1]
+        if cache is not None and attention_mask is None:
+            # A step needs the mask of every position so far: it places LaS-chunk's chunks.
+            attention_mask = torch.ones(flat_batch(sequence_shape), past_length + length, dtype=torch.long,
+                                        device=self.device)  # fmt: skip
+        position_ids = self._position_ids(flat(position_ids), attention_mask, past_length, length)
 
-        hidden_states = self.embeddings(input_ids, pixel_values, inputs_embeds)
-        batch, length = hidden_states.shape[:2]
+        hidden_states = self.embeddings(input_ids, pixel_values, inputs_embeds, position_ids)
+        batch = hidden_states.shape[0]
         block_mask = None
-        if self.config._attn_implementation == "flex_attention":
+        if self.config._attn_implementation == "flex_attention" and past_length == 0:
             block_mask = las_flex_block_mask(
                 attention_mask, batch, length, self.config.is_causal, self.config.effective_chunk_size, hidden_states.device
             )
@@ -448,7 +571,12 @@ class LaSModel(LaSPreTrainedModel):
             if output_hidden_states:
                 all_hidden_states.append(hidden_states)
             hidden_states, weights = layer(
-                hidden_states, attention_mask=attention_mask, output_attentions=output_attentions, block_mask=block_mask
+                hidden_states,
+                attention_mask=attention_mask,
+                output_attentions=output_attentions,
+                block_mask=block_mask,
+                cache=cache,
+                past_length=past_length,
             )
             if output_attentions:
                 all_attentions.append(weights)
@@ -458,16 +586,64 @@ class LaSModel(LaSPreTrainedModel):
 
         # A dual encoder gets its (batch, 2, ...) layout back.
         unflat = lambda t: t.reshape(*sequence_shape[:-1], *t.shape[1:])  # noqa: E731
-        return BaseModelOutput(
+        return BaseModelOutputWithPast(
             last_hidden_state=unflat(hidden_states),
+            cache=cache,
             hidden_states=tuple(map(unflat, all_hidden_states)) if output_hidden_states else None,
             attentions=tuple(map(unflat, all_attentions)) if output_attentions else None,
         )
 
+    def _check_cache(self, cache: Cache) -> None:
+        """A KV cache needs a causal model whose smoothing window looks only back, stored in a `DynamicCache`."""
+        config = self.config
+        if not config.is_causal or config.dual_encoder:
+            raise ValueError(
+                "A KV cache needs a causal model (is_causal=True, dual_encoder=False): a bidirectional model's past "
+                "positions change with every new token."
+            )
+        if config.effective_pool_size > 1 and config.las_pool_mode != "causal":
+            raise ValueError(
+                f"A KV cache needs las_pool_mode='causal' (got {config.las_pool_mode!r} with las_pool_size="
+                f"{config.las_pool_size}): the symmetric window smooths every value with the next P//2 positions' "
+                "values, which do not exist yet when the position is cached."
+            )
+        if not isinstance(cache, DynamicCache):
+            raise ValueError(
+                f"LaS models decode with a DynamicCache (got {type(cache).__name__}): the cache's value tensor also "
+                "holds the raw values of the smoothing window, which a fixed-size cache would not keep in order."
+            )
+
+    def _position_ids(
+        self, position_ids: torch.Tensor | None, attention_mask: torch.Tensor | None, past_length: int, length: int
+    ) -> torch.Tensor | None:
+        """The given positions (checked), or positions counted over the real tokens of the mask (as `generate`)."""
+        if self.config.position_embedding_type == "none":
+            return None
+        if position_ids is not None:
+            if not torch.compiler.is_compiling() and position_ids.numel() > 0:
+                low, high = torch.stack(torch.aminmax(position_ids)).tolist()
+                if low < 0 or high >= self.config.max_position_embeddings:
+                    raise ValueError(
+                        "position_ids must lie in [0, max_position_embeddings="
+                        f"{self.config.max_position_embeddings}); found values in [{low}, {high}]."
+                    )
+            return position_ids
+        if attention_mask is None:
+            if past_length == 0:
+                return None
+            return torch.arange(past_length, past_length + length, device=self.device)[None]
+        # Padding gets position 0 (anything in range: its outputs never reach a real position).
+        return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, -length:]
+
+
+def flat_batch(sequence_shape: tuple[int, ...]) -> int:
+    """The number of sequences in a `(batch[, 2], length)` input."""
+    return math.prod(sequence_shape[:-1])
+
 
 def pool_sequence(hidden_states: torch.Tensor, attention_mask: torch.Tensor | None, pooling: str) -> torch.Tensor:
-    """Reduce `(..., length, hidden)` to `(..., hidden)`: mean over real positions, first, or last real position."""
-    if pooling == "first":
+    """Reduce `(..., length, hidden)` to `(..., hidden)`: mean over real positions, first or last real position."""
+    if pooling == "first" and attention_mask is None:
         return hidden_states[..., 0, :]
     if attention_mask is None:
         attention_mask = hidden_states.new_ones(hidden_states.shape[:-1])
@@ -476,8 +652,12 @@ def pool_sequence(hidden_states: torch.Tensor, attention_mask: torch.Tensor | No
         # clamp: a fully padded sequence pools to zeros instead of 0/0 = NaN.
         return (hidden_states * keep[..., None]).sum(-2) / keep.sum(-1, keepdim=True).clamp(min=1)
     positions = torch.arange(keep.shape[-1], device=keep.device)
-    last = (attention_mask.long() * positions).amax(-1)
-    return torch.gather(hidden_states, -2, last[..., None, None].expand(*last.shape, 1, hidden_states.shape[-1])).squeeze(-2)
+    if pooling == "first":  # the first real position (left padding)
+        index = attention_mask.to(torch.int8).argmax(-1)
+    else:
+        index = (attention_mask.long() * positions).amax(-1)
+    index = index[..., None, None].expand(*index.shape, 1, hidden_states.shape[-1])
+    return torch.gather(hidden_states, -2, index).squeeze(-2)
 
 
 class LaSForSequenceClassification(LaSPreTrainedModel):
@@ -509,17 +689,20 @@ class LaSForSequenceClassification(LaSPreTrainedModel):
         labels: torch.Tensor | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
+        position_ids: torch.Tensor | None = None,
     ) -> SequenceClassifierOutput:
         r"""
         labels (`torch.LongTensor` of shape `(batch,)`, or float `(batch, num_labels)` for multi-label / regression):
             Cross-entropy for single-label classification, BCE-with-logits for multi-label, MSE for regression
             (`config.problem_type`, inferred from `num_labels` and the label dtype when unset).
+        position_ids: as for `LaSModel` (default: counted over the real positions of `attention_mask`).
         """
         outputs = self.las(
             input_ids,
             attention_mask=attention_mask,
             pixel_values=pixel_values,
             inputs_embeds=inputs_embeds,
+            position_ids=position_ids,
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
             return_dict=True,
@@ -553,12 +736,95 @@ class LaSForImageClassification(LaSForSequenceClassification):
         super().__init__(config)
 
 
+def check_causal_lm_config(config: LaSConfig) -> None:
+    """The rules a LaS language model must follow, each as a one-line `ValueError` that says why."""
+    if config.effective_pool_size > 1 and config.las_pool_mode != "causal":
+        raise ValueError(
+            f"LaSForCausalLM needs las_pool_mode='causal' (got {config.las_pool_mode!r} with las_pool_size="
+            f"{config.las_pool_size}): the symmetric window averages every value with the values of the next P//2 "
+            "positions, so position t would see the tokens it must predict."
+        )
+    if not config.is_causal:
+        raise ValueError("LaSForCausalLM needs is_causal=True: a bidirectional model sees the tokens it must predict.")
+    if config.input_type != "tokens" or config.dual_encoder:
+        raise ValueError("LaSForCausalLM models token sequences: it needs input_type='tokens' and dual_encoder=False.")
+
+
+class LaSForCausalLM(LaSPreTrainedModel, GenerationMixin):
+    """LaS decoder with a language-modelling head: next-token logits, shifted cross-entropy, `generate()` with a
+    KV cache (`DynamicCache`). Needs `las_pool_mode="causal"` (see `check_causal_lm_config`); the head shares the token
+    embedding's weight with `tie_word_embeddings=True`."""
+
+    _tied_weights_keys = {"lm_head.weight": "las.embeddings.token_embeddings.weight"}
+
+    def __init__(self, config: LaSConfig):
+        check_causal_lm_config(config)
+        super().__init__(config)
+        self.las = LaSModel(config)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.post_init()
+
+    def get_output_embeddings(self) -> nn.Module:
+        return self.lm_head
+
+    def set_output_embeddings(self, new_embeddings: nn.Module) -> None:
+        self.lm_head = new_embeddings
+
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        cache: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        use_cache: bool | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
+        **kwargs,
+    ) -> CausalLMOutputWithPast:
+        r"""
+        labels (`torch.LongTensor` of shape `(batch, length)`): the input ids themselves (shifted inside: position t
+            is scored on token t + 1); -100 marks positions without a loss (e.g. padding).
+        logits_to_keep: compute logits for the last this many positions only (0: all), as `generate` asks.
+
+        The other arguments are `LaSModel`'s.
+        """
+        outputs = self.las(
+            input_ids,
+            attention_mask=attention_mask,
+            inputs_embeds=inputs_embeds,
+            position_ids=position_ids,
+            cache=cache,
+            use_cache=use_cache,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
+        logits = self.lm_head(slice_logits_to_keep(outputs.last_hidden_state, logits_to_keep))
+        loss = None
+        if labels is not None:
+            loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.vocab_size)
+        return CausalLMOutputWithPast(
+            loss=loss,
+            logits=logits,
+            cache=outputs.cache,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+        )
+
+
 def register_las_auto_classes() -> None:
-    """Register with the Auto classes (config, models, image processor), and for Hub remote code."""
+    """Register with the Auto classes (config; base, sequence-classification, image-classification and causal-LM
+    models; image processor), and for Hub remote code."""
     from transformers import (
         AutoConfig,
         AutoImageProcessor,
         AutoModel,
+        AutoModelForCausalLM,
         AutoModelForImageClassification,
         AutoModelForSequenceClassification,
     )
@@ -571,6 +837,7 @@ def register_las_auto_classes() -> None:
         (AutoModel, LaSModel),
         (AutoModelForSequenceClassification, LaSForSequenceClassification),
         (AutoModelForImageClassification, LaSForImageClassification),
+        (AutoModelForCausalLM, LaSForCausalLM),
     ):
         try:
             auto_class.register(LaSConfig, model_class)
@@ -583,6 +850,7 @@ def register_las_auto_classes() -> None:
     LaSForSequenceClassification.register_for_auto_class("AutoModelForSequenceClassification")
     LaSForImageClassification.register_for_auto_class("AutoModelForImageClassification")
     LaSImageProcessor.register_for_auto_class("AutoImageProcessor")
+    LaSForCausalLM.register_for_auto_class("AutoModelForCausalLM")
 
 
 register_las_auto_classes()
@@ -593,6 +861,7 @@ __all__ = [
     "LaSForSequenceClassification",
     "LaSForImageClassification",
     "LaSImageProcessor",
+    "LaSForCausalLM",
     "LaSPreTrainedModel",
     "las_attention",
     "las_attention_reference",

@@ -12,8 +12,11 @@ import las_attention as las_attention_module
 from las_attention import (
     las_attention,
     las_attention_reference,
+    las_attention_step,
+    las_smooth_new_values,
     las_chunk_mask,
     las_decay_score_mod,
+    flex_bucket_length,
     las_flex_block_mask,
     smooth_along,
 )
@@ -32,6 +35,21 @@ def padding_mask(batch: int, length: int, lengths: list[int]) -> torch.Tensor:
     for row, n in enumerate(lengths):
         mask[row, :n] = 1
     return mask
+
+
+def chunk_reference(query, key, value, alphas, pool_size, pool_mode, is_causal, mask, chunk_size):
+    """LaS-chunk by its definition: the reference on every chunk, chunks starting at each row's first real position."""
+    rows = []
+    for b in range(query.shape[0]):
+        first = int(mask[b].nonzero()[0]) if mask is not None and bool(mask[b].any()) else 0
+        pieces = [torch.zeros_like(value[b : b + 1, :, :first])]
+        for start in range(first, query.shape[2], chunk_size):
+            span = slice(start, start + chunk_size)
+            piece_mask = None if mask is None else mask[b : b + 1, span]
+            pieces.append(las_attention_reference(*(t[b : b + 1, :, span] for t in (query, key, value)), alphas,
+                                                  pool_size, pool_mode, is_causal, piece_mask))  # fmt: skip
+        rows.append(torch.cat(pieces, dim=2))
+    return torch.cat(rows, dim=0)
 
 
 CASES = list(itertools.product([True, False], [1, 3, 5], ["symmetric", "causal"], [False, True]))
@@ -245,12 +263,8 @@ def test_sdpa_equals_definition_with_gradients(dtype, tolerance, pool_size, pool
     theirs = [t.clone().requires_grad_() for t in tensors]
     if chunk_size is None:
         expected = las_attention_reference(*theirs, SDPA_ALPHAS.to(dtype), pool_size, pool_mode, True, mask)
-    else:  # LaS-chunk is LaS on each chunk
-        expected = torch.cat([
-            las_attention_reference(*(t[:, :, start:start + chunk_size] for t in theirs), SDPA_ALPHAS.to(dtype),
-                                    pool_size, pool_mode, True, None if mask is None else mask[:, start:start + chunk_size])
-            for start in range(0, 45, chunk_size)
-        ], dim=2)  # fmt: skip
+    else:  # LaS-chunk is LaS on each chunk (chunks from the first real token: left padding moves them)
+        expected = chunk_reference(*theirs, SDPA_ALPHAS.to(dtype), pool_size, pool_mode, True, mask, chunk_size)
     (expected * upstream).sum().backward()
     assert (output - expected).abs().max().item() < tolerance
     for leaf, reference in zip(ours, theirs):
@@ -357,18 +371,25 @@ def _block_mask_from_definition(attention_mask, batch, length, is_causal, chunk_
 
     keep = attention_mask.bool() if attention_mask is not None else None
     if chunk_size is not None and chunk_size < length:
+        if keep is not None:  # chunks start at each row's first real position
+            keep = torch.stack([row.roll(-int(row.nonzero()[0])) if row.any() else row for row in keep])
         keep = las_chunk_mask(keep, batch, length, chunk_size, torch.device("cpu"))
         batch, length = batch * -(-length // chunk_size), chunk_size
     if keep is not None and bool(keep.all()):
         keep = None  # as las_flex_block_mask: nothing padded, one mask for the whole batch
+    bucket = flex_bucket_length(length)  # flex runs at a power-of-two length: the added positions do not exist
+    if bucket > length:
+        keep = torch.ones(batch, length, dtype=torch.bool) if keep is None else keep
+        keep = F.pad(keep, (0, bucket - length), value=False)
     if keep is None and not is_causal:
         return None
 
     def mask_mod(b, h, q_idx, kv_idx):
         allowed = kv_idx <= q_idx if is_causal else kv_idx >= 0
+        allowed = allowed & (q_idx < length)
         return allowed & keep[b, kv_idx] if keep is not None else allowed
 
-    return create_block_mask(mask_mod, batch if keep is not None else None, None, length, length, device="cpu")
+    return create_block_mask(mask_mod, batch if keep is not None else None, None, bucket, bucket, device="cpu")
 
 
 @pytest.mark.parametrize("length", [1, 127, 128, 129, 300])
@@ -409,3 +430,55 @@ def test_flex_forward_and_gradients_equal_eager_cuda(dtype, tolerance, chunk_siz
     for eager, flex in zip(results["eager"], results["flex_attention"]):
         scale = eager.float().abs().max().clamp(min=1.0)
         assert ((flex.float() - eager.float()).abs().max() / scale).item() < tolerance
+
+
+# -- KV-cache steps ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("implementation", ["eager", "sdpa", "flex_attention"])
+@pytest.mark.parametrize("pool_size,chunk_size", [(1, None), (3, None), (5, None), (3, 8), (1, 8)])
+@pytest.mark.parametrize("new", [1, 5])
+def test_cached_steps_are_the_rows_of_the_definition(implementation, pool_size, chunk_size, new):
+    # Queries T-n .. T-1 against all T keys, values smoothed step by step from the cached raw window: the last rows of
+    # the definition (LaS-chunk: of the definition on chunks from the first real token), decay on absolute distances.
+    query, key, value = make_qkv(length=37, dtype=torch.float64)
+    mask = torch.ones(2, 37, dtype=torch.long)
+    mask[1, :6] = 0  # left padding
+    if chunk_size is None:
+        expected = las_attention_reference(query, key, value, ALPHAS.double(), pool_size, "causal", True, mask)
+    else:
+        expected = chunk_reference(query, key, value, ALPHAS.double(), pool_size, "causal", True, mask, chunk_size)
+    # Fill a "cache" the way a model does: a prompt of 20, then steps of `new` positions.
+    smoothed, raw = las_smooth_new_values(value[:, :, :20], None, pool_size, mask[:, :20], chunk_size)
+    for start in range(20, 37, new):
+        stop = min(start + new, 37)
+        step = las_smooth_new_values(value[:, :, start:stop], raw, pool_size, mask[:, :stop], chunk_size)
+        step_smoothed, step_raw = step
+        smoothed, raw = torch.cat([smoothed, step_smoothed], 2), torch.cat([raw, step_raw], 2)
+        output = las_attention_step(query[:, :, start:stop], key[:, :, :stop], smoothed, ALPHAS, pool_size,
+                                    mask[:, :stop], chunk_size, implementation=implementation,
+                                    query_block_size=2)  # fmt: skip
+        assert (output - expected[:, :, start:stop]).abs().max().item() < 1e-10, start
+
+
+def test_cached_step_attention_weights_are_the_rows_of_the_full_matrix():
+    query, key, value = make_qkv(length=30)
+    mask = torch.ones(2, 30, dtype=torch.long)
+    mask[0, :4] = 0
+    for chunk_size in (None, 7):
+        _, full = las_attention(query, key, value, ALPHAS, 3, "causal", True, mask, chunk_size,
+                                return_attention_weights=True)  # fmt: skip
+        smoothed, _ = las_smooth_new_values(value, None, 3, mask, chunk_size)
+        _, rows = las_attention_step(query[:, :, 26:], key, smoothed, ALPHAS, 3, mask, chunk_size,
+                                     return_attention_weights=True)  # fmt: skip
+        assert (rows - full[:, :, 26:]).abs().max().item() < 1e-6
+
+
+def test_cached_step_arguments_raise_clear_errors():
+    query, key, value = make_qkv(length=10)
+    with pytest.raises(ValueError, match="attention_mask must cover all 10 positions"):
+        las_attention_step(query[:, :, -1:], key, value, ALPHAS, attention_mask=torch.ones(2, 9))
+    with pytest.raises(ValueError, match="the keys must include the queries'"):
+        las_attention_step(query, key[:, :, :4], value[:, :, :4], ALPHAS)
+    with pytest.raises(ValueError, match="needs attention_mask over all positions"):
+        las_smooth_new_values(value[:, :, -1:], value[:, :, :-1], 3, None, chunk_size=4)

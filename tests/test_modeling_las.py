@@ -309,6 +309,7 @@ def test_save_and_load_through_auto_classes(tmp_path):
         "AutoConfig": "configuration_las.LaSConfig",
         "AutoModel": "modeling_las.LaSModel",
         "AutoModelForSequenceClassification": "modeling_las.LaSForSequenceClassification",
+        "AutoModelForCausalLM": "modeling_las.LaSForCausalLM",
     }
     loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path).eval()
     assert isinstance(loaded, LaSForSequenceClassification)
@@ -319,7 +320,7 @@ def test_save_and_load_through_auto_classes(tmp_path):
         assert torch.equal(base(ids).last_hidden_state, hidden)
 
 
-REMOTE_CODE_SCRIPT = textwrap.dedent(
+BLOCK_OUR_PACKAGE = textwrap.dedent(
     """
     import importlib.abc, json, sys
     import torch
@@ -337,7 +338,11 @@ REMOTE_CODE_SCRIPT = textwrap.dedent(
         raise SystemExit("our package is importable: the test would prove nothing")
     except ImportError:
         pass
+    """
+)
 
+REMOTE_CODE_SCRIPT = BLOCK_OUR_PACKAGE + textwrap.dedent(
+    """
     from transformers import AutoModel, AutoModelForSequenceClassification
     folder, ids_path = sys.argv[1], sys.argv[2]
     ids = torch.tensor(json.load(open(ids_path)))
@@ -359,16 +364,10 @@ REMOTE_CODE_SCRIPT = textwrap.dedent(
 )
 
 
-def test_remote_code_loads_where_package_is_not_installed(tmp_path):
-    model = tiny_model(attention_type="las", las_pool_mode="causal")
-    ids = random_ids(2, 17)
-    with torch.no_grad():
-        expected = model(ids).logits
-        hidden = model.las(ids).last_hidden_state.sum().item()
-    folder = tmp_path / "checkpoint"
-    model.save_pretrained(folder)
+def run_where_package_is_not_installed(tmp_path: Path, script: str, folder: Path, ids: torch.Tensor) -> dict:
+    """Run `script` (which starts with BLOCK_OUR_PACKAGE) on `folder` and `ids`; return the JSON of its last line."""
     (tmp_path / "ids.json").write_text(json.dumps(ids.tolist()))
-    (tmp_path / "load.py").write_text(REMOTE_CODE_SCRIPT)
+    (tmp_path / "load.py").write_text(script)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(HF_MODULES_CACHE=str(tmp_path / "modules"), HF_HUB_OFFLINE="1")
     result = subprocess.run(
@@ -380,7 +379,18 @@ def test_remote_code_loads_where_package_is_not_installed(tmp_path):
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(result.stdout.strip().splitlines()[-1])
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_remote_code_loads_where_package_is_not_installed(tmp_path):
+    model = tiny_model(attention_type="las", las_pool_mode="causal")
+    ids = random_ids(2, 17)
+    with torch.no_grad():
+        expected = model(ids).logits
+        hidden = model.las(ids).last_hidden_state.sum().item()
+    folder = tmp_path / "checkpoint"
+    model.save_pretrained(folder)
+    report = run_where_package_is_not_installed(tmp_path, REMOTE_CODE_SCRIPT, folder, ids)
     assert report["module"].startswith("transformers_modules")
     assert report["implementation"] == "sdpa"  # the default backend, through the shipped las_attention.py
     assert torch.equal(torch.tensor(report["logits"]), expected)
@@ -496,17 +506,25 @@ def test_works_under_torch_compile(implementation):
 @pytest.mark.slow
 def test_flex_compiles_a_bounded_number_of_times_over_many_lengths():
     # Variable lengths must not recompile flex every time (dynamo would give up after 8 and run flex uncompiled,
-    # materialising the full matrix): after the first length changes, the compiled kernel is shape-generic.
+    # materialising the full matrix): lengths are bucketed to powers of two, one compilation per bucket.
     from torch._dynamo.utils import counters
 
+    from las_attention import flex_bucket_length
+
     torch._dynamo.reset()
-    model = tiny_model()
+    model = tiny_model(max_position_embeddings=512)
     model.set_attn_implementation("flex_attention")
+    lengths = (20, 41, 77, 101, 120, 129, 200, 255, 300, 480)
+    reference = tiny_model(max_position_embeddings=512)
+    reference.set_attn_implementation("eager")
     compiled_before = counters["stats"]["unique_graphs"]
     with torch.no_grad():
-        for length in (20, 27, 33, 41, 50, 64, 77, 90, 101, 120):
-            model(random_ids(2, length))
-    assert counters["stats"]["unique_graphs"] - compiled_before <= 2
+        for length in lengths:
+            ids = random_ids(2, length)
+            assert torch.allclose(model(ids).logits, reference(ids).logits, atol=1e-5)
+    buckets = {flex_bucket_length(length) for length in lengths}
+    assert buckets == {128, 256, 512}
+    assert counters["stats"]["unique_graphs"] - compiled_before <= len(buckets)
 
 
 def test_return_dict_false_gives_tuples():

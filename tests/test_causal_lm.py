@@ -1,0 +1,264 @@
+"""LaSForCausalLM: generate() with a KV cache, left padding and position_ids, the loss, loading, the LM example."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+import torch
+import torch.nn.functional as F
+from transformers import AutoConfig, AutoModelForCausalLM, DynamicCache
+
+from configuration_las import LaSConfig
+from modeling_las import LaSForCausalLM, LaSForSequenceClassification
+from tests.test_modeling_las import BLOCK_OUR_PACKAGE, run_where_package_is_not_installed
+
+BACKENDS = ("eager", "sdpa", "flex_attention")
+
+
+def lm_config(**overrides) -> LaSConfig:
+    values = dict(
+        vocab_size=16,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=64,
+        las_alpha_max=0.3,
+        las_pool_size=3,
+        las_pool_mode="causal",
+        las_chunk_size=5,  # prompts and generations cross chunk boundaries
+        attention_query_block_size=4,  # several query blocks in the eager and sdpa kernels
+    )
+    values.update(overrides)
+    return LaSConfig(**values)
+
+
+def lm(seed=0, implementation="eager", **overrides) -> LaSForCausalLM:
+    torch.manual_seed(seed)
+    model = LaSForCausalLM(lm_config(**overrides)).eval()
+    model.set_attn_implementation(implementation)
+    return model
+
+
+def left_padded_batch(lengths=(9, 6, 3), width=9, seed=1) -> tuple[torch.Tensor, torch.Tensor]:
+    ids = torch.randint(1, 16, (len(lengths), width), generator=torch.Generator().manual_seed(seed))
+    mask = torch.zeros(len(lengths), width, dtype=torch.long)
+    for row, n in enumerate(lengths):
+        mask[row, width - n :] = 1
+    return ids * mask, mask
+
+
+def greedy_by_full_forwards(model, ids, mask, new_tokens) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Greedy decoding without a cache: the whole sequence through the model at every step."""
+    logits_per_step = []
+    for _ in range(new_tokens):
+        logits = model(ids, attention_mask=mask).logits[:, -1]
+        logits_per_step.append(logits)
+        ids = torch.cat([ids, logits.argmax(-1, keepdim=True)], dim=1)
+        mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+    return ids, logits_per_step
+
+
+# -- generate() with the KV cache -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("attention_type", ["las", "las_chunk", "softmax"])
+@pytest.mark.parametrize("pool_size", [1, 3])
+@pytest.mark.parametrize("implementation", ["eager", "sdpa"])
+def test_cached_greedy_generation_equals_full_forwards(attention_type, pool_size, implementation):
+    model = lm(implementation=implementation, attention_type=attention_type, las_pool_size=pool_size)
+    reference = lm(implementation="eager", attention_type=attention_type, las_pool_size=pool_size)
+    ids, mask = left_padded_batch()
+    with torch.no_grad():
+        out = model.generate(ids, attention_mask=mask, max_new_tokens=8, do_sample=False, output_logits=True,
+                             return_dict_in_generate=True)  # fmt: skip
+        expected_ids, expected_logits = greedy_by_full_forwards(reference, ids, mask, 8)
+    assert isinstance(out.past_key_values if hasattr(out, "past_key_values") else out.cache, DynamicCache)
+    assert torch.equal(out.sequences, expected_ids)
+    for got, expected in zip(out.logits, expected_logits, strict=True):
+        assert (got - expected).abs().max().item() < 1e-5
+
+
+def test_flex_model_generates_as_eager_full_forwards():
+    # The prompt runs on compiled flex attention; the steps on the sdpa kernel (flex would recompile every length).
+    model = lm(implementation="flex_attention", attention_type="las_chunk")
+    reference = lm(implementation="eager", attention_type="las_chunk")
+    ids, mask = left_padded_batch()
+    with torch.no_grad():
+        out = model.generate(ids, attention_mask=mask, max_new_tokens=6, do_sample=False, output_logits=True,
+                             return_dict_in_generate=True)  # fmt: skip
+        expected_ids, expected_logits = greedy_by_full_forwards(reference, ids, mask, 6)
+    assert torch.equal(out.sequences, expected_ids)
+    assert max((g - e).abs().max().item() for g, e in zip(out.logits, expected_logits)) < 1e-5
+
+
+def test_steps_of_several_tokens_and_attentions_match_the_full_forward():
+    # A cache step may carry several tokens (e.g. a second prompt chunk) across a chunk boundary; its outputs, hidden
+    # states and LaS matrices are the rows of the full forward.
+    model = lm(attention_type="las_chunk")
+    ids, mask = left_padded_batch(lengths=(12, 8), width=12)
+    with torch.no_grad():
+        full = model(ids, attention_mask=mask, output_attentions=True)
+        first = model(ids[:, :4], attention_mask=mask[:, :4], use_cache=True)
+        second = model(ids[:, 4:], attention_mask=mask, cache=first.cache, output_attentions=True)
+    assert second.cache.get_seq_length() == 12
+    assert (second.logits - full.logits[:, 4:]).abs().max().item() < 1e-5
+    for got, expected in zip(second.attentions, full.attentions):
+        assert (got - expected[:, :, 4:]).abs().max().item() < 1e-5
+
+
+def test_beam_search_runs_on_the_cache():
+    # Beam search reorders the cache; the raw-value window lives in the cached value tensor and is reordered with it.
+    model = lm()
+    ids, mask = left_padded_batch(lengths=(5, 3), width=5)
+    with torch.no_grad():
+        out = model.generate(ids, attention_mask=mask, max_new_tokens=5, num_beams=3, do_sample=False,
+                             output_scores=True, return_dict_in_generate=True)  # fmt: skip
+        rescored = model(out.sequences, attention_mask=torch.cat([mask, torch.ones(2, 5, dtype=torch.long)], 1)).logits
+    log_probs = rescored[:, 4:-1].log_softmax(-1).gather(-1, out.sequences[:, 5:, None]).sum((1, 2))
+    assert torch.allclose(out.sequences_scores * 5, log_probs, atol=1e-4)
+
+
+def test_cache_rules_raise_clear_errors():
+    with pytest.raises(ValueError, match="needs las_pool_mode='causal'.*P//2"):
+        LaSForCausalLM(lm_config(las_pool_mode="symmetric"))
+    with pytest.raises(ValueError, match="needs las_pool_mode='causal'"):
+        AutoModelForCausalLM.from_config(AutoConfig.for_model("las"))
+    with pytest.raises(ValueError, match="needs is_causal=True"):
+        LaSForCausalLM(lm_config(is_causal=False))
+    LaSForCausalLM(lm_config(las_pool_mode="symmetric", las_pool_size=1))  # no window: nothing to look ahead
+    LaSForCausalLM(lm_config(las_pool_mode="symmetric", attention_type="softmax"))
+    classifier = LaSForSequenceClassification(lm_config(las_pool_mode="symmetric")).eval()
+    ids, mask = left_padded_batch()
+    with pytest.raises(ValueError, match="KV cache needs las_pool_mode='causal'"):
+        classifier.las(ids, use_cache=True)
+    model = lm()
+    with torch.no_grad():
+        cache = model(ids, attention_mask=mask, use_cache=True).cache
+        with pytest.raises(ValueError, match=r"after 9 cached positions .* expected \(3, 10\)"):
+            model(ids[:, :1], attention_mask=mask, cache=cache)
+
+
+# -- left padding and position_ids ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("implementation", BACKENDS)
+@pytest.mark.parametrize("attention_type", ["las", "las_chunk", "softmax"])
+def test_left_padding_equals_no_padding(implementation, attention_type):
+    # Positions are counted over the real tokens and LaS-chunk's chunks start at the first real token, so a
+    # left-padded sequence gets the logits it has alone (also for the symmetric window of a classifier).
+    model = lm(implementation=implementation, attention_type=attention_type, las_chunk_size=4)
+    classifier = LaSForSequenceClassification(
+        lm_config(
+            attention_type=attention_type, las_chunk_size=4, las_pool_mode="symmetric", classifier_pooling="first"
+        )
+    ).eval()
+    classifier.set_attn_implementation(implementation)
+    ids, mask = left_padded_batch(lengths=(13, 10, 7), width=13)
+    with torch.no_grad():
+        padded = model(ids, attention_mask=mask).logits
+        classes = classifier(ids, attention_mask=mask).logits
+        for row, n in enumerate((13, 10, 7)):
+            alone = model(ids[row : row + 1, 13 - n :]).logits
+            assert (padded[row, 13 - n :] - alone[0]).abs().max().item() < 1e-5, row
+            alone_class = classifier(ids[row : row + 1, 13 - n :]).logits
+            assert (classes[row] - alone_class[0]).abs().max().item() < 1e-5, row
+
+
+def test_position_ids_are_used_and_default_to_the_mask_count():
+    model = lm(attention_type="softmax")
+    ids, mask = left_padded_batch()
+    with torch.no_grad():
+        default = model(ids, attention_mask=mask).logits
+        counted = (mask.cumsum(-1) - 1).clamp(min=0)
+        assert torch.equal(model(ids, attention_mask=mask, position_ids=counted).logits, default)
+        shifted = model(ids, attention_mask=mask, position_ids=counted + 5).logits
+        assert (shifted - default)[mask.bool()].abs().max() > 1e-3
+        with pytest.raises(ValueError, match=r"position_ids must lie in \[0, max_position_embeddings=64\)"):
+            model(ids, position_ids=counted + 60)
+
+
+# -- loss, weights, loading -------------------------------------------------------------------------------------------
+
+
+def test_loss_is_shifted_cross_entropy():
+    model = lm()
+    ids, mask = left_padded_batch()
+    labels = ids.masked_fill(mask == 0, -100)
+    out = model(ids, attention_mask=mask, labels=labels)
+    logits = out.logits[:, :-1].reshape(-1, 16).float()
+    targets = labels[:, 1:].reshape(-1)
+    kept = targets != -100
+    hand = -(logits.log_softmax(-1)[kept].gather(-1, targets[kept, None])).mean()
+    assert torch.allclose(out.loss, hand, atol=1e-6)
+    assert torch.allclose(out.loss, F.cross_entropy(logits, targets, ignore_index=-100))
+    out.loss.backward()  # trains
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_tied_and_untied_embeddings_survive_save_and_reload(tmp_path, tied):
+    model = lm(tie_word_embeddings=tied)
+    embedding = model.las.embeddings.token_embeddings.weight
+    assert (model.lm_head.weight is embedding) == tied
+    ids, mask = left_padded_batch()
+    model.save_pretrained(tmp_path)
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path, attn_implementation="eager").eval()
+    assert isinstance(loaded, LaSForCausalLM)
+    assert (loaded.lm_head.weight is loaded.las.embeddings.token_embeddings.weight) == tied
+    with torch.no_grad():
+        assert torch.equal(loaded(ids, attention_mask=mask).logits, model(ids, attention_mask=mask).logits)
+
+
+REMOTE_GENERATE_SCRIPT = BLOCK_OUR_PACKAGE + textwrap.dedent(
+    """
+    from transformers import AutoModelForCausalLM
+    folder, ids_path = sys.argv[1], sys.argv[2]
+    ids = torch.tensor(json.load(open(ids_path)))
+    model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True).eval()
+    assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
+    mask = (ids != 0).long()
+    with torch.no_grad():
+        out = model.generate(ids, attention_mask=mask, max_new_tokens=6, do_sample=False)
+    print(json.dumps({"sequences": out.tolist(), "module": type(model).__module__}))
+    """
+)
+
+
+def test_generate_through_remote_code_where_package_is_not_installed(tmp_path):
+    model = lm(attention_type="las_chunk")
+    ids, mask = left_padded_batch()
+    with torch.no_grad():
+        expected = model.generate(ids, attention_mask=mask, max_new_tokens=6, do_sample=False)
+    folder = tmp_path / "checkpoint"
+    model.save_pretrained(folder)
+    report = run_where_package_is_not_installed(tmp_path, REMOTE_GENERATE_SCRIPT, folder, ids)
+    assert report["module"].startswith("transformers_modules")
+    assert torch.equal(torch.tensor(report["sequences"]), expected)
+
+
+# -- the example ------------------------------------------------------------------------------------------------------
+
+
+def test_lm_example_runs_end_to_end(tmp_path):
+    import examples.run_lm as run_lm
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for i in range(10):
+        (corpus / f"module_{i}.py").write_text(f"def function_{i}(x):\n    return x * {i} + {i}\n" * 20)
+    results = run_lm.main([
+        "--corpus_dir", str(corpus), "--output_dir", str(tmp_path / "out"), "--epochs", "2", "--steps_per_epoch", "3",
+        "--context", "32", "--batch_size", "4", "--eval_windows", "4", "--hidden_size", "16",
+        "--num_hidden_layers", "1",
+        "--num_attention_heads", "2", "--sample_tokens", "5",
+    ])  # fmt: skip
+    assert [r["variant"] for r in results] == ["las", "softmax", "decay_only"]
+    for r in results:
+        assert len(r["history"]) == 2 and all(h["validation_perplexity"] < 256 for h in r["history"])
+        assert len(r["samples"]) == len(run_lm.PROMPTS)
+    table = (tmp_path / "out" / "results.md").read_text()
+    assert "| las |" in table and "| decay_only |" in table
+    assert (tmp_path / "out" / "perplexity.png").stat().st_size > 0
+    assert "## softmax" in (tmp_path / "out" / "samples.md").read_text()
+    with pytest.raises(SystemExit):
+        run_lm.main(["--corpus_dir", str(corpus), "--variants", "las,linear"])
