@@ -1,30 +1,26 @@
 # The two commands of the README:
 #   make demo   # the main job: generate ListOps, train LaS and the softmax baseline, compare (a few CPU minutes)
 #   make test   # the test suite (CPU only, well under 30 minutes on 2 cores)
-# Both create .venv on first use. torch is installed first and pinned: on our machines `torch==2.13.0` is the CPU
-# build from local disk, while an unpinned torch would pull a multi-GB CUDA build.
+# Both create .venv on first use with scripts/bootstrap_venv.sh (also used by examples/quickstart.sh), which holds the
+# torch pin and installs torch first (`make TORCH_SPEC=torch==X venv` overrides the pin).
 
 PYTHON ?= python3
 VENV ?= .venv
-TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: demo test venv clean
+.PHONY: demo test test-fast venv clean
 
-$(BIN)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install --quiet -e ".[test]"
-	touch $@
-
-venv: $(BIN)/.installed
+venv:
+	PYTHON=$(PYTHON) VENV=$(VENV) TORCH_SPEC=$(TORCH_SPEC) bash scripts/bootstrap_venv.sh >/dev/null
 
 demo: venv
-	PYTHON=$(BIN)/python SKIP_INSTALL=1 bash examples/quickstart.sh
+	PYTHON=$(BIN)/python bash examples/quickstart.sh
 
 test: venv
 	$(BIN)/python -m pytest -q
+
+test-fast: venv
+	$(BIN)/python -m pytest -q -m "not slow"
 
 clean:
 	rm -rf $(VENV) outputs

@@ -5,13 +5,14 @@
 #
 #   bash examples/quickstart.sh
 #
-# 1. creates (or reuses) a virtual environment in .venv and installs torch (CPU) and this package;
+# 1. creates (or reuses) a virtual environment in .venv and installs torch (CPU) and this package
+#    (scripts/bootstrap_venv.sh, shared with the Makefile: it holds the torch pin);
 # 2. generates a small ListOps set with our seeded generator (once: later runs reuse it);
 # 3. trains a LaS model and the softmax baseline with the same settings, evaluates both on the test split;
 # 4. prints a comparison table and writes comparison.md and learning_curves.png, plus a model card per model.
 #
 # Reuse an environment instead of installing:   PYTHON=/path/to/python bash examples/quickstart.sh
-# Install into .venv but skip pip on a rerun:    SKIP_INSTALL=1 bash examples/quickstart.sh
+# Use .venv as it is, without pip:               SKIP_INSTALL=1 bash examples/quickstart.sh
 # Every size below can be overridden the same way, e.g. EPOCHS=8 NUM_TRAIN=16000 bash examples/quickstart.sh
 set -euo pipefail
 
@@ -28,7 +29,6 @@ EVAL_STEPS=${EVAL_STEPS:-50}          # validation points on the learning curve
 MODEL=${MODEL:-"hidden_size=64,num_hidden_layers=2,num_attention_heads=8"}   # 8 heads, as in the paper
 SEED=${SEED:-42}
 OUTPUT_DIR=${OUTPUT_DIR:-runs/quickstart}
-TORCH_VERSION=${TORCH_VERSION:-2.13.0}  # pinned: an unpinned torch would pull a multi-GB CUDA build
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 START=$SECONDS
@@ -37,27 +37,12 @@ elapsed() { echo "$(( SECONDS - $1 ))s"; }
 # --- 1. environment --------------------------------------------------------------------------------------------------
 if [[ -n "${PYTHON:-}" ]]; then
     echo "==> Using the existing interpreter $PYTHON (no install)"
+elif [[ "${SKIP_INSTALL:-0}" == "1" ]]; then
+    echo "==> SKIP_INSTALL=1: using ${VENV:-.venv} as it is"
+    PYTHON="${VENV:-.venv}/bin/python"
 else
-    VENV=${VENV:-.venv}
-    if [[ ! -x "$VENV/bin/python" ]]; then
-        echo "==> Creating the virtual environment $VENV"
-        python3 -m venv "$VENV"
-    fi
-    PYTHON="$VENV/bin/python"
-    # The stamp records what was installed, so a second run skips pip unless pyproject.toml changed.
-    STAMP="$VENV/.las-quickstart-installed"
-    WANTED="torch==$TORCH_VERSION $(sha256sum pyproject.toml | cut -c1-16)"
-    if [[ "${SKIP_INSTALL:-0}" == "1" ]]; then
-        echo "==> SKIP_INSTALL=1: not installing"
-    elif [[ -f "$STAMP" && "$(cat "$STAMP")" == "$WANTED" ]]; then
-        echo "==> $VENV is up to date"
-    else
-        echo "==> Installing torch $TORCH_VERSION (CPU), then this package (pip install -e .)"
-        "$PYTHON" -m pip install --upgrade pip
-        "$PYTHON" -m pip install "torch==$TORCH_VERSION"   # first, so that the package's torch requirement is met
-        "$PYTHON" -m pip install -e .
-        echo "$WANTED" > "$STAMP"
-    fi
+    # Creates the venv on a first run; later runs skip pip unless the torch pin or pyproject.toml changed.
+    PYTHON=$(bash scripts/bootstrap_venv.sh | tail -n 1)
 fi
 echo "    environment ready after $(elapsed $START)"
 

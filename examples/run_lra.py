@@ -57,7 +57,17 @@ from transformers import (
 )
 
 import lra
+from lra import listops as listops_generator
+from lra import pathfinder as pathfinder_generator
 from lra.faults import kill_point
+from lra.tasks import (
+    PATHFINDER_DEFAULT_DIFFICULTY,
+    PATHFINDER_DEFAULT_RESOLUTION,
+    PATHFINDER_DIFFICULTIES,
+    PATHFINDER_RESOLUTIONS,
+    TASK_SPECS,
+)
+from lra.validation import check_int
 import modeling_las  # noqa: F401 - registers LaSConfig / LaSForSequenceClassification with the Auto classes
 from configuration_las import ATTENTION_TYPES, LaSConfig
 from las_attention import LAS_IMPLEMENTATIONS
@@ -68,15 +78,12 @@ from lra_training import UsageError, parse_config_overrides, plot_learning_curve
 
 logger = logging.getLogger(__name__)
 
-#: Tasks whose data our own generators produce, so they need no `--data_dir`.
-GENERATED_TASKS = ("listops", "pathfinder")
+#: Tasks whose data our own generators produce, so they need no `--data_dir` (the task registry says which).
+GENERATED_TASKS = tuple(name for name, spec in TASK_SPECS.items() if spec.generated)
 #: Sequential / permuted MNIST: idx files of MNIST or Fashion-MNIST (`--mnist_labels`).
 MNIST_TASKS = ("smnist", "pmnist")
 #: Tasks whose source is a Hub data set, read with `datasets.load_dataset` when there is no `--data_dir`.
 HUB_TASKS = tuple(HUB_SOURCES)
-#: The LaS paper's test accuracy in percent, shown on the card next to ours (las-method.md, section 4: recalled from
-#: the paper, to be checked against the PDF). Path-X: the paper reports a failure, so nothing to compare with.
-PAPER_LAS_ACCURACY = {"listops": 53.05, "text": 79.28, "retrieval": 85.56, "image": 70.44, "pathfinder": 81.62}
 #: LaSConfig fields shown on the model card.
 CARD_CONFIG_FIELDS = (
     "attention_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "norm_type",
@@ -153,8 +160,8 @@ class DataArguments:
         metadata={
             "help": "A local copy of the task's data (the LRA archive root, the task folder, or for text / image "
             "the folder holding aclImdb / cifar-10, for smnist / pmnist the folder of the four idx files). Optional "
-            "for listops and pathfinder (generated if omitted) and for text and image (read from the Hub data sets "
-            "stanfordnlp/imdb and uoft-cs/cifar10 if omitted)."
+            f"for {' and '.join(GENERATED_TASKS)} (generated if omitted) and for {' and '.join(HUB_TASKS)} (read "
+            f"from the Hub data sets {' and '.join(TASK_SPECS[task].hub_repo for task in HUB_TASKS)} if omitted)."
         },
     )
     cache_dir: str | None = field(default=None, metadata={"help": "Where `datasets` keeps the prepared Arrow files."})
@@ -172,25 +179,40 @@ class DataArguments:
     max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training examples."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N validation examples."})
     max_test_samples: int | None = field(default=None, metadata={"help": "Use only the first N test examples."})
-    pathfinder_resolution: int = field(default=32, metadata={"help": "Pathfinder image side: 32, 64, 128 or 256."})
-    pathfinder_difficulty: int = field(default=14, metadata={"help": "Pathfinder contour length: 6, 9 or 14."})
+    pathfinder_resolution: int = field(
+        default=PATHFINDER_DEFAULT_RESOLUTION,
+        metadata={"help": f"Pathfinder image side: {', '.join(map(str, PATHFINDER_RESOLUTIONS))}."},
+    )
+    pathfinder_difficulty: int = field(
+        default=PATHFINDER_DEFAULT_DIFFICULTY,
+        metadata={"help": f"Pathfinder contour length: {', '.join(map(str, PATHFINDER_DIFFICULTIES))}."},
+    )
     mnist_labels: str = field(
         default="digits",
         metadata={"help": "smnist / pmnist: the class names of the idx files, 'digits' (MNIST) or 'fashion' "
                   "(Fashion-MNIST); the files do not say which they are."},
     )
-    generate_seed: int = field(default=0, metadata={"help": "Seed of the data generators."})
-    generate_num_train: int = field(default=96_000, metadata={"help": "ListOps generation: training samples."})
-    generate_num_val: int = field(default=2_000, metadata={"help": "ListOps generation: validation samples."})
-    generate_num_test: int = field(default=2_000, metadata={"help": "ListOps generation: test samples."})
+    # The generation defaults are the generators' own (lra/listops.py, lra/pathfinder.py): the LRA release's sizes.
+    generate_seed: int = field(default=listops_generator.DEFAULT_SEED,
+                               metadata={"help": "Seed of the data generators."})
+    generate_num_train: int = field(default=listops_generator.DEFAULT_NUM_TRAIN,
+                                    metadata={"help": "ListOps generation: training samples."})
+    generate_num_val: int = field(default=listops_generator.DEFAULT_NUM_VAL,
+                                  metadata={"help": "ListOps generation: validation samples."})
+    generate_num_test: int = field(default=listops_generator.DEFAULT_NUM_TEST,
+                                   metadata={"help": "ListOps generation: test samples."})
     generate_min_length: int = field(
-        default=500, metadata={"help": "ListOps generation: keep expressions longer than this (tokens, no brackets)."}
+        default=listops_generator.DEFAULT_MIN_LENGTH,
+        metadata={"help": "ListOps generation: keep expressions longer than this (tokens, no brackets)."},
     )
-    generate_max_length: int = field(default=2_000, metadata={"help": "ListOps generation: ... and shorter than this."})
+    generate_max_length: int = field(default=listops_generator.DEFAULT_MAX_LENGTH,
+                                     metadata={"help": "ListOps generation: ... and shorter than this."})
     generate_num_images: int = field(
-        default=200_000, metadata={"help": "Pathfinder generation: images in all (80/10/10 train/validation/test)."}
+        default=pathfinder_generator.DEFAULT_NUM_IMAGES,
+        metadata={"help": "Pathfinder generation: images in all (80/10/10 train/validation/test)."},
     )
-    generate_workers: int = field(default=1, metadata={"help": "Pathfinder generation: worker processes."})
+    generate_workers: int = field(default=pathfinder_generator.DEFAULT_WORKERS,
+                                  metadata={"help": "Pathfinder generation: worker processes."})
     preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenization."})
     overwrite_output_dir: bool = field(
         default=False,
@@ -279,14 +301,21 @@ def parse_arguments(argv: Sequence[str]) -> tuple[ModelArguments, DataArguments,
     return model_args, data_args, training_args, defaults["model"]
 
 
+def check_flag(name: str, value: Any, why: str = "") -> None:
+    """The package's integer check (`lra.validation.check_int`, >= 1) for the flag `--name`, as a `UsageError`."""
+    try:
+        check_int(f"--{name}", value, why=why)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+
+
 def validate_training_arguments(training_args: TrainingArguments) -> None:
     """Refuse the TrainingArguments that would fail deep inside torch, or only after the data were generated."""
     learning_rate = training_args.learning_rate
     if not (math.isfinite(learning_rate) and learning_rate >= 0):
         raise UsageError(f"--learning_rate must be a finite number >= 0, not {learning_rate}")
     for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
-        if getattr(training_args, name) < 1:
-            raise UsageError(f"--{name} must be >= 1, not {getattr(training_args, name)}")
+        check_flag(name, getattr(training_args, name))
     if training_args.do_train and training_args.max_steps <= 0 and not training_args.num_train_epochs > 0:
         raise UsageError(f"--num_train_epochs must be > 0 (or --max_steps > 0), not {training_args.num_train_epochs}")
 
@@ -294,31 +323,29 @@ def validate_training_arguments(training_args: TrainingArguments) -> None:
 def validate_data_arguments(data_args: DataArguments) -> None:
     """Refuse data arguments that would silently mean something else (`--max_length 0`: no truncation), leave a
     split empty, or fail only after minutes of data generation."""
-    if data_args.max_length is not None and data_args.max_length < 1:
-        raise UsageError(f"--max_length must be >= 1, not {data_args.max_length}; omit it for the task's length")
+    if data_args.max_length is not None:
+        check_flag("max_length", data_args.max_length, why="; omit it for the task's length")
     for name in ("max_train_samples", "max_eval_samples", "max_test_samples"):
-        value = getattr(data_args, name)
-        if value is not None and value < 1:
-            raise UsageError(f"--{name} must be >= 1, not {value} (it would leave the split empty); omit it to use "
-                             "the whole split")
-    if data_args.preprocessing_num_workers is not None and data_args.preprocessing_num_workers < 1:
-        raise UsageError(f"--preprocessing_num_workers must be >= 1, not {data_args.preprocessing_num_workers}")
+        if getattr(data_args, name) is not None:
+            check_flag(name, getattr(data_args, name),
+                       why=" (it would leave the split empty); omit it to use the whole split")
+    if data_args.preprocessing_num_workers is not None:
+        check_flag("preprocessing_num_workers", data_args.preprocessing_num_workers)
     try:
         if data_args.task == "pathfinder":
             lra.resolve_config_name("pathfinder", resolution=data_args.pathfinder_resolution,
                                     difficulty=data_args.pathfinder_difficulty)
         if data_args.data_dir is None and data_args.task == "listops":
-            from lra.listops import validate_listops_arguments
-
-            validate_listops_arguments(data_args.generate_num_train, data_args.generate_num_val,
-                                       data_args.generate_num_test, data_args.generate_seed,
-                                       data_args.generate_min_length, data_args.generate_max_length, 10, 10)
+            listops_generator.validate_listops_arguments(
+                data_args.generate_num_train, data_args.generate_num_val, data_args.generate_num_test,
+                data_args.generate_seed, data_args.generate_min_length, data_args.generate_max_length,
+                listops_generator.DEFAULT_MAX_DEPTH, listops_generator.DEFAULT_MAX_ARGS,
+            )
         elif data_args.data_dir is None and data_args.task == "pathfinder":
-            from lra.pathfinder import validate_pathfinder_arguments
-
-            validate_pathfinder_arguments(data_args.pathfinder_resolution, data_args.pathfinder_difficulty,
-                                          data_args.generate_num_images, data_args.generate_seed,
-                                          data_args.generate_workers)
+            pathfinder_generator.validate_pathfinder_arguments(
+                data_args.pathfinder_resolution, data_args.pathfinder_difficulty, data_args.generate_num_images,
+                data_args.generate_seed, data_args.generate_workers,
+            )
     except ValueError as error:
         # The generators name their own arguments: say which flag of this script sets each.
         pattern = r"\b(" + "|".join(GENERATE_FLAGS) + r")\b"
@@ -470,9 +497,7 @@ def generate_data(data_args: DataArguments, folder: Path) -> None:
         return
     logger.info(f"Generating {data_args.task} data into {folder} (done once; later runs reuse it)")
     if data_args.task == "listops":
-        from lra.listops import generate_listops
-
-        generate_listops(
+        listops_generator.generate_listops(
             folder / "listops-1000",
             num_train=data_args.generate_num_train,
             num_val=data_args.generate_num_val,
@@ -483,9 +508,7 @@ def generate_data(data_args: DataArguments, folder: Path) -> None:
             overwrite=True,  # our own cache folder, not marked complete: whatever is there is an unfinished attempt
         )
     else:
-        from lra.pathfinder import generate_pathfinder
-
-        generate_pathfinder(
+        pathfinder_generator.generate_pathfinder(
             folder,
             resolution=data_args.pathfinder_resolution,
             difficulty=data_args.pathfinder_difficulty,
@@ -508,13 +531,6 @@ def task_options(data_args: DataArguments) -> dict[str, Any]:
         return {"resolution": data_args.pathfinder_resolution, "difficulty": data_args.pathfinder_difficulty}
     if data_args.task in MNIST_TASKS:
         return {"labels": data_args.mnist_labels}
-    return {}
-
-
-def task_options(data_args: DataArguments) -> dict[str, int]:
-    """The options `lra.load_lra` / `lra.task_info` take for the task (Pathfinder's resolution and difficulty)."""
-    if data_args.task == "pathfinder":
-        return {"resolution": data_args.pathfinder_resolution, "difficulty": data_args.pathfinder_difficulty}
     return {}
 
 
@@ -579,7 +595,8 @@ def describe_data(data_args: DataArguments, data: Mapping[str, Sized]) -> str:
             f"(seed {data_args.generate_seed}, {data_args.generate_num_images:,} images)"
         )
         generated_as_lra = data_args.generate_num_images == defaults.generate_num_images and (
-            data_args.pathfinder_resolution, data_args.pathfinder_difficulty) == (32, 14)  # fmt: skip
+            data_args.pathfinder_resolution, data_args.pathfinder_difficulty
+        ) == (PATHFINDER_DEFAULT_RESOLUTION, PATHFINDER_DEFAULT_DIFFICULTY)
     trimmed = any(
         getattr(data_args, n) is not None for n in ("max_train_samples", "max_eval_samples", "max_test_samples")
     )
@@ -760,10 +777,19 @@ class LRATrainer(Trainer):
             training_args={name: getattr(self.args, name) for name in CARD_TRAINING_FIELDS},
             machine=describe_machine(self.args),
             command=self.command,
-            paper_accuracy=PAPER_LAS_ACCURACY.get(self.task) if config.attention_type == "las" else None,
+            paper_accuracy=paper_accuracy(self.task, config.attention_type),
             data_description=self.data_description,
         )
         card.save(os.path.join(self.args.output_dir, "README.md"))
+
+
+def paper_accuracy(task: str, attention_type: str) -> float | None:
+    """The LaS paper's accuracy on the task (`lra.tasks.PAPER_ACCURACY`), for the card of a LaS model of an LRA task.
+
+    Not for sMNIST / pMNIST: the paper's numbers are MNIST digits, and these runs may be on Fashion-MNIST.
+    """
+    spec = TASK_SPECS[task]
+    return spec.paper_accuracy if attention_type == "las" and spec.in_lra else None
 
 
 def accuracy_metric(task: str):

@@ -17,61 +17,12 @@ from datasets.info import DatasetInfosDict
 from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCard, DatasetCardData
 
+from lra.tasks import TASK_SPECS
 
-__all__ = ["TEMPLATE_PATH", "TASK_DESCRIPTIONS", "default_card_data", "render_dataset_card"]
+
+__all__ = ["TEMPLATE_PATH", "default_card_data", "render_dataset_card"]
 
 TEMPLATE_PATH = Path(__file__).with_name("dataset_card_template.md")
-
-# task -> (title, description). Configurations are named after the task, or for Pathfinder variants
-# "pathfinder<R>_<folder>", so the task is the longest task name the configuration starts with.
-TASK_DESCRIPTIONS: dict[str, tuple[str, str]] = {
-    "listops": (
-        "ListOps",
-        "Nested expressions of `[MAX`, `[MIN`, `[MED` (median) and `[SM` (sum mod 10) over digits, up to 2,000 "
-        "tokens; the label is the value of the expression (10 classes). `text` is the source exactly as released, "
-        "parentheses included (LRA's tokenizer drops them). From `listops-1000/basic_{train,val,test}.tsv`.",
-    ),
-    "text": (
-        "Text (IMDb, byte-level)",
-        "IMDb movie reviews, read as bytes (LRA uses up to 4,096 bytes); binary sentiment. IMDb has no "
-        "validation split: as in S4, `validation` holds the test reviews, the same as `test`.",
-    ),
-    "retrieval": (
-        "Retrieval (AAN, byte-level)",
-        "Pairs of papers of the ACL Anthology Network, read as bytes (up to 4,000 per document, two-tower "
-        "models); the label says whether one cites the other. From `tsv_data/new_aan_pairs.{train,eval,test}.tsv`; "
-        "texts are kept verbatim, quote characters included.",
-    ),
-    "image": (
-        "Image (CIFAR-10, grayscale)",
-        "CIFAR-10 images as sequences of 1,024 grayscale pixels, row-major; gray = round(0.299 R + 0.587 G + "
-        "0.114 B), halves up. `train` is the first 45,000 training images, `validation` the last 5,000, `test` "
-        "the test batch.",
-    ),
-    "pathfinder": (
-        "Pathfinder",
-        "Synthetic images of curved dashed paths with two markers; the label says whether the markers are "
-        "connected by one path. Pixels row-major, 8-bit grayscale. Images in metadata order (metadata files by "
-        "integer name); the first 80% are `train`, the next 10% `validation`, the last 10% `test`.",
-    ),
-    "pathx": (
-        "Path-X",
-        "Pathfinder at 128 x 128 = 16,384 pixels with contour length 14, the hardest LRA task. Same format and "
-        "80/10/10 split as Pathfinder.",
-    ),
-    "smnist": (
-        "Sequential MNIST (not an LRA task)",
-        "MNIST (`smnist`) or Fashion-MNIST (`smnist_fashion`) 28 x 28 images as sequences of 784 pixels, "
-        "row-major, from the four idx files. `train` is the first 54,000 training images, `validation` the last "
-        "6,000, `test` the 10,000 t10k images.",
-    ),
-    "pmnist": (
-        "Permuted MNIST (not an LRA task)",
-        "sMNIST with the 784 pixel positions in one fixed order: position i holds pixel perm[i] of the row-major "
-        "image, perm = `numpy.random.RandomState(0).permutation(784)` (NumPy's legacy generator, whose stream is "
-        "frozen; it starts 693, 85, 647, 392, 765, 14, 299, 711). Splits as sMNIST.",
-    ),
-}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,7 +38,10 @@ class _Subset:
 
 
 def _task_of(config_name: str) -> str | None:
-    matches = [task for task in TASK_DESCRIPTIONS if config_name.startswith(task)]
+    """The task of a configuration (its title and description come from the task registry): configurations are
+    named after the task, or for Pathfinder variants ``pathfinder<R>_<folder>``, so it is the longest task name the
+    configuration starts with."""
+    matches = [task for task in TASK_SPECS if config_name.startswith(task)]
     return max(matches, key=len) if matches else None
 
 
@@ -143,7 +97,8 @@ def render_dataset_card(card_data: DatasetCardData, *, repo_id: str | None = Non
     for name in sorted(configs):
         info = infos.get(name)
         task = _task_of(name)
-        title, description = TASK_DESCRIPTIONS.get(task, (name, ""))
+        spec = TASK_SPECS.get(task)
+        title, description = (spec.data_title, spec.data_description) if spec else (name, "")
         features, labels = _describe_features(info.features if info else None)
         splits = {split: info.splits[split].num_examples for split in info.splits} if info and info.splits else {}
         subsets.append(_Subset(name=name, title=title, description=description, splits=splits, features=features,

@@ -25,11 +25,12 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from lra.tasks import PAPER_SOURCE, TASK_SPECS, TaskSpec, normalize_task
 
 
 TEMPLATE_PATH = Path(__file__).with_name("model_card_template.md")
@@ -45,32 +46,6 @@ LAS_CITATION = """\
   publisher = {PMLR},
   year      = {2024}
 }"""
-
-
-@dataclass(frozen=True)
-class LraTask:
-    """What a card needs to know about one LRA task."""
-
-    title: str
-    description: str
-    #: Hub task type of the model-index entry, also used as the pipeline tag.
-    task_type: str
-    #: Python lines that build ``inputs`` for the usage example (``model_id`` and the imports below are in scope).
-    input_example: str
-    #: Whether the task belongs to the Long Range Arena (sMNIST / pMNIST do not).
-    in_lra: bool = True
-
-    @property
-    def full_title(self) -> str:
-        """The name of the task in the model-index and the results: ``"LRA ListOps"``, ``"sMNIST"``."""
-        return f"LRA {self.title}" if self.in_lra else self.title
-
-    @property
-    def example_imports(self) -> str:
-        """The import lines of the usage example."""
-        if "image_processor" in self.input_example:
-            return "import torch\nfrom PIL import Image\nfrom transformers import AutoImageProcessor, AutoModelForSequenceClassification"
-        return "import torch\nfrom transformers import AutoModelForSequenceClassification, AutoTokenizer"
 
 
 def _token_example(texts: str) -> str:
@@ -96,42 +71,34 @@ _RETRIEVAL_EXAMPLE = (
     "return_tensors=\"pt\")\n"
     "inputs = {name: documents[name][None] for name in (\"input_ids\", \"attention_mask\")}  # (1, 2, length)"
 )
-
-LRA_TASKS: dict[str, LraTask] = {
-    "listops": LraTask(
-        "ListOps", "ListOps: evaluate nested list operations (MAX, MIN, MED, SUM_MOD), 10 classes",
-        "text-classification", _token_example("[\"[MAX 2 9 [MIN 4 7 ] 0 ]\"]"),
-    ),
-    "text": LraTask(
-        "Text", "Text: byte-level IMDb sentiment classification, 2 classes", "text-classification",
-        _token_example("[\"A quiet, patient film that earns its ending.\"]"),
-    ),
-    "retrieval": LraTask(
-        "Retrieval", "Retrieval: do two byte-level documents (AAN) cite each other, 2 classes",
-        "text-classification", _RETRIEVAL_EXAMPLE,
-    ),
-    "image": LraTask(
-        "Image", "Image: CIFAR-10 as a sequence of grayscale pixels, 10 classes", "image-classification",
-        _pixel_example(32),
-    ),
-    "pathfinder": LraTask(
-        "Pathfinder", "Pathfinder: are two points connected by a path (32x32 image as a sequence), 2 classes",
-        "image-classification", _pixel_example(32),
-    ),
-    "pathx": LraTask(
-        "Path-X", "Path-X: Pathfinder at 128x128 (sequences of 16,384 pixels), 2 classes",
-        "image-classification", _pixel_example(128),
-    ),
-    "smnist": LraTask(
-        "sMNIST", "sequential MNIST: a 28x28 image (MNIST digits or Fashion-MNIST clothing) read as a sequence of "
-        "784 pixels, 10 classes", "image-classification", _pixel_example(28), in_lra=False,
-    ),
-    "pmnist": LraTask(
-        "pMNIST", "permuted MNIST: sMNIST with the 784 pixel positions in one fixed random order "
-        "(`lra.pmnist_permutation()`), 10 classes", "image-classification", _pixel_example(28, permuted=True),
-        in_lra=False,
-    ),
+#: The texts of the usage example of the token tasks (all other facts about a task come from ``lra.tasks``).
+_EXAMPLE_TEXTS = {
+    "listops": "[\"[MAX 2 9 [MIN 4 7 ] 0 ]\"]",
+    "text": "[\"A quiet, patient film that earns its ending.\"]",
 }
+
+
+def task_type(spec: TaskSpec) -> str:
+    """Hub task type of the model-index entry, also used as the pipeline tag."""
+    return "image-classification" if spec.input_kind == "pixels" else "text-classification"
+
+
+def input_example(spec: TaskSpec) -> str:
+    """Python lines that build ``inputs`` for the usage example (``model_id`` and the imports are in scope)."""
+    if spec.input_kind == "pair":
+        return _RETRIEVAL_EXAMPLE
+    if spec.input_kind == "tokens":
+        return _token_example(_EXAMPLE_TEXTS[spec.name])
+    return _pixel_example(math.isqrt(spec.default_length), permuted=spec.name == "pmnist")  # square images
+
+
+def example_imports(spec: TaskSpec) -> str:
+    """The import lines of the usage example."""
+    if spec.input_kind == "pixels":
+        return ("import torch\nfrom PIL import Image\n"
+                "from transformers import AutoImageProcessor, AutoModelForSequenceClassification")
+    return "import torch\nfrom transformers import AutoModelForSequenceClassification, AutoTokenizer"
+
 
 #: Known values of ``LaSConfig.attention_type``; another value is shown as given.
 ATTENTION_TYPES: dict[str, tuple[str, str]] = {
@@ -155,14 +122,6 @@ ATTENTION_TYPES: dict[str, tuple[str, str]] = {
 
 #: Result keys read as the accuracy of a split, in the order the model-index lists them.
 _SPLIT_KEYS = (("test", ("test_accuracy",)), ("validation", ("eval_accuracy", "validation_accuracy")))
-
-
-def normalize_task(task: str) -> str:
-    """``"Path-X"`` / ``"path_x"`` -> ``"pathx"``; ValueError (listing valid names) otherwise."""
-    key = str(task).lower().replace("-", "").replace("_", "").replace(" ", "")
-    if key not in LRA_TASKS:
-        raise ValueError(f"Unknown LRA task {task!r}: valid tasks are {', '.join(LRA_TASKS)}.")
-    return key
 
 
 def _as_accuracy(name: str, value: Any) -> float:
@@ -242,8 +201,8 @@ def render_model_card(
         machine: the hardware the run used, as free text.
         command: the command line that trained the model.
         paper_accuracy: the LaS paper's accuracy on this task, in percent as published (a value
-            of at most 1 is read as a fraction); shown next to the measured one, never in the
-            model-index.
+            of at most 1 is read as a fraction; ``lra.TASK_SPECS[task].paper_accuracy``); shown next to
+            the measured one with :data:`lra.tasks.PAPER_SOURCE`, never in the model-index.
         code_url: URL of the las-transformers repository, for the pointer to its README.
         data_description: what the model was trained and evaluated on, as free text (e.g. a generated set smaller
             than the LRA task); shown above the results, so that a reader does not compare unlike numbers.
@@ -257,7 +216,7 @@ def render_model_card(
     if not model_id or not isinstance(model_id, str):
         raise ValueError("model_id must be a non-empty repository id.")
     task_key = normalize_task(task)
-    lra_task = LRA_TASKS[task_key]
+    lra_task = TASK_SPECS[task_key]
     attention_title, attention_description = ATTENTION_TYPES.get(
         attention_type, (f"{attention_type}-attention", f"This model uses attention_type `{attention_type}`.")
     )
@@ -269,7 +228,7 @@ def render_model_card(
 
     eval_results = [
         EvalResult(
-            task_type=lra_task.task_type,
+            task_type=task_type(lra_task),
             task_name=lra_task.full_title,
             dataset_type=dataset_type,
             dataset_name=lra_task.full_title,
@@ -285,7 +244,7 @@ def render_model_card(
         model_name=model_name,
         license="apache-2.0",
         library_name="transformers",
-        pipeline_tag=lra_task.task_type,
+        pipeline_tag=task_type(lra_task),
         tags=["las", *(("long-range-arena", f"lra-{task_key}") if lra_task.in_lra else (task_key,)), attention_type,
               "custom_code"],
         datasets=[dataset_id] if dataset_id else None,
@@ -302,14 +261,14 @@ def render_model_card(
         task_title=lra_task.title,
         task_full_title=lra_task.full_title,
         in_lra=lra_task.in_lra,
-        task_description=lra_task.description,
+        task_description=f"{lra_task.summary}, {len(lra_task.labels)} classes",
         attention_type=attention_type,
         attention_title=attention_title,
         attention_description=attention_description,
         dataset_id=dataset_id,
         dataset_url=f"https://huggingface.co/datasets/{dataset_id}" if dataset_id else None,
-        input_example=lra_task.input_example,
-        example_imports=lra_task.example_imports,
+        input_example=input_example(lra_task),
+        example_imports=example_imports(lra_task),
         results_rows=[
             {
                 "split": split,
@@ -321,6 +280,7 @@ def render_model_card(
         ],
         other_results=[(k, v) for k, v in _rows(results) if k not in used_keys],
         paper_accuracy=f"{paper:.2f}%" if paper is not None else None,
+        paper_source=PAPER_SOURCE,
         config_rows=_rows(config),
         training_rows=_rows(training_args),
         command=command,

@@ -8,6 +8,8 @@ MNIST (``smnist`` / ``pmnist``, which the LaS paper also reports).
 * ``python -m lra generate listops|pathfinder`` writes the synthetic tasks, ``python -m lra export``
   writes a task as Parquet with a dataset card (and pushes it to the Hub).
 * :data:`LRA_METRIC_PATH` is the local ``evaluate`` metric: ``evaluate.load(LRA_METRIC_PATH)``.
+* :data:`TASK_SPECS` (:mod:`lra.tasks`) is the task registry: titles, labels, input kinds, lengths, the paper's
+  accuracy, and so on, for each of :data:`TASKS`.
 
 Names are imported lazily, so ``python -m lra generate ...`` does not pay for importing ``datasets``
 and ``transformers``.
@@ -19,15 +21,15 @@ import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+# The registry imports only the standard library: the command line lists the tasks without importing datasets.
+from .tasks import LRA_TASKS, TASK_SPECS, TASKS, TaskSpec
+
 
 LRA_METRIC_PATH = str(Path(__file__).parent / "lra_accuracy")
 
-# Defined here rather than in .builders so that the command line lists the tasks without importing datasets.
-TASKS: tuple[str, ...] = ("listops", "text", "retrieval", "image", "pathfinder", "pathx", "smnist", "pmnist")
-
 _LAZY_NAMES: dict[str, str] = {
     **dict.fromkeys(
-        ["CIFAR10_LABELS", "MNIST_LABELS", "LRADataError", "LRADataNotFoundError", "LRAFormatError", "load_lra",
+        ["LRADataError", "LRADataNotFoundError", "LRAFormatError", "load_lra",
          "load_lra_builder", "builder_class", "pmnist_permutation", "resolve_config_name"],
         "builders",
     ),
@@ -37,14 +39,13 @@ _LAZY_NAMES: dict[str, str] = {
         "tokenization",
     ),
     **dict.fromkeys(["export_lra"], "export"),
+    **dict.fromkeys(["CIFAR10_LABELS", "MNIST_LABELS"], "tasks"),
 }
 
-__all__ = ["LRA_METRIC_PATH", "TASKS", *_LAZY_NAMES]
+__all__ = ["LRA_METRIC_PATH", "LRA_TASKS", "TASKS", "TASK_SPECS", "TaskSpec", *_LAZY_NAMES]
 
 if TYPE_CHECKING:
     from .builders import (
-        CIFAR10_LABELS,
-        MNIST_LABELS,
         LRADataError,
         LRADataNotFoundError,
         LRAFormatError,
@@ -55,6 +56,7 @@ if TYPE_CHECKING:
         resolve_config_name,
     )
     from .export import export_lra
+    from .tasks import CIFAR10_LABELS, MNIST_LABELS
     from .tokenization import (
         EOS_TOKEN_ID,
         PAD_TOKEN_ID,

@@ -85,8 +85,18 @@ from PIL import UnidentifiedImageError
 import image_processing_las
 from image_processing_las import image_to_grayscale, rgb_to_grayscale
 
-from . import TASKS
 from .pathfinder import incomplete_generation
+from .tasks import (
+    CIFAR10_LABELS,
+    MNIST_LABELS,
+    PATHFINDER_DEFAULT_DIFFICULTY,
+    PATHFINDER_DEFAULT_RESOLUTION,
+    PATHFINDER_DIFFICULTIES,
+    PATHFINDER_RESOLUTIONS,
+    PATHX_RESOLUTION,
+    TASK_SPECS,
+    TASKS,
+)
 
 
 __all__ = [
@@ -359,14 +369,19 @@ class _LRABuilder(datasets.GeneratorBasedBuilder):
       the source files: a cached preparation is reused only for the same code and the same files.
     * :meth:`_locate` finds the source files below ``config.data_dir``.
 
-    Subclasses set ``TASK``, ``LABEL_NAMES``, ``ORIGIN`` (where the files come from, for error
-    messages) and implement :meth:`_layouts`.
+    Subclasses set ``TASK``, ``ORIGIN`` (where the files come from, for error messages) and implement
+    :meth:`_layouts`; ``LABEL_NAMES`` comes from the task registry (:data:`lra.tasks.TASK_SPECS`).
     """
 
     VERSION = datasets.Version("1.0.0")
     TASK: ClassVar[str]
     LABEL_NAMES: ClassVar[tuple[str, ...]]
     ORIGIN: ClassVar[str]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "TASK" in vars(cls):  # a task's builder, not an intermediate base such as _TsvBuilder
+            cls.LABEL_NAMES = TASK_SPECS[cls.TASK].labels
 
     def __init__(self, *args: Any, dataset_name: str | None = None, hash: str | None = None, **kwargs: Any):
         super().__init__(*args, dataset_name=dataset_name or f"lra_{self.TASK}", hash=hash or _code_hash(),
@@ -451,7 +466,6 @@ class ListOpsBuilder(_TsvBuilder):
     """
 
     TASK = "listops"
-    LABEL_NAMES = tuple(str(digit) for digit in range(10))
     ORIGIN = f"{_LRA_RELEASE}, or `python -m lra generate listops --out DATA_DIR/listops-1000`"
     BUILDER_CONFIGS = [datasets.BuilderConfig(name="listops", version=_LRABuilder.VERSION,
                                               description="ListOps (LRA), 96k/2k/2k expressions.")]
@@ -477,7 +491,6 @@ class RetrievalBuilder(_TsvBuilder):
     """
 
     TASK = "retrieval"
-    LABEL_NAMES = ("unrelated", "related")
     ORIGIN = _LRA_RELEASE
     BUILDER_CONFIGS = [datasets.BuilderConfig(name="retrieval", version=_LRABuilder.VERSION,
                                               description="AAN document retrieval (LRA).")]
@@ -513,7 +526,6 @@ class TextBuilder(_LRABuilder):
     """
 
     TASK = "text"
-    LABEL_NAMES = ("neg", "pos")
     ORIGIN = ("the Large Movie Review Dataset, aclImdb_v1.tar.gz from https://ai.stanford.edu/~amaas/data/sentiment/ "
               "(the tarball itself or its extracted aclImdb/ folder)")
     BUILDER_CONFIGS = [datasets.BuilderConfig(name="text", version=_LRABuilder.VERSION,
@@ -580,11 +592,6 @@ class TextBuilder(_LRABuilder):
 # Image (CIFAR-10)
 # ---------------------------------------------------------------------------------------------------
 
-CIFAR10_LABELS: tuple[str, ...] = (
-    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
-)
-
-
 class _NumpyArrayUnpickler(pickle.Unpickler):
     """Unpickler for the CIFAR-10 batches that only rebuilds numpy arrays.
 
@@ -642,7 +649,6 @@ class ImageBuilder(_LRABuilder):
     """
 
     TASK = "image"
-    LABEL_NAMES = CIFAR10_LABELS
     ORIGIN = ("CIFAR-10 (python version), cifar-10-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html "
               "(the tarball itself or its extracted cifar-10-batches-py/ folder)")
     BUILDER_CONFIGS = [datasets.BuilderConfig(name="image", version=_LRABuilder.VERSION,
@@ -654,7 +660,8 @@ class ImageBuilder(_LRABuilder):
     _VALIDATION_FRACTION = 0.1
 
     def _info(self) -> datasets.DatasetInfo:
-        return self._dataset_info({"pixels": datasets.List(datasets.Value("uint8"), length=32 * 32),
+        return self._dataset_info({"pixels": datasets.List(datasets.Value("uint8"),
+                                                           length=TASK_SPECS[self.TASK].default_length),
                                    "label": self._label_feature()})
 
     def _layouts(self, config: datasets.BuilderConfig) -> tuple[_Layout, ...]:
@@ -693,19 +700,13 @@ class ImageBuilder(_LRABuilder):
 # Pathfinder and Path-X
 # ---------------------------------------------------------------------------------------------------
 
-PATHFINDER_RESOLUTIONS: tuple[int, ...] = (32, 64, 128, 256)
-# Contour length (difficulty) -> folder of the release.
-PATHFINDER_DIFFICULTIES: Mapping[int, str] = {6: "curv_baseline", 9: "curv_contour_length_9",
-                                               14: "curv_contour_length_14"}
-
-
 @dataclasses.dataclass
 class PathfinderConfig(datasets.BuilderConfig):
     """A Pathfinder variant: image side ``resolution`` (32, 64, 128, 256) and contour length
     ``difficulty`` (6, 9, 14). LRA's Pathfinder is 32 / 14; Path-X is 128 / 14."""
 
-    resolution: int = 32
-    difficulty: int = 14
+    resolution: int = PATHFINDER_DEFAULT_RESOLUTION
+    difficulty: int = PATHFINDER_DEFAULT_DIFFICULTY
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -779,7 +780,6 @@ class PathfinderBuilder(_LRABuilder):
     """
 
     TASK = "pathfinder"
-    LABEL_NAMES = ("disconnected", "connected")
     ORIGIN = (f"{_LRA_RELEASE}, or `python -m lra generate pathfinder --out DATA_DIR --num N "
               f"[--resolution R] [--difficulty D]`")
     BUILDER_CONFIG_CLASS = PathfinderConfig
@@ -790,10 +790,12 @@ class PathfinderBuilder(_LRABuilder):
         for resolution in PATHFINDER_RESOLUTIONS
         for difficulty in PATHFINDER_DIFFICULTIES
     ] + [
-        PathfinderConfig(name="pathx", version=_LRABuilder.VERSION, resolution=128, difficulty=14,
-                         description="Path-X: Pathfinder 128x128, contour length 14 (LRA)."),
+        PathfinderConfig(name="pathx", version=_LRABuilder.VERSION, resolution=PATHX_RESOLUTION,
+                         difficulty=PATHFINDER_DEFAULT_DIFFICULTY,
+                         description=f"Path-X: Pathfinder {PATHX_RESOLUTION}x{PATHX_RESOLUTION}, contour length "
+                                     f"{PATHFINDER_DEFAULT_DIFFICULTY} (LRA)."),
     ]
-    DEFAULT_CONFIG_NAME = pathfinder_config_name(32, 14)
+    DEFAULT_CONFIG_NAME = pathfinder_config_name(PATHFINDER_DEFAULT_RESOLUTION, PATHFINDER_DEFAULT_DIFFICULTY)
     _SPLIT_FRACTIONS = {"validation": 0.1, "test": 0.1}
 
     def _info(self) -> datasets.DatasetInfo:
@@ -872,13 +874,6 @@ class PathfinderBuilder(_LRABuilder):
 # Sequential and permuted MNIST (idx files)
 # ---------------------------------------------------------------------------------------------------
 
-#: Class names by the ``labels`` option: MNIST's digits, or Fashion-MNIST's ten kinds of clothing
-#: (in label order, from its README).
-MNIST_LABELS: Mapping[str, tuple[str, ...]] = {
-    "digits": tuple(str(digit) for digit in range(10)),
-    "fashion": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
-                "Ankle boot"),
-}
 _MNIST_SIDE = 28
 #: Seed of the pMNIST pixel order (our choice; any fixed value would do, this one is everyone's).
 PMNIST_SEED = 0
@@ -1013,7 +1008,6 @@ class SequentialMNISTBuilder(_LRABuilder):
     """
 
     TASK = "smnist"
-    LABEL_NAMES = MNIST_LABELS["digits"]
     ORIGIN = ("MNIST (http://yann.lecun.com/exdb/mnist/) or Fashion-MNIST "
               "(https://github.com/zalandoresearch/fashion-mnist; on Debian and Ubuntu `apt-get install "
               "dataset-fashion-mnist` installs it in /usr/share/datasets/fashion-mnist; load it with "
@@ -1129,7 +1123,8 @@ def resolve_config_name(task: str, **options: Any) -> str:
             raise ValueError(f"Invalid {name}={value!r} for the LRA task {task!r}; "
                              f"valid values: {', '.join(map(str, valid[name]))}")
     if task == "pathfinder":
-        return pathfinder_config_name(options.get("resolution", 32), options.get("difficulty", 14))
+        return pathfinder_config_name(options.get("resolution", PATHFINDER_DEFAULT_RESOLUTION),
+                                      options.get("difficulty", PATHFINDER_DEFAULT_DIFFICULTY))
     if task in ("smnist", "pmnist"):
         return mnist_config_name(task == "pmnist", options.get("labels", "digits"))
     return task

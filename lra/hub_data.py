@@ -40,6 +40,7 @@ from .builders import (
     _split_bounds,
     load_lra_builder,
 )
+from .tasks import TASK_SPECS
 
 
 __all__ = ["HUB_SOURCES", "HubSource", "load_lra_from_hub"]
@@ -71,9 +72,12 @@ class HubSource:
     validation_fraction: float | None = None
 
 
+# The registry (lra.tasks) names each task's repository; this table says how to read it (a test checks that both list
+# the same tasks).
 HUB_SOURCES: Mapping[str, HubSource] = {
-    "text": HubSource("stanfordnlp/imdb", "plain_text", "text", "text", source_splits=TextBuilder._SOURCE_SPLITS),
-    "image": HubSource("uoft-cs/cifar10", "plain_text", "image", "img",
+    "text": HubSource(TASK_SPECS["text"].hub_repo, "plain_text", "text", "text",
+                      source_splits=TextBuilder._SOURCE_SPLITS),
+    "image": HubSource(TASK_SPECS["image"].hub_repo, "plain_text", "image", "img",
                        validation_fraction=ImageBuilder._VALIDATION_FRACTION),
 }
 

@@ -1,7 +1,7 @@
 """Seeded generator for the synthetic ListOps task of the Long Range Arena.
 
-The algorithm follows the official LRA ListOps generator (see
-``shared/design/lra-data.md``): random expression trees over the operators
+The algorithm follows the official LRA ListOps generator
+(google-research/long-range-arena): random expression trees over the operators
 MIN, MAX, MED (median, truncated to an int) and SM (sum modulo 10) with digit
 leaves, filtered by length, de-duplicated and written as
 ``basic_{train,val,test}.tsv`` with a ``Source\\tTarget`` header.
@@ -32,6 +32,8 @@ from typing import Iterator, Union
 
 from tqdm.auto import tqdm
 
+from .validation import check_int
+
 __all__ = [
     "OPERATORS",
     "SPLITS",
@@ -50,6 +52,17 @@ OPERATORS: tuple[str, ...] = ("MIN", "MAX", "MED", "SM")
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 HEADER = "Source\tTarget\n"
 _STAGING_PREFIX = ".listops-tmp-"
+
+# Defaults of the generator: the sizes and length window of the LRA release (``listops-1000``). The command line
+# (``python -m lra generate listops``) and ``examples/run_lra.py`` take their defaults from here.
+DEFAULT_NUM_TRAIN = 96_000
+DEFAULT_NUM_VAL = 2_000
+DEFAULT_NUM_TEST = 2_000
+DEFAULT_MIN_LENGTH = 500
+DEFAULT_MAX_LENGTH = 2_000
+DEFAULT_MAX_DEPTH = 10
+DEFAULT_MAX_ARGS = 10
+DEFAULT_SEED = 0
 
 # Probability that a node (above the depth limit) becomes an operator node.
 OPERATOR_PROBABILITY = 0.25
@@ -247,13 +260,6 @@ def _max_tree_length(max_depth: int, max_args: int) -> int:
     return length
 
 
-def _check_count(name: str, value: object, least: int = 0, why: str = "") -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{name} must be an int, got {value!r}")
-    if value < least:
-        raise ValueError(f"{name} must be >= {least}, got {value}{why}")
-
-
 def validate_listops_arguments(
     num_train: int,
     num_val: int,
@@ -264,13 +270,13 @@ def validate_listops_arguments(
     max_depth: int,
     max_args: int,
 ) -> None:
+    """Check the arguments of :func:`generate_listops`: ValueError naming the first bad one."""
     for name, value in (("num_train", num_train), ("num_val", num_val), ("num_test", num_test)):
-        _check_count(name, value, least=1, why=" (an empty split cannot be trained on or scored)")
+        check_int(name, value, why=" (an empty split cannot be trained on or scored)")
     for name, value in (("seed", seed), ("min_length", min_length), ("max_length", max_length)):
-        _check_count(name, value)
-    for name, value, least in (("max_depth", max_depth, 1), ("max_args", max_args, 2)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < least:
-            raise ValueError(f"{name} must be an int >= {least}, got {value!r}")
+        check_int(name, value, least=0)
+    check_int("max_depth", max_depth)
+    check_int("max_args", max_args, least=2)
     if min_length >= max_length:
         raise ValueError(f"min_length ({min_length}) must be smaller than max_length ({max_length})")
     if max_length - min_length < 2:
@@ -321,14 +327,14 @@ def _sample_rows(
 
 def generate_listops(
     out_dir: str | os.PathLike[str],
-    num_train: int = 96000,
-    num_val: int = 2000,
-    num_test: int = 2000,
-    seed: int = 0,
-    min_length: int = 500,
-    max_length: int = 2000,
-    max_depth: int = 10,
-    max_args: int = 10,
+    num_train: int = DEFAULT_NUM_TRAIN,
+    num_val: int = DEFAULT_NUM_VAL,
+    num_test: int = DEFAULT_NUM_TEST,
+    seed: int = DEFAULT_SEED,
+    min_length: int = DEFAULT_MIN_LENGTH,
+    max_length: int = DEFAULT_MAX_LENGTH,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+    max_args: int = DEFAULT_MAX_ARGS,
     progress: bool = True,
     overwrite: bool = False,
 ) -> dict[str, Path]:
@@ -393,16 +399,19 @@ def add_generate_listops_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``generate listops`` options to ``parser``."""
     parser.add_argument("--out", required=True, type=Path,
                         help="task folder to write basic_{train,val,test}.tsv into (e.g. DATA/listops-1000)")
-    parser.add_argument("--num-train", type=int, default=96000, help="training samples (default 96000)")
-    parser.add_argument("--num-val", type=int, default=2000, help="validation samples (default 2000)")
-    parser.add_argument("--num-test", type=int, default=2000, help="test samples (default 2000)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--min-length", type=int, default=500,
-                        help="keep expressions longer than this many tokens, parentheses excluded (default 500)")
-    parser.add_argument("--max-length", type=int, default=2000,
-                        help="keep expressions shorter than this many tokens (default 2000)")
-    parser.add_argument("--max-depth", type=int, default=10, help="maximum tree depth (default 10)")
-    parser.add_argument("--max-args", type=int, default=10, help="maximum operator arity (default 10)")
+    # "%(default)s": argparse writes the default into the help, so the numbers stand only in the DEFAULT_* constants.
+    options = (
+        ("--num-train", DEFAULT_NUM_TRAIN, "training samples"),
+        ("--num-val", DEFAULT_NUM_VAL, "validation samples"),
+        ("--num-test", DEFAULT_NUM_TEST, "test samples"),
+        ("--seed", DEFAULT_SEED, "random seed"),
+        ("--min-length", DEFAULT_MIN_LENGTH, "keep expressions longer than this many tokens, parentheses excluded"),
+        ("--max-length", DEFAULT_MAX_LENGTH, "keep expressions shorter than this many tokens"),
+        ("--max-depth", DEFAULT_MAX_DEPTH, "maximum tree depth"),
+        ("--max-args", DEFAULT_MAX_ARGS, "maximum operator arity"),
+    )
+    for flag, default, text in options:
+        parser.add_argument(flag, type=int, default=default, help=f"{text} (default %(default)s)")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace basic_*.tsv files already in --out (refused otherwise)")
@@ -418,8 +427,8 @@ def run_generate_listops(args: argparse.Namespace) -> None:
         seed=args.seed,
         min_length=args.min_length,
         max_length=args.max_length,
-        max_depth=getattr(args, "max_depth", 10),
-        max_args=getattr(args, "max_args", 10),
+        max_depth=getattr(args, "max_depth", DEFAULT_MAX_DEPTH),
+        max_args=getattr(args, "max_args", DEFAULT_MAX_ARGS),
         progress=getattr(args, "progress", True),
         overwrite=getattr(args, "overwrite", False),
     )

@@ -1,7 +1,7 @@
 """Seeded generator for the synthetic Pathfinder / Path-X tasks of the Long Range Arena.
 
-The algorithm follows the official Pathfinder generator as described in
-``shared/design/lra-data.md``: two target "snakes" made of ``contour_length``
+The algorithm follows the official Pathfinder generator (Linsley et al., 2018,
+as used by the LRA): two target "snakes" made of ``contour_length``
 short paddles, each next paddle placed on a circle around the end of the
 previous one with the direction drawn with weight
 ``(1 - occupancy) * cos^2(min(|dtheta| * continuity, pi/2))``; overlapping
@@ -52,10 +52,15 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from .faults import kill_point
+from .tasks import (
+    PATHFINDER_DEFAULT_DIFFICULTY,
+    PATHFINDER_DEFAULT_RESOLUTION,
+    PATHFINDER_DIFFICULTIES,
+    PATHFINDER_RESOLUTIONS,
+)
+from .validation import check_int
 
 __all__ = [
-    "DIFFICULTY_FOLDERS",
-    "RESOLUTIONS",
     "PathfinderParams",
     "PathfinderSample",
     "pathfinder_params",
@@ -68,13 +73,12 @@ __all__ = [
     "run_generate_pathfinder",
 ]
 
-# Contour length (difficulty) -> folder name of the official release.
-DIFFICULTY_FOLDERS: dict[int, str] = {
-    6: "curv_baseline",
-    9: "curv_contour_length_9",
-    14: "curv_contour_length_14",
-}
-RESOLUTIONS: tuple[int, ...] = (32, 64, 128, 256)
+# Defaults of the generator (the resolution and difficulty defaults are LRA's Pathfinder, lra.tasks): the
+# command line (python -m lra generate pathfinder) and examples/run_lra.py take them from here.
+DEFAULT_NUM_IMAGES = 200_000  # the size of the release
+DEFAULT_SEED = 0
+DEFAULT_WORKERS = 1
+DEFAULT_IMAGES_PER_FOLDER = 1000
 
 # Written next to the batches so that a rerun can tell whether the existing
 # batches came from the same settings before it skips them.
@@ -132,18 +136,13 @@ class PathfinderParams:
         positive_ints = ("resolution", "contour_length", "margin", "antialias_scale",
                          "angle_candidates", "snake_attempts", "image_attempts")
         for name in positive_ints:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"PathfinderParams.{name} must be an int >= 1, got {value!r}")
+            check_int(f"PathfinderParams.{name}", getattr(self, name))
         for name in ("paddle_length", "thickness", "marker_radius", "continuity"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"PathfinderParams.{name} must be > 0, got {getattr(self, name)!r}")
         if self.seed_distance < 0:
             raise ValueError(f"PathfinderParams.seed_distance must be >= 0, got {self.seed_distance!r}")
-        if isinstance(self.distractor_budget, bool) or not isinstance(self.distractor_budget, int) \
-                or self.distractor_budget < 0:
-            raise ValueError(f"PathfinderParams.distractor_budget must be an int >= 0, "
-                             f"got {self.distractor_budget!r}")
+        check_int("PathfinderParams.distractor_budget", self.distractor_budget, least=0)
         if 2 * max(self.margin, self.marker_radius) + self.paddle_length >= self.resolution:
             raise ValueError(f"PathfinderParams: margin ({self.margin}) / marker_radius ({self.marker_radius}) "
                              f"and paddle_length ({self.paddle_length}) leave no room in a "
@@ -170,8 +169,8 @@ class PathfinderParams:
         return max(self.thickness / 2, 0.75 / self.antialias_scale)
 
 
-# 32 and 128 follow lra-data.md (LRA's Pathfinder-32 and Path-X settings; the
-# document gives no paddle length for 128, so it is chosen to keep the snakes'
+# 32 and 128 follow LRA's Pathfinder-32 and Path-X settings (the project's
+# design notes on the LRA data; they give no paddle length for 128, so it is chosen to keep the snakes'
 # share of the image close to the 32 setting). 64 and 256 are our own
 # interpolation / extrapolation between and beyond those two.
 _PRESETS: dict[int, dict[str, float | int]] = {
@@ -194,10 +193,10 @@ def pathfinder_params(resolution: int, difficulty: int) -> PathfinderParams:
     """
     if resolution not in _PRESETS:
         raise ValueError(f"unsupported Pathfinder resolution {resolution!r}; "
-                         f"choose one of {', '.join(map(str, RESOLUTIONS))}")
-    if difficulty not in DIFFICULTY_FOLDERS:
+                         f"choose one of {', '.join(map(str, PATHFINDER_RESOLUTIONS))}")
+    if difficulty not in PATHFINDER_DIFFICULTIES:
         raise ValueError(f"unsupported Pathfinder difficulty {difficulty!r}; choose a contour length of "
-                         f"{', '.join(map(str, DIFFICULTY_FOLDERS))}")
+                         f"{', '.join(map(str, PATHFINDER_DIFFICULTIES))}")
     return PathfinderParams(resolution=resolution, contour_length=difficulty, antialias_scale=2,
                             **_PRESETS[resolution])
 
@@ -552,11 +551,6 @@ def _render_indexed_image(task: tuple[int, int, int, int]) -> tuple[int, bytes]:
     return sample.label, _encode_png(sample.image)
 
 
-def _check_nonnegative_int(name: str, value: object, least: int = 0) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < least:
-        raise ValueError(f"{name} must be an int >= {least}, got {value!r}")
-
-
 def _batch_paths(task_dir: Path, batch: int) -> tuple[Path, Path]:
     return task_dir / "imgs" / str(batch), task_dir / "metadata" / f"{batch}.npy"
 
@@ -667,12 +661,12 @@ def _write_batch(task_dir: Path, batch: int, results: Iterable[tuple[int, bytes]
 
 def generate_pathfinder(
     out_dir: str | os.PathLike[str],
-    resolution: int = 32,
-    difficulty: int = 14,
-    num_images: int = 200_000,
-    seed: int = 0,
-    workers: int = 1,
-    images_per_folder: int = 1000,
+    resolution: int = PATHFINDER_DEFAULT_RESOLUTION,
+    difficulty: int = PATHFINDER_DEFAULT_DIFFICULTY,
+    num_images: int = DEFAULT_NUM_IMAGES,
+    seed: int = DEFAULT_SEED,
+    workers: int = DEFAULT_WORKERS,
+    images_per_folder: int = DEFAULT_IMAGES_PER_FOLDER,
     progress: bool = True,
 ) -> Path:
     """Generate a Pathfinder variant in the official layout under the archive root ``out_dir``.
@@ -700,7 +694,7 @@ def generate_pathfinder(
     """
     params = validate_pathfinder_arguments(resolution, difficulty, num_images, seed, workers, images_per_folder)
 
-    task_dir = Path(out_dir) / f"pathfinder{resolution}" / DIFFICULTY_FOLDERS[difficulty]
+    task_dir = Path(out_dir) / f"pathfinder{resolution}" / PATHFINDER_DIFFICULTIES[difficulty]
     (task_dir / "imgs").mkdir(parents=True, exist_ok=True)
     (task_dir / "metadata").mkdir(exist_ok=True)
     _write_settings(task_dir, {"seed": seed, "images_per_folder": images_per_folder, "params": asdict(params)})
@@ -736,14 +730,15 @@ def generate_pathfinder(
     return task_dir
 
 
-def validate_pathfinder_arguments(resolution: int, difficulty: int, num_images: int, seed: int = 0,
-                                  workers: int = 1, images_per_folder: int = 1000) -> PathfinderParams:
+def validate_pathfinder_arguments(resolution: int, difficulty: int, num_images: int, seed: int = DEFAULT_SEED,
+                                  workers: int = DEFAULT_WORKERS,
+                                  images_per_folder: int = DEFAULT_IMAGES_PER_FOLDER) -> PathfinderParams:
     """Check the arguments of :func:`generate_pathfinder` (ValueError naming the bad one); return the preset."""
     params = pathfinder_params(resolution, difficulty)
-    _check_nonnegative_int("num_images", num_images)
-    _check_nonnegative_int("seed", seed)
-    _check_nonnegative_int("workers", workers, least=1)
-    _check_nonnegative_int("images_per_folder", images_per_folder, least=1)
+    check_int("num_images", num_images, least=0)
+    check_int("seed", seed, least=0)
+    check_int("workers", workers)
+    check_int("images_per_folder", images_per_folder)
     if num_images < MIN_IMAGES:
         raise ValueError(f"num_images must be >= {MIN_IMAGES}, got {num_images}: validation and test get 10% each "
                          "(rounded down), so fewer images leave them empty")
@@ -759,15 +754,17 @@ def add_generate_pathfinder_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``generate pathfinder`` options to ``parser``."""
     parser.add_argument("--out", required=True, type=Path,
                         help="archive root; writes OUT/pathfinder{RES}/{curv_...}/imgs and metadata")
-    parser.add_argument("--num", required=True, type=int, help="number of images (the release has 200000)")
-    parser.add_argument("--resolution", type=int, default=32, choices=RESOLUTIONS,
-                        help="image side (default 32; 128 is Path-X)")
-    parser.add_argument("--difficulty", type=int, default=14, choices=tuple(DIFFICULTY_FOLDERS),
-                        help="contour length: 6 (curv_baseline), 9 or 14 (default 14, the one LRA uses)")
-    parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--images-per-folder", type=int, default=1000,
-                        help="images per imgs/<k> batch folder (default 1000)")
+    parser.add_argument("--num", required=True, type=int,
+                        help=f"number of images (the release has {DEFAULT_NUM_IMAGES})")
+    parser.add_argument("--resolution", type=int, default=PATHFINDER_DEFAULT_RESOLUTION,
+                        choices=PATHFINDER_RESOLUTIONS, help="image side (default %(default)s; 128 is Path-X)")
+    parser.add_argument("--difficulty", type=int, default=PATHFINDER_DEFAULT_DIFFICULTY,
+                        choices=tuple(PATHFINDER_DIFFICULTIES),
+                        help="contour length: 6 (curv_baseline), 9 or 14 (default %(default)s, the one LRA uses)")
+    parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS, help="worker processes (default %(default)s)")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="random seed (default %(default)s)")
+    parser.add_argument("--images-per-folder", type=int, default=DEFAULT_IMAGES_PER_FOLDER,
+                        help="images per imgs/<k> batch folder (default %(default)s)")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
 
 
@@ -780,7 +777,7 @@ def run_generate_pathfinder(args: argparse.Namespace) -> None:
         num_images=args.num,
         seed=args.seed,
         workers=args.workers,
-        images_per_folder=getattr(args, "images_per_folder", 1000),
+        images_per_folder=getattr(args, "images_per_folder", DEFAULT_IMAGES_PER_FOLDER),
         progress=getattr(args, "progress", True),
     )
     print(task_dir)

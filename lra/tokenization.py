@@ -39,7 +39,8 @@ from transformers.convert_slow_tokenizer import bytes_to_unicode
 
 from image_processing_las import scale_pixels
 
-from .builders import TASKS, builder_class, resolve_config_name
+from .builders import builder_class, resolve_config_name
+from .tasks import TASK_SPECS, TASKS
 
 
 __all__ = [
@@ -62,12 +63,6 @@ PAD_TOKEN_ID, UNK_TOKEN_ID, EOS_TOKEN_ID = range(len(SPECIAL_TOKENS))
 LISTOPS_SYMBOLS: tuple[str, ...] = (*(str(digit) for digit in range(10)), "[MAX", "[MIN", "[MED", "[SM", "]")
 _BYTE_OFFSET = len(SPECIAL_TOKENS)
 
-_DEFAULT_MAX_LENGTH = {"listops": 2048, "text": 4096, "retrieval": 4000}
-_INPUT_KINDS = {"listops": "tokens", "text": "tokens", "retrieval": "pair", "image": "pixels",
-                "pathfinder": "pixels", "pathx": "pixels", "smnist": "pixels", "pmnist": "pixels"}
-# Pixels per example of the pixel tasks with one image size (Pathfinder's comes from its resolution).
-_PIXEL_LENGTHS = {"image": 32 * 32, "smnist": 28 * 28, "pmnist": 28 * 28}
-_TEXT_COLUMNS = {"listops": ("text",), "text": ("text",), "retrieval": ("text1", "text2")}
 _PIXEL_VOCABULARY = 256
 
 
@@ -115,16 +110,15 @@ def task_info(task: str, **options: Any) -> TaskInfo:
     """
     config_name = resolve_config_name(task, **options)  # validates task and options
     builder = builder_class(task)
-    kind = _INPUT_KINDS[task]
+    spec = TASK_SPECS[task]
+    kind = spec.input_kind
+    max_length = spec.default_length
     if kind == "pixels":
-        if task in _PIXEL_LENGTHS:
-            max_length = _PIXEL_LENGTHS[task]
-        else:
-            config = builder.builder_configs[config_name]
-            max_length = config.resolution**2
+        resolution = getattr(builder.builder_configs[config_name], "resolution", None)
+        if resolution is not None:  # Pathfinder's options choose its image size
+            max_length = resolution**2
         vocab_size, pad_token_id = _PIXEL_VOCABULARY, None
     else:
-        max_length = _DEFAULT_MAX_LENGTH[task]
         vocab_size = len(SPECIAL_TOKENS) + (len(LISTOPS_SYMBOLS) if task == "listops" else 256)
         pad_token_id = PAD_TOKEN_ID
     label_names = builder.label_names(config_name)
@@ -144,7 +138,7 @@ def _wrap(backend: Tokenizer, task: str, **kwargs: Any) -> PreTrainedTokenizerFa
                                                            special_tokens=[(eos, EOS_TOKEN_ID)])
     return PreTrainedTokenizerFast(
         tokenizer_object=backend, pad_token=pad, unk_token=unk, eos_token=eos,
-        model_max_length=_DEFAULT_MAX_LENGTH[task], clean_up_tokenization_spaces=False, **kwargs,
+        model_max_length=TASK_SPECS[task].default_length, clean_up_tokenization_spaces=False, **kwargs,
     )
 
 
@@ -182,7 +176,7 @@ def get_tokenizer(task: str) -> PreTrainedTokenizerFast:
     """
     if task not in TASKS:
         raise ValueError(f"Unknown LRA task {task!r}; the tasks are: {', '.join(TASKS)}")
-    if _INPUT_KINDS[task] == "pixels":
+    if TASK_SPECS[task].input_kind == "pixels":
         raise ValueError(f"The LRA task {task!r} has no tokenizer: its pixels are used directly "
                          f"(lra.encode gives pixel_values, or the intensities 0..255 as input_ids)")
     return _listops_tokenizer() if task == "listops" else _byte_tokenizer(task)
@@ -266,7 +260,7 @@ def _encode_split(task: str, dataset: datasets.Dataset, *, max_length: int | Non
     features = datasets.Features({"input_ids": ids, "attention_mask": mask, "labels": dataset.features["label"],
                                   "num_truncated": datasets.Value("int8")})
     encoded = dataset.map(
-        functools.partial(_encode_text_batch, tokenizer=tokenizer, columns=_TEXT_COLUMNS[task],
+        functools.partial(_encode_text_batch, tokenizer=tokenizer, columns=TASK_SPECS[task].text_columns,
                           max_length=max_length, truncation=truncation),
         batched=True, remove_columns=dataset.column_names, features=features, num_proc=num_proc,
         desc=f"Tokenizing {task}",
@@ -275,7 +269,7 @@ def _encode_split(task: str, dataset: datasets.Dataset, *, max_length: int | Non
     if num_truncated:
         unit = "documents" if info.input_kind == "pair" else "sequences"
         logger.warning("%s %s: truncated %d of %d %s to max_length=%d tokens", task, dataset.split or "split",
-                       num_truncated, len(encoded) * len(_TEXT_COLUMNS[task]), unit, max_length)
+                       num_truncated, len(encoded) * len(TASK_SPECS[task].text_columns), unit, max_length)
     return encoded.remove_columns("num_truncated")
 
 

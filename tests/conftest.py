@@ -13,8 +13,10 @@ _SESSION_HOME = tempfile.mkdtemp(prefix="las-tests-hf-home-")
 os.environ["HF_HOME"] = _SESSION_HOME
 os.environ["HF_MODULES_CACHE"] = os.path.join(_SESSION_HOME, "modules")
 os.environ["HF_DATASETS_CACHE"] = os.path.join(_SESSION_HOME, "datasets")
-os.environ["HF_HUB_OFFLINE"] = "1"  # the loopback-hub tests lift this for themselves (tests/hub_server.hub_env)
+os.environ["HF_HUB_OFFLINE"] = "1"  # the loopback-hub tests lift this for themselves (hub_server.hub_env)
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
 
-from tests.hub_server import loopback_hub  # noqa: E402,F401  (fixture shared by every test module)
+# The loopback Hub's `loopback_hub` fixture, for every test module (pytest imports plugins after this module has run,
+# so the variables above are set first).
+pytest_plugins = ["tests.support.hub_server"]

@@ -20,12 +20,9 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification
 
-from tests.lra_fixtures import make_listops_release
-from tests.test_run_lra import tiny_run_args
+from tests.utils import REPO_ROOT, import_example, make_listops_release, tiny_run_args
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT / "examples"))
-import run_lra  # noqa: E402
+run_lra = import_example("run_lra")
 
 GLOBAL_BATCH = 4
 STEPS = 4
@@ -45,6 +42,7 @@ def _training_logs(output_dir: Path) -> list[dict]:
     return [entry for entry in history if "loss" in entry]
 
 
+@pytest.mark.slow  # two torchrun processes and a 1-process run
 def test_two_process_run_matches_one_process_run(tmp_path):
     data_dir = make_listops_release(tmp_path / "data")
     cache_dir = tmp_path / "datasets-cache"

@@ -15,7 +15,7 @@ import torch
 from huggingface_hub import HfApi, HfFileSystem, hf_hub_download, snapshot_download
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, RepositoryNotFoundError
 
-from tests.hub_server import LoopbackHub, hub_env, loopback_hub  # noqa: F401 - fixture
+from tests.support.hub_server import LoopbackHub, hub_env
 
 
 def _tiny_bert_config(**kwargs):

@@ -19,7 +19,7 @@ import lra
 from configuration_las import LaSConfig
 from image_processing_las import LaSImageProcessor, image_to_grayscale, rgb_to_grayscale
 from modeling_las import LaSForImageClassification, LaSForSequenceClassification
-from tests.lra_fixtures import CIFAR10_NAMES, cifar_images, make_image_release
+from tests.utils import CIFAR10_NAMES, cifar_images, make_image_release
 
 
 def pixel_checkpoint(folder: Path, side: int = 32) -> LaSForSequenceClassification:
@@ -87,6 +87,7 @@ REMOTE_PIPELINE_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # a clean interpreter
 def test_pipeline_through_remote_code_where_the_package_is_not_installed(tmp_path: Path) -> None:
     model = pixel_checkpoint(tmp_path / "checkpoint")
     expected, png = dataset_scores(model, tmp_path)
@@ -148,7 +149,7 @@ def test_wrong_sizes_and_values_are_named() -> None:
 
 
 def test_pathfinder_reads_an_rgb_png_with_the_same_rule(tmp_path: Path) -> None:
-    from tests.lra_fixtures import make_pathfinder_release
+    from tests.utils import make_pathfinder_release
 
     archive = make_pathfinder_release(tmp_path)
     rgb = np.random.default_rng(1).integers(0, 256, size=(32, 32, 3), dtype=np.uint8)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from configuration_las import LaSConfig
@@ -29,6 +30,7 @@ def far_marker_batch(batch_size: int, generator: torch.Generator) -> tuple[torch
     return ids, label_kind - 1
 
 
+@pytest.mark.slow  # hundreds of training steps: about 70 to 100 s
 def test_las_learns_a_long_range_dependency():
     torch.manual_seed(0)
     config = LaSConfig(

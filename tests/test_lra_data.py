@@ -17,8 +17,9 @@ from transformers import AutoTokenizer
 
 import lra
 from lra.builders import LRADataNotFoundError, LRAFormatError
-from tests.hub_server import LoopbackHub, loopback_hub  # noqa: F401 - fixture
-from tests.lra_fixtures import (
+from tests.support.hub_server import LoopbackHub
+from tests.utils import (
+    REPO_ROOT,
     CIFAR10_NAMES,
     IMDB_REVIEWS,
     MNIST_FILES,
@@ -39,8 +40,6 @@ from tests.lra_fixtures import (
     pathfinder_image,
     pathfinder_label,
 )
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)
@@ -584,6 +583,7 @@ def _run_cli(*args: str) -> subprocess.CompletedProcess:
                           timeout=120)
 
 
+@pytest.mark.slow  # subprocesses
 @pytest.mark.parametrize(
     "args",
     [
@@ -604,6 +604,7 @@ def test_cli_bad_arguments_give_one_line_and_status_2(args: list[str]) -> None:
     assert "error:" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow  # subprocesses
 def test_cli_export_and_missing_data(tmp_path: Path) -> None:
     archive = make_listops_release(tmp_path / "data")
     result = _run_cli("export", "listops", "--data-dir", str(archive), "--out", str(tmp_path / "out"),
@@ -618,6 +619,7 @@ def test_cli_export_and_missing_data(tmp_path: Path) -> None:
     assert "basic_train.tsv" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow  # subprocesses
 def test_cli_generated_synthetic_tasks_load(tmp_path: Path, cache: Path) -> None:
     archive = tmp_path / "lra_release"
     listops = _run_cli("generate", "listops", "--out", str(archive / "listops-1000"), "--num-train", "8",
@@ -631,6 +633,7 @@ def test_cli_generated_synthetic_tasks_load(tmp_path: Path, cache: Path) -> None
         "train": 8, "validation": 1, "test": 1}
 
 
+@pytest.mark.slow  # subprocesses
 def test_import_lra_is_light() -> None:
     """`python -m lra generate ...` must not import datasets or transformers just to parse arguments."""
     code = "import sys, lra, lra.__main__; print(sorted(m for m in ('datasets', 'transformers') if m in sys.modules))"
@@ -717,6 +720,7 @@ def _generate_pathfinder_cli(out: Path, num: int, kill_at: str | None = None) ->
                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, env=env)
 
 
+@pytest.mark.slow  # subprocesses
 def test_killed_or_shrunk_pathfinder_generation_never_loads_silently(tmp_path: Path, cache: Path) -> None:
     task_dir = tmp_path / "pathfinder32" / "curv_baseline"
     killed = _generate_pathfinder_cli(tmp_path, 40, kill_at="pathfinder-batch@3")  # SIGKILL after 3 of 10 batches
@@ -752,6 +756,7 @@ def _export_cli(data_dir: Path, out: Path, cache: Path, *extra: str, task: str =
                           timeout=120, env=env)
 
 
+@pytest.mark.slow  # subprocesses
 @pytest.mark.parametrize("kill_at", ["export-shards", "export-swap"])
 def test_killed_reexport_keeps_the_previous_export(tmp_path: Path, cache: Path, kill_at: str) -> None:
     old_data = make_listops_release(tmp_path / "old")
@@ -778,6 +783,7 @@ def test_killed_reexport_keeps_the_previous_export(tmp_path: Path, cache: Path, 
     assert "config_name: retrieval" in (out / "README.md").read_text()
 
 
+@pytest.mark.slow  # subprocesses
 def test_export_checks_the_readme_before_writing(tmp_path: Path, cache: Path) -> None:
     archive = make_listops_release(tmp_path / "data")
     out = tmp_path / "export"
@@ -802,6 +808,7 @@ def test_export_checks_the_readme_before_writing(tmp_path: Path, cache: Path) ->
     assert _file_hashes(out / "listops") == shards  # validated before any shard was written
 
 
+@pytest.mark.slow  # subprocesses
 @pytest.mark.parametrize(
     "command",
     [
@@ -822,6 +829,7 @@ def test_cli_output_path_that_is_a_file_gives_one_line(tmp_path: Path, command: 
     assert "cannot write the output" in result.stderr and str(file) in result.stderr
 
 
+@pytest.mark.slow  # subprocesses
 def test_cli_listops_generator_refuses_existing_data(tmp_path: Path) -> None:
     archive = make_listops_release(tmp_path)
     before = _file_hashes(archive)

@@ -231,8 +231,8 @@ def test_listops_interrupted_run_leaves_no_split(tmp_path: Path, monkeypatch: py
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        (dict(num_train=-1), "num_train must be >= 1"),
-        (dict(num_val=0), r"num_val must be >= 1, got 0 \(an empty split"),
+        (dict(num_train=-1), "num_train must be an int >= 1, got -1"),
+        (dict(num_val=0), r"num_val must be an int >= 1, got 0 \(an empty split"),
         (dict(num_test=2.5), "num_test must be an int"),
         (dict(min_length=60, max_length=60), r"min_length \(60\) must be smaller than max_length \(60\)"),
         (dict(min_length=100, max_length=50), "must be smaller"),
@@ -240,7 +240,7 @@ def test_listops_interrupted_run_leaves_no_split(tmp_path: Path, monkeypatch: py
         (dict(max_depth=0), "max_depth must be an int >= 1"),
         (dict(max_args=1), "max_args must be an int >= 2"),
         (dict(max_depth=2, max_args=3, min_length=10, max_length=50), "min_length .* is unreachable"),
-        (dict(seed=-3), "seed must be >= 0"),
+        (dict(seed=-3), "seed must be an int >= 0"),
     ],
 )
 def test_listops_bad_arguments(tmp_path: Path, overrides: dict, message: str) -> None:

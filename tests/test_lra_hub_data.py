@@ -11,8 +11,8 @@ from huggingface_hub import HfApi
 
 import lra
 from lra.builders import LRADataNotFoundError, LRAFormatError
-from tests.hub_server import LoopbackHub, loopback_hub  # noqa: F401 - fixture
-from tests.lra_fixtures import (
+from tests.support.hub_server import LoopbackHub
+from tests.utils import (
     imdb_hub_rows,
     make_image_release,
     make_text_release,

@@ -8,18 +8,19 @@ from types import ModuleType
 
 import pytest
 
+from lra import tasks
+from tests.utils import REPO_ROOT
 
-METRIC_DIR = Path(__file__).resolve().parents[1] / "lra" / "lra_accuracy"
 
-# Rows of the LRA table in the LaS design notes (las-method.md section 4): per-task accuracy (%),
-# then the published "Avg" column.
+METRIC_DIR = REPO_ROOT / "lra" / "lra_accuracy"
+
+# The published rows of the task registry (lra.tasks.PAPER_ACCURACY): per-task accuracy (%) under the tables' column
+# names ("fail" for a failed Path-X), then the published "Avg" column.
+TABLE_COLUMNS = [tasks.TASK_SPECS[task].title for task in tasks.LRA_TASKS]
 PUBLISHED_ROWS = {
-    "Transformer (LRA paper)": ([36.37, 64.27, 57.46, 42.44, 71.40, "fail"], 54.39),
-    "LaS (paper)": ([53.05, 79.28, 85.56, 70.44, 81.62, "fail"], 73.99),
-    "S4 (updated)": ([59.60, 86.82, 90.90, 88.65, 94.20, 96.35], 86.09),
-    "Mega": ([63.14, 90.43, 91.25, 90.44, 96.01, 97.98], 88.21),
+    model: ([row[task] if row[task] is not None else "fail" for task in tasks.LRA_TASKS], tasks.PAPER_LRA_AVERAGE[model])
+    for model, row in tasks.PAPER_ACCURACY.items()
 }
-TABLE_COLUMNS = ["ListOps", "Text", "Retrieval", "Image", "Pathfinder", "Path-X"]
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -137,3 +138,25 @@ def test_mnist_tasks_have_an_accuracy_but_no_place_in_the_lra_average(offline: N
     five = {"listops": 36.37, "text": 64.27, "retrieval": 57.46, "image": 42.44, "pathfinder": 71.40}
     with pytest.raises(ValueError, match="'sMNIST' is not part of the LRA average"):
         load_metric(tmp_path).lra_average({**five, "sMNIST": 98.9})
+
+
+def test_the_standalone_metric_agrees_with_the_task_registry(offline: None, tmp_path: Path) -> None:
+    """lra_accuracy.py ships alone (evaluate copies it into its cache) and keeps its own copy of the registry's facts."""
+    module = metric_module(load_metric(tmp_path))
+    assert module.TASKS == tasks.TASKS
+    assert module.LRA_TASKS == tasks.LRA_TASKS
+    assert module.CHANCE_LEVEL == pytest.approx({name: spec.chance_level for name, spec in tasks.TASK_SPECS.items()})
+    for name in ("Path-X", "path_x", "ListOps", "s-MNIST", "PMNIST"):
+        assert module.normalize_task(name) == tasks.normalize_task(name)
+    for bad in ("imagenet", "path-y"):
+        with pytest.raises(ValueError) as theirs:
+            module.normalize_task(bad)
+        with pytest.raises(ValueError) as ours:
+            tasks.normalize_task(bad)
+        assert str(theirs.value) == str(ours.value)
+    # The rows its docstring quotes as evidence are the registry's.
+    for model, short in (("Transformer (LRA paper)", "Transformer (LRA paper)"), ("LaS (paper)", "LaS"),
+                         ("S4 (state-spaces repo)", "S4")):
+        scores, average = PUBLISHED_ROWS[model]
+        cells = ", ".join("FAIL" if score == "fail" else f"{score:.2f}" for score in scores)
+        assert f"* {short}: {cells} -> Avg {average:.2f}" in module.lra_average.__doc__

@@ -9,7 +9,7 @@ import pytest
 from huggingface_hub import HfApi, ModelCard
 
 from hub_cards.model_card import render_model_card
-from tests.hub_server import LoopbackHub, loopback_hub  # noqa: F401 - fixture
+from tests.support.hub_server import LoopbackHub
 
 
 def _listops_card(**overrides) -> ModelCard:

@@ -1,6 +1,6 @@
 """End-to-end tests of examples/run_lra.py: train, resume, evaluate, card, push, and argument errors.
 
-Every run is tiny (one layer of width 16, two to four steps on the fixtures of tests/lra_fixtures.py) and runs in this
+Every run is tiny (one layer of width 16, two to four steps on the fixtures of tests/utils.py) and runs in this
 process through `run_lra.main(argv)`, so torch and transformers are imported once; only the tests that are about the
 process boundary (exit codes, remote code in a clean interpreter) start subprocesses.
 """
@@ -20,23 +20,21 @@ import torch
 from huggingface_hub import ModelCard
 from transformers import AutoModelForSequenceClassification, TrainerCallback, pipeline
 
-from tests.hub_server import hub_env, loopback_hub  # noqa: F401 - fixture
-from tests.lra_fixtures import make_all_releases
+from tests.support.hub_server import hub_env
+from tests.utils import (
+    EXAMPLES,
+    REPO_ROOT,
+    SUBPROCESS_ENV,
+    TINY_MODEL,
+    import_example,
+    make_all_releases,
+    tiny_run_args,
+)
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES = REPO_ROOT / "examples"
-sys.path.insert(0, str(EXAMPLES))
-import run_lra  # noqa: E402
+run_lra = import_example("run_lra")
 import lra  # noqa: E402  (after run_lra, which puts the repository on sys.path when needed)
 
-#: A model small enough for a CPU step in well under a second on every task.
-TINY_MODEL = "hidden_size=16,num_hidden_layers=1,num_attention_heads=2,intermediate_size=32"
-#: Path-X is 16,384 pixels: full attention would take minutes on CPU, LaS-chunk takes seconds.
-TASK_FLAGS = {"pathx": ["--attention_type", "las_chunk", "--config_overrides", TINY_MODEL + ",las_chunk_size=128"]}
 LISTOPS_EXPRESSION = "( ( ( [MAX 2 ) 9 ) ] )"
-#: Subprocesses import this checkout's modules, even where the interpreter has another copy installed (editable).
-SUBPROCESS_ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT),
-                                                                           os.environ.get("PYTHONPATH")]))}
 
 
 @pytest.fixture(scope="module")
@@ -48,32 +46,6 @@ def lra_data(tmp_path_factory) -> dict[str, Path]:
 def datasets_cache(tmp_path_factory) -> Path:
     """One `datasets` cache for the whole module: each fixture task is prepared once."""
     return tmp_path_factory.mktemp("datasets-cache")
-
-
-def tiny_run_args(task: str, data_dir: Path, output_dir: Path, cache_dir: Path, *extra: str) -> list[str]:
-    """A short CPU run: no evaluation during training (the fixtures' splits are a few examples), a checkpoint every
-    2 steps, a log line every step. Flags in `extra` come last, so they win."""
-    return [
-        "--task", task,
-        "--data_dir", str(data_dir),
-        "--cache_dir", str(cache_dir),
-        "--output_dir", str(output_dir),
-        "--config_overrides", TINY_MODEL,
-        "--max_length", "128",
-        "--max_steps", "2",
-        "--per_device_train_batch_size", "2",
-        "--per_device_eval_batch_size", "2",
-        "--eval_strategy", "no",
-        "--save_strategy", "steps",
-        "--save_steps", "2",
-        "--load_best_model_at_end", "False",
-        "--logging_steps", "1",
-        "--seed", "7",
-        "--use_cpu",
-        "--disable_tqdm", "True",
-        *TASK_FLAGS.get(task, []),
-        *extra,
-    ]
 
 
 @pytest.fixture(scope="module")
@@ -238,6 +210,7 @@ def test_resume_true_without_a_checkpoint_is_a_usage_error(lra_data, datasets_ca
 # ----------------------------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # subprocesses
 def test_push_to_hub_and_load_back_as_remote_code(loopback_hub, lra_data, datasets_cache, tmp_path, monkeypatch):
     repo_id = f"{loopback_hub.user}/las-listops-tiny"
     output_dir = tmp_path / "pushed"
@@ -298,6 +271,7 @@ def test_model_card_reports_the_measured_test_accuracy(trained):
 # ----------------------------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # subprocesses
 def test_bad_arguments_exit_with_one_line(lra_data, tmp_path):
     cases = {
         "unknown task": (["--task", "sudoku"], "unknown task 'sudoku'"),
@@ -328,13 +302,15 @@ def test_bad_arguments_exit_with_one_line(lra_data, tmp_path):
         (["--task", "listops", "--attn_implementation", "flash_attention_2"], "--attn_implementation"),
         (["--task", "listops", "--learning_rate", "-1"], "--learning_rate must be a finite number >= 0, not -1"),
         (["--task", "listops", "--learning_rate", "nan"], "--learning_rate must be a finite number"),
-        (["--task", "listops", "--per_device_train_batch_size", "0"], "--per_device_train_batch_size must be >= 1"),
-        (["--task", "listops", "--per_device_eval_batch_size", "0"], "--per_device_eval_batch_size must be >= 1"),
-        (["--task", "listops", "--max_length", "0"], "--max_length must be >= 1, not 0"),
-        (["--task", "listops", "--max_train_samples", "0"], "--max_train_samples must be >= 1, not 0"),
-        (["--task", "listops", "--max_eval_samples", "-2"], "--max_eval_samples must be >= 1"),
+        (["--task", "listops", "--per_device_train_batch_size", "0"],
+         "--per_device_train_batch_size must be an int >= 1"),
+        (["--task", "listops", "--per_device_eval_batch_size", "0"],
+         "--per_device_eval_batch_size must be an int >= 1"),
+        (["--task", "listops", "--max_length", "0"], "--max_length must be an int >= 1, got 0"),
+        (["--task", "listops", "--max_train_samples", "0"], "--max_train_samples must be an int >= 1, got 0"),
+        (["--task", "listops", "--max_eval_samples", "-2"], "--max_eval_samples must be an int >= 1"),
         (["--task", "listops", "--model_name_or_path", "/no/such/model"], "--model_name_or_path /no/such/model"),
-        (["--task", "listops", "--generate_num_val", "0"], "--generate_num_val must be >= 1, got 0"),
+        (["--task", "listops", "--generate_num_val", "0"], "--generate_num_val must be an int >= 1, got 0"),
         (["--task", "listops", "--generate_min_length", "40"], "--generate_min_length (40) must be smaller than"),
         (["--task", "pathfinder", "--generate_num_images", "5"], "--generate_num_images must be >= 10, got 5"),
         (["--task", "pathfinder", "--pathfinder_resolution", "48"], "Invalid --pathfinder_resolution=48"),

@@ -9,12 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.lra_fixtures import make_mnist_release
+from tests.utils import EXAMPLES, REPO_ROOT, import_example, make_mnist_release
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-STUDY = REPO_ROOT / "examples" / "study" / "run_study.py"
-sys.path.insert(0, str(STUDY.parent))
-import run_study  # noqa: E402
+STUDY = EXAMPLES / "study" / "run_study.py"
+run_study = import_example("study/run_study")
 
 
 def test_default_study_has_the_same_budget_for_every_variant_and_size() -> None:
@@ -39,9 +37,8 @@ def test_default_study_has_the_same_budget_for_every_variant_and_size() -> None:
 
 @pytest.mark.slow  # imports run_lra and builds a model: about 10 s on a busy machine
 def test_detected_backend_is_one_run_lra_accepts() -> None:
-    sys.path.insert(0, str(REPO_ROOT / "examples"))
-    import run_lra
-    from lra_training import UsageError
+    run_lra = import_example("run_lra")
+    UsageError = import_example("lra_training").UsageError
 
     backend = run_study.detect_attn_implementation()
     assert backend in ("sdpa", "eager")
@@ -56,6 +53,7 @@ def _study(*args: str) -> subprocess.CompletedProcess:
                           timeout=300)
 
 
+@pytest.mark.slow  # a subprocess
 def test_missing_mnist_dir_names_the_debian_package(tmp_path: Path) -> None:
     result = _study("--tasks", "fashion_smnist", "--mnist_dir", str(tmp_path / "nowhere"), "--out", str(tmp_path),
                     "--work_dir", str(tmp_path / "work"), "--attn_implementation", "eager")

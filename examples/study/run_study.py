@@ -54,12 +54,23 @@ VARIANTS: Mapping[str, Mapping[str, Any]] = {
 }
 CSV_COLUMNS = ("task", "variant", "train_size", "seed", "steps", "test_accuracy", "best_validation_accuracy",
                "train_seconds", "command")
-#: The paper's numbers (las-method.md section 4), shown above the table for orientation only.
-PAPER_REFERENCE = (
-    "Paper, for orientation only (as transcribed, not re-read from the PDF; MNIST digits, full data, the paper's "
-    "models and budgets, so not comparable with this study): sMNIST Transformer 98.90, LaS 99.18; pMNIST "
-    "Transformer 97.90, LaS 98.05; LRA Pathfinder Transformer 71.40, LaS 81.62 (LaS row recalled)."
-)
+from lra.tasks import PAPER_ACCURACY, PAPER_SOURCE, TASK_SPECS  # noqa: E402  (this checkout's, see sys.path)
+
+
+def _paper_reference(tasks: Sequence[str] = ("smnist", "pmnist", "pathfinder"),
+                     models: Sequence[str] = ("Transformer (LRA paper)", "LaS (paper)")) -> str:
+    """The paper's numbers for the study's tasks (lra.tasks.PAPER_ACCURACY), for orientation above the table."""
+    numbers = "; ".join(
+        f"{TASK_SPECS[task].full_title} " + ", ".join(f"{model.split()[0]} {PAPER_ACCURACY[model][task]:.2f}"
+                                                      for model in models)
+        for task in tasks
+    )
+    return (f"Paper, for orientation only ({PAPER_SOURCE}; MNIST digits, full data, the paper's models and budgets, "
+            f"so not comparable with this study): {numbers}.")
+
+
+#: The paper's numbers, shown above the table for orientation only.
+PAPER_REFERENCE = _paper_reference()
 #: The smoke study of the test suite: seconds on the tiny idx fixture.
 SMOKE_CONFIG: Mapping[str, Any] = {
     "seeds": [0],

@@ -9,7 +9,9 @@ Hub)::
     # {'accuracy': 0.666..., 'listops_accuracy': 0.666...}
 
 This file is copied on its own into evaluate's module cache before it is imported: it must not
-import anything from this repository.
+import anything from this repository. So the task names, the chance levels, :func:`normalize_task`
+and the published rows quoted below are deliberate copies of the task registry (``lra/tasks.py``);
+``tests/test_lra_metric.py`` checks that they agree with it.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import datasets
 import evaluate
 
 
+# Deliberate copies of lra.tasks (see the module docstring): LRA_TASKS, TASKS, CHANCE_LEVEL, normalize_task.
 #: The six LRA tasks (Tay et al., 2021), by their canonical names: the tasks of the LRA average.
 LRA_TASKS: tuple[str, ...] = ("listops", "text", "retrieval", "image", "pathfinder", "pathx")
 #: Every task the accuracy accepts: the LRA tasks, and sequential / permuted MNIST (not part of the
@@ -105,8 +108,8 @@ def lra_average(
 
     Convention (the one that reproduces the published "Avg" columns): the average is the plain
     mean over the tasks that have a score; a Path-X run that FAILED is left out of it. Evidence,
-    from the LRA table of the LaS design notes (las-method.md, section 4; the LaS row is
-    recalled from the paper, to be checked against the PDF):
+    from the published rows (the LaS row as transcribed in the project's design notes, not
+    re-read from the PDF):
 
     * Transformer (LRA paper): 36.37, 64.27, 57.46, 42.44, 71.40, FAIL -> Avg 54.39 =
       mean of the five scores (54.388); counting FAIL as chance would give 53.66.

@@ -1,4 +1,8 @@
-"""Tiny copies of the Long Range Arena data, laid out exactly like the real sources.
+"""Helpers shared by the test modules: tiny copies of the LRA data, and tiny ``run_lra.py`` runs.
+
+No test module imports another: what two of them need lives here (the loopback Hub is in ``tests/support/``).
+
+Tiny copies of the Long Range Arena data, laid out exactly like the real sources.
 
 Every ``make_*`` function writes into a given folder (use pytest's ``tmp_path``) and returns the
 folder to pass as ``data_dir`` to :func:`lra.load_lra`. The content is deterministic, and the
@@ -24,7 +28,7 @@ MNIST 20 training images (18 train / 2 validation) and 5 test images.
 
 Example::
 
-    from tests.lra_fixtures import make_all_releases
+    from tests.utils import make_all_releases
 
     def test_training_smoke(tmp_path):
         data_dirs = make_all_releases(tmp_path / "data")
@@ -34,17 +38,28 @@ Example::
 from __future__ import annotations
 
 import gzip
+import importlib
 import io
+import os
 import pickle
+import sys
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 from PIL import Image
 
 
 __all__ = [
+    "EXAMPLES",
+    "REPO_ROOT",
+    "SUBPROCESS_ENV",
+    "TASK_FLAGS",
+    "TINY_MODEL",
+    "import_example",
+    "tiny_run_args",
     "ARCHIVE",
     "CIFAR10_NAMES",
     "IMDB_REVIEWS",
@@ -66,6 +81,12 @@ __all__ = [
     "pathfinder_image",
     "pathfinder_label",
 ]
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO_ROOT / "examples"
+#: Subprocesses import this checkout's modules, even where the interpreter has another copy installed (editable).
+SUBPROCESS_ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT),
+                                                                           os.environ.get("PYTHONPATH")]))}
 
 ARCHIVE = "lra_release"
 # The release keeps tsv_data and pathfinder* one level further down, in lra_release/lra_release.
@@ -244,6 +265,8 @@ def make_image_release(root: Path, as_tarball: bool = True) -> Path:
 # Pathfinder and Path-X
 # ---------------------------------------------------------------------------------------------------
 
+# The release's folder names, written here on purpose rather than read from lra.tasks: a fixture that followed the
+# package would not notice a wrong folder name in it.
 _DIFFICULTY_FOLDERS = {6: "curv_baseline", 9: "curv_contour_length_9", 14: "curv_contour_length_14"}
 # The image the release ships empty is curv_baseline/imgs/0/sample_172.png; ours is this one.
 PATHFINDER_EMPTY_IMAGE = "imgs/0/sample_1.png"
@@ -434,3 +457,47 @@ def write_cifar10_hub_repo(folder: Path) -> Path:
             labels += batch_labels
         splits[split] = datasets.Dataset.from_dict({"img": images, "label": labels}, features=features)
     return _write_hub_layout(folder, splits, "CIFAR-10")
+
+
+# ---------------------------------------------------------------------------------------------------
+# examples/run_lra.py
+# ---------------------------------------------------------------------------------------------------
+
+#: A model small enough for a CPU step in well under a second on every task.
+TINY_MODEL = "hidden_size=16,num_hidden_layers=1,num_attention_heads=2,intermediate_size=32"
+#: Path-X is 16,384 pixels: full attention would take minutes on CPU, LaS-chunk takes seconds.
+TASK_FLAGS = {"pathx": ["--attention_type", "las_chunk", "--config_overrides", TINY_MODEL + ",las_chunk_size=128"]}
+
+
+def import_example(name: str) -> ModuleType:
+    """Import a script of ``examples/`` (``"run_lra"``) or of a folder below it (``"study/run_study"``) as a module."""
+    folder = EXAMPLES / Path(name).parent
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
+    return importlib.import_module(Path(name).name)
+
+
+def tiny_run_args(task: str, data_dir: Path, output_dir: Path, cache_dir: Path, *extra: str) -> list[str]:
+    """A short CPU run: no evaluation during training (the fixtures' splits are a few examples), a checkpoint every
+    2 steps, a log line every step. Flags in `extra` come last, so they win."""
+    return [
+        "--task", task,
+        "--data_dir", str(data_dir),
+        "--cache_dir", str(cache_dir),
+        "--output_dir", str(output_dir),
+        "--config_overrides", TINY_MODEL,
+        "--max_length", "128",
+        "--max_steps", "2",
+        "--per_device_train_batch_size", "2",
+        "--per_device_eval_batch_size", "2",
+        "--eval_strategy", "no",
+        "--save_strategy", "steps",
+        "--save_steps", "2",
+        "--load_best_model_at_end", "False",
+        "--logging_steps", "1",
+        "--seed", "7",
+        "--use_cpu",
+        "--disable_tqdm", "True",
+        *TASK_FLAGS.get(task, []),
+        *extra,
+    ]
