@@ -86,8 +86,10 @@ def _array_to_grayscale(array: np.ndarray) -> np.ndarray:
         elif array.shape[0] in (1, 3, 4):
             channel_axis = 0
         else:
-            raise ValueError(f"Cannot tell the channel axis of an image shaped {array.shape}: expected 1, 3 or 4 "
-                             "channels first or last.")
+            raise ValueError(
+                f"Cannot tell the channel axis of an image shaped {array.shape}: expected 1, 3 or 4 "
+                "channels first or last."
+            )
         if array.shape[channel_axis] == 1:
             return np.take(array, 0, axis=channel_axis)
         return rgb_to_grayscale(array, channel_axis)
@@ -121,7 +123,9 @@ def _size_dict(size: dict[str, int] | int | Sequence[int] | None) -> dict[str, i
     else:
         height, width = tuple(size) if len(size) == 2 else (None, None)
     if not all(isinstance(side, int) and not isinstance(side, bool) and side > 0 for side in (height, width)):
-        raise ValueError(f"size must be {{'height': h, 'width': w}} with positive integers (or one int); got {size!r}.")
+        raise ValueError(
+            f"size must be {{'height': h, 'width': w}} with positive integers (or one int); got {size!r}."
+        )
     return {"height": height, "width": width}
 
 

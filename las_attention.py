@@ -46,6 +46,7 @@ LAS_IMPLEMENTATIONS = ("eager", "sdpa", "flex_attention")
 # Smoothing and the entry point
 # ----------------------------------------------------------------------------------------------------------------------
 
+
 def smooth_along(
     x: torch.Tensor, dim: int, pool_size: int, left: int, window_keep: torch.Tensor | None = None
 ) -> torch.Tensor:
@@ -96,7 +97,9 @@ def _check_las_arguments(
             f"batch/heads/length; got {tuple(query.shape)}, {tuple(key.shape)}, {tuple(value.shape)}."
         )
     if alphas.shape != (query.shape[1],):
-        raise ValueError(f"alphas must hold one decay rate per head: shape ({query.shape[1]},), got {tuple(alphas.shape)}.")
+        raise ValueError(
+            f"alphas must hold one decay rate per head: shape ({query.shape[1]},), got {tuple(alphas.shape)}."
+        )
     if pool_mode not in ("symmetric", "causal"):
         raise ValueError(f"pool_mode={pool_mode!r} is not one of 'symmetric', 'causal'.")
     if pool_size < 1 or (pool_mode == "symmetric" and pool_size % 2 == 0):
@@ -377,9 +380,18 @@ def las_attention_step(
     probs = None
     if implementation == "eager" or return_attention_weights:
         output, probs = _eager_las_kernel(
-            query, key, smoothed_value, alphas, True, keep, dropout, query_block_size, return_attention_weights,
-            query_start=start, pair_keep=pair_keep,
-        )  # fmt: skip
+            query,
+            key,
+            smoothed_value,
+            alphas,
+            True,
+            keep,
+            dropout,
+            query_block_size,
+            return_attention_weights,
+            query_start=start,
+            pair_keep=pair_keep,
+        )
     else:
         output = _sdpa_las_kernel(
             query, key, smoothed_value, alphas, keep, dropout, query_block_size, query_start=start, pair_keep=pair_keep
@@ -608,14 +620,20 @@ def _eager_las_kernel(
     batch_starts = range(0, batch, batch_step)
     # With several tiles and autograd on, recompute each tile in backward instead of storing its scores: training
     # memory stays O(tile) rather than O(batch x L^2).
-    recompute = len(query_starts) * len(batch_starts) > 1 and not need_probs and torch.is_grad_enabled() and (
-        query.requires_grad or key.requires_grad or value.requires_grad
+    recompute = (
+        len(query_starts) * len(batch_starts) > 1
+        and not need_probs
+        and torch.is_grad_enabled()
+        and (query.requires_grad or key.requires_grad or value.requires_grad)
     )
     # `split`, not indexing: the backward of a split is one concatenation, while every indexed slice would
     # allocate and zero a gradient the size of the whole input (quadratic work for LaS-chunk's long batches).
     no_mask = [None] * len(batch_starts)
-    tiles = zip(*(t.split(batch_step) for t in (query, key, value)), keep.split(batch_step) if keep is not None else
-                no_mask, pair_keep.split(batch_step) if pair_keep is not None else no_mask)  # fmt: skip
+    tiles = zip(
+        *(t.split(batch_step) for t in (query, key, value)),
+        keep.split(batch_step) if keep is not None else no_mask,
+        pair_keep.split(batch_step) if pair_keep is not None else no_mask,
+    )
     output_rows, probs = [], []
     for tile_query, tile_key, tile_value, tile_keep, tile_pair_keep in tiles:
         outputs = []
@@ -624,8 +642,16 @@ def _eager_las_kernel(
             # Causal: keys after the block's last query are masked anyway, so they are not computed at all.
             num_keys = query_start + stop if is_causal else total_keys
             block_pair_keep = tile_pair_keep[:, :, start:stop, :num_keys] if tile_pair_keep is not None else None
-            args = (tile_query[:, :, start:stop], tile_key[:, :, :num_keys], tile_value[:, :, :num_keys], alphas,
-                    query_start + start, is_causal, tile_keep, block_pair_keep)  # fmt: skip
+            args = (
+                tile_query[:, :, start:stop],
+                tile_key[:, :, :num_keys],
+                tile_value[:, :, :num_keys],
+                alphas,
+                query_start + start,
+                is_causal,
+                tile_keep,
+                block_pair_keep,
+            )
             if recompute:
                 out, block_probs = checkpoint(_eager_las_block, *args, dropout, need_probs, use_reentrant=False)
             else:
@@ -716,11 +742,20 @@ def _sdpa_las_kernel(
         tiles = zip(*(split(t) for t in (query, key, value, keep if needs_mask else None, pair_keep)))
         return torch.cat(
             [
-                _sdpa_las_kernel(tile_query, tile_key, tile_value, alphas, tile_keep, dropout, query_block_size,
-                                 query_start, tile_pair_keep)
+                _sdpa_las_kernel(
+                    tile_query,
+                    tile_key,
+                    tile_value,
+                    alphas,
+                    tile_keep,
+                    dropout,
+                    query_block_size,
+                    query_start,
+                    tile_pair_keep,
+                )
                 for tile_query, tile_key, tile_value, tile_keep, tile_pair_keep in tiles
             ]
-        )  # fmt: skip
+        )
 
     # Scales in float32 at least; exponents clamped below at the dtype's underflow, which spares denormals (slow on
     # CPU) and changes no score by more than the dtype can represent.
@@ -753,9 +788,10 @@ def _sdpa_las_kernel(
         # SDPA at L = 4K. They are cheap to recompute from q, k and the scales, so backward recomputes them.
         with _recompute_saved(block_query, block_key, allowed, scaled):
             outputs.append(
-                F.scaled_dot_product_attention(block_query, block_key, value[:, :, :last], attn_mask=allowed,
-                                               dropout_p=dropout)
-            )  # fmt: skip
+                F.scaled_dot_product_attention(
+                    block_query, block_key, value[:, :, :last], attn_mask=allowed, dropout_p=dropout
+                )
+            )
     return outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=-2)
 
 
@@ -814,6 +850,7 @@ def _recompute_saved(
         return packed
 
     return torch.autograd.graph.saved_tensors_hooks(pack, unpack)
+
 
 # -- flex kernel -------------------------------------------------------------------------------------------------------
 

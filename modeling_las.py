@@ -443,22 +443,32 @@ def _check_model_inputs(
 
     After a cache of `past_length` positions, `attention_mask` covers the cached and the new positions.
     """
-    given = {name: t for name, t in (("input_ids", input_ids), ("pixel_values", pixel_values), ("inputs_embeds", inputs_embeds)) if t is not None}
+    given = {
+        name: t
+        for name, t in (("input_ids", input_ids), ("pixel_values", pixel_values), ("inputs_embeds", inputs_embeds))
+        if t is not None
+    }
     if len(given) != 1:
         expected = "input_ids" if config.input_type == "tokens" else "pixel_values"
         raise ValueError(f"Pass exactly one of {expected} or inputs_embeds; got {sorted(given) or 'none'}.")
     name, tensor = next(iter(given.items()))
     if name == "input_ids" and config.input_type != "tokens":
-        raise ValueError("This model has input_type='pixels': pass pixel_values (one float per position), not input_ids.")
+        raise ValueError(
+            "This model has input_type='pixels': pass pixel_values (one float per position), not input_ids."
+        )
     if name == "pixel_values" and config.input_type != "pixels":
         raise ValueError("This model has input_type='tokens': pass input_ids, not pixel_values.")
     sequence_shape = tuple(tensor.shape[:-1] if name == "inputs_embeds" else tensor.shape)
     expected_rank = 3 if config.dual_encoder else 2
     if len(sequence_shape) != expected_rank:
         layout = "(batch, 2, length)" if config.dual_encoder else "(batch, length)"
-        raise ValueError(f"{name} must be shaped {layout}{' + (hidden_size,)' if name == 'inputs_embeds' else ''}; got {tuple(tensor.shape)}.")
+        raise ValueError(
+            f"{name} must be shaped {layout}{' + (hidden_size,)' if name == 'inputs_embeds' else ''}; got {tuple(tensor.shape)}."
+        )
     if config.dual_encoder and sequence_shape[1] != 2:
-        raise ValueError(f"A dual encoder takes two documents per example: {name} shaped (batch, 2, length); got {tuple(tensor.shape)}.")
+        raise ValueError(
+            f"A dual encoder takes two documents per example: {name} shaped (batch, 2, length); got {tuple(tensor.shape)}."
+        )
     mask_shape = (*sequence_shape[:-1], past_length + sequence_shape[-1])
     if attention_mask is not None and tuple(attention_mask.shape) != mask_shape:
         after_cache = f" after {past_length} cached positions (it covers cached and new ones)" if past_length else ""
@@ -477,7 +487,9 @@ def _check_model_inputs(
         # reduction and one host sync per forward buys a clear error.
         low, high = torch.stack(torch.aminmax(input_ids)).tolist()
         if low < 0 or high >= config.vocab_size:
-            raise ValueError(f"input_ids must lie in [0, vocab_size={config.vocab_size}); found values in [{low}, {high}].")
+            raise ValueError(
+                f"input_ids must lie in [0, vocab_size={config.vocab_size}); found values in [{low}, {high}]."
+            )
     if name == "pixel_values" and not torch.compiler.is_compiling() and pixel_values.is_floating_point():
         # A NaN or inf pixel would turn every logit and the loss into NaN without a word: one reduction, one sync.
         if not bool(torch.isfinite(pixel_values).all()):
@@ -554,8 +566,9 @@ class LaSModel(LaSPreTrainedModel):
         length = sequence_shape[-1]
         if cache is not None and attention_mask is None:
             # A step needs the mask of every position so far: it places LaS-chunk's chunks.
-            attention_mask = torch.ones(flat_batch(sequence_shape), past_length + length, dtype=torch.long,
-                                        device=self.device)  # fmt: skip
+            attention_mask = torch.ones(
+                flat_batch(sequence_shape), past_length + length, dtype=torch.long, device=self.device
+            )
         position_ids = self._position_ids(flat(position_ids), attention_mask, past_length, length)
 
         hidden_states = self.embeddings(input_ids, pixel_values, inputs_embeds, position_ids)
@@ -563,7 +576,12 @@ class LaSModel(LaSPreTrainedModel):
         block_mask = None
         if self.config._attn_implementation == "flex_attention" and past_length == 0:
             block_mask = las_flex_block_mask(
-                attention_mask, batch, length, self.config.is_causal, self.config.effective_chunk_size, hidden_states.device
+                attention_mask,
+                batch,
+                length,
+                self.config.is_causal,
+                self.config.effective_chunk_size,
+                hidden_states.device,
             )
 
         all_hidden_states, all_attentions = [], []

@@ -19,8 +19,16 @@ from typing import Any
 
 from lra_training import format_number, plot_learning_curves, read_log_history
 
-COLUMNS = ("run", "attention", "parameters", "test accuracy", "validation accuracy", "final train loss",
-           "train time (s)", "steps")
+COLUMNS = (
+    "run",
+    "attention",
+    "parameters",
+    "test accuracy",
+    "validation accuracy",
+    "final train loss",
+    "train time (s)",
+    "steps",
+)
 
 
 def count_parameters(run_dir: Path) -> int | None:
@@ -64,10 +72,11 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for row in rows:
         cells = [
-            f"{row[c]:,}" if c == "parameters" and row[c] is not None
+            f"{row[c]:,}"
+            if c == "parameters" and row[c] is not None
             else format_number(row[c], digits=1 if c == "train time (s)" else 4)
             for c in COLUMNS
-        ]  # fmt: skip
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -52,7 +52,9 @@ def read_config_file(path: str | Path) -> dict[str, dict[str, Any]]:
         content = {"model": content}
     unknown = sorted(set(content) - set(CONFIG_SECTIONS))
     if unknown:
-        raise UsageError(f"config file {path}: unknown section(s) {', '.join(unknown)}; use {', '.join(CONFIG_SECTIONS)}")
+        raise UsageError(
+            f"config file {path}: unknown section(s) {', '.join(unknown)}; use {', '.join(CONFIG_SECTIONS)}"
+        )
     return {section: _public(content.get(section, {})) for section in CONFIG_SECTIONS}
 
 
@@ -156,7 +158,9 @@ def plot_learning_curves(runs: Mapping[str, Sequence[Mapping[str, Any]]], path: 
             (line,) = loss_axis.plot(*zip(*curves["train_loss"]), label=f"{label} train")
             color = line.get_color()
         if curves["eval_loss"]:
-            (line,) = loss_axis.plot(*zip(*curves["eval_loss"]), "--", marker="o", color=color, label=f"{label} validation")
+            (line,) = loss_axis.plot(
+                *zip(*curves["eval_loss"]), "--", marker="o", color=color, label=f"{label} validation"
+            )
             color = line.get_color()
         if curves["eval_accuracy"]:
             accuracy_axis.plot(*zip(*curves["eval_accuracy"]), marker="o", color=color, label=label)

@@ -161,9 +161,11 @@ def train_variant(args: argparse.Namespace, variant: str, data: dict[str, torch.
             losses.append(loss.item())
         val_ppl = perplexity(model, validation, args.batch_size)
         history.append({"epoch": epoch, "train_loss": sum(losses) / len(losses), "validation_perplexity": val_ppl})
-        print(f"[{variant}] epoch {epoch}: train loss {history[-1]['train_loss']:.3f}, validation perplexity "
-              f"{val_ppl:.3f}",
-              flush=True)  # fmt: skip
+        print(
+            f"[{variant}] epoch {epoch}: train loss {history[-1]['train_loss']:.3f}, validation perplexity "
+            f"{val_ppl:.3f}",
+            flush=True,
+        )
     seconds = time.perf_counter() - started
     test_ppl = perplexity(model, eval_windows(data["test"], args.context, args.eval_windows), args.batch_size)
     return {
@@ -185,8 +187,9 @@ def greedy_samples(model: LaSForCausalLM, max_new_tokens: int) -> list[str]:
     width = max(map(len, encoded))
     input_ids = torch.tensor([[0] * (width - len(ids)) + ids for ids in encoded])
     attention_mask = (input_ids != 0).long()
-    output = model.generate(input_ids, attention_mask=attention_mask, max_new_tokens=max_new_tokens, do_sample=False,
-                            pad_token_id=0)  # fmt: skip
+    output = model.generate(
+        input_ids, attention_mask=attention_mask, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=0
+    )
     return [bytes(row[width:].tolist()).decode("utf-8", errors="replace") for row in output]
 
 
@@ -212,9 +215,11 @@ def write_report(args: argparse.Namespace, results: list[dict], sizes: dict[str,
     for r in results:
         attention = ", ".join(f"{k}={v}" for k, v in r["config"].items())
         per_epoch = " | ".join(f"{h['validation_perplexity']:.3f}" for h in r["history"])
-        lines.append(f"| {r['variant']} | {attention} | {r['parameters']:,} | {per_epoch} | "
-                     f"{r['test_perplexity']:.3f} | "
-                     f"{r['train_seconds']:.0f} |")  # fmt: skip
+        lines.append(
+            f"| {r['variant']} | {attention} | {r['parameters']:,} | {per_epoch} | "
+            f"{r['test_perplexity']:.3f} | "
+            f"{r['train_seconds']:.0f} |"
+        )
     (output_dir / "results.md").write_text("\n".join(lines) + "\n")
     samples = ["Greedy continuations (`generate()`, one left-padded batch, KV cache), per variant.", ""]
     for r in results:
@@ -234,8 +239,12 @@ def plot(results: list[dict], path: Path) -> None:
 
     figure, axes = plt.subplots(figsize=(6, 4))
     for r in results:
-        axes.plot([h["epoch"] for h in r["history"]], [h["validation_perplexity"] for h in r["history"]], marker="o",
-                  label=r["variant"])  # fmt: skip
+        axes.plot(
+            [h["epoch"] for h in r["history"]],
+            [h["validation_perplexity"] for h in r["history"]],
+            marker="o",
+            label=r["variant"],
+        )
     axes.set_xlabel("epoch")
     axes.set_ylabel("validation perplexity (bytes)")
     axes.set_title("Byte-level LM: LaS vs softmax vs decay only")

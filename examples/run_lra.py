@@ -43,6 +43,7 @@ import datasets
 import numpy as np
 import torch
 import transformers
+from lra_training import UsageError, parse_config_overrides, plot_learning_curves, task_defaults
 from transformers import (
     AutoConfig,
     AutoImageProcessor,
@@ -57,9 +58,15 @@ from transformers import (
 )
 
 import lra
+import modeling_las  # noqa: F401 - registers LaSConfig / LaSForSequenceClassification with the Auto classes
+from configuration_las import ATTENTION_TYPES, LaSConfig
+from hub_cards.model_card import render_model_card
+from image_processing_las import LaSImageProcessor
+from las_attention import LAS_IMPLEMENTATIONS
 from lra import listops as listops_generator
 from lra import pathfinder as pathfinder_generator
 from lra.faults import kill_point
+from lra.hub_data import HUB_SOURCES
 from lra.tasks import (
     PATHFINDER_DEFAULT_DIFFICULTY,
     PATHFINDER_DEFAULT_RESOLUTION,
@@ -68,13 +75,6 @@ from lra.tasks import (
     TASK_SPECS,
 )
 from lra.validation import check_int
-import modeling_las  # noqa: F401 - registers LaSConfig / LaSForSequenceClassification with the Auto classes
-from configuration_las import ATTENTION_TYPES, LaSConfig
-from las_attention import LAS_IMPLEMENTATIONS
-from image_processing_las import LaSImageProcessor
-from lra.hub_data import HUB_SOURCES
-from hub_cards.model_card import render_model_card
-from lra_training import UsageError, parse_config_overrides, plot_learning_curves, task_defaults
 
 logger = logging.getLogger(__name__)
 
@@ -86,9 +86,22 @@ MNIST_TASKS = ("smnist", "pmnist")
 HUB_TASKS = tuple(HUB_SOURCES)
 #: LaSConfig fields shown on the model card.
 CARD_CONFIG_FIELDS = (
-    "attention_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "norm_type",
-    "position_embedding_type", "is_causal", "las_alpha_max", "las_alphas", "las_pool_size", "las_pool_mode",
-    "las_chunk_size", "input_type", "dual_encoder", "max_position_embeddings",
+    "attention_type",
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "intermediate_size",
+    "norm_type",
+    "position_embedding_type",
+    "is_causal",
+    "las_alpha_max",
+    "las_alphas",
+    "las_pool_size",
+    "las_pool_mode",
+    "las_chunk_size",
+    "input_type",
+    "dual_encoder",
+    "max_position_embeddings",
 )
 #: Measured values shown on the model card (the accuracies also go into its model-index).
 CARD_RESULT_KEYS = ("test_accuracy", "eval_accuracy", "test_loss", "eval_loss")
@@ -98,19 +111,42 @@ RUN_RECORD = "lra_run.json"
 #: LaSConfig / PretrainedConfig keys that are bookkeeping, not the model: they differ between a new config and the
 #: same config saved and loaded again, so they are left out of the run record.
 UNRECORDED_CONFIG_KEYS = (
-    "transformers_version", "_name_or_path", "architectures", "dtype", "torch_dtype", "_attn_implementation_autoset",
-    "auto_map", "return_dict", "output_attentions", "output_hidden_states", "use_cache",
+    "transformers_version",
+    "_name_or_path",
+    "architectures",
+    "dtype",
+    "torch_dtype",
+    "_attn_implementation_autoset",
+    "auto_map",
+    "return_dict",
+    "output_attentions",
+    "output_hidden_states",
+    "use_cache",
 )
 #: DataArguments that say where files go or how fast they are made, not what the data are: not in the run record.
-UNRECORDED_DATA_FIELDS = ("cache_dir", "generated_data_root", "generate_workers", "preprocessing_num_workers",
-                          "overwrite_output_dir")
+UNRECORDED_DATA_FIELDS = (
+    "cache_dir",
+    "generated_data_root",
+    "generate_workers",
+    "preprocessing_num_workers",
+    "overwrite_output_dir",
+)
 #: The generators' argument names as they appear in their error messages -> this script's flags.
-GENERATE_FLAGS = {name: f"--generate_{name}" for name in ("num_train", "num_val", "num_test", "min_length",
-                                                          "max_length", "num_images", "workers", "seed")}
+GENERATE_FLAGS = {
+    name: f"--generate_{name}"
+    for name in ("num_train", "num_val", "num_test", "min_length", "max_length", "num_images", "workers", "seed")
+}
 #: TrainingArguments shown on the model card.
 CARD_TRAINING_FIELDS = (
-    "learning_rate", "weight_decay", "per_device_train_batch_size", "gradient_accumulation_steps", "num_train_epochs",
-    "max_steps", "lr_scheduler_type", "warmup_steps", "seed",
+    "learning_rate",
+    "weight_decay",
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "num_train_epochs",
+    "max_steps",
+    "lr_scheduler_type",
+    "warmup_steps",
+    "seed",
 )
 
 
@@ -189,30 +225,39 @@ class DataArguments:
     )
     mnist_labels: str = field(
         default="digits",
-        metadata={"help": "smnist / pmnist: the class names of the idx files, 'digits' (MNIST) or 'fashion' "
-                  "(Fashion-MNIST); the files do not say which they are."},
+        metadata={
+            "help": "smnist / pmnist: the class names of the idx files, 'digits' (MNIST) or 'fashion' "
+            "(Fashion-MNIST); the files do not say which they are."
+        },
     )
     # The generation defaults are the generators' own (lra/listops.py, lra/pathfinder.py): the LRA release's sizes.
-    generate_seed: int = field(default=listops_generator.DEFAULT_SEED,
-                               metadata={"help": "Seed of the data generators."})
-    generate_num_train: int = field(default=listops_generator.DEFAULT_NUM_TRAIN,
-                                    metadata={"help": "ListOps generation: training samples."})
-    generate_num_val: int = field(default=listops_generator.DEFAULT_NUM_VAL,
-                                  metadata={"help": "ListOps generation: validation samples."})
-    generate_num_test: int = field(default=listops_generator.DEFAULT_NUM_TEST,
-                                   metadata={"help": "ListOps generation: test samples."})
+    generate_seed: int = field(
+        default=listops_generator.DEFAULT_SEED, metadata={"help": "Seed of the data generators."}
+    )
+    generate_num_train: int = field(
+        default=listops_generator.DEFAULT_NUM_TRAIN, metadata={"help": "ListOps generation: training samples."}
+    )
+    generate_num_val: int = field(
+        default=listops_generator.DEFAULT_NUM_VAL, metadata={"help": "ListOps generation: validation samples."}
+    )
+    generate_num_test: int = field(
+        default=listops_generator.DEFAULT_NUM_TEST, metadata={"help": "ListOps generation: test samples."}
+    )
     generate_min_length: int = field(
         default=listops_generator.DEFAULT_MIN_LENGTH,
         metadata={"help": "ListOps generation: keep expressions longer than this (tokens, no brackets)."},
     )
-    generate_max_length: int = field(default=listops_generator.DEFAULT_MAX_LENGTH,
-                                     metadata={"help": "ListOps generation: ... and shorter than this."})
+    generate_max_length: int = field(
+        default=listops_generator.DEFAULT_MAX_LENGTH,
+        metadata={"help": "ListOps generation: ... and shorter than this."},
+    )
     generate_num_images: int = field(
         default=pathfinder_generator.DEFAULT_NUM_IMAGES,
         metadata={"help": "Pathfinder generation: images in all (80/10/10 train/validation/test)."},
     )
-    generate_workers: int = field(default=pathfinder_generator.DEFAULT_WORKERS,
-                                  metadata={"help": "Pathfinder generation: worker processes."})
+    generate_workers: int = field(
+        default=pathfinder_generator.DEFAULT_WORKERS, metadata={"help": "Pathfinder generation: worker processes."}
+    )
     preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenization."})
     overwrite_output_dir: bool = field(
         default=False,
@@ -288,7 +333,7 @@ def parse_arguments(argv: Sequence[str]) -> tuple[ModelArguments, DataArguments,
         raise UsageError(
             f"--data_dir is required for the task {data_args.task!r}: only {' and '.join(GENERATED_TASKS)} can be "
             f"generated and only {' and '.join(HUB_TASKS)} read from the Hub; point it at a local copy of the data "
-            f"(layouts: `python -c \"import lra.builders; help(lra.builders)\"`). The files come from {origin}"
+            f'(layouts: `python -c "import lra.builders; help(lra.builders)"`). The files come from {origin}'
         )
     if data_args.mnist_labels not in lra.MNIST_LABELS:
         raise UsageError(
@@ -327,31 +372,44 @@ def validate_data_arguments(data_args: DataArguments) -> None:
         check_flag("max_length", data_args.max_length, why="; omit it for the task's length")
     for name in ("max_train_samples", "max_eval_samples", "max_test_samples"):
         if getattr(data_args, name) is not None:
-            check_flag(name, getattr(data_args, name),
-                       why=" (it would leave the split empty); omit it to use the whole split")
+            check_flag(
+                name, getattr(data_args, name), why=" (it would leave the split empty); omit it to use the whole split"
+            )
     if data_args.preprocessing_num_workers is not None:
         check_flag("preprocessing_num_workers", data_args.preprocessing_num_workers)
     try:
         if data_args.task == "pathfinder":
-            lra.resolve_config_name("pathfinder", resolution=data_args.pathfinder_resolution,
-                                    difficulty=data_args.pathfinder_difficulty)
+            lra.resolve_config_name(
+                "pathfinder", resolution=data_args.pathfinder_resolution, difficulty=data_args.pathfinder_difficulty
+            )
         if data_args.data_dir is None and data_args.task == "listops":
             listops_generator.validate_listops_arguments(
-                data_args.generate_num_train, data_args.generate_num_val, data_args.generate_num_test,
-                data_args.generate_seed, data_args.generate_min_length, data_args.generate_max_length,
-                listops_generator.DEFAULT_MAX_DEPTH, listops_generator.DEFAULT_MAX_ARGS,
+                data_args.generate_num_train,
+                data_args.generate_num_val,
+                data_args.generate_num_test,
+                data_args.generate_seed,
+                data_args.generate_min_length,
+                data_args.generate_max_length,
+                listops_generator.DEFAULT_MAX_DEPTH,
+                listops_generator.DEFAULT_MAX_ARGS,
             )
         elif data_args.data_dir is None and data_args.task == "pathfinder":
             pathfinder_generator.validate_pathfinder_arguments(
-                data_args.pathfinder_resolution, data_args.pathfinder_difficulty, data_args.generate_num_images,
-                data_args.generate_seed, data_args.generate_workers,
+                data_args.pathfinder_resolution,
+                data_args.pathfinder_difficulty,
+                data_args.generate_num_images,
+                data_args.generate_seed,
+                data_args.generate_workers,
             )
     except ValueError as error:
         # The generators name their own arguments: say which flag of this script sets each.
         pattern = r"\b(" + "|".join(GENERATE_FLAGS) + r")\b"
         message = re.sub(pattern, lambda match: GENERATE_FLAGS[match.group(1)], str(error))
-        raise UsageError(message.replace("resolution=", "--pathfinder_resolution=").replace(
-            "difficulty=", "--pathfinder_difficulty=")) from None
+        raise UsageError(
+            message.replace("resolution=", "--pathfinder_resolution=").replace(
+                "difficulty=", "--pathfinder_difficulty="
+            )
+        ) from None
 
 
 def checkpoint_is_complete(checkpoint: str | os.PathLike[str]) -> bool:
@@ -389,21 +447,27 @@ def resolve_checkpoint(training_args: TrainingArguments, data_args: DataArgument
         earlier = checkpoint_folders(output_dir) if os.path.isdir(output_dir) else []
         if earlier and training_args.do_train and not data_args.overwrite_output_dir:
             names = ", ".join(path.name for path in earlier[:3]) + (", ..." if len(earlier) > 3 else "")
-            raise UsageError(f"{output_dir} holds checkpoints of an earlier run ({names}): pass "
-                             "--resume_from_checkpoint True to continue it, or --overwrite_output_dir to start over "
-                             "(deletes them)")
+            raise UsageError(
+                f"{output_dir} holds checkpoints of an earlier run ({names}): pass "
+                "--resume_from_checkpoint True to continue it, or --overwrite_output_dir to start over "
+                "(deletes them)"
+            )
         return None
     if value.lower() in ("true", "last"):
         last = last_complete_checkpoint(output_dir) if os.path.isdir(output_dir) else None
         if last is None:
-            raise UsageError(f"--resume_from_checkpoint True: no checkpoint to resume in {output_dir} (no "
-                             "checkpoint-* folder whose save completed)")
+            raise UsageError(
+                f"--resume_from_checkpoint True: no checkpoint to resume in {output_dir} (no "
+                "checkpoint-* folder whose save completed)"
+            )
         return str(last)
     if not os.path.isdir(value):
         raise UsageError(f"--resume_from_checkpoint {value}: no such folder")
     if not checkpoint_is_complete(value):
-        raise UsageError(f"--resume_from_checkpoint {value}: incomplete checkpoint (no readable trainer_state.json, "
-                         "its save was interrupted); pass an earlier one")
+        raise UsageError(
+            f"--resume_from_checkpoint {value}: incomplete checkpoint (no readable trainer_state.json, "
+            "its save was interrupted); pass an earlier one"
+        )
     return value
 
 
@@ -434,8 +498,11 @@ def run_record(data_args: DataArguments, config) -> dict[str, Any]:
 def _differences(saved: Any, current: Any, prefix: str = "") -> list[str]:
     """`name: saved -> current` for each leaf where two run records differ."""
     if isinstance(saved, dict) and isinstance(current, dict):
-        return [line for key in sorted(set(saved) | set(current))
-                for line in _differences(saved.get(key), current.get(key), f"{prefix}{key}.")]
+        return [
+            line
+            for key in sorted(set(saved) | set(current))
+            for line in _differences(saved.get(key), current.get(key), f"{prefix}{key}.")
+        ]
     return [] if saved == current else [f"{prefix.rstrip('.')}: {saved!r} there, {current!r} here"]
 
 
@@ -455,8 +522,10 @@ def check_checkpoint_matches(checkpoint: str, record: dict[str, Any]) -> None:
     differences = _differences(saved, current)
     if differences:
         shown = "; ".join(differences[:3]) + (f"; and {len(differences) - 3} more" if len(differences) > 3 else "")
-        raise UsageError(f"--resume_from_checkpoint: {checkpoint} belongs to another run ({shown}); resume with the "
-                         "same task, attention type, model config and data settings, or start a new run")
+        raise UsageError(
+            f"--resume_from_checkpoint: {checkpoint} belongs to another run ({shown}); resume with the "
+            "same task, attention type, model config and data settings, or start a new run"
+        )
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -585,8 +654,13 @@ def describe_data(data_args: DataArguments, data: Mapping[str, Sized]) -> str:
             f"ListOps generated by the las-transformers generator (seed {data_args.generate_seed}), expressions of "
             f"{data_args.generate_min_length} to {data_args.generate_max_length} tokens"
         )
-        names = ("generate_num_train", "generate_num_val", "generate_num_test", "generate_min_length",
-                 "generate_max_length")  # fmt: skip
+        names = (
+            "generate_num_train",
+            "generate_num_val",
+            "generate_num_test",
+            "generate_min_length",
+            "generate_max_length",
+        )
         generated_as_lra = all(getattr(data_args, n) == getattr(defaults, n) for n in names)
     else:
         source = (
@@ -595,7 +669,8 @@ def describe_data(data_args: DataArguments, data: Mapping[str, Sized]) -> str:
             f"(seed {data_args.generate_seed}, {data_args.generate_num_images:,} images)"
         )
         generated_as_lra = data_args.generate_num_images == defaults.generate_num_images and (
-            data_args.pathfinder_resolution, data_args.pathfinder_difficulty
+            data_args.pathfinder_resolution,
+            data_args.pathfinder_difficulty,
         ) == (PATHFINDER_DEFAULT_RESOLUTION, PATHFINDER_DEFAULT_DIFFICULTY)
     trimmed = any(
         getattr(data_args, n) is not None for n in ("max_train_samples", "max_eval_samples", "max_test_samples")
@@ -655,8 +730,9 @@ def build_config(model_args: ModelArguments, data_args: DataArguments, model_def
         raise UsageError(" ".join(str(error).split())) from None
     except OSError as error:  # transformers' "not a local folder and not a valid model identifier", on several lines
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UsageError(f"--model_name_or_path {model_args.model_name_or_path}: cannot load its config ({reason})"
-                         ) from None
+        raise UsageError(
+            f"--model_name_or_path {model_args.model_name_or_path}: cannot load its config ({reason})"
+        ) from None
 
 
 def build_model(model_args: ModelArguments, config):
@@ -735,8 +811,15 @@ class LRATrainer(Trainer):
     in output_dir and on the Hub.
     """
 
-    def __init__(self, *args, task: str, command: str, data_description: str | None = None,
-                 run_record: dict[str, Any] | None = None, **kwargs):
+    def __init__(
+        self,
+        *args,
+        task: str,
+        command: str,
+        data_description: str | None = None,
+        run_record: dict[str, Any] | None = None,
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
         self.task = task
         self.command = command
@@ -837,8 +920,12 @@ def run(argv: Sequence[str], callbacks: Sequence[TrainerCallback] = ()) -> dict[
 
     tokenizer = load_tokenizer(model_args, data_args.task)
     data = load_datasets(data_args, training_args, tokenizer)
-    if training_args.do_train and checkpoint is None and data_args.overwrite_output_dir \
-            and training_args.process_index == 0:
+    if (
+        training_args.do_train
+        and checkpoint is None
+        and data_args.overwrite_output_dir
+        and training_args.process_index == 0
+    ):
         clear_earlier_run(training_args.output_dir)  # only now that the arguments and the data proved usable
     set_seed(training_args.seed)  # right before the model is built: its initial weights depend on it
     model = build_model(model_args, config)
@@ -870,7 +957,10 @@ def run(argv: Sequence[str], callbacks: Sequence[TrainerCallback] = ()) -> dict[
     else:
         trainer.save_model()  # an evaluation-only run still leaves a loadable model beside its card
 
-    for split, prefix, wanted in (("validation", "eval", training_args.do_eval), ("test", "test", training_args.do_predict)):
+    for split, prefix, wanted in (
+        ("validation", "eval", training_args.do_eval),
+        ("test", "test", training_args.do_predict),
+    ):
         if wanted:
             split_metrics = trainer.evaluate(data[split], metric_key_prefix=prefix)
             split_metrics[f"{prefix}_samples"] = len(data[split])
@@ -882,8 +972,11 @@ def run(argv: Sequence[str], callbacks: Sequence[TrainerCallback] = ()) -> dict[
     trainer.create_model_card()
     if trainer.is_world_process_zero():
         label = f"{data_args.task} / {model.config.attention_type}"
-        plot_learning_curves({label: trainer.state.log_history}, Path(training_args.output_dir) / "learning_curves.png",
-                             title=f"LRA {label}")
+        plot_learning_curves(
+            {label: trainer.state.log_history},
+            Path(training_args.output_dir) / "learning_curves.png",
+            title=f"LRA {label}",
+        )
     if training_args.push_to_hub:
         trainer.push_to_hub(commit_message="End of training")
     return metrics

@@ -19,7 +19,6 @@ from huggingface_hub import DatasetCard, DatasetCardData
 
 from lra.tasks import TASK_SPECS
 
-
 __all__ = ["TEMPLATE_PATH", "default_card_data", "render_dataset_card"]
 
 TEMPLATE_PATH = Path(__file__).with_name("dataset_card_template.md")
@@ -72,8 +71,9 @@ def default_card_data() -> DatasetCardData:
     )
 
 
-def render_dataset_card(card_data: DatasetCardData, *, repo_id: str | None = None,
-                        template_path: str | Path = TEMPLATE_PATH) -> DatasetCard:
+def render_dataset_card(
+    card_data: DatasetCardData, *, repo_id: str | None = None, template_path: str | Path = TEMPLATE_PATH
+) -> DatasetCard:
     """Render the card of an LRA export from its metadata.
 
     Args:
@@ -101,8 +101,12 @@ def render_dataset_card(card_data: DatasetCardData, *, repo_id: str | None = Non
         title, description = (spec.data_title, spec.data_description) if spec else (name, "")
         features, labels = _describe_features(info.features if info else None)
         splits = {split: info.splits[split].num_examples for split in info.splits} if info and info.splits else {}
-        subsets.append(_Subset(name=name, title=title, description=description, splits=splits, features=features,
-                               labels=labels))
+        subsets.append(
+            _Subset(name=name, title=title, description=description, splits=splits, features=features, labels=labels)
+        )
     return DatasetCard.from_template(
-        card_data, template_path=str(template_path), subsets=subsets, load_path=repo_id or "path/to/export",
+        card_data,
+        template_path=str(template_path),
+        subsets=subsets,
+        load_path=repo_id or "path/to/export",
     )

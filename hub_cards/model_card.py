@@ -32,7 +32,6 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from lra.tasks import PAPER_SOURCE, TASK_SPECS, TaskSpec, normalize_task
 
-
 TEMPLATE_PATH = Path(__file__).with_name("model_card_template.md")
 
 LAS_CITATION = """\
@@ -51,7 +50,7 @@ LAS_CITATION = """\
 def _token_example(texts: str) -> str:
     return (
         "tokenizer = AutoTokenizer.from_pretrained(model_id)  # saved with the model\n"
-        f"inputs = tokenizer({texts}, return_tensors=\"pt\")"
+        f'inputs = tokenizer({texts}, return_tensors="pt")'
     )
 
 
@@ -61,20 +60,20 @@ def _pixel_example(side: int, permuted: bool = False) -> str:
     return (
         f"# saved with the model: the grayscale rule of the training data, row by row{order}, scaled to [0, 1]\n"
         "image_processor = AutoImageProcessor.from_pretrained(model_id, trust_remote_code=True)\n"
-        f"inputs = image_processor(Image.open(\"example.png\"), return_tensors=\"pt\")  # pixel_values of a {side}x{side} image"
+        f'inputs = image_processor(Image.open("example.png"), return_tensors="pt")  # pixel_values of a {side}x{side} image'
     )
 
 
 _RETRIEVAL_EXAMPLE = (
     "tokenizer = AutoTokenizer.from_pretrained(model_id)  # saved with the model\n"
-    "documents = tokenizer([\"text of the first paper\", \"text of the second paper\"], padding=True, "
-    "return_tensors=\"pt\")\n"
-    "inputs = {name: documents[name][None] for name in (\"input_ids\", \"attention_mask\")}  # (1, 2, length)"
+    'documents = tokenizer(["text of the first paper", "text of the second paper"], padding=True, '
+    'return_tensors="pt")\n'
+    'inputs = {name: documents[name][None] for name in ("input_ids", "attention_mask")}  # (1, 2, length)'
 )
 #: The texts of the usage example of the token tasks (all other facts about a task come from ``lra.tasks``).
 _EXAMPLE_TEXTS = {
-    "listops": "[\"[MAX 2 9 [MIN 4 7 ] 0 ]\"]",
-    "text": "[\"A quiet, patient film that earns its ending.\"]",
+    "listops": '["[MAX 2 9 [MIN 4 7 ] 0 ]"]',
+    "text": '["A quiet, patient film that earns its ending."]',
 }
 
 
@@ -95,8 +94,10 @@ def input_example(spec: TaskSpec) -> str:
 def example_imports(spec: TaskSpec) -> str:
     """The import lines of the usage example."""
     if spec.input_kind == "pixels":
-        return ("import torch\nfrom PIL import Image\n"
-                "from transformers import AutoImageProcessor, AutoModelForSequenceClassification")
+        return (
+            "import torch\nfrom PIL import Image\n"
+            "from transformers import AutoImageProcessor, AutoModelForSequenceClassification"
+        )
     return "import torch\nfrom transformers import AutoModelForSequenceClassification, AutoTokenizer"
 
 
@@ -245,8 +246,12 @@ def render_model_card(
         license="apache-2.0",
         library_name="transformers",
         pipeline_tag=task_type(lra_task),
-        tags=["las", *(("long-range-arena", f"lra-{task_key}") if lra_task.in_lra else (task_key,)), attention_type,
-              "custom_code"],
+        tags=[
+            "las",
+            *(("long-range-arena", f"lra-{task_key}") if lra_task.in_lra else (task_key,)),
+            attention_type,
+            "custom_code",
+        ],
         datasets=[dataset_id] if dataset_id else None,
         metrics=["accuracy"],
         eval_results=eval_results or None,

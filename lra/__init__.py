@@ -24,18 +24,33 @@ from typing import TYPE_CHECKING, Any
 # The registry imports only the standard library: the command line lists the tasks without importing datasets.
 from .tasks import LRA_TASKS, TASK_SPECS, TASKS, TaskSpec
 
-
 LRA_METRIC_PATH = str(Path(__file__).parent / "lra_accuracy")
 
 _LAZY_NAMES: dict[str, str] = {
     **dict.fromkeys(
-        ["LRADataError", "LRADataNotFoundError", "LRAFormatError", "load_lra",
-         "load_lra_builder", "builder_class", "pmnist_permutation", "resolve_config_name"],
+        [
+            "LRADataError",
+            "LRADataNotFoundError",
+            "LRAFormatError",
+            "load_lra",
+            "load_lra_builder",
+            "builder_class",
+            "pmnist_permutation",
+            "resolve_config_name",
+        ],
         "builders",
     ),
     **dict.fromkeys(
-        ["TaskInfo", "task_info", "get_tokenizer", "encode", "LRADataCollator", "PAD_TOKEN_ID", "UNK_TOKEN_ID",
-         "EOS_TOKEN_ID"],
+        [
+            "TaskInfo",
+            "task_info",
+            "get_tokenizer",
+            "encode",
+            "LRADataCollator",
+            "PAD_TOKEN_ID",
+            "UNK_TOKEN_ID",
+            "EOS_TOKEN_ID",
+        ],
         "tokenization",
     ),
     **dict.fromkeys(["export_lra"], "export"),

@@ -49,11 +49,21 @@ def _run_export(args: argparse.Namespace) -> None:
     from .builders import LRADataError
     from .export import export_lra
 
-    options = {name: value for name, value in (("resolution", args.resolution), ("difficulty", args.difficulty))
-               if value is not None}
+    options = {
+        name: value
+        for name, value in (("resolution", args.resolution), ("difficulty", args.difficulty))
+        if value is not None
+    }
     try:
-        out_dir = export_lra(args.task, args.data_dir, args.out, cache_dir=args.cache_dir,
-                             push_to_hub=args.push_to_hub, overwrite=args.overwrite, **options)
+        out_dir = export_lra(
+            args.task,
+            args.data_dir,
+            args.out,
+            cache_dir=args.cache_dir,
+            push_to_hub=args.push_to_hub,
+            overwrite=args.overwrite,
+            **options,
+        )
     except LRADataError as error:
         raise _DataError(str(error)) from None
     print(out_dir / "README.md")
@@ -78,17 +88,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = commands.add_parser("export", help="write a task as Parquet with a dataset card (and push it)")
     export.add_argument("task", choices=TASKS, help="the LRA task")
-    export.add_argument("--data-dir", required=True, type=Path,
-                        help="local copy of the data: archive root (lra_release/), lra_release/lra_release or the "
-                             "task folder; for text/image the folder with aclImdb/CIFAR-10")
-    export.add_argument("--out", required=True, type=Path,
-                        help="export folder: OUT/<config>/*.parquet and OUT/README.md (other tasks there are kept)")
+    export.add_argument(
+        "--data-dir",
+        required=True,
+        type=Path,
+        help="local copy of the data: archive root (lra_release/), lra_release/lra_release or the "
+        "task folder; for text/image the folder with aclImdb/CIFAR-10",
+    )
+    export.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        help="export folder: OUT/<config>/*.parquet and OUT/README.md (other tasks there are kept)",
+    )
     export.add_argument("--push-to-hub", metavar="REPO", help="also push to this Hub dataset repository")
-    export.add_argument("--cache-dir", type=Path, help="datasets cache for the preparation (default HF_DATASETS_CACHE)")
+    export.add_argument(
+        "--cache-dir", type=Path, help="datasets cache for the preparation (default HF_DATASETS_CACHE)"
+    )
     export.add_argument("--resolution", type=int, help="pathfinder only: 32, 64, 128 or 256 (default 32)")
     export.add_argument("--difficulty", type=int, help="pathfinder only: contour length 6, 9 or 14 (default 14)")
-    export.add_argument("--overwrite", action="store_true",
-                        help="replace an OUT/README.md that was not written by this exporter (refused otherwise)")
+    export.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an OUT/README.md that was not written by this exporter (refused otherwise)",
+    )
     export.set_defaults(run=_run_export)
     return parser
 

@@ -78,8 +78,8 @@ from typing import Any, ClassVar
 
 import datasets
 import numpy as np
-from datasets.exceptions import DatasetGenerationError
 import PIL.Image
+from datasets.exceptions import DatasetGenerationError
 from PIL import UnidentifiedImageError
 
 import image_processing_las
@@ -97,7 +97,6 @@ from .tasks import (
     TASK_SPECS,
     TASKS,
 )
-
 
 __all__ = [
     "TASKS",
@@ -132,8 +131,7 @@ logger = logging.getLogger(__name__)
 _ARCHIVE_PREFIXES: tuple[str, ...] = ("", "lra_release", "lra_release/lra_release")
 
 _LRA_RELEASE = (
-    "the LRA release (lra_release.gz, https://storage.googleapis.com/long-range-arena/lra_release.gz, "
-    "unpacked)"
+    "the LRA release (lra_release.gz, https://storage.googleapis.com/long-range-arena/lra_release.gz, unpacked)"
 )
 
 
@@ -198,8 +196,7 @@ def _candidate_roots(data_dir: Path, folder: str) -> list[Path]:
     return candidates
 
 
-def _locate(data_dir: str | os.PathLike[str] | None, layouts: Sequence[_Layout], *, task: str,
-            origin: str) -> _Source:
+def _locate(data_dir: str | os.PathLike[str] | None, layouts: Sequence[_Layout], *, task: str, origin: str) -> _Source:
     """Find the first layout whose entries all exist, or raise an error that says what is expected."""
     if data_dir is None:
         raise LRADataNotFoundError(_not_found_message(None, layouts, task=task, origin=origin))
@@ -213,12 +210,17 @@ def _locate(data_dir: str | os.PathLike[str] | None, layouts: Sequence[_Layout],
                     return _Source(layout, root)
                 if present and (best_partial is None or present > best_partial[0]):
                     best_partial = (present, root, layout)
-    raise LRADataNotFoundError(_not_found_message(data_dir, layouts, task=task, origin=origin,
-                                                  partial=best_partial))
+    raise LRADataNotFoundError(_not_found_message(data_dir, layouts, task=task, origin=origin, partial=best_partial))
 
 
-def _not_found_message(data_dir: Path | None, layouts: Sequence[_Layout], *, task: str, origin: str,
-                       partial: tuple[int, Path, _Layout] | None = None) -> str:
+def _not_found_message(
+    data_dir: Path | None,
+    layouts: Sequence[_Layout],
+    *,
+    task: str,
+    origin: str,
+    partial: tuple[int, Path, _Layout] | None = None,
+) -> str:
     if data_dir is None:
         head = f"The LRA task {task!r} reads a local copy of its data: pass data_dir."
     elif not data_dir.is_dir():
@@ -227,8 +229,10 @@ def _not_found_message(data_dir: Path | None, layouts: Sequence[_Layout], *, tas
         head = f"The LRA task {task!r} found no complete copy of its data under {str(data_dir)!r}."
     lines = [head, "Expected one of:"]
     lines += [f"  {layout.describe()}" for layout in layouts]
-    lines.append("in DATA_DIR, DATA_DIR/lra_release or DATA_DIR/lra_release/lra_release "
-                 "(DATA_DIR may also be the task folder itself).")
+    lines.append(
+        "in DATA_DIR, DATA_DIR/lra_release or DATA_DIR/lra_release/lra_release "
+        "(DATA_DIR may also be the task folder itself)."
+    )
     if partial is not None:
         _, root, layout = partial
         missing = [entry for entry in layout.entries if not (root / entry).exists()]
@@ -327,8 +331,9 @@ def _natural_key(name: str) -> tuple[Any, ...]:
     return tuple(int(part) if index % 2 else part for index, part in enumerate(re.split(r"(\d+)", name)))
 
 
-def _stream_tarball(tarball: Path,
-                    wanted: Callable[[tuple[str, ...]], bool]) -> Iterator[tuple[tuple[str, ...], bytes]]:
+def _stream_tarball(
+    tarball: Path, wanted: Callable[[tuple[str, ...]], bool]
+) -> Iterator[tuple[tuple[str, ...], bytes]]:
     """Yield ``(path parts, contents)`` of the regular files of a ``.tar.gz`` that ``wanted`` accepts.
 
     The tarball is read as a forward-only stream: nothing is extracted to disk, and the members are
@@ -384,12 +389,14 @@ class _LRABuilder(datasets.GeneratorBasedBuilder):
             cls.LABEL_NAMES = TASK_SPECS[cls.TASK].labels
 
     def __init__(self, *args: Any, dataset_name: str | None = None, hash: str | None = None, **kwargs: Any):
-        super().__init__(*args, dataset_name=dataset_name or f"lra_{self.TASK}", hash=hash or _code_hash(),
-                         **kwargs)
+        super().__init__(*args, dataset_name=dataset_name or f"lra_{self.TASK}", hash=hash or _code_hash(), **kwargs)
 
     def _create_builder_config(
-        self, config_name: str | None = None, custom_features: datasets.Features | None = None,
-        config_id: str | None = None, **config_kwargs: Any,
+        self,
+        config_name: str | None = None,
+        custom_features: datasets.Features | None = None,
+        config_id: str | None = None,
+        **config_kwargs: Any,
     ) -> tuple[datasets.BuilderConfig, str]:
         builder_config, config_id = super()._create_builder_config(
             config_name=config_name, custom_features=custom_features, config_id=config_id, **config_kwargs
@@ -413,9 +420,14 @@ class _LRABuilder(datasets.GeneratorBasedBuilder):
     def _label_feature(self) -> datasets.ClassLabel:
         return datasets.ClassLabel(names=list(self.label_names(self.config.name)))
 
-    def _dataset_info(self, features: Mapping[str, Any], *, description: str | None = None,
-                      homepage: str = "https://github.com/google-research/long-range-arena",
-                      citation: str | None = None) -> datasets.DatasetInfo:
+    def _dataset_info(
+        self,
+        features: Mapping[str, Any],
+        *,
+        description: str | None = None,
+        homepage: str = "https://github.com/google-research/long-range-arena",
+        citation: str | None = None,
+    ) -> datasets.DatasetInfo:
         return datasets.DatasetInfo(
             description=description if description is not None else self.config.description or "",
             features=datasets.Features(features),
@@ -453,8 +465,10 @@ class _TsvBuilder(_LRABuilder):
 
     def _split_generators(self, dl_manager: datasets.DownloadManager) -> list[datasets.SplitGenerator]:
         source = self._locate()
-        return [datasets.SplitGenerator(name=split, gen_kwargs={"path": source.path(name)})
-                for split, name in self.FILES.items()]
+        return [
+            datasets.SplitGenerator(name=split, gen_kwargs={"path": source.path(name)})
+            for split, name in self.FILES.items()
+        ]
 
 
 class ListOpsBuilder(_TsvBuilder):
@@ -467,8 +481,11 @@ class ListOpsBuilder(_TsvBuilder):
 
     TASK = "listops"
     ORIGIN = f"{_LRA_RELEASE}, or `python -m lra generate listops --out DATA_DIR/listops-1000`"
-    BUILDER_CONFIGS = [datasets.BuilderConfig(name="listops", version=_LRABuilder.VERSION,
-                                              description="ListOps (LRA), 96k/2k/2k expressions.")]
+    BUILDER_CONFIGS = [
+        datasets.BuilderConfig(
+            name="listops", version=_LRABuilder.VERSION, description="ListOps (LRA), 96k/2k/2k expressions."
+        )
+    ]
     FOLDER = "listops-1000"
     FILES = {"train": "basic_train.tsv", "validation": "basic_val.tsv", "test": "basic_test.tsv"}
 
@@ -492,15 +509,22 @@ class RetrievalBuilder(_TsvBuilder):
 
     TASK = "retrieval"
     ORIGIN = _LRA_RELEASE
-    BUILDER_CONFIGS = [datasets.BuilderConfig(name="retrieval", version=_LRABuilder.VERSION,
-                                              description="AAN document retrieval (LRA).")]
+    BUILDER_CONFIGS = [
+        datasets.BuilderConfig(
+            name="retrieval", version=_LRABuilder.VERSION, description="AAN document retrieval (LRA)."
+        )
+    ]
     FOLDER = "tsv_data"
-    FILES = {"train": "new_aan_pairs.train.tsv", "validation": "new_aan_pairs.eval.tsv",
-             "test": "new_aan_pairs.test.tsv"}
+    FILES = {
+        "train": "new_aan_pairs.train.tsv",
+        "validation": "new_aan_pairs.eval.tsv",
+        "test": "new_aan_pairs.test.tsv",
+    }
 
     def _info(self) -> datasets.DatasetInfo:
-        return self._dataset_info({"text1": datasets.Value("string"), "text2": datasets.Value("string"),
-                                   "label": self._label_feature()})
+        return self._dataset_info(
+            {"text1": datasets.Value("string"), "text2": datasets.Value("string"), "label": self._label_feature()}
+        )
 
     def _generate_examples(self, path: Path) -> Iterator[tuple[Any, dict[str, Any]]]:
         for line_number, (label, _id1, _id2, text1, text2) in _read_tsv(path, num_columns=5):
@@ -526,10 +550,15 @@ class TextBuilder(_LRABuilder):
     """
 
     TASK = "text"
-    ORIGIN = ("the Large Movie Review Dataset, aclImdb_v1.tar.gz from https://ai.stanford.edu/~amaas/data/sentiment/ "
-              "(the tarball itself or its extracted aclImdb/ folder)")
-    BUILDER_CONFIGS = [datasets.BuilderConfig(name="text", version=_LRABuilder.VERSION,
-                                              description="IMDb reviews, byte-level (LRA Text).")]
+    ORIGIN = (
+        "the Large Movie Review Dataset, aclImdb_v1.tar.gz from https://ai.stanford.edu/~amaas/data/sentiment/ "
+        "(the tarball itself or its extracted aclImdb/ folder)"
+    )
+    BUILDER_CONFIGS = [
+        datasets.BuilderConfig(
+            name="text", version=_LRABuilder.VERSION, description="IMDb reviews, byte-level (LRA Text)."
+        )
+    ]
     _TARBALL = "aclImdb_v1.tar.gz"
     _SOURCE_SPLITS = {"train": "train", "validation": "test", "test": "test"}
 
@@ -542,8 +571,10 @@ class TextBuilder(_LRABuilder):
 
     def _split_generators(self, dl_manager: datasets.DownloadManager) -> list[datasets.SplitGenerator]:
         source = self._locate()
-        return [datasets.SplitGenerator(name=split, gen_kwargs={"source": source, "source_split": source_split})
-                for split, source_split in self._SOURCE_SPLITS.items()]
+        return [
+            datasets.SplitGenerator(name=split, gen_kwargs={"source": source, "source_split": source_split})
+            for split, source_split in self._SOURCE_SPLITS.items()
+        ]
 
     def _generate_examples(self, source: _Source, source_split: str) -> Iterator[tuple[Any, dict[str, Any]]]:
         if source.layout.entries == (self._TARBALL,):
@@ -562,10 +593,15 @@ class TextBuilder(_LRABuilder):
         for label_name, count in zip(self.LABEL_NAMES, counts):
             if count == 0:
                 from_tarball = source.layout.entries == (self._TARBALL,)
-                folder = (f"{source.path(self._TARBALL)}:aclImdb/{source_split}/{label_name}" if from_tarball
-                          else str(source.root / source_split / label_name))
-                raise LRADataNotFoundError(f"{folder} holds no review (*.txt): the {source_split} reviews must have "
-                                           f"both classes ({' and '.join(self.LABEL_NAMES)}); expected {self.ORIGIN}")
+                folder = (
+                    f"{source.path(self._TARBALL)}:aclImdb/{source_split}/{label_name}"
+                    if from_tarball
+                    else str(source.root / source_split / label_name)
+                )
+                raise LRADataNotFoundError(
+                    f"{folder} holds no review (*.txt): the {source_split} reviews must have "
+                    f"both classes ({' and '.join(self.LABEL_NAMES)}); expected {self.ORIGIN}"
+                )
 
     def _reviews_from_folder(self, root: Path, split: str) -> Iterator[tuple[int, str, bytes, str]]:
         """Yield ``(label, file name, contents, path)`` of a split's reviews, in row order."""
@@ -578,11 +614,17 @@ class TextBuilder(_LRABuilder):
         """Same as :meth:`_reviews_from_folder`, read from the tarball."""
 
         def wanted(parts: tuple[str, ...]) -> bool:  # aclImdb/<split>/<neg|pos>/<name>.txt
-            return (len(parts) >= 4 and parts[-4:-2] == ("aclImdb", split) and parts[-2] in self.LABEL_NAMES
-                    and parts[-1].endswith(".txt"))
+            return (
+                len(parts) >= 4
+                and parts[-4:-2] == ("aclImdb", split)
+                and parts[-2] in self.LABEL_NAMES
+                and parts[-1].endswith(".txt")
+            )
 
-        reviews = [(self.LABEL_NAMES.index(parts[-2]), parts[-1], data, f"{tarball}:{'/'.join(parts)}")
-                   for parts, data in _stream_tarball(tarball, wanted)]
+        reviews = [
+            (self.LABEL_NAMES.index(parts[-2]), parts[-1], data, f"{tarball}:{'/'.join(parts)}")
+            for parts, data in _stream_tarball(tarball, wanted)
+        ]
         # A tarball's member order is arbitrary: sort like the folder listing.
         reviews.sort(key=lambda review: (review[0], _natural_key(review[1])))
         return iter(reviews)
@@ -591,6 +633,7 @@ class TextBuilder(_LRABuilder):
 # ---------------------------------------------------------------------------------------------------
 # Image (CIFAR-10)
 # ---------------------------------------------------------------------------------------------------
+
 
 class _NumpyArrayUnpickler(pickle.Unpickler):
     """Unpickler for the CIFAR-10 batches that only rebuilds numpy arrays.
@@ -601,8 +644,12 @@ class _NumpyArrayUnpickler(pickle.Unpickler):
     with Python 3 use it).
     """
 
-    _ALLOWED = {("numpy._core.multiarray", "_reconstruct"), ("numpy", "ndarray"), ("numpy", "dtype"),
-                ("_codecs", "encode")}
+    _ALLOWED = {
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),
+    }
 
     def find_class(self, module: str, name: str) -> Any:
         module = module.replace("numpy.core.", "numpy._core.")
@@ -649,10 +696,15 @@ class ImageBuilder(_LRABuilder):
     """
 
     TASK = "image"
-    ORIGIN = ("CIFAR-10 (python version), cifar-10-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html "
-              "(the tarball itself or its extracted cifar-10-batches-py/ folder)")
-    BUILDER_CONFIGS = [datasets.BuilderConfig(name="image", version=_LRABuilder.VERSION,
-                                              description="CIFAR-10, grayscale pixel sequences (LRA Image).")]
+    ORIGIN = (
+        "CIFAR-10 (python version), cifar-10-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html "
+        "(the tarball itself or its extracted cifar-10-batches-py/ folder)"
+    )
+    BUILDER_CONFIGS = [
+        datasets.BuilderConfig(
+            name="image", version=_LRABuilder.VERSION, description="CIFAR-10, grayscale pixel sequences (LRA Image)."
+        )
+    ]
     _TARBALL = "cifar-10-python.tar.gz"
     _FOLDER = "cifar-10-batches-py"
     _TRAIN_BATCHES = tuple(f"data_batch_{index}" for index in range(1, 6))
@@ -660,9 +712,12 @@ class ImageBuilder(_LRABuilder):
     _VALIDATION_FRACTION = 0.1
 
     def _info(self) -> datasets.DatasetInfo:
-        return self._dataset_info({"pixels": datasets.List(datasets.Value("uint8"),
-                                                           length=TASK_SPECS[self.TASK].default_length),
-                                   "label": self._label_feature()})
+        return self._dataset_info(
+            {
+                "pixels": datasets.List(datasets.Value("uint8"), length=TASK_SPECS[self.TASK].default_length),
+                "label": self._label_feature(),
+            }
+        )
 
     def _layouts(self, config: datasets.BuilderConfig) -> tuple[_Layout, ...]:
         return _Layout(self._FOLDER, (*self._TRAIN_BATCHES, self._TEST_BATCH)), _Layout("", (self._TARBALL,))
@@ -675,8 +730,10 @@ class ImageBuilder(_LRABuilder):
         bounds = _split_bounds(len(train_labels), {"validation": self._VALIDATION_FRACTION})
         splits = {split: (train_pixels[bound], train_labels[bound]) for split, bound in bounds.items()}
         splits["test"] = batches[self._TEST_BATCH]
-        return [datasets.SplitGenerator(name=split, gen_kwargs={"pixels": pixels, "labels": labels})
-                for split, (pixels, labels) in splits.items()]
+        return [
+            datasets.SplitGenerator(name=split, gen_kwargs={"pixels": pixels, "labels": labels})
+            for split, (pixels, labels) in splits.items()
+        ]
 
     def _read_batches(self, source: _Source) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         names = (*self._TRAIN_BATCHES, self._TEST_BATCH)
@@ -687,8 +744,9 @@ class ImageBuilder(_LRABuilder):
         batches = {parts[-1]: _read_cifar_batch(data, f"{tarball}:{'/'.join(parts)}") for parts, data in members}
         missing = [name for name in names if name not in batches]
         if missing:
-            raise LRADataNotFoundError(f"{tarball} lacks {', '.join(f'{self._FOLDER}/{name}' for name in missing)}; "
-                                       f"expected {self.ORIGIN}")
+            raise LRADataNotFoundError(
+                f"{tarball} lacks {', '.join(f'{self._FOLDER}/{name}' for name in missing)}; expected {self.ORIGIN}"
+            )
         return batches
 
     def _generate_examples(self, pixels: np.ndarray, labels: np.ndarray) -> Iterator[tuple[Any, dict[str, Any]]]:
@@ -699,6 +757,7 @@ class ImageBuilder(_LRABuilder):
 # ---------------------------------------------------------------------------------------------------
 # Pathfinder and Path-X
 # ---------------------------------------------------------------------------------------------------
+
 
 @dataclasses.dataclass
 class PathfinderConfig(datasets.BuilderConfig):
@@ -751,15 +810,18 @@ def _read_grayscale_png(path: Path, resolution: int, where: str) -> np.ndarray:
         with PIL.Image.open(path) as image:
             image.load()
             if image.size != (resolution, resolution):
-                raise LRAFormatError(f"{path} (listed at {where}): expected a {resolution}x{resolution} grayscale "
-                                     f"image, found {image.size[0]}x{image.size[1]} mode {image.mode}")
+                raise LRAFormatError(
+                    f"{path} (listed at {where}): expected a {resolution}x{resolution} grayscale "
+                    f"image, found {image.size[0]}x{image.size[1]} mode {image.mode}"
+                )
             try:
                 return image_to_grayscale(image).reshape(-1)
             except ValueError as error:
                 raise LRAFormatError(f"{path} (listed at {where}): {error}") from None
     except FileNotFoundError:
-        raise LRADataNotFoundError(f"{path} (listed at {where}) is missing: the Pathfinder data is incomplete"
-                                   ) from None
+        raise LRADataNotFoundError(
+            f"{path} (listed at {where}) is missing: the Pathfinder data is incomplete"
+        ) from None
     except (UnidentifiedImageError, OSError, SyntaxError) as error:  # PIL reports damaged PNGs in all three ways
         raise _UnreadableImage(f"{path}: {error}") from None
 
@@ -780,28 +842,39 @@ class PathfinderBuilder(_LRABuilder):
     """
 
     TASK = "pathfinder"
-    ORIGIN = (f"{_LRA_RELEASE}, or `python -m lra generate pathfinder --out DATA_DIR --num N "
-              f"[--resolution R] [--difficulty D]`")
+    ORIGIN = (
+        f"{_LRA_RELEASE}, or `python -m lra generate pathfinder --out DATA_DIR --num N "
+        f"[--resolution R] [--difficulty D]`"
+    )
     BUILDER_CONFIG_CLASS = PathfinderConfig
     BUILDER_CONFIGS = [
-        PathfinderConfig(name=pathfinder_config_name(resolution, difficulty), version=_LRABuilder.VERSION,
-                         resolution=resolution, difficulty=difficulty,
-                         description=f"Pathfinder {resolution}x{resolution}, contour length {difficulty}.")
+        PathfinderConfig(
+            name=pathfinder_config_name(resolution, difficulty),
+            version=_LRABuilder.VERSION,
+            resolution=resolution,
+            difficulty=difficulty,
+            description=f"Pathfinder {resolution}x{resolution}, contour length {difficulty}.",
+        )
         for resolution in PATHFINDER_RESOLUTIONS
         for difficulty in PATHFINDER_DIFFICULTIES
     ] + [
-        PathfinderConfig(name="pathx", version=_LRABuilder.VERSION, resolution=PATHX_RESOLUTION,
-                         difficulty=PATHFINDER_DEFAULT_DIFFICULTY,
-                         description=f"Path-X: Pathfinder {PATHX_RESOLUTION}x{PATHX_RESOLUTION}, contour length "
-                                     f"{PATHFINDER_DEFAULT_DIFFICULTY} (LRA)."),
+        PathfinderConfig(
+            name="pathx",
+            version=_LRABuilder.VERSION,
+            resolution=PATHX_RESOLUTION,
+            difficulty=PATHFINDER_DEFAULT_DIFFICULTY,
+            description=f"Path-X: Pathfinder {PATHX_RESOLUTION}x{PATHX_RESOLUTION}, contour length "
+            f"{PATHFINDER_DEFAULT_DIFFICULTY} (LRA).",
+        ),
     ]
     DEFAULT_CONFIG_NAME = pathfinder_config_name(PATHFINDER_DEFAULT_RESOLUTION, PATHFINDER_DEFAULT_DIFFICULTY)
     _SPLIT_FRACTIONS = {"validation": 0.1, "test": 0.1}
 
     def _info(self) -> datasets.DatasetInfo:
         length = self.config.resolution**2
-        return self._dataset_info({"pixels": datasets.List(datasets.Value("uint8"), length=length),
-                                   "label": self._label_feature()})
+        return self._dataset_info(
+            {"pixels": datasets.List(datasets.Value("uint8"), length=length), "label": self._label_feature()}
+        )
 
     def _layouts(self, config: datasets.BuilderConfig) -> tuple[_Layout, ...]:
         return (_Layout(config.folder, ("metadata", "imgs")),)
@@ -817,11 +890,15 @@ class PathfinderBuilder(_LRABuilder):
             if bound.start == bound.stop:
                 raise LRADataNotFoundError(
                     f"{source.path('metadata')} lists {len(records)} image(s): the {split} split (10%) would be "
-                    f"empty; Pathfinder needs at least 10 images")
+                    f"empty; Pathfinder needs at least 10 images"
+                )
         # Lists in gen_kwargs are what datasets shards across processes when num_proc > 1.
-        return [datasets.SplitGenerator(name=split, gen_kwargs={"root": source.root, "records": records[bound],
-                                                                "split": split})
-                for split, bound in bounds.items()]
+        return [
+            datasets.SplitGenerator(
+                name=split, gen_kwargs={"root": source.root, "records": records[bound], "split": split}
+            )
+            for split, bound in bounds.items()
+        ]
 
     def _read_metadata(self, metadata_dir: Path) -> list[_ImageRecord]:
         """All metadata lines, files in order of their integer stem (``2.npy`` before ``10.npy``)."""
@@ -846,13 +923,16 @@ class PathfinderBuilder(_LRABuilder):
             where = f"{path}:{line_number}"
             fields = line.split()
             if len(fields) < 4:
-                raise LRAFormatError(f"{where}: expected at least 4 space-separated fields "
-                                     f"(imgs/<k> sample_<i>.png <i> <label>), found {len(fields)}")
+                raise LRAFormatError(
+                    f"{where}: expected at least 4 space-separated fields "
+                    f"(imgs/<k> sample_<i>.png <i> <label>), found {len(fields)}"
+                )
             label = _parse_label(fields[3], len(self.LABEL_NAMES), where)
             yield _ImageRecord(f"{fields[0]}/{fields[1]}", label, where)
 
-    def _generate_examples(self, root: Path, records: Sequence[_ImageRecord],
-                           split: str) -> Iterator[tuple[Any, dict[str, Any]]]:
+    def _generate_examples(
+        self, root: Path, records: Sequence[_ImageRecord], split: str
+    ) -> Iterator[tuple[Any, dict[str, Any]]]:
         skipped = []
         for record in records:
             try:
@@ -866,8 +946,11 @@ class PathfinderBuilder(_LRABuilder):
             yield record.path, {"pixels": pixels.tolist(), "label": record.label}
         if skipped:
             shown = ", ".join(skipped[:10]) + (f" and {len(skipped) - 10} more" if len(skipped) > 10 else "")
-            warnings.warn(f"{self.config.name} {split} split: skipped {len(skipped)} unreadable image(s) of "
-                          f"{len(records)}: {shown}", stacklevel=2)
+            warnings.warn(
+                f"{self.config.name} {split} split: skipped {len(skipped)} unreadable image(s) of "
+                f"{len(records)}: {shown}",
+                stacklevel=2,
+            )
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -899,8 +982,10 @@ _MNIST_CITATIONS: Mapping[str, str] = {
 }
 """,
 }
-_MNIST_HOMEPAGES: Mapping[str, str] = {"digits": "http://yann.lecun.com/exdb/mnist/",
-                                       "fashion": "https://github.com/zalandoresearch/fashion-mnist"}
+_MNIST_HOMEPAGES: Mapping[str, str] = {
+    "digits": "http://yann.lecun.com/exdb/mnist/",
+    "fashion": "https://github.com/zalandoresearch/fashion-mnist",
+}
 
 
 @functools.cache
@@ -960,16 +1045,19 @@ def _read_idx(path: Path, kind: str) -> np.ndarray:
         raise LRAFormatError(f"{path}: truncated: {len(data)} bytes, not even an idx magic number")
     magic = int.from_bytes(data[:4], "big")
     if magic != expected_magic:
-        raise LRAFormatError(f"{path}: wrong magic number 0x{magic:08x}, expected 0x{expected_magic:08x} "
-                             f"(an idx file of {kind}, unsigned bytes)")
+        raise LRAFormatError(
+            f"{path}: wrong magic number 0x{magic:08x}, expected 0x{expected_magic:08x} "
+            f"(an idx file of {kind}, unsigned bytes)"
+        )
     if len(data) < header_size:
         raise LRAFormatError(f"{path}: truncated: {len(data)} bytes, shorter than the {header_size}-byte header")
-    shape = tuple(int.from_bytes(data[start:start + 4], "big") for start in range(4, header_size, 4))
+    shape = tuple(int.from_bytes(data[start : start + 4], "big") for start in range(4, header_size, 4))
     size = header_size + int(np.prod(shape))
     announced = f"{shape[0]:,} {kind}" + (f" of {shape[1]}x{shape[2]} pixels" if kind == "images" else "")
     if len(data) < size:
-        raise LRAFormatError(f"{path}: truncated: the header announces {announced} ({size:,} bytes), "
-                             f"the file has {len(data):,} bytes")
+        raise LRAFormatError(
+            f"{path}: truncated: the header announces {announced} ({size:,} bytes), the file has {len(data):,} bytes"
+        )
     if len(data) > size:
         raise LRAFormatError(f"{path}: {len(data) - size:,} bytes after the {announced} the header announces")
     return np.frombuffer(data, dtype=np.uint8, offset=header_size).reshape(shape)
@@ -980,8 +1068,9 @@ def _read_mnist_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, 
     images = _read_idx(images_path, "images")
     labels = _read_idx(labels_path, "labels")
     if images.shape[1:] != (_MNIST_SIDE, _MNIST_SIDE):
-        raise LRAFormatError(f"{images_path}: expected {_MNIST_SIDE}x{_MNIST_SIDE} images, found "
-                             f"{images.shape[1]}x{images.shape[2]}")
+        raise LRAFormatError(
+            f"{images_path}: expected {_MNIST_SIDE}x{_MNIST_SIDE} images, found {images.shape[1]}x{images.shape[2]}"
+        )
     if len(labels) != len(images):
         raise LRAFormatError(f"{labels_path}: {len(labels):,} labels for the {len(images):,} images of {images_path}")
     out_of_range = np.flatnonzero(labels >= len(MNIST_LABELS["digits"]))
@@ -1008,17 +1097,23 @@ class SequentialMNISTBuilder(_LRABuilder):
     """
 
     TASK = "smnist"
-    ORIGIN = ("MNIST (http://yann.lecun.com/exdb/mnist/) or Fashion-MNIST "
-              "(https://github.com/zalandoresearch/fashion-mnist; on Debian and Ubuntu `apt-get install "
-              "dataset-fashion-mnist` installs it in /usr/share/datasets/fashion-mnist; load it with "
-              "labels='fashion'), the four idx files as distributed")
+    ORIGIN = (
+        "MNIST (http://yann.lecun.com/exdb/mnist/) or Fashion-MNIST "
+        "(https://github.com/zalandoresearch/fashion-mnist; on Debian and Ubuntu `apt-get install "
+        "dataset-fashion-mnist` installs it in /usr/share/datasets/fashion-mnist; load it with "
+        "labels='fashion'), the four idx files as distributed"
+    )
     BUILDER_CONFIG_CLASS = MNISTConfig
     BUILDER_CONFIGS = [
-        MNISTConfig(name=mnist_config_name(permuted, labels), version=_LRABuilder.VERSION, permuted=permuted,
-                    labels=labels,
-                    description=f"{'Permuted' if permuted else 'Sequential'} "
-                                f"{'Fashion-MNIST' if labels == 'fashion' else 'MNIST'}: 28x28 images as sequences "
-                                f"of 784 pixels{', in a fixed permuted order' if permuted else ', row-major'}.")
+        MNISTConfig(
+            name=mnist_config_name(permuted, labels),
+            version=_LRABuilder.VERSION,
+            permuted=permuted,
+            labels=labels,
+            description=f"{'Permuted' if permuted else 'Sequential'} "
+            f"{'Fashion-MNIST' if labels == 'fashion' else 'MNIST'}: 28x28 images as sequences "
+            f"of 784 pixels{', in a fixed permuted order' if permuted else ', row-major'}.",
+        )
         for permuted in (False, True)
         for labels in MNIST_LABELS
     ]
@@ -1040,12 +1135,15 @@ class SequentialMNISTBuilder(_LRABuilder):
         description = self.config.description or ""
         if self.config.permuted:
             # Stored with the data, so that a prepared copy says which order it uses.
-            description += (f" Position i holds pixel perm[i] of the row-major image, perm = "
-                            f"numpy.random.RandomState({PMNIST_SEED}).permutation(784) = "
-                            f"{pmnist_permutation().tolist()}.")
+            description += (
+                f" Position i holds pixel perm[i] of the row-major image, perm = "
+                f"numpy.random.RandomState({PMNIST_SEED}).permutation(784) = "
+                f"{pmnist_permutation().tolist()}."
+            )
         return self._dataset_info(
             {"pixels": datasets.List(datasets.Value("uint8"), length=_MNIST_SIDE**2), "label": self._label_feature()},
-            description=description, homepage=_MNIST_HOMEPAGES[self.config.labels],
+            description=description,
+            homepage=_MNIST_HOMEPAGES[self.config.labels],
             citation=_MNIST_CITATIONS[self.config.labels],
         )
 
@@ -1056,17 +1154,24 @@ class SequentialMNISTBuilder(_LRABuilder):
     def _split_generators(self, dl_manager: datasets.DownloadManager) -> list[datasets.SplitGenerator]:
         source = self._locate()
         if self.config.labels == "digits" and "fashion" in str(source.root).lower():
-            logger.warning("Reading %s with labels='digits' (MNIST's class names): pass labels='fashion' if these "
-                           "are the Fashion-MNIST files", source.root)
+            logger.warning(
+                "Reading %s with labels='digits' (MNIST's class names): pass labels='fashion' if these "
+                "are the Fashion-MNIST files",
+                source.root,
+            )
         suffix = ".gz" if source.layout.entries[0].endswith(".gz") else ""
-        pairs = {split: _read_mnist_pair(source.path(images + suffix), source.path(labels + suffix))
-                 for split, (images, labels) in self._FILES.items()}
+        pairs = {
+            split: _read_mnist_pair(source.path(images + suffix), source.path(labels + suffix))
+            for split, (images, labels) in self._FILES.items()
+        }
         train_pixels, train_labels = pairs["train"]
         bounds = _split_bounds(len(train_labels), {"validation": self._VALIDATION_FRACTION})
         splits = {split: (train_pixels[bound], train_labels[bound]) for split, bound in bounds.items()}
         splits["test"] = pairs["test"]
-        return [datasets.SplitGenerator(name=split, gen_kwargs={"pixels": pixels, "labels": labels})
-                for split, (pixels, labels) in splits.items()]
+        return [
+            datasets.SplitGenerator(name=split, gen_kwargs={"pixels": pixels, "labels": labels})
+            for split, (pixels, labels) in splits.items()
+        ]
 
     def _generate_examples(self, pixels: np.ndarray, labels: np.ndarray) -> Iterator[tuple[Any, dict[str, Any]]]:
         if self.config.permuted:
@@ -1080,8 +1185,13 @@ class SequentialMNISTBuilder(_LRABuilder):
 # ---------------------------------------------------------------------------------------------------
 
 _BUILDERS: Mapping[str, type[_LRABuilder]] = {
-    "listops": ListOpsBuilder, "text": TextBuilder, "retrieval": RetrievalBuilder, "image": ImageBuilder,
-    "pathfinder": PathfinderBuilder, "pathx": PathfinderBuilder, "smnist": SequentialMNISTBuilder,
+    "listops": ListOpsBuilder,
+    "text": TextBuilder,
+    "retrieval": RetrievalBuilder,
+    "image": ImageBuilder,
+    "pathfinder": PathfinderBuilder,
+    "pathx": PathfinderBuilder,
+    "smnist": SequentialMNISTBuilder,
     "pmnist": SequentialMNISTBuilder,
 }
 _TASK_OPTIONS: Mapping[str, Mapping[str, tuple[Any, ...]]] = {
@@ -1116,22 +1226,30 @@ def resolve_config_name(task: str, **options: Any) -> str:
     unknown = sorted(set(options) - set(valid))
     if unknown:
         accepted = ", ".join(valid) if valid else "none"
-        raise ValueError(f"Unknown option(s) {', '.join(map(repr, unknown))} for the LRA task {task!r}; "
-                         f"valid options: {accepted}")
+        raise ValueError(
+            f"Unknown option(s) {', '.join(map(repr, unknown))} for the LRA task {task!r}; valid options: {accepted}"
+        )
     for name, value in options.items():
         if value not in valid[name]:
-            raise ValueError(f"Invalid {name}={value!r} for the LRA task {task!r}; "
-                             f"valid values: {', '.join(map(str, valid[name]))}")
+            raise ValueError(
+                f"Invalid {name}={value!r} for the LRA task {task!r}; valid values: {', '.join(map(str, valid[name]))}"
+            )
     if task == "pathfinder":
-        return pathfinder_config_name(options.get("resolution", PATHFINDER_DEFAULT_RESOLUTION),
-                                      options.get("difficulty", PATHFINDER_DEFAULT_DIFFICULTY))
+        return pathfinder_config_name(
+            options.get("resolution", PATHFINDER_DEFAULT_RESOLUTION),
+            options.get("difficulty", PATHFINDER_DEFAULT_DIFFICULTY),
+        )
     if task in ("smnist", "pmnist"):
         return mnist_config_name(task == "pmnist", options.get("labels", "digits"))
     return task
 
 
-def load_lra_builder(task: str, data_dir: str | os.PathLike[str] | None = None,
-                     cache_dir: str | os.PathLike[str] | None = None, **options: Any) -> _LRABuilder:
+def load_lra_builder(
+    task: str,
+    data_dir: str | os.PathLike[str] | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    **options: Any,
+) -> _LRABuilder:
     """The configured (not yet prepared) builder of an LRA task; see :func:`load_lra`."""
     config_name = resolve_config_name(task, **options)
     return builder_class(task)(
@@ -1141,10 +1259,17 @@ def load_lra_builder(task: str, data_dir: str | os.PathLike[str] | None = None,
     )
 
 
-def load_lra(task: str, data_dir: str | os.PathLike[str] | None = None,
-             cache_dir: str | os.PathLike[str] | None = None, *, num_proc: int | None = None,
-             download_mode: datasets.DownloadMode | str | None = None, repo_id: str | None = None,
-             revision: str | None = None, **options: Any) -> datasets.DatasetDict:
+def load_lra(
+    task: str,
+    data_dir: str | os.PathLike[str] | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    *,
+    num_proc: int | None = None,
+    download_mode: datasets.DownloadMode | str | None = None,
+    repo_id: str | None = None,
+    revision: str | None = None,
+    **options: Any,
+) -> datasets.DatasetDict:
     """Prepare (once; later calls hit the cache) and load an LRA task from a local copy of its data.
 
     Without ``data_dir``, the tasks whose source is published on the Hub (``text``: IMDb, ``image``:
@@ -1180,11 +1305,14 @@ def load_lra(task: str, data_dir: str | os.PathLike[str] | None = None,
     if data_dir is None:
         if task in HUB_SOURCES:
             resolve_config_name(task, **options)  # the Hub tasks take no options: name a wrong one
-            return load_lra_from_hub(task, repo_id, revision, cache_dir, num_proc=num_proc,
-                                     download_mode=download_mode)
+            return load_lra_from_hub(
+                task, repo_id, revision, cache_dir, num_proc=num_proc, download_mode=download_mode
+            )
     if repo_id is not None or revision is not None:
-        raise ValueError(f"repo_id / revision select a Hub data set, read only without data_dir and only for the "
-                         f"tasks published there ({', '.join(HUB_SOURCES)}); got the task {task!r} with data_dir={data_dir!r}")
+        raise ValueError(
+            f"repo_id / revision select a Hub data set, read only without data_dir and only for the "
+            f"tasks published there ({', '.join(HUB_SOURCES)}); got the task {task!r} with data_dir={data_dir!r}"
+        )
     builder = load_lra_builder(task, data_dir, cache_dir, **options)
     try:
         builder.download_and_prepare(num_proc=num_proc, download_mode=download_mode)
@@ -1197,6 +1325,8 @@ def load_lra(task: str, data_dir: str | os.PathLike[str] | None = None,
     # Pathfinder split unreadable), which datasets would otherwise report as "corresponds to no data".
     for split, info in builder.info.splits.items():
         if info.num_examples == 0:
-            raise LRAFormatError(f"The {split} split of {builder.config.name} prepared from {data_dir} is empty "
-                                 f"(see the warnings above for skipped files)")
+            raise LRAFormatError(
+                f"The {split} split of {builder.config.name} prepared from {data_dir} is empty "
+                f"(see the warnings above for skipped files)"
+            )
     return builder.as_dataset()

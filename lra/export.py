@@ -36,7 +36,6 @@ from hub_cards.dataset_card import default_card_data, render_dataset_card
 from .builders import LRAFormatError, load_lra, resolve_config_name
 from .faults import kill_point
 
-
 __all__ = ["export_config_name", "export_lra"]
 
 _DEFAULT_MAX_SHARD_BYTES = 500 * 2**20
@@ -78,8 +77,10 @@ def _existing_card_data(readme: Path, overwrite: bool) -> DatasetCardData:
     text = readme.read_text(encoding="utf-8", errors="replace")
     if _EXPORTER_MARK not in text:
         if not overwrite:
-            raise LRAFormatError(f"{readme} was not written by `python -m lra export`; pass --overwrite "
-                                 "(overwrite=True) to replace it, or export into another folder")
+            raise LRAFormatError(
+                f"{readme} was not written by `python -m lra export`; pass --overwrite "
+                "(overwrite=True) to replace it, or export into another folder"
+            )
         logger.warning("Replacing %s, which was not written by `python -m lra export` (--overwrite)", readme)
         return default_card_data()
     try:
@@ -123,21 +124,35 @@ def _swap_in(staging: Path, out_dir: Path, config_name: str) -> None:
 
 def _add_config(card_data: DatasetCardData, config_name: str, dataset: datasets.DatasetDict) -> None:
     """Add (or replace) one configuration in the card metadata, keeping the others."""
-    MetadataConfigs({
-        config_name: {"data_files": [{"split": split, "path": f"{config_name}/{split}-*"} for split in dataset]},
-    }).to_dataset_card_data(card_data)
+    MetadataConfigs(
+        {
+            config_name: {"data_files": [{"split": split, "path": f"{config_name}/{split}-*"} for split in dataset]},
+        }
+    ).to_dataset_card_data(card_data)
     splits = datasets.SplitDict()
     for split, part in dataset.items():
         splits.add(datasets.SplitInfo(name=split, num_bytes=part.data.nbytes, num_examples=len(part)))
-    info = datasets.DatasetInfo(config_name=config_name, features=next(iter(dataset.values())).features,
-                                splits=splits, dataset_size=sum(part.data.nbytes for part in dataset.values()))
+    info = datasets.DatasetInfo(
+        config_name=config_name,
+        features=next(iter(dataset.values())).features,
+        splits=splits,
+        dataset_size=sum(part.data.nbytes for part in dataset.values()),
+    )
     DatasetInfosDict({config_name: info}).to_dataset_card_data(card_data)
 
 
-def export_lra(task: str, data_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str], *,
-               cache_dir: str | os.PathLike[str] | None = None, push_to_hub: str | None = None,
-               token: str | None = None, max_shard_bytes: int = _DEFAULT_MAX_SHARD_BYTES,
-               overwrite: bool = False, **options: Any) -> Path:
+def export_lra(
+    task: str,
+    data_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+    push_to_hub: str | None = None,
+    token: str | None = None,
+    max_shard_bytes: int = _DEFAULT_MAX_SHARD_BYTES,
+    overwrite: bool = False,
+    **options: Any,
+) -> Path:
     """Load an LRA task (see :func:`lra.load_lra`) and write it as Parquet plus a dataset card.
 
     Args:

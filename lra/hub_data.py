@@ -42,7 +42,6 @@ from .builders import (
 )
 from .tasks import TASK_SPECS
 
-
 __all__ = ["HUB_SOURCES", "HubSource", "load_lra_from_hub"]
 
 
@@ -67,24 +66,35 @@ class HubSource:
     kind: Literal["text", "image"]
     column: str
     label_column: str = "label"
-    source_splits: Mapping[str, str] = dataclasses.field(
-        default_factory=lambda: {"train": "train", "test": "test"})
+    source_splits: Mapping[str, str] = dataclasses.field(default_factory=lambda: {"train": "train", "test": "test"})
     validation_fraction: float | None = None
 
 
 # The registry (lra.tasks) names each task's repository; this table says how to read it (a test checks that both list
 # the same tasks).
 HUB_SOURCES: Mapping[str, HubSource] = {
-    "text": HubSource(TASK_SPECS["text"].hub_repo, "plain_text", "text", "text",
-                      source_splits=TextBuilder._SOURCE_SPLITS),
-    "image": HubSource(TASK_SPECS["image"].hub_repo, "plain_text", "image", "img",
-                       validation_fraction=ImageBuilder._VALIDATION_FRACTION),
+    "text": HubSource(
+        TASK_SPECS["text"].hub_repo, "plain_text", "text", "text", source_splits=TextBuilder._SOURCE_SPLITS
+    ),
+    "image": HubSource(
+        TASK_SPECS["image"].hub_repo,
+        "plain_text",
+        "image",
+        "img",
+        validation_fraction=ImageBuilder._VALIDATION_FRACTION,
+    ),
 }
 
 
-def load_lra_from_hub(task: str, repo_id: str | None = None, revision: str | None = None,
-                      cache_dir: str | os.PathLike[str] | None = None, *, num_proc: int | None = None,
-                      download_mode: datasets.DownloadMode | str | None = None) -> datasets.DatasetDict:
+def load_lra_from_hub(
+    task: str,
+    repo_id: str | None = None,
+    revision: str | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    *,
+    num_proc: int | None = None,
+    download_mode: datasets.DownloadMode | str | None = None,
+) -> datasets.DatasetDict:
     """The task from its Hub data set (``repo_id`` defaults to the one of :data:`HUB_SOURCES`); see the module doc.
 
     Raises:
@@ -93,14 +103,22 @@ def load_lra_from_hub(task: str, repo_id: str | None = None, revision: str | Non
         LRAFormatError: the data set lacks a column, has other class names, or an image of another size.
     """
     if task not in HUB_SOURCES:
-        raise ValueError(f"The LRA task {task!r} has no Hub source: pass data_dir. Tasks read from the Hub without "
-                         f"data_dir: {', '.join(HUB_SOURCES)}")
+        raise ValueError(
+            f"The LRA task {task!r} has no Hub source: pass data_dir. Tasks read from the Hub without "
+            f"data_dir: {', '.join(HUB_SOURCES)}"
+        )
     source = HUB_SOURCES[task]
     repo_id = repo_id or source.repo_id
     features = load_lra_builder(task, cache_dir=cache_dir).info.features
     try:
-        raw = datasets.load_dataset(repo_id, source.config_name, revision=revision, cache_dir=cache_dir,
-                                    num_proc=num_proc, download_mode=download_mode)
+        raw = datasets.load_dataset(
+            repo_id,
+            source.config_name,
+            revision=revision,
+            cache_dir=cache_dir,
+            num_proc=num_proc,
+            download_mode=download_mode,
+        )
     except (ConnectionError, FileNotFoundError, OSError, DatasetNotFoundError) as error:
         builder = load_lra_builder(task, cache_dir=cache_dir)
         local = _not_found_message(None, builder._layouts(builder.config), task=task, origin=builder.ORIGIN)
@@ -109,14 +127,17 @@ def load_lra_from_hub(task: str, repo_id: str | None = None, revision: str | Non
             f"(offline? HF_HUB_OFFLINE is honoured): {' '.join(str(error).split())}\n{local}"
         ) from None
     splits = _source_splits(raw, source, repo_id, features)
-    return datasets.DatasetDict({
-        split: _convert(dataset, source, features, f"{repo_id} ({split} split)", num_proc)
-        for split, dataset in splits.items()
-    })
+    return datasets.DatasetDict(
+        {
+            split: _convert(dataset, source, features, f"{repo_id} ({split} split)", num_proc)
+            for split, dataset in splits.items()
+        }
+    )
 
 
-def _source_splits(raw: datasets.DatasetDict, source: HubSource, repo_id: str,
-                   features: datasets.Features) -> dict[str, datasets.Dataset]:
+def _source_splits(
+    raw: datasets.DatasetDict, source: HubSource, repo_id: str, features: datasets.Features
+) -> dict[str, datasets.Dataset]:
     """Our train / validation / test, read from the Hub splits as ``source`` says."""
     missing = sorted(set(source.source_splits.values()) - set(raw))
     if missing:
@@ -145,8 +166,9 @@ def _check_columns(dataset: datasets.Dataset, source: HubSource, labels: dataset
         raise LRAFormatError(f"{where}: the classes are {hub_labels.names}, the task's are {labels.names}")
 
 
-def _convert(dataset: datasets.Dataset, source: HubSource, features: datasets.Features, where: str,
-             num_proc: int | None) -> datasets.Dataset:
+def _convert(
+    dataset: datasets.Dataset, source: HubSource, features: datasets.Features, where: str, num_proc: int | None
+) -> datasets.Dataset:
     """Hub rows -> the local builder's features (``text`` or ``pixels``, and ``label``)."""
     num_classes = features["label"].num_classes
     length = features["pixels"].length if source.kind == "image" else None
@@ -165,10 +187,19 @@ def _convert(dataset: datasets.Dataset, source: HubSource, features: datasets.Fe
             except ValueError as error:
                 raise LRAFormatError(f"{where}, row {index}: {error}") from None
             if gray.size != length:
-                raise LRAFormatError(f"{where}, row {index}: a {gray.shape[1]}x{gray.shape[0]} image; the task's "
-                                     f"images have {length} pixels")
+                raise LRAFormatError(
+                    f"{where}, row {index}: a {gray.shape[1]}x{gray.shape[0]} image; the task's "
+                    f"images have {length} pixels"
+                )
             pixels.append(np.asarray(gray).reshape(-1).tolist())
         return {"pixels": pixels, "label": labels}
 
-    return dataset.map(convert, batched=True, with_indices=True, remove_columns=dataset.column_names,
-                       features=features, num_proc=num_proc, desc=f"LRA rows from {where}")
+    return dataset.map(
+        convert,
+        batched=True,
+        with_indices=True,
+        remove_columns=dataset.column_names,
+        features=features,
+        num_proc=num_proc,
+        desc=f"LRA rows from {where}",
+    )

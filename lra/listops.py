@@ -364,8 +364,10 @@ def generate_listops(
     existing = [path.name for path in final_paths.values() if path.exists()]
     if existing and not overwrite:
         # The folder may hold the official release, or a data set a model was trained on: never replace it silently.
-        raise ValueError(f"{out_dir} already holds {', '.join(existing)}; pass --overwrite (overwrite=True) to "
-                         "replace them, or choose another output folder")
+        raise ValueError(
+            f"{out_dir} already holds {', '.join(existing)}; pass --overwrite (overwrite=True) to "
+            "replace them, or choose another output folder"
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
     for leftover in out_dir.glob(f"{_STAGING_PREFIX}*"):  # from a run that was killed outright
         shutil.rmtree(leftover, ignore_errors=True)
@@ -397,8 +399,12 @@ def generate_listops(
 
 def add_generate_listops_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``generate listops`` options to ``parser``."""
-    parser.add_argument("--out", required=True, type=Path,
-                        help="task folder to write basic_{train,val,test}.tsv into (e.g. DATA/listops-1000)")
+    parser.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        help="task folder to write basic_{train,val,test}.tsv into (e.g. DATA/listops-1000)",
+    )
     # "%(default)s": argparse writes the default into the help, so the numbers stand only in the DEFAULT_* constants.
     options = (
         ("--num-train", DEFAULT_NUM_TRAIN, "training samples"),
@@ -413,8 +419,9 @@ def add_generate_listops_arguments(parser: argparse.ArgumentParser) -> None:
     for flag, default, text in options:
         parser.add_argument(flag, type=int, default=default, help=f"{text} (default %(default)s)")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace basic_*.tsv files already in --out (refused otherwise)")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace basic_*.tsv files already in --out (refused otherwise)"
+    )
 
 
 def run_generate_listops(args: argparse.Namespace) -> None:

@@ -133,8 +133,15 @@ class PathfinderParams:
     image_attempts: int = 200
 
     def __post_init__(self) -> None:
-        positive_ints = ("resolution", "contour_length", "margin", "antialias_scale",
-                         "angle_candidates", "snake_attempts", "image_attempts")
+        positive_ints = (
+            "resolution",
+            "contour_length",
+            "margin",
+            "antialias_scale",
+            "angle_candidates",
+            "snake_attempts",
+            "image_attempts",
+        )
         for name in positive_ints:
             check_int(f"PathfinderParams.{name}", getattr(self, name))
         for name in ("paddle_length", "thickness", "marker_radius", "continuity"):
@@ -144,9 +151,11 @@ class PathfinderParams:
             raise ValueError(f"PathfinderParams.seed_distance must be >= 0, got {self.seed_distance!r}")
         check_int("PathfinderParams.distractor_budget", self.distractor_budget, least=0)
         if 2 * max(self.margin, self.marker_radius) + self.paddle_length >= self.resolution:
-            raise ValueError(f"PathfinderParams: margin ({self.margin}) / marker_radius ({self.marker_radius}) "
-                             f"and paddle_length ({self.paddle_length}) leave no room in a "
-                             f"{self.resolution}-pixel image")
+            raise ValueError(
+                f"PathfinderParams: margin ({self.margin}) / marker_radius ({self.marker_radius}) "
+                f"and paddle_length ({self.paddle_length}) leave no room in a "
+                f"{self.resolution}-pixel image"
+            )
 
     @property
     def distractor_length(self) -> int:
@@ -174,14 +183,42 @@ class PathfinderParams:
 # share of the image close to the 32 setting). 64 and 256 are our own
 # interpolation / extrapolation between and beyond those two.
 _PRESETS: dict[int, dict[str, float | int]] = {
-    32: dict(paddle_length=2.0, thickness=0.5, margin=1, marker_radius=1.5, seed_distance=7.0,
-             continuity=1.0, distractor_budget=20),
-    64: dict(paddle_length=3.5, thickness=1.0, margin=2, marker_radius=2.0, seed_distance=12.0,
-             continuity=1.4, distractor_budget=28),
-    128: dict(paddle_length=6.0, thickness=1.5, margin=2, marker_radius=3.0, seed_distance=20.0,
-              continuity=1.8, distractor_budget=35),
-    256: dict(paddle_length=12.0, thickness=3.0, margin=4, marker_radius=6.0, seed_distance=40.0,
-              continuity=1.8, distractor_budget=35),
+    32: dict(
+        paddle_length=2.0,
+        thickness=0.5,
+        margin=1,
+        marker_radius=1.5,
+        seed_distance=7.0,
+        continuity=1.0,
+        distractor_budget=20,
+    ),
+    64: dict(
+        paddle_length=3.5,
+        thickness=1.0,
+        margin=2,
+        marker_radius=2.0,
+        seed_distance=12.0,
+        continuity=1.4,
+        distractor_budget=28,
+    ),
+    128: dict(
+        paddle_length=6.0,
+        thickness=1.5,
+        margin=2,
+        marker_radius=3.0,
+        seed_distance=20.0,
+        continuity=1.8,
+        distractor_budget=35,
+    ),
+    256: dict(
+        paddle_length=12.0,
+        thickness=3.0,
+        margin=4,
+        marker_radius=6.0,
+        seed_distance=40.0,
+        continuity=1.8,
+        distractor_budget=35,
+    ),
 }
 
 
@@ -192,13 +229,18 @@ def pathfinder_params(resolution: int, difficulty: int) -> PathfinderParams:
         ValueError: for an unsupported resolution or difficulty, naming the allowed values.
     """
     if resolution not in _PRESETS:
-        raise ValueError(f"unsupported Pathfinder resolution {resolution!r}; "
-                         f"choose one of {', '.join(map(str, PATHFINDER_RESOLUTIONS))}")
+        raise ValueError(
+            f"unsupported Pathfinder resolution {resolution!r}; "
+            f"choose one of {', '.join(map(str, PATHFINDER_RESOLUTIONS))}"
+        )
     if difficulty not in PATHFINDER_DIFFICULTIES:
-        raise ValueError(f"unsupported Pathfinder difficulty {difficulty!r}; choose a contour length of "
-                         f"{', '.join(map(str, PATHFINDER_DIFFICULTIES))}")
-    return PathfinderParams(resolution=resolution, contour_length=difficulty, antialias_scale=2,
-                            **_PRESETS[resolution])
+        raise ValueError(
+            f"unsupported Pathfinder difficulty {difficulty!r}; choose a contour length of "
+            f"{', '.join(map(str, PATHFINDER_DIFFICULTIES))}"
+        )
+    return PathfinderParams(
+        resolution=resolution, contour_length=difficulty, antialias_scale=2, **_PRESETS[resolution]
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -220,7 +262,7 @@ class _Stamp:
 
     def window(self, grid: np.ndarray) -> np.ndarray:
         height, width = self.coverage.shape
-        return grid[self.row:self.row + height, self.col:self.col + width]
+        return grid[self.row : self.row + height, self.col : self.col + width]
 
     def hits(self, grid: np.ndarray) -> bool:
         """Whether any inked pixel of the stamp is set in the boolean ``grid``."""
@@ -290,8 +332,9 @@ class _Snake:
         return self.coverage > 0
 
 
-def _candidate_directions(rng: np.random.Generator, params: PathfinderParams,
-                          heading: float | None) -> tuple[np.ndarray, np.ndarray]:
+def _candidate_directions(
+    rng: np.random.Generator, params: PathfinderParams, heading: float | None
+) -> tuple[np.ndarray, np.ndarray]:
     """Candidate angles for the next paddle and their continuity weights.
 
     The first paddle may point anywhere. Later ones turn by ``dtheta`` from the
@@ -327,8 +370,9 @@ def _weighted_choice(rng: np.random.Generator, weights: np.ndarray) -> int:
     return min(index, int(np.flatnonzero(weights)[-1]))
 
 
-def _try_grow_snake(rng: np.random.Generator, params: PathfinderParams, num_paddles: int,
-                    blocked: np.ndarray) -> _Snake | None:
+def _try_grow_snake(
+    rng: np.random.Generator, params: PathfinderParams, num_paddles: int, blocked: np.ndarray
+) -> _Snake | None:
     """Grow one snake from a random free start, or return None when it gets stuck.
 
     ``blocked`` marks pixels that other snakes (dilated by the margin) occupy.
@@ -361,8 +405,9 @@ def _try_grow_snake(rng: np.random.Generator, params: PathfinderParams, num_padd
         stamp = None
         while weights.sum() > 0:
             choice = _weighted_choice(rng, weights)
-            candidate = _render_capsule(points[-1], ends[choice], params.stroke_radius,
-                                        params.antialias_scale, resolution)
+            candidate = _render_capsule(
+                points[-1], ends[choice], params.stroke_radius, params.antialias_scale, resolution
+            )
             if not candidate.hits(forbidden):
                 stamp = candidate
                 break
@@ -376,8 +421,9 @@ def _try_grow_snake(rng: np.random.Generator, params: PathfinderParams, num_padd
     return _Snake(np.array(points), coverage)
 
 
-def _grow_snake(rng: np.random.Generator, params: PathfinderParams, num_paddles: int,
-                blocked: np.ndarray) -> _Snake | None:
+def _grow_snake(
+    rng: np.random.Generator, params: PathfinderParams, num_paddles: int, blocked: np.ndarray
+) -> _Snake | None:
     for _ in range(params.snake_attempts):
         snake = _try_grow_snake(rng, params, num_paddles, blocked)
         if snake is not None:
@@ -422,8 +468,9 @@ class PathfinderSample:
         return first, second
 
 
-def _markers_fit(params: PathfinderParams, targets: Sequence[_Snake],
-                 marker_stamps: dict[tuple[int, int], _Stamp]) -> bool:
+def _markers_fit(
+    params: PathfinderParams, targets: Sequence[_Snake], marker_stamps: dict[tuple[int, int], _Stamp]
+) -> bool:
     """Check the marker geometry for BOTH labels so that acceptance does not depend on the label.
 
     Markers sit on (snake 0, start), (snake 0, end) and (snake 1, end); either
@@ -512,8 +559,10 @@ def draw_pathfinder_sample(rng: np.random.Generator, params: PathfinderParams, l
         sample = _try_draw_sample(rng, params, int(label))
         if sample is not None:
             return sample
-    raise RuntimeError(f"could not place a Pathfinder sample in {params.image_attempts} attempts; "
-                       f"the parameters are too crowded: {params}")
+    raise RuntimeError(
+        f"could not place a Pathfinder sample in {params.image_attempts} attempts; "
+        f"the parameters are too crowded: {params}"
+    )
 
 
 def _image_rng(seed: int, resolution: int, difficulty: int, index: int) -> np.random.Generator:
@@ -582,15 +631,19 @@ def incomplete_generation(task_dir: str | os.PathLike[str], num_listed: int) -> 
         return None
     record = task_dir / _COMPLETE_FILE
     if not record.is_file():
-        return (f"{task_dir}: the Pathfinder generation did not finish (no {_COMPLETE_FILE}; {num_listed} image(s) "
-                "so far); rerun the same `python -m lra generate pathfinder` command to complete it")
+        return (
+            f"{task_dir}: the Pathfinder generation did not finish (no {_COMPLETE_FILE}; {num_listed} image(s) "
+            "so far); rerun the same `python -m lra generate pathfinder` command to complete it"
+        )
     try:
         expected = json.loads(record.read_text(encoding="utf-8"))["num_images"]
     except (ValueError, KeyError, TypeError):
         return f"{record}: not a Pathfinder completion record; rerun the generator"
     if expected != num_listed:
-        return (f"{task_dir}: the metadata files list {num_listed} image(s), but the generation recorded "
-                f"{expected} in {_COMPLETE_FILE}; batches were added or removed since: rerun the generator")
+        return (
+            f"{task_dir}: the metadata files list {num_listed} image(s), but the generation recorded "
+            f"{expected} in {_COMPLETE_FILE}; batches were added or removed since: rerun the generator"
+        )
     return None
 
 
@@ -601,17 +654,26 @@ def _remove_extra_batches(task_dir: Path, num_batches: int) -> None:
     settings, so nothing is lost that the same command could not write again. Metadata goes first, so
     that no metadata file ever points at a removed image.
     """
-    extra = sorted(int(path.stem) for path in (task_dir / "metadata").glob("*.npy")
-                   if path.stem.isdigit() and int(path.stem) >= num_batches)
-    extra_images = [path for path in (task_dir / "imgs").iterdir()
-                    if path.name.isdigit() and int(path.name) >= num_batches]
+    extra = sorted(
+        int(path.stem)
+        for path in (task_dir / "metadata").glob("*.npy")
+        if path.stem.isdigit() and int(path.stem) >= num_batches
+    )
+    extra_images = [
+        path for path in (task_dir / "imgs").iterdir() if path.name.isdigit() and int(path.name) >= num_batches
+    ]
     for batch in extra:
         (task_dir / "metadata" / f"{batch}.npy").unlink()
     for folder in extra_images:
         shutil.rmtree(folder)
     if extra:
-        logger.warning("Removed %d Pathfinder batch(es) of an earlier, larger run from %s (batches %d to %d)",
-                       len(extra), task_dir, extra[0], extra[-1])
+        logger.warning(
+            "Removed %d Pathfinder batch(es) of an earlier, larger run from %s (batches %d to %d)",
+            len(extra),
+            task_dir,
+            extra[0],
+            extra[-1],
+        )
 
 
 def _write_settings(task_dir: Path, settings: dict[str, object]) -> None:
@@ -624,8 +686,9 @@ def _write_settings(task_dir: Path, settings: dict[str, object]) -> None:
     # such as a copy of the official release.
     if any((task_dir / "metadata").glob("*.npy")):
         origin = f"generated with other settings ({existing})" if existing else "not made by this generator"
-        raise ValueError(f"{task_dir} already holds Pathfinder batches {origin}; "
-                         "choose another output folder or remove it")
+        raise ValueError(
+            f"{task_dir} already holds Pathfinder batches {origin}; choose another output folder or remove it"
+        )
     _write_json_atomically(path, settings)
 
 
@@ -702,16 +765,21 @@ def generate_pathfinder(
     for leftover in task_dir.glob(f"{_BATCH_TMP_PREFIX}*"):  # from a run that was killed outright
         shutil.rmtree(leftover, ignore_errors=True)
 
-    batches = [range(start, min(start + images_per_folder, num_images))
-               for start in range(0, num_images, images_per_folder)]
-    pending = [(k, indices) for k, indices in enumerate(batches)
-               if not _batch_is_complete(task_dir, k, len(indices))]
+    batches = [
+        range(start, min(start + images_per_folder, num_images)) for start in range(0, num_images, images_per_folder)
+    ]
+    pending = [(k, indices) for k, indices in enumerate(batches) if not _batch_is_complete(task_dir, k, len(indices))]
     done = num_images - sum(len(indices) for _, indices in pending)
 
     executor: Executor | None = ProcessPoolExecutor(max_workers=workers) if workers > 1 and pending else None
     try:
-        with tqdm(total=num_images, initial=done, desc=f"Pathfinder{resolution}/{difficulty}",
-                  unit="img", disable=not progress) as bar:
+        with tqdm(
+            total=num_images,
+            initial=done,
+            desc=f"Pathfinder{resolution}/{difficulty}",
+            unit="img",
+            disable=not progress,
+        ) as bar:
             for k, indices in pending:
                 tasks = [(seed, resolution, difficulty, index) for index in indices]
                 results: Iterator[tuple[int, bytes]]
@@ -730,9 +798,14 @@ def generate_pathfinder(
     return task_dir
 
 
-def validate_pathfinder_arguments(resolution: int, difficulty: int, num_images: int, seed: int = DEFAULT_SEED,
-                                  workers: int = DEFAULT_WORKERS,
-                                  images_per_folder: int = DEFAULT_IMAGES_PER_FOLDER) -> PathfinderParams:
+def validate_pathfinder_arguments(
+    resolution: int,
+    difficulty: int,
+    num_images: int,
+    seed: int = DEFAULT_SEED,
+    workers: int = DEFAULT_WORKERS,
+    images_per_folder: int = DEFAULT_IMAGES_PER_FOLDER,
+) -> PathfinderParams:
     """Check the arguments of :func:`generate_pathfinder` (ValueError naming the bad one); return the preset."""
     params = pathfinder_params(resolution, difficulty)
     check_int("num_images", num_images, least=0)
@@ -740,8 +813,10 @@ def validate_pathfinder_arguments(resolution: int, difficulty: int, num_images: 
     check_int("workers", workers)
     check_int("images_per_folder", images_per_folder)
     if num_images < MIN_IMAGES:
-        raise ValueError(f"num_images must be >= {MIN_IMAGES}, got {num_images}: validation and test get 10% each "
-                         "(rounded down), so fewer images leave them empty")
+        raise ValueError(
+            f"num_images must be >= {MIN_IMAGES}, got {num_images}: validation and test get 10% each "
+            "(rounded down), so fewer images leave them empty"
+        )
     return params
 
 
@@ -752,19 +827,34 @@ def validate_pathfinder_arguments(resolution: int, difficulty: int, num_images: 
 
 def add_generate_pathfinder_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``generate pathfinder`` options to ``parser``."""
-    parser.add_argument("--out", required=True, type=Path,
-                        help="archive root; writes OUT/pathfinder{RES}/{curv_...}/imgs and metadata")
-    parser.add_argument("--num", required=True, type=int,
-                        help=f"number of images (the release has {DEFAULT_NUM_IMAGES})")
-    parser.add_argument("--resolution", type=int, default=PATHFINDER_DEFAULT_RESOLUTION,
-                        choices=PATHFINDER_RESOLUTIONS, help="image side (default %(default)s; 128 is Path-X)")
-    parser.add_argument("--difficulty", type=int, default=PATHFINDER_DEFAULT_DIFFICULTY,
-                        choices=tuple(PATHFINDER_DIFFICULTIES),
-                        help="contour length: 6 (curv_baseline), 9 or 14 (default %(default)s, the one LRA uses)")
+    parser.add_argument(
+        "--out", required=True, type=Path, help="archive root; writes OUT/pathfinder{RES}/{curv_...}/imgs and metadata"
+    )
+    parser.add_argument(
+        "--num", required=True, type=int, help=f"number of images (the release has {DEFAULT_NUM_IMAGES})"
+    )
+    parser.add_argument(
+        "--resolution",
+        type=int,
+        default=PATHFINDER_DEFAULT_RESOLUTION,
+        choices=PATHFINDER_RESOLUTIONS,
+        help="image side (default %(default)s; 128 is Path-X)",
+    )
+    parser.add_argument(
+        "--difficulty",
+        type=int,
+        default=PATHFINDER_DEFAULT_DIFFICULTY,
+        choices=tuple(PATHFINDER_DIFFICULTIES),
+        help="contour length: 6 (curv_baseline), 9 or 14 (default %(default)s, the one LRA uses)",
+    )
     parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS, help="worker processes (default %(default)s)")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="random seed (default %(default)s)")
-    parser.add_argument("--images-per-folder", type=int, default=DEFAULT_IMAGES_PER_FOLDER,
-                        help="images per imgs/<k> batch folder (default %(default)s)")
+    parser.add_argument(
+        "--images-per-folder",
+        type=int,
+        default=DEFAULT_IMAGES_PER_FOLDER,
+        help="images per imgs/<k> batch folder (default %(default)s)",
+    )
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
 
 

@@ -42,7 +42,6 @@ from image_processing_las import scale_pixels
 from .builders import builder_class, resolve_config_name
 from .tasks import TASK_SPECS, TASKS
 
-
 __all__ = [
     "EOS_TOKEN_ID",
     "LISTOPS_SYMBOLS",
@@ -122,8 +121,15 @@ def task_info(task: str, **options: Any) -> TaskInfo:
         vocab_size = len(SPECIAL_TOKENS) + (len(LISTOPS_SYMBOLS) if task == "listops" else 256)
         pad_token_id = PAD_TOKEN_ID
     label_names = builder.label_names(config_name)
-    return TaskInfo(task=task, num_labels=len(label_names), label_names=label_names,
-                    input_kind=kind, max_length=max_length, vocab_size=vocab_size, pad_token_id=pad_token_id)
+    return TaskInfo(
+        task=task,
+        num_labels=len(label_names),
+        label_names=label_names,
+        input_kind=kind,
+        max_length=max_length,
+        vocab_size=vocab_size,
+        pad_token_id=pad_token_id,
+    )
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -134,11 +140,17 @@ def task_info(task: str, **options: Any) -> TaskInfo:
 def _wrap(backend: Tokenizer, task: str, **kwargs: Any) -> PreTrainedTokenizerFast:
     """Give a ``tokenizers`` backend the specials and appended ``<eos>`` every LRA tokenizer has."""
     pad, unk, eos = SPECIAL_TOKENS
-    backend.post_processor = processors.TemplateProcessing(single=f"$A {eos}", pair=f"$A {eos} $B {eos}",
-                                                           special_tokens=[(eos, EOS_TOKEN_ID)])
+    backend.post_processor = processors.TemplateProcessing(
+        single=f"$A {eos}", pair=f"$A {eos} $B {eos}", special_tokens=[(eos, EOS_TOKEN_ID)]
+    )
     return PreTrainedTokenizerFast(
-        tokenizer_object=backend, pad_token=pad, unk_token=unk, eos_token=eos,
-        model_max_length=TASK_SPECS[task].default_length, clean_up_tokenization_spaces=False, **kwargs,
+        tokenizer_object=backend,
+        pad_token=pad,
+        unk_token=unk,
+        eos_token=eos,
+        model_max_length=TASK_SPECS[task].default_length,
+        clean_up_tokenization_spaces=False,
+        **kwargs,
     )
 
 
@@ -177,8 +189,10 @@ def get_tokenizer(task: str) -> PreTrainedTokenizerFast:
     if task not in TASKS:
         raise ValueError(f"Unknown LRA task {task!r}; the tasks are: {', '.join(TASKS)}")
     if TASK_SPECS[task].input_kind == "pixels":
-        raise ValueError(f"The LRA task {task!r} has no tokenizer: its pixels are used directly "
-                         f"(lra.encode gives pixel_values, or the intensities 0..255 as input_ids)")
+        raise ValueError(
+            f"The LRA task {task!r} has no tokenizer: its pixels are used directly "
+            f"(lra.encode gives pixel_values, or the intensities 0..255 as input_ids)"
+        )
     return _listops_tokenizer() if task == "listops" else _byte_tokenizer(task)
 
 
@@ -187,11 +201,17 @@ def get_tokenizer(task: str) -> PreTrainedTokenizerFast:
 # ---------------------------------------------------------------------------------------------------
 
 
-def _tokenize(tokenizer: PreTrainedTokenizerFast, texts: Sequence[str],
-              max_length: int) -> tuple[list[list[int]], list[bool]]:
+def _tokenize(
+    tokenizer: PreTrainedTokenizerFast, texts: Sequence[str], max_length: int
+) -> tuple[list[list[int]], list[bool]]:
     """Token ids of ``texts`` cut to ``max_length`` (``<eos>`` kept), and whether each text was cut."""
-    encoded = tokenizer(list(texts), truncation=True, max_length=max_length, return_overflowing_tokens=True,
-                        return_attention_mask=False)
+    encoded = tokenizer(
+        list(texts),
+        truncation=True,
+        max_length=max_length,
+        return_overflowing_tokens=True,
+        return_attention_mask=False,
+    )
     # A text longer than max_length comes back as several consecutive rows: keep its first one.
     ids: list[list[int]] = []
     truncated: list[bool] = []
@@ -212,14 +232,22 @@ def _pad_documents(documents: Sequence[Sequence[int]], pad_token_id: int) -> tup
     return ids, mask
 
 
-def _encode_text_batch(batch: Mapping[str, list], *, tokenizer: PreTrainedTokenizerFast, columns: Sequence[str],
-                       max_length: int, truncation: bool) -> dict[str, list]:
+def _encode_text_batch(
+    batch: Mapping[str, list],
+    *,
+    tokenizer: PreTrainedTokenizerFast,
+    columns: Sequence[str],
+    max_length: int,
+    truncation: bool,
+) -> dict[str, list]:
     """``datasets.map`` function: tokenize one or two text columns of a batch."""
     documents = [_tokenize(tokenizer, batch[column], max_length) for column in columns]
     num_truncated = [sum(flags) for flags in zip(*(truncated for _, truncated in documents))]
     if not truncation and any(num_truncated):
-        raise ValueError(f"{sum(num_truncated)} text(s) are longer than max_length={max_length} tokens; LRA cuts "
-                         f"them by design: pass truncation=True (the default) or a larger max_length")
+        raise ValueError(
+            f"{sum(num_truncated)} text(s) are longer than max_length={max_length} tokens; LRA cuts "
+            f"them by design: pass truncation=True (the default) or a larger max_length"
+        )
     if len(columns) == 1:
         input_ids = documents[0][0]
         attention_mask = [[1] * len(ids) for ids in input_ids]
@@ -227,8 +255,12 @@ def _encode_text_batch(batch: Mapping[str, list], *, tokenizer: PreTrainedTokeni
         padded = [_pad_documents(pair, tokenizer.pad_token_id) for pair in zip(*(ids for ids, _ in documents))]
         input_ids = [ids for ids, _ in padded]
         attention_mask = [mask for _, mask in padded]
-    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": batch["label"],
-            "num_truncated": num_truncated}
+    return {
+        "input_ids": input_ids,
+        "attention_mask": attention_mask,
+        "labels": batch["label"],
+        "num_truncated": num_truncated,
+    }
 
 
 def _scale_pixels(batch: dict[str, Any]) -> dict[str, Any]:
@@ -240,9 +272,16 @@ def _scale_pixels(batch: dict[str, Any]) -> dict[str, Any]:
     return {**batch, "pixel_values": scale_pixels(batch["pixel_values"])}
 
 
-def _encode_split(task: str, dataset: datasets.Dataset, *, max_length: int | None,
-                  tokenizer: PreTrainedTokenizerFast | None, truncation: bool, num_proc: int | None,
-                  pixels_as: str) -> datasets.Dataset:
+def _encode_split(
+    task: str,
+    dataset: datasets.Dataset,
+    *,
+    max_length: int | None,
+    tokenizer: PreTrainedTokenizerFast | None,
+    truncation: bool,
+    num_proc: int | None,
+    pixels_as: str,
+) -> datasets.Dataset:
     info = task_info(task)
     if info.input_kind == "pixels":
         if pixels_as == "ids":
@@ -257,25 +296,53 @@ def _encode_split(task: str, dataset: datasets.Dataset, *, max_length: int | Non
     mask = datasets.List(datasets.Value("int8"))
     if info.input_kind == "pair":
         ids, mask = datasets.List(ids), datasets.List(mask)
-    features = datasets.Features({"input_ids": ids, "attention_mask": mask, "labels": dataset.features["label"],
-                                  "num_truncated": datasets.Value("int8")})
+    features = datasets.Features(
+        {
+            "input_ids": ids,
+            "attention_mask": mask,
+            "labels": dataset.features["label"],
+            "num_truncated": datasets.Value("int8"),
+        }
+    )
     encoded = dataset.map(
-        functools.partial(_encode_text_batch, tokenizer=tokenizer, columns=TASK_SPECS[task].text_columns,
-                          max_length=max_length, truncation=truncation),
-        batched=True, remove_columns=dataset.column_names, features=features, num_proc=num_proc,
+        functools.partial(
+            _encode_text_batch,
+            tokenizer=tokenizer,
+            columns=TASK_SPECS[task].text_columns,
+            max_length=max_length,
+            truncation=truncation,
+        ),
+        batched=True,
+        remove_columns=dataset.column_names,
+        features=features,
+        num_proc=num_proc,
         desc=f"Tokenizing {task}",
     )
     num_truncated = int(np.sum(encoded.with_format("numpy")["num_truncated"]))
     if num_truncated:
         unit = "documents" if info.input_kind == "pair" else "sequences"
-        logger.warning("%s %s: truncated %d of %d %s to max_length=%d tokens", task, dataset.split or "split",
-                       num_truncated, len(encoded) * len(TASK_SPECS[task].text_columns), unit, max_length)
+        logger.warning(
+            "%s %s: truncated %d of %d %s to max_length=%d tokens",
+            task,
+            dataset.split or "split",
+            num_truncated,
+            len(encoded) * len(TASK_SPECS[task].text_columns),
+            unit,
+            max_length,
+        )
     return encoded.remove_columns("num_truncated")
 
 
-def encode(task: str, dataset: datasets.Dataset | datasets.DatasetDict, max_length: int | None = None, *,
-           tokenizer: PreTrainedTokenizerFast | None = None, truncation: bool = True, num_proc: int | None = None,
-           pixels_as: Literal["values", "ids"] = "values") -> datasets.Dataset | datasets.DatasetDict:
+def encode(
+    task: str,
+    dataset: datasets.Dataset | datasets.DatasetDict,
+    max_length: int | None = None,
+    *,
+    tokenizer: PreTrainedTokenizerFast | None = None,
+    truncation: bool = True,
+    num_proc: int | None = None,
+    pixels_as: Literal["values", "ids"] = "values",
+) -> datasets.Dataset | datasets.DatasetDict:
     """Turn an LRA split (or all splits) from :func:`lra.load_lra` into model inputs.
 
     * ``listops``, ``text``: ``input_ids`` (int32, ending in ``<eos>``), ``attention_mask`` and
@@ -300,8 +367,9 @@ def encode(task: str, dataset: datasets.Dataset | datasets.DatasetDict, max_leng
     """
     if pixels_as not in ("values", "ids"):
         raise ValueError(f"pixels_as must be 'values' or 'ids', got {pixels_as!r}")
-    kwargs = dict(max_length=max_length, tokenizer=tokenizer, truncation=truncation, num_proc=num_proc,
-                  pixels_as=pixels_as)
+    kwargs = dict(
+        max_length=max_length, tokenizer=tokenizer, truncation=truncation, num_proc=num_proc, pixels_as=pixels_as
+    )
     if isinstance(dataset, datasets.DatasetDict):
         return datasets.DatasetDict({split: _encode_split(task, part, **kwargs) for split, part in dataset.items()})
     return _encode_split(task, dataset, **kwargs)

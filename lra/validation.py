@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-
 __all__ = ["check_int"]
 
 

@@ -29,7 +29,12 @@ def smoke_runs(tmp_path_factory):
     }
     processes = {
         name: subprocess.Popen(
-            [*command, "--out", str(out)], cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            [*command, "--out", str(out)],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         for name, command in commands.items()
     }
@@ -92,8 +97,15 @@ def test_train_throughput_smoke_writes_results(smoke_runs):
     returncode, output = results["train"]
     assert returncode == 0, output[-4000:]
     rows = read_csv(out / "train_throughput_cpu.csv")
-    assert {"task", "attention_type", "attn_implementation", "step_ms", "tokens_per_s", "peak_mem_mib",
-            "time_vs_softmax"} <= set(rows[0])  # fmt: skip
+    assert {
+        "task",
+        "attention_type",
+        "attn_implementation",
+        "step_ms",
+        "tokens_per_s",
+        "peak_mem_mib",
+        "time_vs_softmax",
+    } <= set(rows[0])
     assert [r["attention_type"] for r in rows] == ["las", "las_chunk", "softmax"]
     for row in rows:
         assert row["status"] == "ok" and row["attn_implementation"] == "sdpa"  # the CPU default
@@ -141,11 +153,38 @@ def test_check_skips_a_reference_over_its_memory_budget(tmp_path, capsys):
     # reference (4 x 2 heads x 64^2 x 4 bytes = 128 KiB) is over the 40 KB budget: skipped with a
     # message; the LaS-chunk reference (chunks of 32: 32 KiB) fits and is checked.
     attention = _import_attention_benchmark()
-    status = attention.main([
-        "--device", "cpu", "--lengths", "64", "--head-dims", "8", "--heads", "2", "--batch", "1",
-        "--methods", "las_sdpa", "las_chunk", "sdpa", "--chunk-size", "32", "--mode", "fwd", "--repeats", "1",
-        "--warmup", "0", "--check", "--max-reference-bytes", "40000", "--no-plot", "--out", str(tmp_path),
-    ])  # fmt: skip
+    status = attention.main(
+        [
+            "--device",
+            "cpu",
+            "--lengths",
+            "64",
+            "--head-dims",
+            "8",
+            "--heads",
+            "2",
+            "--batch",
+            "1",
+            "--methods",
+            "las_sdpa",
+            "las_chunk",
+            "sdpa",
+            "--chunk-size",
+            "32",
+            "--mode",
+            "fwd",
+            "--repeats",
+            "1",
+            "--warmup",
+            "0",
+            "--check",
+            "--max-reference-bytes",
+            "40000",
+            "--no-plot",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     assert status == 0
     assert "--check: skipped at L=64 (the float32 reference needs" in capsys.readouterr().out
     rows = {r["method"]: r for r in read_csv(tmp_path / "attention_cpu.csv")}
@@ -158,14 +197,25 @@ def test_targets_judge_las_sdpa_against_sdpa():
     attention = _import_attention_benchmark()
 
     def row(method, length, mode, time_ms, mem):
-        return dict(dtype="float32", head_dim=32, mode=mode, method=method, length=length, status="ok",
-                    time_ms=time_ms, peak_mem_mib=mem)  # fmt: skip
+        return dict(
+            dtype="float32",
+            head_dim=32,
+            mode=mode,
+            method=method,
+            length=length,
+            status="ok",
+            time_ms=time_ms,
+            peak_mem_mib=mem,
+        )
 
     rows = [
-        row("las_sdpa", 1024, "fwd_bwd", 12.0, 2.0), row("sdpa", 1024, "fwd_bwd", 10.0, 1.0),
-        row("las_sdpa", 4096, "fwd_bwd", 14.0, 1.2), row("sdpa", 4096, "fwd_bwd", 10.0, 1.0),
-        row("las_sdpa", 2048, "fwd", 13.0, 1.0), row("sdpa", 2048, "fwd", 10.0, 1.0),
-    ]  # fmt: skip
+        row("las_sdpa", 1024, "fwd_bwd", 12.0, 2.0),
+        row("sdpa", 1024, "fwd_bwd", 10.0, 1.0),
+        row("las_sdpa", 4096, "fwd_bwd", 14.0, 1.2),
+        row("sdpa", 4096, "fwd_bwd", 10.0, 1.0),
+        row("las_sdpa", 2048, "fwd", 13.0, 1.0),
+        row("sdpa", 2048, "fwd", 10.0, 1.0),
+    ]
     table = {(r[0], r[2]): r[4] for r in attention.evaluate_targets(rows, "cpu")}
     assert table[("LaS sdpa training time / SDPA's, L=1K", "1.200")] == "PASS"
     assert table[("LaS sdpa training time / SDPA's, L=4K", "1.400")] == "FAIL"
@@ -182,10 +232,24 @@ def test_lra_listops_gpu_stage_rehearsed_on_cpu(tmp_path):
     pytest.importorskip("datasets")
     pytest.importorskip("evaluate")
     results, out = tmp_path / "results", tmp_path / "out"
-    env = {**os.environ, "PYTHON": sys.executable, "LRA_TINY": "1", "TAG": "cpu-tiny", "RESULTS": str(results),
-           "OUT": str(out), "LRA_WORK_DIR": str(tmp_path / "work"), "OMP_NUM_THREADS": "1"}  # fmt: skip
-    process = subprocess.run(["bash", str(BENCHMARKS / "gpu_check.sh"), "lra_listops_gpu"], cwd=REPO_ROOT, env=env,
-                             capture_output=True, text=True, timeout=TIMEOUT_S)  # fmt: skip
+    env = {
+        **os.environ,
+        "PYTHON": sys.executable,
+        "LRA_TINY": "1",
+        "TAG": "cpu-tiny",
+        "RESULTS": str(results),
+        "OUT": str(out),
+        "LRA_WORK_DIR": str(tmp_path / "work"),
+        "OMP_NUM_THREADS": "1",
+    }
+    process = subprocess.run(
+        ["bash", str(BENCHMARKS / "gpu_check.sh"), "lra_listops_gpu"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+    )
     assert process.returncode == 0, process.stdout[-4000:] + process.stderr[-2000:]
     assert "stages: lra_listops_gpu" in process.stdout and "=== [lra_listops_gpu] OK" in process.stdout
     assert "attention.py" not in process.stdout  # only the selected stage ran
@@ -199,8 +263,13 @@ def test_lra_listops_gpu_stage_rehearsed_on_cpu(tmp_path):
 
 
 def test_gpu_check_rejects_an_unknown_stage(tmp_path):
-    process = subprocess.run(["bash", str(BENCHMARKS / "gpu_check.sh"), "no_such_stage"], cwd=REPO_ROOT,
-                             env={**os.environ, "OUT": str(tmp_path)}, capture_output=True, text=True)  # fmt: skip
+    process = subprocess.run(
+        ["bash", str(BENCHMARKS / "gpu_check.sh"), "no_such_stage"],
+        cwd=REPO_ROOT,
+        env={**os.environ, "OUT": str(tmp_path)},
+        capture_output=True,
+        text=True,
+    )
     assert process.returncode == 2 and "unknown stage 'no_such_stage'" in process.stderr
 
 

@@ -70,8 +70,14 @@ def test_cached_greedy_generation_equals_full_forwards(attention_type, pool_size
     reference = lm(implementation="eager", attention_type=attention_type, las_pool_size=pool_size)
     ids, mask = left_padded_batch()
     with torch.no_grad():
-        out = model.generate(ids, attention_mask=mask, max_new_tokens=8, do_sample=False, output_logits=True,
-                             return_dict_in_generate=True)  # fmt: skip
+        out = model.generate(
+            ids,
+            attention_mask=mask,
+            max_new_tokens=8,
+            do_sample=False,
+            output_logits=True,
+            return_dict_in_generate=True,
+        )
         expected_ids, expected_logits = greedy_by_full_forwards(reference, ids, mask, 8)
     assert isinstance(out.past_key_values if hasattr(out, "past_key_values") else out.cache, DynamicCache)
     assert torch.equal(out.sequences, expected_ids)
@@ -85,8 +91,14 @@ def test_flex_model_generates_as_eager_full_forwards():
     reference = lm(implementation="eager", attention_type="las_chunk")
     ids, mask = left_padded_batch()
     with torch.no_grad():
-        out = model.generate(ids, attention_mask=mask, max_new_tokens=6, do_sample=False, output_logits=True,
-                             return_dict_in_generate=True)  # fmt: skip
+        out = model.generate(
+            ids,
+            attention_mask=mask,
+            max_new_tokens=6,
+            do_sample=False,
+            output_logits=True,
+            return_dict_in_generate=True,
+        )
         expected_ids, expected_logits = greedy_by_full_forwards(reference, ids, mask, 6)
     assert torch.equal(out.sequences, expected_ids)
     assert max((g - e).abs().max().item() for g, e in zip(out.logits, expected_logits)) < 1e-5
@@ -112,8 +124,15 @@ def test_beam_search_runs_on_the_cache():
     model = lm()
     ids, mask = left_padded_batch(lengths=(5, 3), width=5)
     with torch.no_grad():
-        out = model.generate(ids, attention_mask=mask, max_new_tokens=5, num_beams=3, do_sample=False,
-                             output_scores=True, return_dict_in_generate=True)  # fmt: skip
+        out = model.generate(
+            ids,
+            attention_mask=mask,
+            max_new_tokens=5,
+            num_beams=3,
+            do_sample=False,
+            output_scores=True,
+            return_dict_in_generate=True,
+        )
         rescored = model(out.sequences, attention_mask=torch.cat([mask, torch.ones(2, 5, dtype=torch.long)], 1)).logits
     log_probs = rescored[:, 4:-1].log_softmax(-1).gather(-1, out.sequences[:, 5:, None]).sum((1, 2))
     assert torch.allclose(out.sequences_scores * 5, log_probs, atol=1e-4)
@@ -246,12 +265,32 @@ def test_lm_example_runs_end_to_end(tmp_path):
     corpus.mkdir()
     for i in range(10):
         (corpus / f"module_{i}.py").write_text(f"def function_{i}(x):\n    return x * {i} + {i}\n" * 20)
-    results = run_lm.main([
-        "--corpus_dir", str(corpus), "--output_dir", str(tmp_path / "out"), "--epochs", "2", "--steps_per_epoch", "3",
-        "--context", "32", "--batch_size", "4", "--eval_windows", "4", "--hidden_size", "16",
-        "--num_hidden_layers", "1",
-        "--num_attention_heads", "2", "--sample_tokens", "5",
-    ])  # fmt: skip
+    results = run_lm.main(
+        [
+            "--corpus_dir",
+            str(corpus),
+            "--output_dir",
+            str(tmp_path / "out"),
+            "--epochs",
+            "2",
+            "--steps_per_epoch",
+            "3",
+            "--context",
+            "32",
+            "--batch_size",
+            "4",
+            "--eval_windows",
+            "4",
+            "--hidden_size",
+            "16",
+            "--num_hidden_layers",
+            "1",
+            "--num_attention_heads",
+            "2",
+            "--sample_tokens",
+            "5",
+        ]
+    )
     assert [r["variant"] for r in results] == ["las", "softmax", "decay_only"]
     for r in results:
         assert len(r["history"]) == 2 and all(h["validation_perplexity"] < 256 for h in r["history"])

@@ -30,11 +30,17 @@ STEPS = 4
 
 def _args(data_dir: Path, cache_dir: Path, output_dir: Path, per_device_batch: int) -> list[str]:
     return tiny_run_args(
-        "listops", data_dir, output_dir, cache_dir,
-        "--max_steps", str(STEPS),
-        "--per_device_train_batch_size", str(per_device_batch),
-        "--dataloader_drop_last", "True",
-    )  # fmt: skip
+        "listops",
+        data_dir,
+        output_dir,
+        cache_dir,
+        "--max_steps",
+        str(STEPS),
+        "--per_device_train_batch_size",
+        str(per_device_batch),
+        "--dataloader_drop_last",
+        "True",
+    )
 
 
 def _training_logs(output_dir: Path) -> list[dict]:
@@ -50,13 +56,29 @@ def test_two_process_run_matches_one_process_run(tmp_path):
     two = tmp_path / "two-processes"
     # One thread per process: the two ranks share the machine's cores. This checkout's modules, even where the
     # interpreter has another copy installed (editable).
-    env = {**os.environ, "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+    }
     completed = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         str(REPO_ROOT / "examples" / "run_lra.py"), *_args(data_dir, cache_dir, two, GLOBAL_BATCH // 2),
-         "--ddp_backend", "gloo"],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            str(REPO_ROOT / "examples" / "run_lra.py"),
+            *_args(data_dir, cache_dir, two, GLOBAL_BATCH // 2),
+            "--ddp_backend",
+            "gloo",
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert completed.returncode == 0, completed.stderr[-4000:]
 

@@ -22,8 +22,13 @@ def _tiny_bert_config(**kwargs):
     from transformers import BertConfig
 
     return BertConfig(
-        vocab_size=32, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=32, max_position_embeddings=64, **kwargs,
+        vocab_size=32,
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=64,
+        **kwargs,
     )
 
 
@@ -60,7 +65,9 @@ def test_create_upload_download_roundtrip(
     assert stored["single.txt"] == b"single file\n"
     assert loopback_hub.lfs_files(repo_id) == {"weights.safetensors"}
     assert [c.title for c in loopback_hub.commits(repo_id)] == [
-        "add folder", "Upload single.txt with huggingface_hub", "initial commit",
+        "add folder",
+        "Upload single.txt with huggingface_hub",
+        "initial commit",
     ]
 
     hub_env(monkeypatch, loopback_hub, tmp_path / "fresh-cache")
@@ -121,7 +128,9 @@ def test_branches_tags_history_and_tree_metadata(loopback_hub: LoopbackHub) -> N
 
     with pytest.raises(HfHubHTTPError) as stale:
         api.create_commit(
-            repo_id, operations=[CommitOperationAdd("b.txt", b"b")], commit_message="stale",
+            repo_id,
+            operations=[CommitOperationAdd("b.txt", b"b")],
+            commit_message="stale",
             parent_commit=loopback_hub.commits(repo_id)[-1].oid,
         )
     assert stale.value.response.status_code == 412
@@ -190,11 +199,13 @@ def test_trainer_pushes_checkpoints(loopback_hub: LoopbackHub, tmp_path: Path) -
 
     torch.manual_seed(0)
     model = BertForSequenceClassification(_tiny_bert_config(num_labels=2))
-    train = datasets.Dataset.from_dict({
-        "input_ids": [[2, 5 + i % 4, 6, 3] for i in range(8)],
-        "attention_mask": [[1, 1, 1, 1]] * 8,
-        "labels": [i % 2 for i in range(8)],
-    })
+    train = datasets.Dataset.from_dict(
+        {
+            "input_ids": [[2, 5 + i % 4, 6, 3] for i in range(8)],
+            "attention_mask": [[1, 1, 1, 1]] * 8,
+            "labels": [i % 2 for i in range(8)],
+        }
+    )
     args = TrainingArguments(
         output_dir=str(tmp_path / "run"),
         max_steps=2,

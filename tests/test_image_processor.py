@@ -26,9 +26,16 @@ def pixel_checkpoint(folder: Path, side: int = 32) -> LaSForSequenceClassificati
     """A tiny CIFAR-10 pixel model saved as run_lra saves one: model, remote code and image processor."""
     torch.manual_seed(0)
     config = LaSConfig(
-        input_type="pixels", hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
-        max_position_embeddings=side * side, pad_token_id=None, num_labels=len(CIFAR10_NAMES),
-        id2label=dict(enumerate(CIFAR10_NAMES)), label2id={name: i for i, name in enumerate(CIFAR10_NAMES)},
+        input_type="pixels",
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=side * side,
+        pad_token_id=None,
+        num_labels=len(CIFAR10_NAMES),
+        id2label=dict(enumerate(CIFAR10_NAMES)),
+        label2id={name: i for i, name in enumerate(CIFAR10_NAMES)},
     )
     model = LaSForSequenceClassification(config).eval()
     model.save_pretrained(folder)
@@ -94,11 +101,19 @@ def test_pipeline_through_remote_code_where_the_package_is_not_installed(tmp_pat
     (tmp_path / "run.py").write_text(REMOTE_PIPELINE_SCRIPT)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(HF_MODULES_CACHE=str(tmp_path / "modules"), HF_HUB_OFFLINE="1")
-    result = subprocess.run([sys.executable, str(tmp_path / "run.py"), str(tmp_path / "checkpoint"), str(png)],
-                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, str(tmp_path / "run.py"), str(tmp_path / "checkpoint"), str(png)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
-    assert report["model"].startswith("transformers_modules") and report["processor"].startswith("transformers_modules")
+    assert report["model"].startswith("transformers_modules") and report["processor"].startswith(
+        "transformers_modules"
+    )
     assert pipeline_scores(report["predictions"]) == pytest.approx(expected, abs=1e-6)
 
 
@@ -110,7 +125,8 @@ def test_auto_classes_load_a_pixel_checkpoint(tmp_path: Path) -> None:
     auto_map = json.loads((tmp_path / "checkpoint/config.json").read_text())["auto_map"]
     assert auto_map["AutoModelForImageClassification"] == "modeling_las.LaSForImageClassification"
     assert json.loads((tmp_path / "checkpoint/preprocessor_config.json").read_text())["auto_map"] == {
-        "AutoImageProcessor": "image_processing_las.LaSImageProcessor"}
+        "AutoImageProcessor": "image_processing_las.LaSImageProcessor"
+    }
     with pytest.raises(ValueError, match="needs a pixel model"):
         LaSForImageClassification(LaSConfig(hidden_size=16, num_attention_heads=2))
 
@@ -121,8 +137,13 @@ def test_every_input_kind_gives_the_builders_grayscale() -> None:
     expected = np.floor(rgb.astype(np.float64) @ [0.299, 0.587, 0.114] + 0.5 + 1e-9).astype(np.uint8)
     assert np.array_equal(rgb_to_grayscale(rgb), expected)
     processor = LaSImageProcessor(size={"height": 6, "width": 5})
-    inputs = [Image.fromarray(rgb), Image.fromarray(rgb).convert("RGBA"), rgb, torch.from_numpy(rgb).permute(2, 0, 1),
-              torch.from_numpy(rgb).permute(2, 0, 1).float() / 255]
+    inputs = [
+        Image.fromarray(rgb),
+        Image.fromarray(rgb).convert("RGBA"),
+        rgb,
+        torch.from_numpy(rgb).permute(2, 0, 1),
+        torch.from_numpy(rgb).permute(2, 0, 1).float() / 255,
+    ]
     for image in inputs:
         values = processor(image, return_tensors="pt")["pixel_values"]
         assert values.dtype == torch.float32 and values.shape == (1, 30)

@@ -10,14 +10,14 @@ import torch.nn.functional as F
 
 import las_attention as las_attention_module
 from las_attention import (
+    flex_bucket_length,
     las_attention,
     las_attention_reference,
     las_attention_step,
-    las_smooth_new_values,
     las_chunk_mask,
     las_decay_score_mod,
-    flex_bucket_length,
     las_flex_block_mask,
+    las_smooth_new_values,
     smooth_along,
 )
 
@@ -46,8 +46,16 @@ def chunk_reference(query, key, value, alphas, pool_size, pool_mode, is_causal, 
         for start in range(first, query.shape[2], chunk_size):
             span = slice(start, start + chunk_size)
             piece_mask = None if mask is None else mask[b : b + 1, span]
-            pieces.append(las_attention_reference(*(t[b : b + 1, :, span] for t in (query, key, value)), alphas,
-                                                  pool_size, pool_mode, is_causal, piece_mask))  # fmt: skip
+            pieces.append(
+                las_attention_reference(
+                    *(t[b : b + 1, :, span] for t in (query, key, value)),
+                    alphas,
+                    pool_size,
+                    pool_mode,
+                    is_causal,
+                    piece_mask,
+                )
+            )
         rows.append(torch.cat(pieces, dim=2))
     return torch.cat(rows, dim=0)
 
@@ -63,9 +71,7 @@ def test_eager_equals_definition(dtype, tolerance, is_causal, pool_size, pool_mo
     expected = las_attention_reference(query, key, value, ALPHAS.to(dtype), pool_size, pool_mode, is_causal, mask)
     # A block size that does not divide the length exercises the blocked kernel and its last short block.
     for block in (16, 512):
-        got = las_attention(
-            query, key, value, ALPHAS, pool_size, pool_mode, is_causal, mask, query_block_size=block
-        )
+        got = las_attention(query, key, value, ALPHAS, pool_size, pool_mode, is_causal, mask, query_block_size=block)
         assert got.shape == expected.shape
         assert (got - expected).abs().max().item() < tolerance
 
@@ -99,21 +105,32 @@ def test_batch_tiles_give_the_definition_and_its_gradients(monkeypatch, chunk_si
     if chunk_size is None:
         expected = las_attention_reference(*reference, ALPHAS.double(), 3, "symmetric", True, mask)
     else:  # LaS-chunk is LaS on each chunk
-        expected = torch.cat([
-            las_attention_reference(*(t[:, :, start:start + chunk_size] for t in reference), ALPHAS.double(), 3,
-                                    "symmetric", True, mask[:, start:start + chunk_size])
-            for start in range(0, 41, chunk_size)
-        ], dim=2)  # fmt: skip
+        expected = torch.cat(
+            [
+                las_attention_reference(
+                    *(t[:, :, start : start + chunk_size] for t in reference),
+                    ALPHAS.double(),
+                    3,
+                    "symmetric",
+                    True,
+                    mask[:, start : start + chunk_size],
+                )
+                for start in range(0, 41, chunk_size)
+            ],
+            dim=2,
+        )
     (expected * weights).sum().backward()
     assert torch.allclose(output, expected, atol=1e-10)
     for ours, theirs in zip(leaves, reference):
         assert torch.allclose(ours.grad, theirs.grad, atol=1e-10)
     with torch.no_grad():
-        _, probs = las_attention(*tensors, ALPHAS, 3, "symmetric", True, mask, query_block_size=8,
-                                 return_attention_weights=True)  # fmt: skip
+        _, probs = las_attention(
+            *tensors, ALPHAS, 3, "symmetric", True, mask, query_block_size=8, return_attention_weights=True
+        )
         monkeypatch.undo()
-        _, untiled = las_attention(*tensors, ALPHAS, 3, "symmetric", True, mask, query_block_size=64,
-                                   return_attention_weights=True)  # fmt: skip
+        _, untiled = las_attention(
+            *tensors, ALPHAS, 3, "symmetric", True, mask, query_block_size=64, return_attention_weights=True
+        )
     torch.testing.assert_close(probs, untiled)
 
 
@@ -168,7 +185,9 @@ def test_decay_is_multiplicative_not_additive():
     query = torch.ones(1, 1, length, 4, dtype=torch.float64)
     key = -torch.ones(1, 1, length, 4, dtype=torch.float64)
     value = torch.randn(1, 1, length, 4, dtype=torch.float64)
-    _, weights = las_attention(query, key, value, torch.tensor([2.0]), 1, "symmetric", True, return_attention_weights=True)
+    _, weights = las_attention(
+        query, key, value, torch.tensor([2.0]), 1, "symmetric", True, return_attention_weights=True
+    )
     last_row = weights[0, 0, -1]
     assert last_row[0] > last_row[-1]
     assert torch.allclose(last_row.sum(), torch.tensor(1.0, dtype=torch.float64))
@@ -204,7 +223,9 @@ def test_chunk_equals_las_on_each_chunk(pool_mode, is_causal, length, real_lengt
         span = slice(start, start + 16)
         piece_mask = mask[:, span] if mask is not None else None
         pieces.append(
-            las_attention(query[:, :, span], key[:, :, span], value[:, :, span], ALPHAS, 3, pool_mode, is_causal, piece_mask)
+            las_attention(
+                query[:, :, span], key[:, :, span], value[:, :, span], ALPHAS, 3, pool_mode, is_causal, piece_mask
+            )
         )
     expected = torch.cat(pieces, dim=2)
     assert (chunked - expected).abs().max().item() < 1e-12
@@ -220,7 +241,9 @@ def test_fully_padded_rows_give_zeros_not_nan_in_low_precision():
         output = las_attention(query, key, value, ALPHAS, 3, "symmetric", True, mask, query_block_size=16)
         assert not torch.isnan(output).any()
         assert output[1].abs().max() == 0
-        reference = las_attention_reference(*(t.double() for t in (query, key, value)), ALPHAS.double(), 3, "symmetric", True, mask)
+        reference = las_attention_reference(
+            *(t.double() for t in (query, key, value)), ALPHAS.double(), 3, "symmetric", True, mask
+        )
         assert (output[0].double() - reference[0]).abs().max() < 0.05
 
 
@@ -257,8 +280,9 @@ def test_sdpa_equals_definition_with_gradients(dtype, tolerance, pool_size, pool
     ]
     upstream = torch.randn(2, 4, 45, 8, dtype=dtype, generator=torch.Generator().manual_seed(4))
     ours = [t.clone().requires_grad_() for t in tensors]
-    output = las_attention(*ours, SDPA_ALPHAS, pool_size, pool_mode, True, mask, chunk_size, implementation="sdpa",
-                           query_block_size=16)  # fmt: skip
+    output = las_attention(
+        *ours, SDPA_ALPHAS, pool_size, pool_mode, True, mask, chunk_size, implementation="sdpa", query_block_size=16
+    )
     (output * upstream).sum().backward()
     theirs = [t.clone().requires_grad_() for t in tensors]
     if chunk_size is None:
@@ -290,8 +314,9 @@ def test_sdpa_half_precision_error_is_that_of_plain_sdpa(dtype):
     mask = padding_mask(2, 300, [300, 211])
     alphas = torch.tensor([0.0, 0.01, 0.1, 0.5])
     truth = las_attention_reference(query, key, value, alphas.double(), 3, "symmetric", True, mask)
-    ours = las_attention(*(t.to(dtype) for t in (query, key, value)), alphas, 3, "symmetric", True, mask,
-                         implementation="sdpa")  # fmt: skip
+    ours = las_attention(
+        *(t.to(dtype) for t in (query, key, value)), alphas, 3, "symmetric", True, mask, implementation="sdpa"
+    )
     assert torch.isfinite(ours).all()
     las_error = (ours.double() - truth).abs().max().item()
     plain_truth = F.scaled_dot_product_attention(query, key, value, is_causal=True)
@@ -303,7 +328,9 @@ def test_sdpa_half_precision_error_is_that_of_plain_sdpa(dtype):
 def test_sdpa_dropout_is_sdpa_dropout():
     query, key, value = make_qkv(heads=4, length=40, seed=6)
     torch.manual_seed(0)
-    dropped = las_attention(query, key, value, torch.zeros(4), 1, "symmetric", True, dropout=0.5, implementation="sdpa")
+    dropped = las_attention(
+        query, key, value, torch.zeros(4), 1, "symmetric", True, dropout=0.5, implementation="sdpa"
+    )
     torch.manual_seed(0)
     plain = F.scaled_dot_product_attention(query, key, value, dropout_p=0.5, is_causal=True)
     assert torch.equal(dropped, plain)
@@ -328,7 +355,9 @@ def test_flex_forward_equals_eager_on_cpu():
     with torch.no_grad():
         for pool_mode, is_causal in (("symmetric", True), ("causal", False)):
             eager = las_attention(query, key, value, ALPHAS, 3, pool_mode, is_causal, mask)
-            flex = las_attention(query, key, value, ALPHAS, 3, pool_mode, is_causal, mask, implementation="flex_attention")
+            flex = las_attention(
+                query, key, value, ALPHAS, 3, pool_mode, is_causal, mask, implementation="flex_attention"
+            )
             assert (flex - eager).abs().max().item() < 1e-5
 
 
@@ -407,7 +436,14 @@ def test_flex_block_mask_equals_create_block_mask(length, chunk_size):
             assert ours is None
             continue
         assert ours.BLOCK_SIZE == expected.BLOCK_SIZE and ours.seq_lengths == expected.seq_lengths
-        for name in ("kv_num_blocks", "kv_indices", "full_kv_num_blocks", "full_kv_indices", "q_num_blocks", "q_indices"):
+        for name in (
+            "kv_num_blocks",
+            "kv_indices",
+            "full_kv_num_blocks",
+            "full_kv_indices",
+            "q_num_blocks",
+            "q_indices",
+        ):
             assert torch.equal(getattr(ours, name), getattr(expected, name)), (name, is_causal)
         assert torch.equal(ours.to_dense(), expected.to_dense())
 
@@ -455,9 +491,17 @@ def test_cached_steps_are_the_rows_of_the_definition(implementation, pool_size, 
         step = las_smooth_new_values(value[:, :, start:stop], raw, pool_size, mask[:, :stop], chunk_size)
         step_smoothed, step_raw = step
         smoothed, raw = torch.cat([smoothed, step_smoothed], 2), torch.cat([raw, step_raw], 2)
-        output = las_attention_step(query[:, :, start:stop], key[:, :, :stop], smoothed, ALPHAS, pool_size,
-                                    mask[:, :stop], chunk_size, implementation=implementation,
-                                    query_block_size=2)  # fmt: skip
+        output = las_attention_step(
+            query[:, :, start:stop],
+            key[:, :, :stop],
+            smoothed,
+            ALPHAS,
+            pool_size,
+            mask[:, :stop],
+            chunk_size,
+            implementation=implementation,
+            query_block_size=2,
+        )
         assert (output - expected[:, :, start:stop]).abs().max().item() < 1e-10, start
 
 
@@ -466,11 +510,13 @@ def test_cached_step_attention_weights_are_the_rows_of_the_full_matrix():
     mask = torch.ones(2, 30, dtype=torch.long)
     mask[0, :4] = 0
     for chunk_size in (None, 7):
-        _, full = las_attention(query, key, value, ALPHAS, 3, "causal", True, mask, chunk_size,
-                                return_attention_weights=True)  # fmt: skip
+        _, full = las_attention(
+            query, key, value, ALPHAS, 3, "causal", True, mask, chunk_size, return_attention_weights=True
+        )
         smoothed, _ = las_smooth_new_values(value, None, 3, mask, chunk_size)
-        _, rows = las_attention_step(query[:, :, 26:], key, smoothed, ALPHAS, 3, mask, chunk_size,
-                                     return_attention_weights=True)  # fmt: skip
+        _, rows = las_attention_step(
+            query[:, :, 26:], key, smoothed, ALPHAS, 3, mask, chunk_size, return_attention_weights=True
+        )
         assert (rows - full[:, :, 26:]).abs().max().item() < 1e-6
 
 

@@ -19,11 +19,11 @@ import lra
 from lra.builders import LRADataNotFoundError, LRAFormatError
 from tests.support.hub_server import LoopbackHub
 from tests.utils import (
-    REPO_ROOT,
     CIFAR10_NAMES,
     IMDB_REVIEWS,
     MNIST_FILES,
     PATHFINDER_EMPTY_IMAGE,
+    REPO_ROOT,
     RETRIEVAL_ROWS,
     cifar_batch,
     idx_bytes,
@@ -77,9 +77,11 @@ def test_text_reads_aclimdb_folder_and_tarball_alike(tmp_path: Path, cache: Path
     assert dataset["train"].features["label"].names == ["neg", "pos"]
 
     def expected(split: str) -> list[dict]:  # neg then pos, files in numeric order of their names
-        return [{"text": reviews[name], "label": label}
-                for label, (_, reviews) in enumerate(sorted(IMDB_REVIEWS[split].items()))
-                for name in sorted(reviews, key=lambda name: int(name.split("_")[0]))]
+        return [
+            {"text": reviews[name], "label": label}
+            for label, (_, reviews) in enumerate(sorted(IMDB_REVIEWS[split].items()))
+            for name in sorted(reviews, key=lambda name: int(name.split("_")[0]))
+        ]
 
     assert _rows(dataset["train"]) == expected("train")  # train/unsup is not part of the task
     assert _rows(dataset["test"]) == expected("test")
@@ -90,8 +92,10 @@ def test_retrieval_keeps_quotes_and_reads_float_labels(tmp_path: Path, cache: Pa
     dataset = lra.load_lra("retrieval", make_retrieval_release(tmp_path), cache_dir=cache)
     assert dataset["train"].features["label"].names == ["unrelated", "related"]
     for split, source in (("train", "train"), ("validation", "eval"), ("test", "test")):
-        assert _rows(dataset[split]) == [{"text1": text1, "text2": text2, "label": int(float(label))}
-                                         for label, _, _, text1, text2 in RETRIEVAL_ROWS[source]]
+        assert _rows(dataset[split]) == [
+            {"text1": text1, "text2": text2, "label": int(float(label))}
+            for label, _, _, text1, text2 in RETRIEVAL_ROWS[source]
+        ]
     assert dataset["train"][1]["text1"] == '"Unbalanced quote at the start'
     assert dataset["train"][2]["text2"] == 'He said ""twice"" here.'
 
@@ -108,8 +112,11 @@ def test_image_is_rounded_luma_with_last_tenth_as_validation(tmp_path: Path, cac
 
     luma, labels = luma_and_labels([f"data_batch_{index}" for index in range(1, 6)])
     test_luma, test_labels = luma_and_labels(["test_batch"])
-    expected = {"train": (luma[:18], labels[:18]), "validation": (luma[18:], labels[18:]),
-                "test": (test_luma, test_labels)}
+    expected = {
+        "train": (luma[:18], labels[:18]),
+        "validation": (luma[18:], labels[18:]),
+        "test": (test_luma, test_labels),
+    }
     for split, (split_luma, split_labels) in expected.items():
         pixels = np.asarray(dataset[split]["pixels"])
         assert pixels.shape == (len(split_labels), 1024)
@@ -119,8 +126,10 @@ def test_image_is_rounded_luma_with_last_tenth_as_validation(tmp_path: Path, cac
 
 
 def _expected_pathfinder(indices: range, resolution: int) -> list[dict]:
-    return [{"pixels": pathfinder_image(index, resolution).reshape(-1).tolist(), "label": pathfinder_label(index)}
-            for index in indices]
+    return [
+        {"pixels": pathfinder_image(index, resolution).reshape(-1).tolist(), "label": pathfinder_label(index)}
+        for index in indices
+    ]
 
 
 def test_pathfinder_follows_integer_metadata_order_and_splits_80_10_10(tmp_path: Path, cache: Path) -> None:
@@ -153,12 +162,16 @@ def test_pathx_is_pathfinder128(tmp_path: Path, cache: Path) -> None:
     [
         ("retrieval", make_retrieval_release, ["", "lra_release", "lra_release/tsv_data"]),
         ("listops", make_listops_release, ["", "listops-1000"]),
-        ("pathfinder", make_pathfinder_release,
-         ["", "lra_release", "lra_release/pathfinder32", "lra_release/pathfinder32/curv_contour_length_14"]),
+        (
+            "pathfinder",
+            make_pathfinder_release,
+            ["", "lra_release", "lra_release/pathfinder32", "lra_release/pathfinder32/curv_contour_length_14"],
+        ),
     ],
 )
-def test_data_dir_may_be_archive_root_doubled_root_or_task_folder(tmp_path: Path, cache: Path, task, make,
-                                                                     levels) -> None:
+def test_data_dir_may_be_archive_root_doubled_root_or_task_folder(
+    tmp_path: Path, cache: Path, task, make, levels
+) -> None:
     archive = make(tmp_path)  # <tmp>/lra_release
     reference = None
     for level in [".."] + levels:  # ".." is the folder holding the archive
@@ -170,13 +183,19 @@ def test_data_dir_may_be_archive_root_doubled_root_or_task_folder(tmp_path: Path
 def test_all_fixtures_load(tmp_path: Path, cache: Path) -> None:
     data_dirs = make_all_releases(tmp_path)
     assert set(data_dirs) == set(lra.TASKS)
-    sizes = {task: {split: len(part) for split, part in lra.load_lra(task, data_dirs[task], cache_dir=cache).items()}
-             for task in lra.TASKS}
+    sizes = {
+        task: {split: len(part) for split, part in lra.load_lra(task, data_dirs[task], cache_dir=cache).items()}
+        for task in lra.TASKS
+    }
     assert sizes == {
-        "listops": {"train": 20, "validation": 5, "test": 5}, "text": {"train": 6, "validation": 4, "test": 4},
-        "retrieval": {"train": 8, "validation": 3, "test": 3}, "image": {"train": 18, "validation": 2, "test": 4},
-        "pathfinder": {"train": 18, "validation": 2, "test": 2}, "pathx": {"train": 8, "validation": 1, "test": 1},
-        "smnist": {"train": 18, "validation": 2, "test": 5}, "pmnist": {"train": 18, "validation": 2, "test": 5},
+        "listops": {"train": 20, "validation": 5, "test": 5},
+        "text": {"train": 6, "validation": 4, "test": 4},
+        "retrieval": {"train": 8, "validation": 3, "test": 3},
+        "image": {"train": 18, "validation": 2, "test": 4},
+        "pathfinder": {"train": 18, "validation": 2, "test": 2},
+        "pathx": {"train": 8, "validation": 1, "test": 1},
+        "smnist": {"train": 18, "validation": 2, "test": 5},
+        "pmnist": {"train": 18, "validation": 2, "test": 5},
     }
 
 
@@ -206,14 +225,23 @@ def test_unknown_task_or_option_lists_the_valid_ones(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("task", "expected"),
     [
-        ("listops", ["listops-1000/basic_train.tsv", "basic_test.tsv", "lra_release.gz",
-                     "python -m lra generate listops"]),
+        (
+            "listops",
+            ["listops-1000/basic_train.tsv", "basic_test.tsv", "lra_release.gz", "python -m lra generate listops"],
+        ),
         ("text", ["aclImdb/train/pos", "aclImdb_v1.tar.gz", "ai.stanford.edu"]),
         ("retrieval", ["tsv_data/new_aan_pairs.train.tsv", "lra_release.gz"]),
         ("image", ["cifar-10-batches-py/data_batch_1", "cifar-10-python.tar.gz", "cs.toronto.edu"]),
         ("pathx", ["pathfinder128/curv_contour_length_14/metadata", "python -m lra generate pathfinder"]),
-        ("pmnist", ["train-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte", "apt-get install dataset-fashion-mnist",
-                    "/usr/share/datasets/fashion-mnist"]),
+        (
+            "pmnist",
+            [
+                "train-images-idx3-ubyte.gz",
+                "t10k-labels-idx1-ubyte",
+                "apt-get install dataset-fashion-mnist",
+                "/usr/share/datasets/fashion-mnist",
+            ],
+        ),
     ],
 )
 def test_missing_data_lists_expected_files_and_their_origin(tmp_path: Path, task: str, expected: list[str]) -> None:
@@ -271,16 +299,19 @@ def test_unreadable_png_is_skipped_with_warnings_naming_it(tmp_path: Path, caplo
     with caplog.at_level(logging.WARNING, logger="lra.builders"), pytest.warns(UserWarning) as recorded:
         dataset = lra.load_lra("pathfinder", archive, cache_dir=tmp_path / "cache")
     summaries = [str(warning.message) for warning in recorded if "skipped" in str(warning.message)]
-    assert summaries == [f"pathfinder32_curv_contour_length_14 train split: skipped 1 unreadable image(s) of 18: "
-                         f"{empty}"]
+    assert summaries == [
+        f"pathfinder32_curv_contour_length_14 train split: skipped 1 unreadable image(s) of 18: {empty}"
+    ]
     assert str(empty) in caplog.text
     assert len(dataset["train"]) == 17  # image 1 of 0..17 is gone, the others stay in order
     expected = _expected_pathfinder(range(0, 18), 32)
     assert _rows(dataset["train"]) == expected[:1] + expected[2:]
 
 
-@pytest.mark.parametrize(("size", "mode", "message"), [((16, 16), "L", "expected a 32x32 grayscale"),
-                                                     ((32, 32), "I;16", "more than 8 bits per pixel")])
+@pytest.mark.parametrize(
+    ("size", "mode", "message"),
+    [((16, 16), "L", "expected a 32x32 grayscale"), ((32, 32), "I;16", "more than 8 bits per pixel")],
+)
 def test_wrong_image_size_or_mode_is_an_error_naming_the_file(tmp_path: Path, size, mode, message) -> None:
     archive = make_pathfinder_release(tmp_path)
     image = archive / "lra_release/pathfinder32/curv_contour_length_14/imgs/4/sample_0.png"
@@ -315,8 +346,9 @@ def _expected_mnist(split: str, rows: slice, permuted: bool) -> list[dict]:
 
 @pytest.mark.parametrize("task", ["smnist", "pmnist"])
 @pytest.mark.parametrize("gz", [True, False], ids=["gz", "plain"])
-def test_mnist_reads_idx_files_with_last_tenth_of_train_as_validation(tmp_path: Path, cache: Path, task: str,
-                                                                    gz: bool) -> None:
+def test_mnist_reads_idx_files_with_last_tenth_of_train_as_validation(
+    tmp_path: Path, cache: Path, task: str, gz: bool
+) -> None:
     dataset = lra.load_lra(task, make_mnist_release(tmp_path, gz=gz), cache_dir=cache)
     assert {split: len(part) for split, part in dataset.items()} == {"train": 18, "validation": 2, "test": 5}
     assert dataset["train"].features["label"].names == [str(digit) for digit in range(10)]
@@ -344,8 +376,7 @@ def test_pmnist_permutation_is_fixed_and_the_same_in_every_load(tmp_path: Path) 
     assert "RandomState(0).permutation(784)" in card and ", ".join(map(str, PMNIST_PREFIX)) in card
 
 
-def test_mnist_labels_option_names_the_classes(tmp_path: Path, cache: Path,
-                                               caplog: pytest.LogCaptureFixture) -> None:
+def test_mnist_labels_option_names_the_classes(tmp_path: Path, cache: Path, caplog: pytest.LogCaptureFixture) -> None:
     fashion_dir = make_mnist_release(tmp_path / "fashion-mnist")
     dataset = lra.load_lra("smnist", fashion_dir, cache_dir=cache, labels="fashion")
     names = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
@@ -370,24 +401,53 @@ def _rewrite_idx(path: Path, change) -> None:
 @pytest.mark.parametrize(
     ("file", "change", "message"),
     [
-        ("train-images-idx3-ubyte.gz", lambda data: b"\x00\x00\x08\x01" + data[4:],
-         "wrong magic number 0x00000801, expected 0x00000803 (an idx file of images"),
-        ("t10k-labels-idx1-ubyte.gz", lambda data: b"\x00\x00\x08\x03" + data[4:],
-         "wrong magic number 0x00000803, expected 0x00000801"),
-        ("train-images-idx3-ubyte.gz", lambda data: data[:-100],
-         "truncated: the header announces 20 images of 28x28 pixels (15,696 bytes), the file has 15,596 bytes"),
+        (
+            "train-images-idx3-ubyte.gz",
+            lambda data: b"\x00\x00\x08\x01" + data[4:],
+            "wrong magic number 0x00000801, expected 0x00000803 (an idx file of images",
+        ),
+        (
+            "t10k-labels-idx1-ubyte.gz",
+            lambda data: b"\x00\x00\x08\x03" + data[4:],
+            "wrong magic number 0x00000803, expected 0x00000801",
+        ),
+        (
+            "train-images-idx3-ubyte.gz",
+            lambda data: data[:-100],
+            "truncated: the header announces 20 images of 28x28 pixels (15,696 bytes), the file has 15,596 bytes",
+        ),
         ("t10k-labels-idx1-ubyte.gz", lambda data: data[:6], "truncated: 6 bytes, shorter than the 8-byte header"),
-        ("train-labels-idx1-ubyte.gz", lambda data: data + b"\x01",
-         "1 bytes after the 20 labels the header announces"),
-        ("t10k-labels-idx1-ubyte.gz", lambda data: idx_bytes(mnist_split("t10k")[1][:4]),
-         "4 labels for the 5 images of"),
-        ("train-labels-idx1-ubyte.gz", lambda data: data[:10] + b"\x0a" + data[11:],
-         "label 10 of image 2 is out of range, expected 0..9"),
-        ("t10k-images-idx3-ubyte.gz", lambda data: idx_bytes(np.zeros((5, 32, 32), np.uint8)),
-         "expected 28x28 images, found 32x32"),
+        (
+            "train-labels-idx1-ubyte.gz",
+            lambda data: data + b"\x01",
+            "1 bytes after the 20 labels the header announces",
+        ),
+        (
+            "t10k-labels-idx1-ubyte.gz",
+            lambda data: idx_bytes(mnist_split("t10k")[1][:4]),
+            "4 labels for the 5 images of",
+        ),
+        (
+            "train-labels-idx1-ubyte.gz",
+            lambda data: data[:10] + b"\x0a" + data[11:],
+            "label 10 of image 2 is out of range, expected 0..9",
+        ),
+        (
+            "t10k-images-idx3-ubyte.gz",
+            lambda data: idx_bytes(np.zeros((5, 32, 32), np.uint8)),
+            "expected 28x28 images, found 32x32",
+        ),
     ],
-    ids=["images-magic", "labels-magic", "truncated-images", "truncated-header", "trailing-bytes", "count-mismatch",
-         "label-range", "image-size"],
+    ids=[
+        "images-magic",
+        "labels-magic",
+        "truncated-images",
+        "truncated-header",
+        "trailing-bytes",
+        "count-mismatch",
+        "label-range",
+        "image-size",
+    ],
 )
 def test_bad_idx_files_name_the_file_and_the_problem(tmp_path: Path, file: str, change, message: str) -> None:
     data_dir = make_mnist_release(tmp_path)
@@ -452,8 +512,13 @@ def test_listops_tokenizer_ids_survive_save_and_auto_load(tmp_path: Path) -> Non
 @pytest.mark.parametrize("task", ["text", "retrieval"])
 def test_byte_tokenizer_is_exact_and_survives_save_and_auto_load(tmp_path: Path, task: str) -> None:
     tokenizer = lra.get_tokenizer(task)
-    texts = ["plain ASCII, with  spaces\tand\nnewlines", "naïve café – 日本語 🎬", "\x00\x7f", "",
-             'quotes " and \' and <br /> and a literal <eos> or <pad>']
+    texts = [
+        "plain ASCII, with  spaces\tand\nnewlines",
+        "naïve café – 日本語 🎬",
+        "\x00\x7f",
+        "",
+        "quotes \" and ' and <br /> and a literal <eos> or <pad>",
+    ]
     for text in texts:
         ids = tokenizer(text)["input_ids"]
         assert ids == [3 + byte for byte in text.encode("utf-8")] + [2]  # byte b -> 3 + b, then <eos>
@@ -483,8 +548,9 @@ def test_encode_listops(tmp_path: Path, cache: Path) -> None:
     assert example["labels"] == first_label
 
 
-def test_encode_text_truncates_explicitly_and_says_so(tmp_path: Path, cache: Path,
-                                                      caplog: pytest.LogCaptureFixture) -> None:
+def test_encode_text_truncates_explicitly_and_says_so(
+    tmp_path: Path, cache: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     dataset = lra.load_lra("text", make_text_release(tmp_path), cache_dir=cache)["train"]
     with caplog.at_level(logging.WARNING, logger="lra.tokenization"):
         encoded = lra.encode("text", dataset, max_length=20)
@@ -579,8 +645,9 @@ def test_export_pushes_to_the_hub(tmp_path: Path, cache: Path, loopback_hub: Loo
 
 
 def _run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "lra", *args], cwd=REPO_ROOT, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "lra", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
+    )
 
 
 @pytest.mark.slow  # subprocesses
@@ -594,8 +661,14 @@ def _run_cli(*args: str) -> subprocess.CompletedProcess:
         ["generate", "sudoku"],
         ["generate", "listops", "--out", "x", "--num-train", "many"],
     ],
-    ids=["nothing", "export-without-arguments", "unknown-task", "option-of-another-task", "unknown-generator",
-         "not-a-number"],
+    ids=[
+        "nothing",
+        "export-without-arguments",
+        "unknown-task",
+        "option-of-another-task",
+        "unknown-generator",
+        "not-a-number",
+    ],
 )
 def test_cli_bad_arguments_give_one_line_and_status_2(args: list[str]) -> None:
     result = _run_cli(*args)
@@ -607,14 +680,30 @@ def test_cli_bad_arguments_give_one_line_and_status_2(args: list[str]) -> None:
 @pytest.mark.slow  # subprocesses
 def test_cli_export_and_missing_data(tmp_path: Path) -> None:
     archive = make_listops_release(tmp_path / "data")
-    result = _run_cli("export", "listops", "--data-dir", str(archive), "--out", str(tmp_path / "out"),
-                      "--cache-dir", str(tmp_path / "cache"))
+    result = _run_cli(
+        "export",
+        "listops",
+        "--data-dir",
+        str(archive),
+        "--out",
+        str(tmp_path / "out"),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+    )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "out" / "listops" / "train-00000-of-00001.parquet").is_file()
 
     shutil.rmtree(archive / "listops-1000")
-    result = _run_cli("export", "listops", "--data-dir", str(archive), "--out", str(tmp_path / "out"),
-                      "--cache-dir", str(tmp_path / "cache"))
+    result = _run_cli(
+        "export",
+        "listops",
+        "--data-dir",
+        str(archive),
+        "--out",
+        str(tmp_path / "out"),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+    )
     assert result.returncode == 1
     assert "basic_train.tsv" in result.stderr and "Traceback" not in result.stderr
 
@@ -622,15 +711,37 @@ def test_cli_export_and_missing_data(tmp_path: Path) -> None:
 @pytest.mark.slow  # subprocesses
 def test_cli_generated_synthetic_tasks_load(tmp_path: Path, cache: Path) -> None:
     archive = tmp_path / "lra_release"
-    listops = _run_cli("generate", "listops", "--out", str(archive / "listops-1000"), "--num-train", "8",
-                       "--num-val", "2", "--num-test", "2", "--min-length", "10", "--max-length", "60", "--no-progress")
-    pathfinder = _run_cli("generate", "pathfinder", "--out", str(archive), "--num", "10", "--images-per-folder", "4",
-                          "--no-progress")
+    listops = _run_cli(
+        "generate",
+        "listops",
+        "--out",
+        str(archive / "listops-1000"),
+        "--num-train",
+        "8",
+        "--num-val",
+        "2",
+        "--num-test",
+        "2",
+        "--min-length",
+        "10",
+        "--max-length",
+        "60",
+        "--no-progress",
+    )
+    pathfinder = _run_cli(
+        "generate", "pathfinder", "--out", str(archive), "--num", "10", "--images-per-folder", "4", "--no-progress"
+    )
     assert listops.returncode == 0 and pathfinder.returncode == 0, listops.stderr + pathfinder.stderr
     assert {split: len(part) for split, part in lra.load_lra("listops", archive, cache_dir=cache).items()} == {
-        "train": 8, "validation": 2, "test": 2}
+        "train": 8,
+        "validation": 2,
+        "test": 2,
+    }
     assert {split: len(part) for split, part in lra.load_lra("pathfinder", tmp_path, cache_dir=cache).items()} == {
-        "train": 8, "validation": 1, "test": 1}
+        "train": 8,
+        "validation": 1,
+        "test": 1,
+    }
 
 
 @pytest.mark.slow  # subprocesses
@@ -649,8 +760,11 @@ def test_import_lra_is_light() -> None:
 def _file_hashes(folder: Path) -> dict[str, str]:
     import hashlib
 
-    return {str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
-            for path in sorted(folder.rglob("*")) if path.is_file()}
+    return {
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
 
 
 def _split_sizes(dataset: datasets.DatasetDict) -> dict[str, int]:
@@ -659,16 +773,20 @@ def _split_sizes(dataset: datasets.DatasetDict) -> dict[str, int]:
 
 def test_changed_pathfinder_image_is_seen_by_the_next_load(tmp_path: Path, cache: Path) -> None:
     archive = make_pathfinder_release(tmp_path)
-    assert _rows(lra.load_lra("pathfinder", archive, cache_dir=cache)["train"])[0]["pixels"] == \
-        pathfinder_image(0, 32).reshape(-1).tolist()
+    assert (
+        _rows(lra.load_lra("pathfinder", archive, cache_dir=cache)["train"])[0]["pixels"]
+        == pathfinder_image(0, 32).reshape(-1).tolist()
+    )
     # A repaired image: other pixels in a folder whose listing did not change (imgs/0 keeps its two files).
     image = archive / "lra_release/pathfinder32/curv_contour_length_14/imgs/0/sample_0.png"
     replacement = pathfinder_image(99, 32)
     Image.fromarray(replacement, mode="L").save(image)
     stat = image.stat()
     os.utime(image, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # a later mtime, whatever the clock's grain
-    assert _rows(lra.load_lra("pathfinder", archive, cache_dir=cache)["train"])[0]["pixels"] == \
-        replacement.reshape(-1).tolist()
+    assert (
+        _rows(lra.load_lra("pathfinder", archive, cache_dir=cache)["train"])[0]["pixels"]
+        == replacement.reshape(-1).tolist()
+    )
 
 
 def test_text_split_without_one_class_is_refused(tmp_path: Path, cache: Path) -> None:
@@ -702,8 +820,11 @@ def _unreadable_pathfinder_validation(archive: Path) -> str:
         ("listops", make_listops_release, _empty_listops_val),
         ("retrieval", make_retrieval_release, _zero_byte_retrieval_test),
         ("pathfinder", make_pathfinder_release, _unreadable_pathfinder_validation),
-        ("pathfinder", lambda root: make_pathfinder_release(root, n=9),
-         lambda archive: r"metadata lists 9 image\(s\): the validation split \(10%\) would be empty"),
+        (
+            "pathfinder",
+            lambda root: make_pathfinder_release(root, n=9),
+            lambda archive: r"metadata lists 9 image\(s\): the validation split \(10%\) would be empty",
+        ),
     ],
     ids=["header-only-tsv", "zero-byte-tsv", "all-images-unreadable", "fewer-than-10-images"],
 )
@@ -715,9 +836,29 @@ def test_empty_split_is_refused_naming_split_or_file(tmp_path: Path, cache: Path
 
 def _generate_pathfinder_cli(out: Path, num: int, kill_at: str | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, **({"LAS_KILL_AT": kill_at} if kill_at else {})}
-    return subprocess.run([sys.executable, "-m", "lra", "generate", "pathfinder", "--out", str(out), "--num", str(num),
-                           "--images-per-folder", "4", "--difficulty", "6", "--no-progress"],
-                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, env=env)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lra",
+            "generate",
+            "pathfinder",
+            "--out",
+            str(out),
+            "--num",
+            str(num),
+            "--images-per-folder",
+            "4",
+            "--difficulty",
+            "6",
+            "--no-progress",
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
 
 
 @pytest.mark.slow  # subprocesses
@@ -732,28 +873,54 @@ def test_killed_or_shrunk_pathfinder_generation_never_loads_silently(tmp_path: P
 
     finished = _generate_pathfinder_cli(tmp_path, 40)  # the same command again completes it
     assert finished.returncode == 0, finished.stderr
-    assert {name: digest for name, digest in _file_hashes(task_dir / "imgs").items()
-            if name in first_batches} == first_batches  # the batches written before the kill were kept as they were
+    assert {
+        name: digest for name, digest in _file_hashes(task_dir / "imgs").items() if name in first_batches
+    } == first_batches  # the batches written before the kill were kept as they were
     assert _split_sizes(lra.load_lra("pathfinder", tmp_path, cache_dir=cache, difficulty=6)) == {
-        "train": 32, "validation": 4, "test": 4}
+        "train": 32,
+        "validation": 4,
+        "test": 4,
+    }
 
     shrunk = _generate_pathfinder_cli(tmp_path, 20)  # a smaller rerun removes the batches beyond 20 images
     assert shrunk.returncode == 0, shrunk.stderr
     assert len(list((task_dir / "metadata").iterdir())) == len(list((task_dir / "imgs").iterdir())) == 5
     assert _split_sizes(lra.load_lra("pathfinder", tmp_path, cache_dir=cache, difficulty=6)) == {
-        "train": 16, "validation": 2, "test": 2}
+        "train": 16,
+        "validation": 2,
+        "test": 2,
+    }
 
     (task_dir / "metadata" / "4.npy").unlink()  # a batch lost after the generation
     with pytest.raises(LRADataNotFoundError, match="list 16 image.*recorded 20"):
         lra.load_lra("pathfinder", tmp_path, cache_dir=cache, difficulty=6)
 
 
-def _export_cli(data_dir: Path, out: Path, cache: Path, *extra: str, task: str = "listops",
-                kill_at: str | None = None) -> subprocess.CompletedProcess:
+def _export_cli(
+    data_dir: Path, out: Path, cache: Path, *extra: str, task: str = "listops", kill_at: str | None = None
+) -> subprocess.CompletedProcess:
     env = {**os.environ, **({"LAS_KILL_AT": kill_at} if kill_at else {})}
-    return subprocess.run([sys.executable, "-m", "lra", "export", task, "--data-dir", str(data_dir), "--out", str(out),
-                           "--cache-dir", str(cache), *extra], cwd=REPO_ROOT, capture_output=True, text=True,
-                          timeout=120, env=env)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lra",
+            "export",
+            task,
+            "--data-dir",
+            str(data_dir),
+            "--out",
+            str(out),
+            "--cache-dir",
+            str(cache),
+            *extra,
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
 
 
 @pytest.mark.slow  # subprocesses
@@ -771,8 +938,9 @@ def test_killed_reexport_keeps_the_previous_export(tmp_path: Path, cache: Path, 
     retrieval = make_retrieval_release(tmp_path / "retrieval")
     lra.export_lra("retrieval", retrieval, out, cache_dir=cache)
     after = _file_hashes(out)
-    assert {name: digest for name, digest in after.items() if name.startswith("listops/")} == \
-        {name: digest for name, digest in before.items() if name.startswith("listops/")}
+    assert {name: digest for name, digest in after.items() if name.startswith("listops/")} == {
+        name: digest for name, digest in before.items() if name.startswith("listops/")
+    }
     assert sorted(path.name for path in out.iterdir()) == ["README.md", "listops", "retrieval"]
     exported = datasets.load_dataset(str(out), "listops", cache_dir=str(tmp_path / "load-cache"))
     assert _split_sizes(exported) == {"train": 20, "validation": 5, "test": 5}
@@ -812,8 +980,23 @@ def test_export_checks_the_readme_before_writing(tmp_path: Path, cache: Path) ->
 @pytest.mark.parametrize(
     "command",
     [
-        ["generate", "listops", "--out", "{file}/listops-1000", "--num-train", "2", "--num-val", "1",
-         "--num-test", "1", "--min-length", "3", "--max-length", "30", "--no-progress"],
+        [
+            "generate",
+            "listops",
+            "--out",
+            "{file}/listops-1000",
+            "--num-train",
+            "2",
+            "--num-val",
+            "1",
+            "--num-test",
+            "1",
+            "--min-length",
+            "3",
+            "--max-length",
+            "30",
+            "--no-progress",
+        ],
         ["generate", "pathfinder", "--out", "{file}", "--num", "10", "--no-progress"],
         ["export", "listops", "--data-dir", "{data}", "--out", "{file}", "--cache-dir", "{cache}"],
     ],
@@ -833,8 +1016,23 @@ def test_cli_output_path_that_is_a_file_gives_one_line(tmp_path: Path, command: 
 def test_cli_listops_generator_refuses_existing_data(tmp_path: Path) -> None:
     archive = make_listops_release(tmp_path)
     before = _file_hashes(archive)
-    result = _run_cli("generate", "listops", "--out", str(archive / "listops-1000"), "--num-train", "2",
-                      "--num-val", "1", "--num-test", "1", "--min-length", "3", "--max-length", "30", "--no-progress")
+    result = _run_cli(
+        "generate",
+        "listops",
+        "--out",
+        str(archive / "listops-1000"),
+        "--num-train",
+        "2",
+        "--num-val",
+        "1",
+        "--num-test",
+        "1",
+        "--min-length",
+        "3",
+        "--max-length",
+        "30",
+        "--no-progress",
+    )
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "already holds basic_train.tsv" in result.stderr and "--overwrite" in result.stderr
     assert _file_hashes(archive) == before

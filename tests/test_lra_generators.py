@@ -131,8 +131,17 @@ def test_listops_unique_across_splits(listops_custom) -> None:
 def test_listops_deduplicates_when_repeats_are_common(tmp_path: Path) -> None:
     # Depth 2, two arguments, length < 5: only 10 digits + 4 * 10 * 10 expressions
     # exist, so 300 draws repeat a lot and de-duplication must do the work.
-    paths = generate_listops(tmp_path, num_train=200, num_val=50, num_test=50, min_length=0, max_length=5,
-                             max_depth=2, max_args=2, progress=False)
+    paths = generate_listops(
+        tmp_path,
+        num_train=200,
+        num_val=50,
+        num_test=50,
+        min_length=0,
+        max_length=5,
+        max_depth=2,
+        max_args=2,
+        progress=False,
+    )
     rows = [row for split in SPLITS for row in _read_split(paths[split])]
     assert len(rows) == len({source for source, _ in rows}) == 300
     for source, target in rows:
@@ -142,8 +151,9 @@ def test_listops_deduplicates_when_repeats_are_common(tmp_path: Path) -> None:
 def test_listops_exhausted_expression_space_fails_clearly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(listops, "MAX_CONSECUTIVE_REJECTIONS", 2_000)
     with pytest.raises(RuntimeError, match="too few unique expressions"):  # only 10 single digits exist
-        generate_listops(tmp_path, num_train=9, num_val=1, num_test=1, min_length=0, max_length=2,
-                         max_depth=1, progress=False)
+        generate_listops(
+            tmp_path, num_train=9, num_val=1, num_test=1, min_length=0, max_length=2, max_depth=1, progress=False
+        )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -254,8 +264,23 @@ def test_listops_cli_helpers(tmp_path: Path, capsys: pytest.CaptureFixture[str])
 
     parser = argparse.ArgumentParser()
     listops.add_generate_listops_arguments(parser)
-    args = parser.parse_args(["--out", str(tmp_path), "--num-train", "3", "--num-val", "1", "--num-test", "1",
-                              "--min-length", "10", "--max-length", "40", "--no-progress"])
+    args = parser.parse_args(
+        [
+            "--out",
+            str(tmp_path),
+            "--num-train",
+            "3",
+            "--num-val",
+            "1",
+            "--num-test",
+            "1",
+            "--min-length",
+            "10",
+            "--max-length",
+            "40",
+            "--no-progress",
+        ]
+    )
     assert (args.seed, args.max_depth, args.max_args) == (0, 10, 10)
     listops.run_generate_listops(args)
     assert len(_read_split(tmp_path / "basic_train.tsv")) == 3
@@ -337,8 +362,15 @@ def pathfinder_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list
     Each record is (global image index, label from metadata, image path).
     """
     root = tmp_path_factory.mktemp("pathfinder")
-    task_dir = generate_pathfinder(root, resolution=32, difficulty=14, num_images=_PF_NUM, seed=_PF_SEED,
-                                   images_per_folder=_PF_PER_FOLDER, progress=False)
+    task_dir = generate_pathfinder(
+        root,
+        resolution=32,
+        difficulty=14,
+        num_images=_PF_NUM,
+        seed=_PF_SEED,
+        images_per_folder=_PF_PER_FOLDER,
+        progress=False,
+    )
     assert task_dir == root / "pathfinder32" / "curv_contour_length_14"
     records = []
     metadata_files = sorted((task_dir / "metadata").iterdir(), key=lambda p: int(p.stem))
@@ -370,8 +402,7 @@ def test_pathfinder_files_are_grayscale_pngs_with_both_labels(pathfinder_run) ->
     assert 0 < sum(labels) < len(labels)
     # Exactly the official layout; no leftover temporary batch folders.
     bookkeeping = (".pathfinder-settings", ".pathfinder-complete")
-    assert sorted(p.name for p in task_dir.iterdir() if not p.name.startswith(bookkeeping)) == [
-        "imgs", "metadata"]
+    assert sorted(p.name for p in task_dir.iterdir() if not p.name.startswith(bookkeeping)) == ["imgs", "metadata"]
     assert sorted(p.name for p in (task_dir / "imgs").iterdir()) == ["0", "1", "2"]
 
 
@@ -408,15 +439,17 @@ def test_pathfinder_reproducible_and_independent_of_workers(pathfinder_run, tmp_
     # The batch size only regroups images: image k is the same as in the 16-per-folder run.
     fixture_dir, _ = pathfinder_run
     for index in range(8):
-        assert (serial / f"imgs/0/sample_{index}.png").read_bytes() == \
-            (fixture_dir / f"imgs/0/sample_{index}.png").read_bytes()
+        assert (serial / f"imgs/0/sample_{index}.png").read_bytes() == (
+            fixture_dir / f"imgs/0/sample_{index}.png"
+        ).read_bytes()
     other = generate_pathfinder(tmp_path / "other", **{**kwargs, "seed": 1})
-    assert all((other / f"imgs/0/sample_{i}.png").read_bytes() != (serial / f"imgs/0/sample_{i}.png").read_bytes()
-               for i in range(4))
+    assert all(
+        (other / f"imgs/0/sample_{i}.png").read_bytes() != (serial / f"imgs/0/sample_{i}.png").read_bytes()
+        for i in range(4)
+    )
 
 
-def test_pathfinder_interrupted_run_is_consistent_and_resumes(tmp_path: Path,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pathfinder_interrupted_run_is_consistent_and_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     kwargs = dict(resolution=32, difficulty=6, num_images=10, seed=5, images_per_folder=4, progress=False)
     real_render = pathfinder._render_indexed_image
     calls = 0
@@ -457,15 +490,25 @@ def test_pathfinder_interrupted_run_is_consistent_and_resumes(tmp_path: Path,
 @pytest.mark.parametrize(
     "call, message",
     [
-        (lambda out: pathfinder_params(48, 14), "unsupported Pathfinder resolution 48; choose one of 32, 64, 128, 256"),
-        (lambda out: pathfinder_params(32, 7), "unsupported Pathfinder difficulty 7; choose a contour length of 6, 9, 14"),
-        (lambda out: draw_pathfinder_sample(np.random.default_rng(0), pathfinder_params(32, 6), 2),
-         "label must be 0 or 1"),
+        (
+            lambda out: pathfinder_params(48, 14),
+            "unsupported Pathfinder resolution 48; choose one of 32, 64, 128, 256",
+        ),
+        (
+            lambda out: pathfinder_params(32, 7),
+            "unsupported Pathfinder difficulty 7; choose a contour length of 6, 9, 14",
+        ),
+        (
+            lambda out: draw_pathfinder_sample(np.random.default_rng(0), pathfinder_params(32, 6), 2),
+            "label must be 0 or 1",
+        ),
         (lambda out: generate_pathfinder(out, num_images=-1), "num_images must be an int >= 0"),
         (lambda out: generate_pathfinder(out, num_images=9), "num_images must be >= 10, got 9: validation and test"),
         (lambda out: generate_pathfinder(out, num_images=4, workers=0), "workers must be an int >= 1"),
-        (lambda out: generate_pathfinder(out, num_images=4, images_per_folder=0),
-         "images_per_folder must be an int >= 1"),
+        (
+            lambda out: generate_pathfinder(out, num_images=4, images_per_folder=0),
+            "images_per_folder must be an int >= 1",
+        ),
         (lambda out: generate_pathfinder(out, resolution=31, num_images=4), "unsupported Pathfinder resolution"),
         (lambda out: PathfinderParams(32, 14, 2.0, 0.5, 0, 1.5, 7.0, 1.0), "margin must be an int >= 1"),
         (lambda out: PathfinderParams(32, 14, 2.0, -0.5, 1, 1.5, 7.0, 1.0), "thickness must be > 0"),
@@ -502,8 +545,11 @@ def test_listops_refuses_to_overwrite_existing_data(tmp_path: Path) -> None:
     small = dict(num_train=3, num_val=1, num_test=1, min_length=10, max_length=40, progress=False)
     paths = generate_listops(tmp_path, **small)
     kept = {split: path.read_bytes() for split, path in paths.items()}
-    with pytest.raises(ValueError, match=r"already holds basic_train.tsv, basic_val.tsv, basic_test.tsv; pass "
-                                         r"--overwrite"):
+    with pytest.raises(
+        ValueError,
+        match=r"already holds basic_train.tsv, basic_val.tsv, basic_test.tsv; pass "
+        r"--overwrite",
+    ):
         generate_listops(tmp_path, **{**small, "seed": 1})
     assert {split: path.read_bytes() for split, path in paths.items()} == kept
     (tmp_path / "basic_train.tsv").unlink()  # a partial copy, e.g. an official one missing a file, is refused too

@@ -55,7 +55,9 @@ def test_another_repo_and_bad_layouts_are_named(loopback_hub: LoopbackHub, tmp_p
     assert lra.load_lra("text", repo_id="me/my-imdb", cache_dir=tmp_path / "cache")["test"].num_rows == 4
     # IMDb's rows where CIFAR-10 is expected: the missing column is named.
     _publish(loopback_hub, "me/not-cifar", folder)
-    with pytest.raises(LRAFormatError, match=r"me/not-cifar \(test split\): expected a column 'img', found text, label"):
+    with pytest.raises(
+        LRAFormatError, match=r"me/not-cifar \(test split\): expected a column 'img', found text, label"
+    ):
         lra.load_lra("image", repo_id="me/not-cifar", cache_dir=tmp_path / "cache")
     with pytest.raises(LRADataNotFoundError, match="'me/absent' failed"):
         lra.load_lra("text", repo_id="me/absent", cache_dir=tmp_path / "cache")

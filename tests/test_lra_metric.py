@@ -11,14 +11,16 @@ import pytest
 from lra import tasks
 from tests.utils import REPO_ROOT
 
-
 METRIC_DIR = REPO_ROOT / "lra" / "lra_accuracy"
 
 # The published rows of the task registry (lra.tasks.PAPER_ACCURACY): per-task accuracy (%) under the tables' column
 # names ("fail" for a failed Path-X), then the published "Avg" column.
 TABLE_COLUMNS = [tasks.TASK_SPECS[task].title for task in tasks.LRA_TASKS]
 PUBLISHED_ROWS = {
-    model: ([row[task] if row[task] is not None else "fail" for task in tasks.LRA_TASKS], tasks.PAPER_LRA_AVERAGE[model])
+    model: (
+        [row[task] if row[task] is not None else "fail" for task in tasks.LRA_TASKS],
+        tasks.PAPER_LRA_AVERAGE[model],
+    )
     for model, row in tasks.PAPER_ACCURACY.items()
 }
 
@@ -134,7 +136,9 @@ def test_lra_average_requires_the_five_other_tasks(offline: None, tmp_path: Path
 
 def test_mnist_tasks_have_an_accuracy_but_no_place_in_the_lra_average(offline: None, tmp_path: Path) -> None:
     assert load_metric(tmp_path, "pmnist").compute(predictions=[3, 1], references=[3, 2]) == {
-        "accuracy": 0.5, "pmnist_accuracy": 0.5}
+        "accuracy": 0.5,
+        "pmnist_accuracy": 0.5,
+    }
     five = {"listops": 36.37, "text": 64.27, "retrieval": 57.46, "image": 42.44, "pathfinder": 71.40}
     with pytest.raises(ValueError, match="'sMNIST' is not part of the LRA average"):
         load_metric(tmp_path).lra_average({**five, "sMNIST": 98.9})
@@ -155,8 +159,11 @@ def test_the_standalone_metric_agrees_with_the_task_registry(offline: None, tmp_
             tasks.normalize_task(bad)
         assert str(theirs.value) == str(ours.value)
     # The rows its docstring quotes as evidence are the registry's.
-    for model, short in (("Transformer (LRA paper)", "Transformer (LRA paper)"), ("LaS (paper)", "LaS"),
-                         ("S4 (state-spaces repo)", "S4")):
+    for model, short in (
+        ("Transformer (LRA paper)", "Transformer (LRA paper)"),
+        ("LaS (paper)", "LaS"),
+        ("S4 (state-spaces repo)", "S4"),
+    ):
         scores, average = PUBLISHED_ROWS[model]
         cells = ", ".join("FAIL" if score == "fail" else f"{score:.2f}" for score in scores)
         assert f"* {short}: {cells} -> Avg {average:.2f}" in module.lra_average.__doc__

@@ -37,7 +37,9 @@ def test_pathfinder_configs_and_generator_use_the_registry_constants() -> None:
 
     for resolution in tasks.PATHFINDER_RESOLUTIONS:
         for difficulty, folder in tasks.PATHFINDER_DIFFICULTIES.items():
-            config = builders.PathfinderBuilder.builder_configs[builders.pathfinder_config_name(resolution, difficulty)]
+            config = builders.PathfinderBuilder.builder_configs[
+                builders.pathfinder_config_name(resolution, difficulty)
+            ]
             assert config.folder == f"pathfinder{resolution}/{folder}"
             assert pathfinder.pathfinder_params(resolution, difficulty).resolution == resolution
     assert builders.PathfinderBuilder.builder_configs["pathx"].resolution == tasks.PATHX_RESOLUTION
@@ -46,7 +48,8 @@ def test_pathfinder_configs_and_generator_use_the_registry_constants() -> None:
 
 def test_hub_sources_and_generated_tasks() -> None:
     assert {task: source.repo_id for task, source in HUB_SOURCES.items()} == {
-        name: spec.hub_repo for name, spec in tasks.TASK_SPECS.items() if spec.hub_repo}
+        name: spec.hub_repo for name, spec in tasks.TASK_SPECS.items() if spec.hub_repo
+    }
     assert [name for name, spec in tasks.TASK_SPECS.items() if spec.generated] == ["listops", "pathfinder"]
     assert tasks.LRA_TASKS == ("listops", "text", "retrieval", "image", "pathfinder", "pathx")
     assert lra.TASKS == tasks.TASKS == (*tasks.LRA_TASKS, "smnist", "pmnist")

@@ -110,7 +110,8 @@ def _bad_override_routes(tmp_path):
         "from_dict": lambda overrides: LaSConfig.from_dict(base, **overrides),
         "from_dict values": lambda overrides: LaSConfig.from_dict({**base, **overrides}),
         "AutoConfig.for_model": lambda overrides: AutoConfig.for_model(
-            "las", **{"hidden_size": 32, "num_attention_heads": 4, **overrides}),
+            "las", **{"hidden_size": 32, "num_attention_heads": 4, **overrides}
+        ),
         "attribute": assign,
     }
 
@@ -131,7 +132,10 @@ def test_valid_overrides_may_change_related_fields_together(tmp_path):
     )
     assert (model.config.hidden_size, model.config.num_attention_heads) == (60, 6)
     config = tiny_config()
-    config.hidden_size, config.num_attention_heads = 60, 6  # an invalid state in between is fine until a model is built
+    config.hidden_size, config.num_attention_heads = (
+        60,
+        6,
+    )  # an invalid state in between is fine until a model is built
     assert LaSModel(config).config.head_alphas[0] == 0.0
     with pytest.raises(ValueError, match="LaSConfig.las_alpha_max=inf must be finite"):
         config.las_alpha_max = float("inf")  # a rule of one field is checked at once
@@ -145,8 +149,14 @@ def test_misspelt_keyword_raises_type_error_naming_it():
         with pytest.raises(TypeError, match="unexpected keyword argument 'attention_masks'"):
             module(input_ids=ids, attention_masks=torch.ones_like(ids))
     # What Trainer and pipelines pass keeps working.
-    out = model(input_ids=ids, attention_mask=torch.ones_like(ids), labels=torch.tensor([0, 1]), return_dict=True,
-                output_attentions=False, output_hidden_states=False)
+    out = model(
+        input_ids=ids,
+        attention_mask=torch.ones_like(ids),
+        labels=torch.tensor([0, 1]),
+        return_dict=True,
+        output_attentions=False,
+        output_hidden_states=False,
+    )
     assert out.loss is not None and model(ids, return_dict=False)[0].shape == (2, 3)
 
 
@@ -400,9 +410,13 @@ def test_remote_code_loads_where_package_is_not_installed(tmp_path):
 
 @pytest.mark.parametrize(
     "overrides",
-    [dict(attention_type="las"), dict(attention_type="las", las_pool_mode="causal", las_alphas=[0.0, 0.1, 0.5, 1.0]),
-     dict(attention_type="las_chunk", las_chunk_size=16), dict(attention_type="softmax")],
-)  # fmt: skip
+    [
+        dict(attention_type="las"),
+        dict(attention_type="las", las_pool_mode="causal", las_alphas=[0.0, 0.1, 0.5, 1.0]),
+        dict(attention_type="las_chunk", las_chunk_size=16),
+        dict(attention_type="softmax"),
+    ],
+)
 def test_sdpa_backend_is_the_default_and_matches_eager(tmp_path, overrides):
     model = tiny_model(**overrides)
     assert model.config._attn_implementation == "sdpa"

@@ -83,13 +83,22 @@ def test_trains_every_task_and_checkpoint_loads(task, trained, lra_data, dataset
     output_dir, metrics = trained(task)
     assert metrics["train_loss"] > 0 and 0.0 <= metrics["test_accuracy"] <= 1.0
     assert (output_dir / "checkpoint-2").is_dir()
-    for expected in ("config.json", "model.safetensors", "modeling_las.py", "configuration_las.py", "README.md",
-                     "all_results.json", "trainer_state.json", "learning_curves.png"):
+    for expected in (
+        "config.json",
+        "model.safetensors",
+        "modeling_las.py",
+        "configuration_las.py",
+        "README.md",
+        "all_results.json",
+        "trainer_state.json",
+        "learning_curves.png",
+    ):
         assert (output_dir / expected).is_file(), expected
     assert (output_dir / "tokenizer.json").is_file() == (task in ("listops", "text", "retrieval"))
     # Pixel tasks ship their image processor (and its code) instead: AutoImageProcessor and the pipeline load it.
-    assert (output_dir / "preprocessor_config.json").is_file() == (task in ("image", "pathfinder", "pathx", "smnist",
-                                                                          "pmnist"))
+    assert (output_dir / "preprocessor_config.json").is_file() == (
+        task in ("image", "pathfinder", "pathx", "smnist", "pmnist")
+    )
     assert (output_dir / "image_processing_las.py").is_file()  # modeling_las imports it (it registers it)
 
     inputs = example_inputs(output_dir, task, lra_data, datasets_cache)
@@ -171,8 +180,19 @@ def _training_logs(output_dir: Path) -> list[dict]:
 
 def test_resume_after_crash_matches_an_uninterrupted_run(lra_data, datasets_cache, tmp_path):
     def args(output_dir: Path, *extra: str) -> list[str]:
-        return tiny_run_args("listops", lra_data["listops"], output_dir, datasets_cache, "--max_steps", "4",
-                             "--do_eval", "False", "--do_predict", "False", *extra)
+        return tiny_run_args(
+            "listops",
+            lra_data["listops"],
+            output_dir,
+            datasets_cache,
+            "--max_steps",
+            "4",
+            "--do_eval",
+            "False",
+            "--do_predict",
+            "False",
+            *extra,
+        )
 
     run_lra.main(args(tmp_path / "uninterrupted"))
 
@@ -199,8 +219,11 @@ def test_resume_after_crash_matches_an_uninterrupted_run(lra_data, datasets_cach
 
 def test_resume_true_without_a_checkpoint_is_a_usage_error(lra_data, datasets_cache, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        run_lra.main(tiny_run_args("listops", lra_data["listops"], tmp_path / "empty", datasets_cache,
-                                   "--resume_from_checkpoint", "True"))
+        run_lra.main(
+            tiny_run_args(
+                "listops", lra_data["listops"], tmp_path / "empty", datasets_cache, "--resume_from_checkpoint", "True"
+            )
+        )
     assert exit_info.value.code == 2
     assert "no checkpoint" in capsys.readouterr().err
 
@@ -214,12 +237,22 @@ def test_resume_true_without_a_checkpoint_is_a_usage_error(lra_data, datasets_ca
 def test_push_to_hub_and_load_back_as_remote_code(loopback_hub, lra_data, datasets_cache, tmp_path, monkeypatch):
     repo_id = f"{loopback_hub.user}/las-listops-tiny"
     output_dir = tmp_path / "pushed"
-    run_lra.main(tiny_run_args("listops", lra_data["listops"], output_dir, datasets_cache,
-                               "--push_to_hub", "--hub_model_id", repo_id))
+    run_lra.main(
+        tiny_run_args(
+            "listops", lra_data["listops"], output_dir, datasets_cache, "--push_to_hub", "--hub_model_id", repo_id
+        )
+    )
 
     files = loopback_hub.files(repo_id)
-    for expected in ("config.json", "model.safetensors", "modeling_las.py", "configuration_las.py",
-                     "tokenizer.json", "tokenizer_config.json", "README.md"):
+    for expected in (
+        "config.json",
+        "model.safetensors",
+        "modeling_las.py",
+        "configuration_las.py",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "README.md",
+    ):
         assert expected in files, f"{expected} missing from the pushed repo: {sorted(files)}"
     assert files["modeling_las.py"] == (REPO_ROOT / "modeling_las.py").read_bytes()
     assert files["README.md"] == (output_dir / "README.md").read_bytes()  # our card, not Trainer's draft
@@ -228,8 +261,10 @@ def test_push_to_hub_and_load_back_as_remote_code(loopback_hub, lra_data, datase
     # A fresh client cache and a fresh interpreter that cannot import this repository: the model must come from the
     # server, code included.
     hub_env(monkeypatch, loopback_hub, tmp_path / "fresh-client")
-    inputs = {"input_ids": torch.tensor([[5, 13, 7, 9, 17, 2], [3, 14, 4, 17, 2, 0]]),
-              "attention_mask": torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 0]])}
+    inputs = {
+        "input_ids": torch.tensor([[5, 13, 7, 9, 17, 2], [3, 14, 4, 17, 2, 0]]),
+        "attention_mask": torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 0]]),
+    }
     torch.save(inputs, tmp_path / "inputs.pt")
     script = (
         "import sys, torch\n"
@@ -240,8 +275,14 @@ def test_push_to_hub_and_load_back_as_remote_code(loopback_hub, lra_data, datase
         "    torch.save(model(**torch.load(sys.argv[2])).logits, sys.argv[3])\n"
     )
     env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules"), "PYTHONPATH": ""}
-    subprocess.run([sys.executable, "-c", script, repo_id, str(tmp_path / "inputs.pt"), str(tmp_path / "logits.pt")],
-                   cwd=tmp_path, env=env, check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "-c", script, repo_id, str(tmp_path / "inputs.pt"), str(tmp_path / "logits.pt")],
+        cwd=tmp_path,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
 
     local = AutoModelForSequenceClassification.from_pretrained(output_dir).eval()
     with torch.no_grad():
@@ -280,9 +321,14 @@ def test_bad_arguments_exit_with_one_line(lra_data, tmp_path):
     }
     # The interpreters start in parallel: most of their time is importing torch and transformers.
     processes = {
-        name: subprocess.Popen([sys.executable, str(EXAMPLES / "run_lra.py"), *argv, "--output_dir", str(tmp_path)],
-                               cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env=SUBPROCESS_ENV)
+        name: subprocess.Popen(
+            [sys.executable, str(EXAMPLES / "run_lra.py"), *argv, "--output_dir", str(tmp_path)],
+            cwd=REPO_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=SUBPROCESS_ENV,
+        )
         for name, (argv, _) in cases.items()
     }
     for name, process in processes.items():
@@ -302,10 +348,14 @@ def test_bad_arguments_exit_with_one_line(lra_data, tmp_path):
         (["--task", "listops", "--attn_implementation", "flash_attention_2"], "--attn_implementation"),
         (["--task", "listops", "--learning_rate", "-1"], "--learning_rate must be a finite number >= 0, not -1"),
         (["--task", "listops", "--learning_rate", "nan"], "--learning_rate must be a finite number"),
-        (["--task", "listops", "--per_device_train_batch_size", "0"],
-         "--per_device_train_batch_size must be an int >= 1"),
-        (["--task", "listops", "--per_device_eval_batch_size", "0"],
-         "--per_device_eval_batch_size must be an int >= 1"),
+        (
+            ["--task", "listops", "--per_device_train_batch_size", "0"],
+            "--per_device_train_batch_size must be an int >= 1",
+        ),
+        (
+            ["--task", "listops", "--per_device_eval_batch_size", "0"],
+            "--per_device_eval_batch_size must be an int >= 1",
+        ),
         (["--task", "listops", "--max_length", "0"], "--max_length must be an int >= 1, got 0"),
         (["--task", "listops", "--max_train_samples", "0"], "--max_train_samples must be an int >= 1, got 0"),
         (["--task", "listops", "--max_eval_samples", "-2"], "--max_eval_samples must be an int >= 1"),
@@ -320,9 +370,26 @@ def test_bad_arguments_exit_with_one_line(lra_data, tmp_path):
 )
 def test_more_bad_arguments_in_process(argv, message, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        run_lra.main([*argv, "--output_dir", str(tmp_path / "out"), "--generated_data_root", str(tmp_path / "gen"),
-                      "--generate_num_train", "2", "--generate_num_val", "1", "--generate_num_test", "1",
-                      "--generate_min_length", "3", "--generate_max_length", "30", *argv[2:]])
+        run_lra.main(
+            [
+                *argv,
+                "--output_dir",
+                str(tmp_path / "out"),
+                "--generated_data_root",
+                str(tmp_path / "gen"),
+                "--generate_num_train",
+                "2",
+                "--generate_num_val",
+                "1",
+                "--generate_num_test",
+                "1",
+                "--generate_min_length",
+                "3",
+                "--generate_max_length",
+                "30",
+                *argv[2:],
+            ]
+        )
     assert exit_info.value.code == 2
     stderr = capsys.readouterr().err
     assert len(stderr.strip().splitlines()) == 1 and message in stderr, stderr
@@ -335,12 +402,29 @@ def test_more_bad_arguments_in_process(argv, message, tmp_path, capsys):
 
 
 def test_generated_listops_is_reused(tmp_path):
-    model_args, data_args, training_args, _ = run_lra.parse_arguments([
-        "--task", "listops", "--output_dir", str(tmp_path / "out"), "--generated_data_root", str(tmp_path / "gen"),
-        "--cache_dir", str(tmp_path / "cache"), "--use_cpu",
-        "--generate_num_train", "6", "--generate_num_val", "2", "--generate_num_test", "2",
-        "--generate_min_length", "5", "--generate_max_length", "60",
-    ])
+    model_args, data_args, training_args, _ = run_lra.parse_arguments(
+        [
+            "--task",
+            "listops",
+            "--output_dir",
+            str(tmp_path / "out"),
+            "--generated_data_root",
+            str(tmp_path / "gen"),
+            "--cache_dir",
+            str(tmp_path / "cache"),
+            "--use_cpu",
+            "--generate_num_train",
+            "6",
+            "--generate_num_val",
+            "2",
+            "--generate_num_test",
+            "2",
+            "--generate_min_length",
+            "5",
+            "--generate_max_length",
+            "60",
+        ]
+    )
     folder = run_lra.generated_data_dir(data_args)
     assert folder.parent == tmp_path / "gen" and "train6" in folder.name
     tokenizer = lra.get_tokenizer("listops")
@@ -351,15 +435,30 @@ def test_generated_listops_is_reused(tmp_path):
     stamp = train_file.stat().st_mtime_ns
     run_lra.load_datasets(data_args, training_args, tokenizer)  # second run: nothing regenerated
     assert train_file.stat().st_mtime_ns == stamp
-    assert run_lra.generated_data_dir(
-        run_lra.parse_arguments(["--task", "listops", "--output_dir", str(tmp_path / "o"),
-                                 "--generated_data_root", str(tmp_path / "gen"), "--generate_seed", "1"])[1]
-    ) != folder  # other parameters, other folder
+    assert (
+        run_lra.generated_data_dir(
+            run_lra.parse_arguments(
+                [
+                    "--task",
+                    "listops",
+                    "--output_dir",
+                    str(tmp_path / "o"),
+                    "--generated_data_root",
+                    str(tmp_path / "gen"),
+                    "--generate_seed",
+                    "1",
+                ]
+            )[1]
+        )
+        != folder
+    )  # other parameters, other folder
 
     # The model card says what the data were, and that a small generated set is not the LRA task.
     sizes = {"train": range(6), "validation": range(2), "test": range(2)}
     description = run_lra.describe_data(data_args, sizes)
-    assert description.startswith("ListOps generated by the las-transformers generator (seed 0), expressions of 5 to 60")
+    assert description.startswith(
+        "ListOps generated by the las-transformers generator (seed 0), expressions of 5 to 60"
+    )
     assert "train / validation / test: 6 / 2 / 2 examples." in description
     assert "published accuracies are not comparable" in description
     lra_sized = run_lra.parse_arguments(["--task", "listops", "--output_dir", str(tmp_path / "o")])[1]
@@ -369,12 +468,26 @@ def test_generated_listops_is_reused(tmp_path):
 def test_config_precedence(tmp_path):
     """configs/<task>.json < --config FILE < command-line flags; --config_overrides wins for LaSConfig fields."""
     user_config = tmp_path / "mine.json"
-    user_config.write_text(json.dumps({"model": {"hidden_size": 32, "las_pool_size": 7},
-                                       "training": {"learning_rate": 0.002, "weight_decay": 0.0}}))
-    _, _, training_args, model_fields = run_lra.parse_arguments([
-        "--task", "listops", "--output_dir", str(tmp_path / "o"), "--config", str(user_config),
-        "--learning_rate", "0.003",
-    ])
+    user_config.write_text(
+        json.dumps(
+            {
+                "model": {"hidden_size": 32, "las_pool_size": 7},
+                "training": {"learning_rate": 0.002, "weight_decay": 0.0},
+            }
+        )
+    )
+    _, _, training_args, model_fields = run_lra.parse_arguments(
+        [
+            "--task",
+            "listops",
+            "--output_dir",
+            str(tmp_path / "o"),
+            "--config",
+            str(user_config),
+            "--learning_rate",
+            "0.003",
+        ]
+    )
     defaults = json.loads((EXAMPLES / "configs" / "listops.json").read_text())
     assert model_fields["hidden_size"] == 32 and model_fields["las_pool_size"] == 7
     assert model_fields["num_hidden_layers"] == defaults["model"]["num_hidden_layers"]
@@ -384,7 +497,10 @@ def test_config_precedence(tmp_path):
     from lra_training import parse_config_overrides
 
     assert parse_config_overrides("las_pool_size=5, norm_type=batchnorm,las_alphas=[0,0.1],is_causal=False") == {
-        "las_pool_size": 5, "norm_type": "batchnorm", "las_alphas": [0, 0.1], "is_causal": False,
+        "las_pool_size": 5,
+        "norm_type": "batchnorm",
+        "las_alphas": [0, 0.1],
+        "is_causal": False,
     }
 
 
@@ -396,21 +512,40 @@ def test_config_precedence(tmp_path):
 def _file_hashes(folder: Path) -> dict[str, str]:
     import hashlib
 
-    return {str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
-            for path in sorted(folder.rglob("*")) if path.is_file()}
+    return {
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
 
 
 @pytest.mark.slow
 def test_killed_checkpoint_save_resumes_from_the_last_complete_one(lra_data, datasets_cache, tmp_path, caplog):
     def args(output_dir: Path, *extra: str) -> list[str]:
-        return tiny_run_args("listops", lra_data["listops"], output_dir, datasets_cache, "--max_steps", "4",
-                             "--do_eval", "False", "--do_predict", "False", *extra)
+        return tiny_run_args(
+            "listops",
+            lra_data["listops"],
+            output_dir,
+            datasets_cache,
+            "--max_steps",
+            "4",
+            "--do_eval",
+            "False",
+            "--do_predict",
+            "False",
+            *extra,
+        )
 
     killed = tmp_path / "killed"
     # SIGKILL halfway through the second checkpoint's save: weights written, no optimizer, no trainer_state.json.
-    process = subprocess.run([sys.executable, str(EXAMPLES / "run_lra.py"), *args(killed)], cwd=REPO_ROOT,
-                             env={**SUBPROCESS_ENV, "LAS_KILL_AT": "checkpoint-save@2"}, capture_output=True,
-                             text=True, timeout=300)
+    process = subprocess.run(
+        [sys.executable, str(EXAMPLES / "run_lra.py"), *args(killed)],
+        cwd=REPO_ROOT,
+        env={**SUBPROCESS_ENV, "LAS_KILL_AT": "checkpoint-save@2"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert process.returncode == -9, process.stderr[-2000:]
     assert (killed / "checkpoint-4" / "model.safetensors").is_file()
     assert not (killed / "checkpoint-4" / "trainer_state.json").exists()
@@ -457,16 +592,32 @@ def test_resume_of_another_run_is_refused_and_changes_nothing(trained, lra_data,
     stderr = attempt("--attention_type", "softmax", "--resume_from_checkpoint", "True")
     assert "belongs to another run (attention_type: 'las' there, 'softmax' here;" in stderr
     assert "model.attention_type" in stderr
-    assert "model.las_pool_size" in attempt("--config_overrides", TINY_MODEL + ",las_pool_size=5",
-                                            "--resume_from_checkpoint", "True")
-    assert "data.max_train_samples: None there, 4 here" in attempt("--max_train_samples", "4",
-                                                                 "--resume_from_checkpoint", "True")
+    assert "model.las_pool_size" in attempt(
+        "--config_overrides", TINY_MODEL + ",las_pool_size=5", "--resume_from_checkpoint", "True"
+    )
+    assert "data.max_train_samples: None there, 4 here" in attempt(
+        "--max_train_samples", "4", "--resume_from_checkpoint", "True"
+    )
     assert "holds checkpoints of an earlier run (checkpoint-2)" in attempt("--attention_type", "softmax")
     assert _file_hashes(output_dir) == before  # nothing was written
 
     # --overwrite_output_dir starts over: the earlier checkpoints go, the new run's record says softmax.
-    run_lra.main(tiny_run_args("listops", lra_data["listops"], output_dir, datasets_cache, "--attention_type",
-                               "softmax", "--overwrite_output_dir", "True", "--max_steps", "1", "--save_steps", "1"))
+    run_lra.main(
+        tiny_run_args(
+            "listops",
+            lra_data["listops"],
+            output_dir,
+            datasets_cache,
+            "--attention_type",
+            "softmax",
+            "--overwrite_output_dir",
+            "True",
+            "--max_steps",
+            "1",
+            "--save_steps",
+            "1",
+        )
+    )
     assert sorted(path.name for path in output_dir.glob("checkpoint-*")) == ["checkpoint-1"]
     for record in (output_dir / run_lra.RUN_RECORD, output_dir / "checkpoint-1" / run_lra.RUN_RECORD):
         assert json.loads(record.read_text())["attention_type"] == "softmax"
@@ -475,11 +626,29 @@ def test_resume_of_another_run_is_refused_and_changes_nothing(trained, lra_data,
 def test_generated_data_are_marked_complete_only_once_they_load(tmp_path, monkeypatch):
     import lra.listops
 
-    _, data_args, training_args, _ = run_lra.parse_arguments([
-        "--task", "listops", "--output_dir", str(tmp_path / "out"), "--generated_data_root", str(tmp_path / "gen"),
-        "--cache_dir", str(tmp_path / "cache"), "--use_cpu", "--generate_num_train", "6", "--generate_num_val", "2",
-        "--generate_num_test", "2", "--generate_min_length", "5", "--generate_max_length", "60",
-    ])
+    _, data_args, training_args, _ = run_lra.parse_arguments(
+        [
+            "--task",
+            "listops",
+            "--output_dir",
+            str(tmp_path / "out"),
+            "--generated_data_root",
+            str(tmp_path / "gen"),
+            "--cache_dir",
+            str(tmp_path / "cache"),
+            "--use_cpu",
+            "--generate_num_train",
+            "6",
+            "--generate_num_val",
+            "2",
+            "--generate_num_test",
+            "2",
+            "--generate_min_length",
+            "5",
+            "--generate_max_length",
+            "60",
+        ]
+    )
     folder = run_lra.generated_data_dir(data_args)
     validation = folder / "listops-1000" / "basic_val.tsv"
     real_generator = lra.listops.generate_listops

@@ -24,10 +24,13 @@ def test_default_study_has_the_same_budget_for_every_variant_and_size() -> None:
     assert len(cells) == 3 * 3 * (4 + 4 + 5)
     data = {task: ["--data_dir", "D"] for task in config["tasks"]}
     for task in config["tasks"]:
-        commands = [run_study.run_command(cell, config, data[task], Path("out"), "eager") for cell in cells
-                    if cell.task == task]
+        commands = [
+            run_study.run_command(cell, config, data[task], Path("out"), "eager")
+            for cell in cells
+            if cell.task == task
+        ]
         # Everything after the cell's own flags (the training budget) is identical within a task.
-        budgets = {" ".join(command[command.index("--seed") + 2:]) for command in commands}
+        budgets = {" ".join(command[command.index("--seed") + 2 :]) for command in commands}
         assert len(budgets) == 1 and "--max_steps" in budgets.pop()
     smoothing = next(cell for cell in cells if cell.variant == "smoothing_only")
     command = run_study.run_command(smoothing, config, ["--data_dir", "D"], Path("out"), "eager")
@@ -49,14 +52,25 @@ def test_detected_backend_is_one_run_lra_accepts() -> None:
 
 
 def _study(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(STUDY), *args], cwd=REPO_ROOT, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, str(STUDY), *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300
+    )
 
 
 @pytest.mark.slow  # a subprocess
 def test_missing_mnist_dir_names_the_debian_package(tmp_path: Path) -> None:
-    result = _study("--tasks", "fashion_smnist", "--mnist_dir", str(tmp_path / "nowhere"), "--out", str(tmp_path),
-                    "--work_dir", str(tmp_path / "work"), "--attn_implementation", "eager")
+    result = _study(
+        "--tasks",
+        "fashion_smnist",
+        "--mnist_dir",
+        str(tmp_path / "nowhere"),
+        "--out",
+        str(tmp_path),
+        "--work_dir",
+        str(tmp_path / "work"),
+        "--attn_implementation",
+        "eager",
+    )
     assert result.returncode == 2
     assert "apt-get install dataset-fashion-mnist" in result.stderr and "Traceback" not in result.stderr
 
@@ -64,8 +78,19 @@ def test_missing_mnist_dir_names_the_debian_package(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_smoke_study_runs_end_to_end_and_a_rerun_skips_finished_cells(tmp_path: Path) -> None:
     data_dir = make_mnist_release(tmp_path / "data")
-    args = ("--smoke", "--mnist_dir", str(data_dir), "--mnist_labels", "digits", "--out", str(tmp_path / "out"),
-            "--work_dir", str(tmp_path / "work"), "--attn_implementation", "eager")
+    args = (
+        "--smoke",
+        "--mnist_dir",
+        str(data_dir),
+        "--mnist_labels",
+        "digits",
+        "--out",
+        str(tmp_path / "out"),
+        "--work_dir",
+        str(tmp_path / "work"),
+        "--attn_implementation",
+        "eager",
+    )
     first = _study(*args)
     assert first.returncode == 0, first.stdout + first.stderr
     assert "2 cells: 0 finished (skipped), 2 to run" in first.stdout
@@ -75,7 +100,9 @@ def test_smoke_study_runs_end_to_end_and_a_rerun_skips_finished_cells(tmp_path: 
         rows = list(csv.DictReader(file))
     assert list(rows[0]) == list(run_study.CSV_COLUMNS)
     assert [(row["task"], row["variant"], row["train_size"], row["seed"], row["steps"]) for row in rows] == [
-        ("smnist", "softmax", "8", "0", "2"), ("smnist", "las", "8", "0", "2")]
+        ("smnist", "softmax", "8", "0", "2"),
+        ("smnist", "las", "8", "0", "2"),
+    ]
     for row in rows:
         assert 0.0 <= float(row["test_accuracy"]) <= 1.0 and 0.0 <= float(row["best_validation_accuracy"]) <= 1.0
         assert float(row["train_seconds"]) > 0

@@ -51,7 +51,6 @@ from types import ModuleType
 import numpy as np
 from PIL import Image
 
-
 __all__ = [
     "EXAMPLES",
     "REPO_ROOT",
@@ -85,8 +84,10 @@ __all__ = [
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO_ROOT / "examples"
 #: Subprocesses import this checkout's modules, even where the interpreter has another copy installed (editable).
-SUBPROCESS_ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT),
-                                                                           os.environ.get("PYTHONPATH")]))}
+SUBPROCESS_ENV = {
+    **os.environ,
+    "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+}
 
 ARCHIVE = "lra_release"
 # The release keeps tsv_data and pathfinder* one level further down, in lra_release/lra_release.
@@ -112,7 +113,9 @@ def _listops_expression(seed: int, depth: int = 0) -> tuple[list[str], int]:
             tokens, value = [str(child_seed % 10)], child_seed % 10
         children.append(tokens)
         values.append(value)
-    result = {"MAX": max, "MIN": min, "MED": lambda v: int(np.median(v)), "SM": lambda v: sum(v) % 10}[operator](values)
+    result = {"MAX": max, "MIN": min, "MED": lambda v: int(np.median(v)), "SM": lambda v: sum(v) % 10}[operator](
+        values
+    )
     # A node with n children is written as n + 1 "(", then "[OP c0 )", then "ci )", then "] )".
     tokens = ["("] * (len(children) + 1) + [f"[{operator}"] + children[0] + [")"]
     for child in children[1:]:
@@ -159,7 +162,7 @@ RETRIEVAL_ROWS: dict[str, list[tuple[str, str, str, str, str]]] = {
         ("0", "A00-2018", "N06-1020", "A maximum-entropy-inspired parser", "Prototype-driven learning"),
     ],
     "eval": [
-        ("1", "P04-1035", "H05-1044", "Sentiment analysis \"in\" context", "Recognizing contextual polarity"),
+        ("1", "P04-1035", "H05-1044", 'Sentiment analysis "in" context', "Recognizing contextual polarity"),
         ("0", "W04-1013", "P11-1015", "ROUGE", "Learning word vectors"),
         ("1.0", "D13-1170", "P14-1062", "Recursive deep models", "A convolutional network"),
     ],
@@ -189,10 +192,16 @@ def make_retrieval_release(root: Path) -> Path:
 # numbers; reviews carry HTML breaks, quotes and non-ASCII characters like the real ones.
 IMDB_REVIEWS: dict[str, dict[str, dict[str, str]]] = {
     "train": {
-        "neg": {"10_1.txt": "Dreadful.<br /><br />Avoid \"at all costs\".", "2_3.txt": "Meh – not great.",
-                "7_2.txt": "I'd rather watch paint dry."},
-        "pos": {"0_9.txt": "A masterpiece! 🎬", "11_10.txt": "Loved it, café scene included.",
-                "3_8.txt": "Great 'fun' for everyone."},
+        "neg": {
+            "10_1.txt": 'Dreadful.<br /><br />Avoid "at all costs".',
+            "2_3.txt": "Meh – not great.",
+            "7_2.txt": "I'd rather watch paint dry.",
+        },
+        "pos": {
+            "0_9.txt": "A masterpiece! 🎬",
+            "11_10.txt": "Loved it, café scene included.",
+            "3_8.txt": "Great 'fun' for everyone.",
+        },
     },
     "test": {
         "neg": {"1_2.txt": "Boring plot.", "12_4.txt": "Too long; too loud."},
@@ -242,13 +251,20 @@ def cifar_batch(name: str) -> tuple[np.ndarray, list[int]]:
 
 def _cifar_files() -> Iterator[tuple[str, bytes]]:
     folder = "cifar-10-batches-py"
-    meta = {b"label_names": [name.encode() for name in CIFAR10_NAMES], b"num_cases_per_batch": _CIFAR_BATCH_SIZE,
-            b"num_vis": 3072}
+    meta = {
+        b"label_names": [name.encode() for name in CIFAR10_NAMES],
+        b"num_cases_per_batch": _CIFAR_BATCH_SIZE,
+        b"num_vis": 3072,
+    }
     yield f"{folder}/batches.meta", pickle.dumps(meta, protocol=2)
     for name in [f"data_batch_{index}" for index in range(1, 6)] + ["test_batch"]:
         data, labels = cifar_batch(name)
-        batch = {b"batch_label": name.encode(), b"labels": labels, b"data": data,
-                 b"filenames": [f"{name}_{index}.png".encode() for index in range(len(labels))]}
+        batch = {
+            b"batch_label": name.encode(),
+            b"labels": labels,
+            b"data": data,
+            b"filenames": [f"{name}_{index}.png".encode() for index in range(len(labels))],
+        }
         yield f"{folder}/{name}", pickle.dumps(batch, protocol=2)
     yield f"{folder}/readme.html", b"<html>CIFAR-10 fixture</html>\n"
 
@@ -281,8 +297,14 @@ def pathfinder_label(index: int) -> int:
     return (index * 5 + 1) % 3 % 2
 
 
-def make_pathfinder_release(root: Path, resolution: int = 32, difficulty: int = 14, n: int = 22,
-                            images_per_folder: int = 2, empty_png: bool = False) -> Path:
+def make_pathfinder_release(
+    root: Path,
+    resolution: int = 32,
+    difficulty: int = 14,
+    n: int = 22,
+    images_per_folder: int = 2,
+    empty_png: bool = False,
+) -> Path:
     """Write ``lra_release/lra_release/pathfinder{R}/{curv_...}/``; return the archive root.
 
     Image number ``k * images_per_folder + i`` is ``imgs/<k>/sample_<i>.png`` and is listed on line
@@ -315,8 +337,10 @@ def make_pathx_release(root: Path, n: int = 10) -> Path:
 # MNIST / Fashion-MNIST (idx files)
 # ---------------------------------------------------------------------------------------------------
 
-MNIST_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-               "t10k": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+MNIST_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "t10k": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
 
 
 def mnist_split(split: str, sizes: tuple[int, int] = (20, 5)) -> tuple[np.ndarray, np.ndarray]:
@@ -369,8 +393,16 @@ def make_all_releases(root: Path) -> dict[str, Path]:
     make_text_release(root, as_tarball=False)
     make_image_release(root, as_tarball=True)
     mnist = make_mnist_release(root)
-    return {"listops": archive, "text": root, "retrieval": archive, "image": root, "pathfinder": archive,
-            "pathx": archive, "smnist": mnist, "pmnist": mnist}
+    return {
+        "listops": archive,
+        "text": root,
+        "retrieval": archive,
+        "image": root,
+        "pathfinder": archive,
+        "pathx": archive,
+        "smnist": mnist,
+        "pmnist": mnist,
+    }
 
 
 def _write_tree(root: Path, files: Iterator[tuple[str, bytes]], tarball: str | None) -> None:
@@ -418,8 +450,11 @@ def _write_hub_layout(folder: Path, splits: dict[str, object], title: str) -> Pa
 
 def imdb_hub_rows(split: str) -> list[dict]:
     """The fixture's IMDb rows as the Hub copy orders them: ``neg`` then ``pos``."""
-    return [{"text": text, "label": label} for label, name in enumerate(("neg", "pos"))
-            for text in IMDB_REVIEWS[split][name].values()]
+    return [
+        {"text": text, "label": label}
+        for label, name in enumerate(("neg", "pos"))
+        for text in IMDB_REVIEWS[split][name].values()
+    ]
 
 
 def write_imdb_hub_repo(folder: Path) -> Path:
@@ -427,8 +462,9 @@ def write_imdb_hub_repo(folder: Path) -> Path:
     and unsupervised (label -1, not part of the task)."""
     import datasets
 
-    features = datasets.Features({"text": datasets.Value("string"),
-                                  "label": datasets.ClassLabel(names=["neg", "pos"])})
+    features = datasets.Features(
+        {"text": datasets.Value("string"), "label": datasets.ClassLabel(names=["neg", "pos"])}
+    )
     rows = {split: imdb_hub_rows(split) for split in ("train", "test")}
     rows["unsupervised"] = [{"text": text, "label": -1} for text in _IMDB_UNSUP.values()]
     splits = {split: datasets.Dataset.from_list(split_rows, features=features) for split, split_rows in rows.items()}
@@ -481,23 +517,39 @@ def tiny_run_args(task: str, data_dir: Path, output_dir: Path, cache_dir: Path, 
     """A short CPU run: no evaluation during training (the fixtures' splits are a few examples), a checkpoint every
     2 steps, a log line every step. Flags in `extra` come last, so they win."""
     return [
-        "--task", task,
-        "--data_dir", str(data_dir),
-        "--cache_dir", str(cache_dir),
-        "--output_dir", str(output_dir),
-        "--config_overrides", TINY_MODEL,
-        "--max_length", "128",
-        "--max_steps", "2",
-        "--per_device_train_batch_size", "2",
-        "--per_device_eval_batch_size", "2",
-        "--eval_strategy", "no",
-        "--save_strategy", "steps",
-        "--save_steps", "2",
-        "--load_best_model_at_end", "False",
-        "--logging_steps", "1",
-        "--seed", "7",
+        "--task",
+        task,
+        "--data_dir",
+        str(data_dir),
+        "--cache_dir",
+        str(cache_dir),
+        "--output_dir",
+        str(output_dir),
+        "--config_overrides",
+        TINY_MODEL,
+        "--max_length",
+        "128",
+        "--max_steps",
+        "2",
+        "--per_device_train_batch_size",
+        "2",
+        "--per_device_eval_batch_size",
+        "2",
+        "--eval_strategy",
+        "no",
+        "--save_strategy",
+        "steps",
+        "--save_steps",
+        "2",
+        "--load_best_model_at_end",
+        "False",
+        "--logging_steps",
+        "1",
+        "--seed",
+        "7",
         "--use_cpu",
-        "--disable_tqdm", "True",
+        "--disable_tqdm",
+        "True",
         *TASK_FLAGS.get(task, []),
         *extra,
     ]

@@ -57,10 +57,28 @@ CHECK_TOLERANCE = {torch.float32: 1e-4, torch.float16: 5e-3, torch.bfloat16: 3e-
 # 5.3 (fwd_bwd) at L=4K (CPU, float32).
 NAIVE_LXL_TENSORS = {"fwd": 4, "fwd_bwd": 6}
 CSV_COLUMNS = (
-    "device", "tag", "dtype", "batch", "heads", "head_dim", "length", "method", "mode", "status",
-    "time_ms", "time_ms_min", "time_ms_max", "repeats", "peak_mem_mib", "max_abs_diff", "check",
-    "chunk_size", "query_block_size", "pool_size", "pool_mode",
-)  # fmt: skip
+    "device",
+    "tag",
+    "dtype",
+    "batch",
+    "heads",
+    "head_dim",
+    "length",
+    "method",
+    "mode",
+    "status",
+    "time_ms",
+    "time_ms_min",
+    "time_ms_max",
+    "repeats",
+    "peak_mem_mib",
+    "max_abs_diff",
+    "check",
+    "chunk_size",
+    "query_block_size",
+    "pool_size",
+    "pool_mode",
+)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -83,12 +101,19 @@ def check_reference(query, key, value, alphas, pool_size, pool_mode, chunk_size=
         return las_attention_reference(query, key, value, alphas, pool_size, pool_mode, True)
     return torch.cat(
         [
-            las_attention_reference(query[:, :, s : s + chunk_size], key[:, :, s : s + chunk_size],
-                                    value[:, :, s : s + chunk_size], alphas, pool_size, pool_mode, True)
+            las_attention_reference(
+                query[:, :, s : s + chunk_size],
+                key[:, :, s : s + chunk_size],
+                value[:, :, s : s + chunk_size],
+                alphas,
+                pool_size,
+                pool_mode,
+                True,
+            )
             for s in range(0, length, chunk_size)
         ],
         dim=-2,
-    )  # fmt: skip
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -104,8 +129,9 @@ def chunk_implementation(args) -> str:
 def build_methods(args, device, batch, length) -> tuple[dict[str, Callable], torch.Tensor]:
     """method name -> f(q, k, v) -> output. Block masks are built here, once per shape, outside the timed call."""
     alphas = torch.tensor(default_las_alphas(args.heads, args.alpha_max, args.alpha_decades), device=device)
-    common_kwargs = dict(pool_size=args.pool_size, pool_mode=args.pool_mode, is_causal=True,
-                         query_block_size=args.query_block_size)  # fmt: skip
+    common_kwargs = dict(
+        pool_size=args.pool_size, pool_mode=args.pool_mode, is_causal=True, query_block_size=args.query_block_size
+    )
     methods: dict[str, Callable] = {}
     for implementation in ("sdpa", "eager"):
         if f"las_{implementation}" in args.methods:
@@ -123,9 +149,13 @@ def build_methods(args, device, batch, length) -> tuple[dict[str, Callable], tor
         if chunk_impl == "flex_attention":
             chunk_mask = las_flex_block_mask(None, batch, length, True, args.chunk_size, device)
         methods["las_chunk"] = functools.partial(
-            las_attention, alphas=alphas, **common_kwargs, chunk_size=args.chunk_size, implementation=chunk_impl,
+            las_attention,
+            alphas=alphas,
+            **common_kwargs,
+            chunk_size=args.chunk_size,
+            implementation=chunk_impl,
             block_mask=chunk_mask,
-        )  # fmt: skip
+        )
     if "naive" in args.methods:
         methods["naive"] = lambda q, k, v: las_attention_reference(q, k, v, alphas, args.pool_size, args.pool_mode)
     if "sdpa" in args.methods:
@@ -187,10 +217,18 @@ def run_shape(args, device, dtype, head_dim, length, results: list[dict]) -> Non
     upstream = randn()
     methods, alphas = build_methods(args, device, batch, length)
     base = dict(
-        device=device.type, tag=args.tag, dtype=str(dtype).removeprefix("torch."), batch=batch, heads=args.heads,
-        head_dim=head_dim, length=length, chunk_size=args.chunk_size, query_block_size=args.query_block_size,
-        pool_size=args.pool_size, pool_mode=args.pool_mode,
-    )  # fmt: skip
+        device=device.type,
+        tag=args.tag,
+        dtype=str(dtype).removeprefix("torch."),
+        batch=batch,
+        heads=args.heads,
+        head_dim=head_dim,
+        length=length,
+        chunk_size=args.chunk_size,
+        query_block_size=args.query_block_size,
+        pool_size=args.pool_size,
+        pool_mode=args.pool_mode,
+    )
 
     checks: dict[str, tuple[float | None, str]] = {}
     if args.check:
@@ -232,8 +270,11 @@ def check_shape(args, device, dtype, length, methods, alphas, leaves) -> dict[st
             needed = naive_footprint_bytes("fwd", args.batch, args.heads, span, torch.float32)
             if args.max_reference_bytes is not None and needed > args.max_reference_bytes:
                 references[chunk_size] = None
-                print(f"--check: skipped at L={length} (the float32 reference needs about {needed / 2**30:.1f} GiB, "
-                      f"more than --max-reference-bytes {args.max_reference_bytes / 2**30:.1f} GiB)", flush=True)
+                print(
+                    f"--check: skipped at L={length} (the float32 reference needs about {needed / 2**30:.1f} GiB, "
+                    f"more than --max-reference-bytes {args.max_reference_bytes / 2**30:.1f} GiB)",
+                    flush=True,
+                )
             else:
                 references[chunk_size] = common.run_or_oom(
                     lambda: check_reference(*leaves, alphas, args.pool_size, args.pool_mode, chunk_size), device
@@ -268,7 +309,9 @@ def progress_line(rows: list[dict]) -> str:
     cells = []
     for row in rows:
         if row["status"] == "ok":
-            cells.append(f"{row['method']} {fmt_ms(row['time_ms'] / 1e3)} ms {fmt_mib(row['peak_mem_mib'] * common.MIB)} MiB")
+            cells.append(
+                f"{row['method']} {fmt_ms(row['time_ms'] / 1e3)} ms {fmt_mib(row['peak_mem_mib'] * common.MIB)} MiB"
+            )
         else:
             cells.append(f"{row['method']} {row['status']}")
     return f"[{head['dtype']} d={head['head_dim']} L={head['length']} {head['mode']}] " + "; ".join(cells)
@@ -280,37 +323,131 @@ def progress_line(rows: list[dict]) -> str:
 
 # (description, device, mode, dtype or None, head_dim or None, kind, arguments, goal, direction)
 TARGETS = (
-    ("LaS eager training peak memory / naive's, L=4K", "cpu", "fwd_bwd", None, None,
-     "mem_ratio", ("las_eager", "naive", 4096), 0.25, "<="),
-    ("LaS sdpa training time / SDPA's, L=1K", "cpu", "fwd_bwd", "float32", None,
-     "time_ratio", ("las_sdpa", "sdpa", 1024), 1.3, "<="),
-    ("LaS sdpa training time / SDPA's, L=4K", "cpu", "fwd_bwd", "float32", None,
-     "time_ratio", ("las_sdpa", "sdpa", 4096), 1.3, "<="),
-    ("LaS sdpa inference time / SDPA's, L=2K", "cpu", "fwd", "float32", None,
-     "time_ratio", ("las_sdpa", "sdpa", 2048), 1.3, "<="),
-    ("LaS sdpa training peak memory / SDPA's, L=4K", "cpu", "fwd_bwd", "float32", None,
-     "mem_ratio", ("las_sdpa", "sdpa", 4096), 1.3, "<="),
-    ("LaS flex_attention inference time / SDPA's, L=2K", "cpu", "fwd", None, None,
-     "time_ratio", ("las_flex_attention", "sdpa", 2048), 2.0, "<="),
-    ("LaS-chunk time L=64K / L=16K", "cpu", "fwd_bwd", None, None,
-     "length_ratio", ("las_chunk", 65536, 16384), 4.5, "<="),
+    (
+        "LaS eager training peak memory / naive's, L=4K",
+        "cpu",
+        "fwd_bwd",
+        None,
+        None,
+        "mem_ratio",
+        ("las_eager", "naive", 4096),
+        0.25,
+        "<=",
+    ),
+    (
+        "LaS sdpa training time / SDPA's, L=1K",
+        "cpu",
+        "fwd_bwd",
+        "float32",
+        None,
+        "time_ratio",
+        ("las_sdpa", "sdpa", 1024),
+        1.3,
+        "<=",
+    ),
+    (
+        "LaS sdpa training time / SDPA's, L=4K",
+        "cpu",
+        "fwd_bwd",
+        "float32",
+        None,
+        "time_ratio",
+        ("las_sdpa", "sdpa", 4096),
+        1.3,
+        "<=",
+    ),
+    (
+        "LaS sdpa inference time / SDPA's, L=2K",
+        "cpu",
+        "fwd",
+        "float32",
+        None,
+        "time_ratio",
+        ("las_sdpa", "sdpa", 2048),
+        1.3,
+        "<=",
+    ),
+    (
+        "LaS sdpa training peak memory / SDPA's, L=4K",
+        "cpu",
+        "fwd_bwd",
+        "float32",
+        None,
+        "mem_ratio",
+        ("las_sdpa", "sdpa", 4096),
+        1.3,
+        "<=",
+    ),
+    (
+        "LaS flex_attention inference time / SDPA's, L=2K",
+        "cpu",
+        "fwd",
+        None,
+        None,
+        "time_ratio",
+        ("las_flex_attention", "sdpa", 2048),
+        2.0,
+        "<=",
+    ),
+    (
+        "LaS-chunk time L=64K / L=16K",
+        "cpu",
+        "fwd_bwd",
+        None,
+        None,
+        "length_ratio",
+        ("las_chunk", 65536, 16384),
+        4.5,
+        "<=",
+    ),
     *(
-        (f"LaS {kernel} {what} / SDPA causal, L={fmt_length(length)}", "cuda", "fwd_bwd", "bfloat16", 64,
-         kind, (f"las_{kernel}", "sdpa", length), goal, "<=")
+        (
+            f"LaS {kernel} {what} / SDPA causal, L={fmt_length(length)}",
+            "cuda",
+            "fwd_bwd",
+            "bfloat16",
+            64,
+            kind,
+            (f"las_{kernel}", "sdpa", length),
+            goal,
+            "<=",
+        )
         for kernel in ("sdpa", "flex_attention")
         for what, kind, goal in (("time", "time_ratio", 1.3), ("peak memory", "mem_ratio", 1.2))
         for length in (4096, 16384)
     ),
-    ("naive time / LaS sdpa time, L=4K", "cuda", "fwd_bwd", "bfloat16", 64,
-     "time_ratio", ("naive", "las_sdpa", 4096), 10.0, ">="),
-    ("LaS-chunk time L=64K / L=16K", "cuda", "fwd_bwd", "bfloat16", 64,
-     "length_ratio", ("las_chunk", 65536, 16384), 4.5, "<="),
-)  # fmt: skip
+    (
+        "naive time / LaS sdpa time, L=4K",
+        "cuda",
+        "fwd_bwd",
+        "bfloat16",
+        64,
+        "time_ratio",
+        ("naive", "las_sdpa", 4096),
+        10.0,
+        ">=",
+    ),
+    (
+        "LaS-chunk time L=64K / L=16K",
+        "cuda",
+        "fwd_bwd",
+        "bfloat16",
+        64,
+        "length_ratio",
+        ("las_chunk", 65536, 16384),
+        4.5,
+        "<=",
+    ),
+)
 
 
 def _lookup(rows, group, method, length):
     for row in rows:
-        if (row["dtype"], row["head_dim"], row["mode"]) == group and row["method"] == method and row["length"] == length:
+        if (
+            (row["dtype"], row["head_dim"], row["mode"]) == group
+            and row["method"] == method
+            and row["length"] == length
+        ):
             return row
     return None
 
@@ -341,20 +478,35 @@ def evaluate_targets(rows: list[dict], device_type: str) -> list[list[str]]:
             x, y = _metric(a, kind), _metric(b, kind)
             if x is None or y is None or y == 0:
                 why = next((r["status"] for r in (a, b) if r is not None and r["status"] != "ok"), "not measured")
-                table.append([description, f"{group[0]}, d={group[1]}", f"n/a ({why})", f"{direction} {goal:g}", "n/a"])
+                table.append(
+                    [description, f"{group[0]}, d={group[1]}", f"n/a ({why})", f"{direction} {goal:g}", "n/a"]
+                )
                 continue
             ratio = x / y
             passed = ratio <= goal if direction == "<=" else ratio >= goal
-            table.append([description, f"{group[0]}, d={group[1]}", fmt_ratio(ratio), f"{direction} {goal:g}",
-                          "PASS" if passed else "FAIL"])  # fmt: skip
+            table.append(
+                [
+                    description,
+                    f"{group[0]}, d={group[1]}",
+                    fmt_ratio(ratio),
+                    f"{direction} {goal:g}",
+                    "PASS" if passed else "FAIL",
+                ]
+            )
     if device_type == "cuda":
         for group in groups:
-            naive_rows = sorted((r for r in rows if r["method"] == "naive" and (r["dtype"], r["head_dim"], r["mode"]) == group),
-                                key=lambda r: r["length"])  # fmt: skip
+            naive_rows = sorted(
+                (r for r in rows if r["method"] == "naive" and (r["dtype"], r["head_dim"], r["mode"]) == group),
+                key=lambda r: r["length"],
+            )
             if not naive_rows:
                 continue
             first_oom = next((r["length"] for r in naive_rows if r["status"].startswith("OOM")), None)
-            where = f"first OOM at L={fmt_length(first_oom)}" if first_oom else f"no OOM up to L={fmt_length(naive_rows[-1]['length'])}"
+            where = (
+                f"first OOM at L={fmt_length(first_oom)}"
+                if first_oom
+                else f"no OOM up to L={fmt_length(naive_rows[-1]['length'])}"
+            )
             table.append([f"naive definition ({group[2]})", f"{group[0]}, d={group[1]}", where, "report", "info"])
     return table
 
@@ -384,7 +536,11 @@ def render_markdown(args, device, rows: list[dict]) -> str:
     out.append(
         f"- time: median of {args.repeats} calls after {args.warmup} warm-up call(s), methods interleaved "
         "round-robin; peak memory: bytes allocated by torch above the inputs during one call "
-        + ("(torch.cuda.max_memory_allocated)" if device.type == "cuda" else "(CPU allocator events of torch.profiler)")
+        + (
+            "(torch.cuda.max_memory_allocated)"
+            if device.type == "cuda"
+            else "(CPU allocator events of torch.profiler)"
+        )
     )
     out.append("")
     groups = []
@@ -395,13 +551,18 @@ def render_markdown(args, device, rows: list[dict]) -> str:
     for dtype, head_dim, mode in groups:
         out.append(f"## {dtype}, head_dim {head_dim}, {'forward + backward' if mode == 'fwd_bwd' else 'forward only'}")
         out.append("")
-        lengths = sorted({r["length"] for r in rows if (r["dtype"], r["head_dim"], r["mode"]) == (dtype, head_dim, mode)})
+        lengths = sorted(
+            {r["length"] for r in rows if (r["dtype"], r["head_dim"], r["mode"]) == (dtype, head_dim, mode)}
+        )
         header = ["L"] + [f"{m} ms" for m in methods] + [f"{m} MiB" for m in methods]
         body = []
         for length in lengths:
             found = {m: _lookup(rows, (dtype, head_dim, mode), m, length) for m in methods}
-            body.append([fmt_length(length)] + [cell(found[m], "time") for m in methods]
-                        + [cell(found[m], "mem") for m in methods])  # fmt: skip
+            body.append(
+                [fmt_length(length)]
+                + [cell(found[m], "time") for m in methods]
+                + [cell(found[m], "mem") for m in methods]
+            )
         out += [markdown_table(header, body), ""]
     targets = evaluate_targets(rows, device.type)
     if targets:
@@ -418,7 +579,9 @@ def render_markdown(args, device, rows: list[dict]) -> str:
             seen.add(key)
             cells = []
             for m in checked:
-                found = next((r for r in rows if (r["dtype"], r["head_dim"], r["length"]) == key and r["method"] == m), None)
+                found = next(
+                    (r for r in rows if (r["dtype"], r["head_dim"], r["length"]) == key and r["method"] == m), None
+                )
                 if found is None or not found.get("check"):
                     cells.append("")
                 elif found["max_abs_diff"] is None:
@@ -487,34 +650,63 @@ def plot(path: Path, rows: list[dict], methods: list[str], title: str) -> None:
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     common.add_common_arguments(parser, default_repeats=None, default_warmup=None)
-    parser.add_argument("--dtype", nargs="+", choices=sorted(common.DTYPES), default=None,
-                        help="default: float32 on CPU, bfloat16 on CUDA")
-    parser.add_argument("--lengths", nargs="+", type=int, default=None,
-                        help="default: 256..4096 on CPU, 1K..16K on CUDA")
+    parser.add_argument(
+        "--dtype",
+        nargs="+",
+        choices=sorted(common.DTYPES),
+        default=None,
+        help="default: float32 on CPU, bfloat16 on CUDA",
+    )
+    parser.add_argument(
+        "--lengths", nargs="+", type=int, default=None, help="default: 256..4096 on CPU, 1K..16K on CUDA"
+    )
     parser.add_argument("--head-dims", nargs="+", type=int, default=None, help="default: 32 64 on CPU, 64 on CUDA")
     parser.add_argument("--batch", type=int, default=None, help="default: 1 on CPU, 4 on CUDA")
     parser.add_argument("--heads", type=int, default=8)
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(DEFAULT_METHODS))
     parser.add_argument("--mode", choices=("fwd", "fwd_bwd", "both"), default="both")
     parser.add_argument("--chunk-size", type=int, default=1024, help="LaS-chunk chunk length")
-    parser.add_argument("--chunk-impl", choices=CHUNK_IMPLEMENTATIONS, default="auto",
-                        help="LaS-chunk kernel; auto = sdpa (the models' default)")
-    parser.add_argument("--query-block-size", type=int, default=512,
-                        help="queries per block of las_eager and las_sdpa (las_sdpa may use fewer: see las_attention)")
+    parser.add_argument(
+        "--chunk-impl",
+        choices=CHUNK_IMPLEMENTATIONS,
+        default="auto",
+        help="LaS-chunk kernel; auto = sdpa (the models' default)",
+    )
+    parser.add_argument(
+        "--query-block-size",
+        type=int,
+        default=512,
+        help="queries per block of las_eager and las_sdpa (las_sdpa may use fewer: see las_attention)",
+    )
     parser.add_argument("--pool-size", type=int, default=3)
     parser.add_argument("--pool-mode", choices=("symmetric", "causal"), default="symmetric")
     parser.add_argument("--alpha-max", type=float, default=0.1, help="largest decay rate B (head 0 has alpha 0)")
     parser.add_argument("--alpha-decades", type=float, default=2.0, help="alphas log-uniform in [B 10^-k, B]")
-    parser.add_argument("--max-naive-bytes", type=float, default=None,
-                        help="skip naive where its estimated L x L footprint exceeds this (default: 4 GiB on CPU, "
-                             "none on CUDA, where out-of-memory is caught and reported as OOM)")
-    parser.add_argument("--max-reference-bytes", type=float, default=None,
-                        help="--check: skip shapes whose float32 reference (L x L per chunk) would exceed this "
-                             "(default: --max-naive-bytes on CPU, 80%% of the free GPU memory on CUDA)")
-    parser.add_argument("--method-max-length", nargs="*", default=[], metavar="METHOD=L",
-                        help="run METHOD only up to length L, e.g. naive=16384 las_eager=16384")
+    parser.add_argument(
+        "--max-naive-bytes",
+        type=float,
+        default=None,
+        help="skip naive where its estimated L x L footprint exceeds this (default: 4 GiB on CPU, "
+        "none on CUDA, where out-of-memory is caught and reported as OOM)",
+    )
+    parser.add_argument(
+        "--max-reference-bytes",
+        type=float,
+        default=None,
+        help="--check: skip shapes whose float32 reference (L x L per chunk) would exceed this "
+        "(default: --max-naive-bytes on CPU, 80%% of the free GPU memory on CUDA)",
+    )
+    parser.add_argument(
+        "--method-max-length",
+        nargs="*",
+        default=[],
+        metavar="METHOD=L",
+        help="run METHOD only up to length L, e.g. naive=16384 las_eager=16384",
+    )
     parser.add_argument("--check", action="store_true", help="compare every LaS method's forward with the definition")
     parser.add_argument("--no-plot", action="store_true")
     args = parser.parse_args(argv)
@@ -525,19 +717,22 @@ def parse_args(argv=None):
         if not args.method_max_length:  # every new length is one more flex compilation (5-20 s on CPU)
             args.method_max_length = ["las_flex_attention=64"]
     elif on_cuda:
-        defaults = dict(dtype=["bfloat16"], lengths=[1024, 2048, 4096, 8192, 16384], head_dims=[64], batch=4,
-                        repeats=10, warmup=3)  # fmt: skip
+        defaults = dict(
+            dtype=["bfloat16"], lengths=[1024, 2048, 4096, 8192, 16384], head_dims=[64], batch=4, repeats=10, warmup=3
+        )
     else:
-        defaults = dict(dtype=["float32"], lengths=[256, 512, 1024, 2048, 4096], head_dims=[32, 64], batch=1,
-                        repeats=3, warmup=1)  # fmt: skip
+        defaults = dict(
+            dtype=["float32"], lengths=[256, 512, 1024, 2048, 4096], head_dims=[32, 64], batch=1, repeats=3, warmup=1
+        )
     for name, value in defaults.items():
         if getattr(args, name) is None:
             setattr(args, name, value)
     if args.max_naive_bytes is None and not on_cuda:
         args.max_naive_bytes = 4 * 2**30
     if args.max_reference_bytes is None:
-        args.max_reference_bytes = (0.8 * torch.cuda.mem_get_info()[0] if on_cuda and torch.cuda.is_available()
-                                    else args.max_naive_bytes)  # fmt: skip
+        args.max_reference_bytes = (
+            0.8 * torch.cuda.mem_get_info()[0] if on_cuda and torch.cuda.is_available() else args.max_naive_bytes
+        )
     args.modes = list(MODES) if args.mode == "both" else [args.mode]
     limits = {}
     for item in args.method_max_length:
@@ -569,8 +764,12 @@ def main(argv=None) -> int:
     markdown = render_markdown(args, device, rows)
     common.write_text(stem.with_suffix(".md"), markdown)
     if not args.no_plot:
-        plot(stem.with_suffix(".png"), rows, args.methods, f"LaS attention, one call ({args.tag}, batch {args.batch}, "
-                                                           f"{args.heads} heads)")  # fmt: skip
+        plot(
+            stem.with_suffix(".png"),
+            rows,
+            args.methods,
+            f"LaS attention, one call ({args.tag}, batch {args.batch}, {args.heads} heads)",
+        )
     print()
     print(markdown)
     failed = [r for r in rows if r.get("check") == "FAIL"]

@@ -69,7 +69,9 @@ def main(argv: list[str] | None = None) -> None:
         for length in lengths:
             attention_mask = padded_attention_mask(args.batch, length, device) if mask_kind != "causal" else None
             candidates = {
-                "las_flex_block_mask": lambda: las_flex_block_mask(attention_mask, args.batch, length, True, None, device),
+                "las_flex_block_mask": lambda: las_flex_block_mask(
+                    attention_mask, args.batch, length, True, None, device
+                ),
                 "create_block_mask": lambda: create_block_mask_reference(attention_mask, args.batch, length, device),
             }
             samples, errors = common.time_interleaved(candidates, device, warmup, repeats)
@@ -80,27 +82,40 @@ def main(argv: list[str] | None = None) -> None:
                 else:
                     row.update(common.measured_columns(fn, samples[method], device, "build"))
                 rows.append(row)
-            print(f"{mask_kind:>16} L={fmt_length(length):>4}: "
-                  + ", ".join(f"{row['method']} {time_cell(row)} ms" for row in rows[-2:]))
+            print(
+                f"{mask_kind:>16} L={fmt_length(length):>4}: "
+                + ", ".join(f"{row['method']} {time_cell(row)} ms" for row in rows[-2:])
+            )
 
     table_rows = []
     for ours, torchs in zip(rows[0::2], rows[1::2]):  # rows come in (ours, create_block_mask) pairs
         both_timed = ours.get("build_ms") and torchs.get("build_ms")
         speedup = torchs["build_ms"] / ours["build_ms"] if both_timed else None
-        table_rows.append([ours["mask"], fmt_length(ours["length"]), time_cell(ours), time_cell(torchs),
-                           fmt_ratio(speedup), memory_cell(ours), memory_cell(torchs)])
+        table_rows.append(
+            [
+                ours["mask"],
+                fmt_length(ours["length"]),
+                time_cell(ours),
+                time_cell(torchs),
+                fmt_ratio(speedup),
+                memory_cell(ours),
+                memory_cell(torchs),
+            ]
+        )
     header = ["mask", "L", "ours ms", "create_block_mask ms", "speed-up", "ours MiB", "create_block_mask MiB"]
-    markdown = "\n".join([
-        f"# Building the flex BlockMask of one model call, {device.type} ({args.tag})",
-        "",
-        f"- machine: {common.machine_line(device)}",
-        f"- command: `{common.command_line()}`",
-        f"- batch {args.batch}; padding: real lengths spread evenly over [L/2, L]; median of {repeats} builds after "
-        f"{warmup} warm-up(s), methods interleaved; peak memory: bytes torch allocated during one build",
-        "",
-        markdown_table(header, table_rows),
-        "",
-    ])
+    markdown = "\n".join(
+        [
+            f"# Building the flex BlockMask of one model call, {device.type} ({args.tag})",
+            "",
+            f"- machine: {common.machine_line(device)}",
+            f"- command: `{common.command_line()}`",
+            f"- batch {args.batch}; padding: real lengths spread evenly over [L/2, L]; median of {repeats} builds after "
+            f"{warmup} warm-up(s), methods interleaved; peak memory: bytes torch allocated during one build",
+            "",
+            markdown_table(header, table_rows),
+            "",
+        ]
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     common.write_csv(args.out / f"block_mask_{args.tag}.csv", rows, COLUMNS)
     common.write_text(args.out / f"block_mask_{args.tag}.md", markdown)

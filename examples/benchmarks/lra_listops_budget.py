@@ -38,21 +38,57 @@ from common import markdown_table  # noqa: E402
 EXAMPLES_DIR = common.REPO_ROOT / "examples"
 ATTENTION_TYPES = ("las", "softmax")
 # The GPU stage's sizes; --tiny replaces them (see TINY).
-FULL = dict(num_train=96_000, num_val=2_000, num_test=2_000, min_length=500, max_length=2_000, seq_length=None,
-            max_steps=3_000, train_seconds=180.0, batch=None, bf16=True, model_overrides=None)  # fmt: skip
-TINY = dict(num_train=64, num_val=16, num_test=16, min_length=5, max_length=60, seq_length=64, max_steps=4,
-            train_seconds=60.0, batch=8, bf16=False,
-            model_overrides="hidden_size=16,num_hidden_layers=1,num_attention_heads=2")  # fmt: skip
+FULL = dict(
+    num_train=96_000,
+    num_val=2_000,
+    num_test=2_000,
+    min_length=500,
+    max_length=2_000,
+    seq_length=None,
+    max_steps=3_000,
+    train_seconds=180.0,
+    batch=None,
+    bf16=True,
+    model_overrides=None,
+)
+TINY = dict(
+    num_train=64,
+    num_val=16,
+    num_test=16,
+    min_length=5,
+    max_length=60,
+    seq_length=64,
+    max_steps=4,
+    train_seconds=60.0,
+    batch=8,
+    bf16=False,
+    model_overrides="hidden_size=16,num_hidden_layers=1,num_attention_heads=2",
+)
 
 
 def generate(data_dir: Path, sizes: dict) -> float:
     """ListOps through the package's command line, as a user would run it; returns the seconds it took."""
     start = time.perf_counter()
     command = [
-        sys.executable, "-m", "lra", "generate", "listops", "--out", str(data_dir), "--no-progress",
-        "--num-train", str(sizes["num_train"]), "--num-val", str(sizes["num_val"]), "--num-test", str(sizes["num_test"]),
-        "--min-length", str(sizes["min_length"]), "--max-length", str(sizes["max_length"]),
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "lra",
+        "generate",
+        "listops",
+        "--out",
+        str(data_dir),
+        "--no-progress",
+        "--num-train",
+        str(sizes["num_train"]),
+        "--num-val",
+        str(sizes["num_val"]),
+        "--num-test",
+        str(sizes["num_test"]),
+        "--min-length",
+        str(sizes["min_length"]),
+        "--max-length",
+        str(sizes["max_length"]),
+    ]
     subprocess.run(command, check=True, cwd=common.REPO_ROOT)
     return time.perf_counter() - start
 
@@ -93,31 +129,68 @@ def train_one(attention_type: str, data_dir: Path, work_dir: Path, sizes: dict, 
 
     budget = wall_clock_budget(sizes["train_seconds"])
     argv = [
-        "--task", "listops", "--data_dir", str(data_dir), "--cache_dir", str(work_dir / "cache"),
-        "--output_dir", str(work_dir / attention_type), "--attention_type", attention_type,
-        "--attn_implementation", "sdpa", "--bf16", str(sizes["bf16"]).lower(), "--max_steps", str(sizes["max_steps"]),
-        "--eval_strategy", "no", "--save_strategy", "no", "--load_best_model_at_end", "false", "--report_to", "none",
-        "--logging_steps", str(max(1, sizes["max_steps"] // 20)), "--include_num_input_tokens_seen", "true",
-        "--preprocessing_num_workers", str(workers), "--seed", "0",
-    ]  # fmt: skip
+        "--task",
+        "listops",
+        "--data_dir",
+        str(data_dir),
+        "--cache_dir",
+        str(work_dir / "cache"),
+        "--output_dir",
+        str(work_dir / attention_type),
+        "--attention_type",
+        attention_type,
+        "--attn_implementation",
+        "sdpa",
+        "--bf16",
+        str(sizes["bf16"]).lower(),
+        "--max_steps",
+        str(sizes["max_steps"]),
+        "--eval_strategy",
+        "no",
+        "--save_strategy",
+        "no",
+        "--load_best_model_at_end",
+        "false",
+        "--report_to",
+        "none",
+        "--logging_steps",
+        str(max(1, sizes["max_steps"] // 20)),
+        "--include_num_input_tokens_seen",
+        "true",
+        "--preprocessing_num_workers",
+        str(workers),
+        "--seed",
+        "0",
+    ]
     if sizes["seq_length"]:
         argv += ["--max_length", str(sizes["seq_length"])]
     if sizes["batch"]:
-        argv += ["--per_device_train_batch_size", str(sizes["batch"]), "--per_device_eval_batch_size", str(sizes["batch"])]
+        argv += [
+            "--per_device_train_batch_size",
+            str(sizes["batch"]),
+            "--per_device_eval_batch_size",
+            str(sizes["batch"]),
+        ]
     if sizes["model_overrides"]:
         argv += ["--config_overrides", sizes["model_overrides"]]
     if device == "cpu":
         argv += ["--use_cpu", "true"]
     metrics = run_lra.main(argv, callbacks=[budget])
     return dict(
-        attention_type=attention_type, attn_implementation="sdpa", precision="bf16" if sizes["bf16"] else "fp32",
-        max_steps=sizes["max_steps"], train_seconds_cap=sizes["train_seconds"], steps=budget.steps,
-        stopped_by_clock=budget.stopped_by_clock, train_seconds=round(budget.seconds, 2),
+        attention_type=attention_type,
+        attn_implementation="sdpa",
+        precision="bf16" if sizes["bf16"] else "fp32",
+        max_steps=sizes["max_steps"],
+        train_seconds_cap=sizes["train_seconds"],
+        steps=budget.steps,
+        stopped_by_clock=budget.stopped_by_clock,
+        train_seconds=round(budget.seconds, 2),
         tokens_per_s=round(budget.tokens / budget.seconds, 1) if budget.seconds else None,
         steps_per_s=round(budget.steps / budget.seconds, 3) if budget.seconds else None,
-        eval_accuracy=metrics.get("eval_accuracy"), test_accuracy=metrics.get("test_accuracy"),
+        eval_accuracy=metrics.get("eval_accuracy"),
+        test_accuracy=metrics.get("test_accuracy"),
         test_loss=metrics.get("test_loss"),
-    )  # fmt: skip
+    )
 
 
 def render_markdown(tag: str, sizes: dict, generation_s: float, runs: list[dict], device: str) -> str:
@@ -131,16 +204,23 @@ def render_markdown(tag: str, sizes: dict, generation_s: float, runs: list[dict]
     out.append(
         f"- budget per model: {sizes['max_steps']:,} steps, capped at {sizes['train_seconds']:.0f} s of training; "
         "examples/configs/listops.json, attn_implementation sdpa, "
-        + ("bf16" if sizes["bf16"] else "float32") + "; tokens/s counts the tokens of the padded training batches"
+        + ("bf16" if sizes["bf16"] else "float32")
+        + "; tokens/s counts the tokens of the padded training batches"
     )
     out.append("")
     header = ["attention", "steps run", "stopped by clock", "train s", "tokens/s", "val accuracy", "test accuracy"]
     body = [
-        [r["attention_type"], r["steps"], "yes" if r["stopped_by_clock"] else "no", f"{r['train_seconds']:.1f}",
-         f"{r['tokens_per_s']:.0f}" if r["tokens_per_s"] else "", _percent(r["eval_accuracy"]),
-         _percent(r["test_accuracy"])]
+        [
+            r["attention_type"],
+            r["steps"],
+            "yes" if r["stopped_by_clock"] else "no",
+            f"{r['train_seconds']:.1f}",
+            f"{r['tokens_per_s']:.0f}" if r["tokens_per_s"] else "",
+            _percent(r["eval_accuracy"]),
+            _percent(r["test_accuracy"]),
+        ]
         for r in runs
-    ]  # fmt: skip
+    ]
     out += [markdown_table(header, body), ""]
     return "\n".join(out)
 
@@ -180,8 +260,9 @@ def main(argv=None) -> int:
     for attention_type in ATTENTION_TYPES:
         runs.append(train_one(attention_type, data_dir, work_dir, sizes, workers, device))
         # rewritten after every model: a stage cut off by its time limit keeps the first model's result
-        common.write_text(stem.with_suffix(".json"), json.dumps(dict(sizes=sizes, generation_s=generation_s,
-                                                                    runs=runs), indent=2))  # fmt: skip
+        common.write_text(
+            stem.with_suffix(".json"), json.dumps(dict(sizes=sizes, generation_s=generation_s, runs=runs), indent=2)
+        )
         common.write_text(stem.with_suffix(".md"), render_markdown(tag, sizes, generation_s, runs, device))
     print(stem.with_suffix(".md").read_text())
     return 0

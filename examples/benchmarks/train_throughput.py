@@ -49,10 +49,29 @@ STEP_TIME_TARGET = 1.3  # LaS step time / softmax step time, same backend
 # torch's SDPA itself.
 CPU_TARGET_ROWS = {("listops", "las", "sdpa")}
 CSV_COLUMNS = (
-    "device", "tag", "task", "attention_type", "attn_implementation", "precision", "batch", "length", "hidden_size",
-    "layers", "heads", "chunk_size", "params", "status", "step_ms", "step_ms_min", "step_ms_max", "repeats",
-    "tokens_per_s", "peak_mem_mib", "time_vs_softmax", "config_source",
-)  # fmt: skip
+    "device",
+    "tag",
+    "task",
+    "attention_type",
+    "attn_implementation",
+    "precision",
+    "batch",
+    "length",
+    "hidden_size",
+    "layers",
+    "heads",
+    "chunk_size",
+    "params",
+    "status",
+    "step_ms",
+    "step_ms_min",
+    "step_ms_max",
+    "repeats",
+    "tokens_per_s",
+    "peak_mem_mib",
+    "time_vs_softmax",
+    "config_source",
+)
 
 
 def task_setup(task: str, args) -> dict:
@@ -65,7 +84,11 @@ def task_setup(task: str, args) -> dict:
         batch = raw.get("training", {}).get("per_device_train_batch_size", FALLBACK_TASKS[task]["batch"])
         source = str(path.relative_to(common.REPO_ROOT))
     else:
-        model, length, batch = dict(FALLBACK_TASKS[task]["model"]), FALLBACK_TASKS[task]["length"], FALLBACK_TASKS[task]["batch"]
+        model, length, batch = (
+            dict(FALLBACK_TASKS[task]["model"]),
+            FALLBACK_TASKS[task]["length"],
+            FALLBACK_TASKS[task]["batch"],
+        )
         source = "built-in defaults (config file missing)"
     vocab_size, num_labels = TASK_VOCAB_AND_LABELS[task]
     model.update(vocab_size=vocab_size, num_labels=num_labels)
@@ -84,7 +107,9 @@ def task_setup(task: str, args) -> dict:
     elif args.device == "cpu":
         batch = 1
     model["max_position_embeddings"] = max(length, model.get("max_position_embeddings", 0))
-    overridden = [f for f in ("hidden_size", "layers", "heads", "length", "batch", "chunk_size") if getattr(args, f) is not None]
+    overridden = [
+        f for f in ("hidden_size", "layers", "heads", "length", "batch", "chunk_size") if getattr(args, f) is not None
+    ]
     if overridden:
         source += " + --" + " --".join(f.replace("_", "-") for f in overridden)
     return dict(model=model, length=length, batch=batch, source=source)
@@ -133,12 +158,22 @@ def run_task(task: str, args, device: torch.device, rows: list[dict]) -> None:
             model = built[attention_type]
             config = model.config
             row = dict(
-                device=device.type, tag=args.tag, task=task, attention_type=attention_type,
-                attn_implementation=implementation, precision=args.precision, batch=batch, length=length,
-                hidden_size=config.hidden_size, layers=config.num_hidden_layers, heads=config.num_attention_heads,
+                device=device.type,
+                tag=args.tag,
+                task=task,
+                attention_type=attention_type,
+                attn_implementation=implementation,
+                precision=args.precision,
+                batch=batch,
+                length=length,
+                hidden_size=config.hidden_size,
+                layers=config.num_hidden_layers,
+                heads=config.num_attention_heads,
                 chunk_size=config.las_chunk_size if attention_type == "las_chunk" else None,
-                params=sum(p.numel() for p in model.parameters()), repeats=args.repeats, config_source=setup["source"],
-            )  # fmt: skip
+                params=sum(p.numel() for p in model.parameters()),
+                repeats=args.repeats,
+                config_source=setup["source"],
+            )
             if attention_type in errors:
                 row["status"] = errors[attention_type]
             else:
@@ -160,8 +195,10 @@ def progress_line(row: dict) -> str:
     head = f"[{row['task']} {row['attention_type']} {row['attn_implementation']} L={row['length']} B={row['batch']}]"
     if row["status"] != "ok":
         return f"{head} {row['status']}"
-    return (f"{head} {fmt_ms(row['step_ms'] / 1e3)} ms/step, {row['tokens_per_s']:.0f} tok/s, "
-            f"{fmt_mib(row['peak_mem_mib'] * common.MIB)} MiB")  # fmt: skip
+    return (
+        f"{head} {fmt_ms(row['step_ms'] / 1e3)} ms/step, {row['tokens_per_s']:.0f} tok/s, "
+        f"{fmt_mib(row['peak_mem_mib'] * common.MIB)} MiB"
+    )
 
 
 def render_markdown(args, device, rows: list[dict]) -> str:
@@ -172,23 +209,46 @@ def render_markdown(args, device, rows: list[dict]) -> str:
         f"- one step = forward + backward + AdamW step, precision {args.precision}; time: median of {args.repeats} "
         f"steps after {args.warmup} warm-up step(s), attention types interleaved round-robin; peak memory: bytes "
         "allocated by torch during one step above the weights and optimizer state "
-        + ("(torch.cuda.max_memory_allocated)" if device.type == "cuda" else "(CPU allocator events of torch.profiler)")
+        + (
+            "(torch.cuda.max_memory_allocated)"
+            if device.type == "cuda"
+            else "(CPU allocator events of torch.profiler)"
+        )
     )
     sources = sorted({f"{r['task']}: {r['config_source']}" for r in rows})
     out.append(f"- model setups: {'; '.join(sources)}")
     out.append("")
-    header = ["task", "attention", "backend", "L", "batch", "hidden x layers", "params", "step ms", "tokens/s",
-              "peak MiB", "time / softmax"]  # fmt: skip
+    header = [
+        "task",
+        "attention",
+        "backend",
+        "L",
+        "batch",
+        "hidden x layers",
+        "params",
+        "step ms",
+        "tokens/s",
+        "peak MiB",
+        "time / softmax",
+    ]
     body = []
     for r in rows:
         ok = r["status"] == "ok"
-        body.append([
-            r["task"], r["attention_type"] + (f" (C={r['chunk_size']})" if r["chunk_size"] else ""),
-            r["attn_implementation"], r["length"], r["batch"], f"{r['hidden_size']} x {r['layers']}",
-            f"{r['params'] / 1e6:.2f}M", fmt_ms(r["step_ms"] / 1e3) if ok else r["status"],
-            f"{r['tokens_per_s']:.0f}" if ok else "", fmt_mib(r["peak_mem_mib"] * common.MIB) if ok else "",
-            fmt_ratio(r.get("time_vs_softmax")) if ok else "",
-        ])  # fmt: skip
+        body.append(
+            [
+                r["task"],
+                r["attention_type"] + (f" (C={r['chunk_size']})" if r["chunk_size"] else ""),
+                r["attn_implementation"],
+                r["length"],
+                r["batch"],
+                f"{r['hidden_size']} x {r['layers']}",
+                f"{r['params'] / 1e6:.2f}M",
+                fmt_ms(r["step_ms"] / 1e3) if ok else r["status"],
+                f"{r['tokens_per_s']:.0f}" if ok else "",
+                fmt_mib(r["peak_mem_mib"] * common.MIB) if ok else "",
+                fmt_ratio(r.get("time_vs_softmax")) if ok else "",
+            ]
+        )
     out += [markdown_table(header, body), ""]
     targets = []
     for r in rows:
@@ -197,22 +257,40 @@ def render_markdown(args, device, rows: list[dict]) -> str:
         ratio = r["time_vs_softmax"]
         judged = device.type == "cuda" or (r["task"], r["attention_type"], r["attn_implementation"]) in CPU_TARGET_ROWS
         verdict = ("PASS" if ratio <= STEP_TIME_TARGET else "FAIL") if judged else "info"
-        targets.append([f"{r['attention_type']} step / softmax step", f"{r['task']}, {r['attn_implementation']}",
-                        fmt_ratio(ratio), f"<= {STEP_TIME_TARGET:g}", verdict])  # fmt: skip
+        targets.append(
+            [
+                f"{r['attention_type']} step / softmax step",
+                f"{r['task']}, {r['attn_implementation']}",
+                fmt_ratio(ratio),
+                f"<= {STEP_TIME_TARGET:g}",
+                verdict,
+            ]
+        )
     if targets:
         out += ["## Targets", "", markdown_table(["target", "setting", "measured", "goal", "result"], targets), ""]
     return "\n".join(out)
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     common.add_common_arguments(parser, default_repeats=None, default_warmup=None)
     parser.add_argument("--tasks", nargs="+", choices=sorted(FALLBACK_TASKS), default=["listops", "text"])
     parser.add_argument("--attention-types", nargs="+", choices=ATTENTION_TYPES, default=list(ATTENTION_TYPES))
-    parser.add_argument("--attn-implementation", nargs="+", choices=IMPLEMENTATIONS, default=None,
-                        help="default: sdpa and flex_attention on CUDA, sdpa on CPU")
-    parser.add_argument("--precision", choices=("fp32", "bf16-autocast"), default=None,
-                        help="default: bf16-autocast on CUDA, fp32 on CPU")
+    parser.add_argument(
+        "--attn-implementation",
+        nargs="+",
+        choices=IMPLEMENTATIONS,
+        default=None,
+        help="default: sdpa and flex_attention on CUDA, sdpa on CPU",
+    )
+    parser.add_argument(
+        "--precision",
+        choices=("fp32", "bf16-autocast"),
+        default=None,
+        help="default: bf16-autocast on CUDA, fp32 on CPU",
+    )
     parser.add_argument("--hidden-size", type=int, default=None)
     parser.add_argument("--layers", type=int, default=None)
     parser.add_argument("--heads", type=int, default=None)
@@ -234,7 +312,9 @@ def parse_args(argv=None):
     if args.attn_implementation is None:
         args.attn_implementation = ["sdpa", "flex_attention"] if on_cuda else ["sdpa"]
     if not on_cuda and "flex_attention" in args.attn_implementation:
-        parser.error("attn_implementation flex_attention trains only on CUDA (torch has no CPU flex_attention backward)")
+        parser.error(
+            "attn_implementation flex_attention trains only on CUDA (torch has no CPU flex_attention backward)"
+        )
     return args
 
 

@@ -52,21 +52,34 @@ VARIANTS: Mapping[str, Mapping[str, Any]] = {
     "smoothing_only": {"attention_type": "las", "zero_alphas": True, "about": "LaS without decay (all alphas 0)"},
     "las_chunk": {"attention_type": "las_chunk", "longest_only": True, "about": "LaS inside chunks (linear cost)"},
 }
-CSV_COLUMNS = ("task", "variant", "train_size", "seed", "steps", "test_accuracy", "best_validation_accuracy",
-               "train_seconds", "command")
+CSV_COLUMNS = (
+    "task",
+    "variant",
+    "train_size",
+    "seed",
+    "steps",
+    "test_accuracy",
+    "best_validation_accuracy",
+    "train_seconds",
+    "command",
+)
 from lra.tasks import PAPER_ACCURACY, PAPER_SOURCE, TASK_SPECS  # noqa: E402  (this checkout's, see sys.path)
 
 
-def _paper_reference(tasks: Sequence[str] = ("smnist", "pmnist", "pathfinder"),
-                     models: Sequence[str] = ("Transformer (LRA paper)", "LaS (paper)")) -> str:
+def _paper_reference(
+    tasks: Sequence[str] = ("smnist", "pmnist", "pathfinder"),
+    models: Sequence[str] = ("Transformer (LRA paper)", "LaS (paper)"),
+) -> str:
     """The paper's numbers for the study's tasks (lra.tasks.PAPER_ACCURACY), for orientation above the table."""
     numbers = "; ".join(
-        f"{TASK_SPECS[task].full_title} " + ", ".join(f"{model.split()[0]} {PAPER_ACCURACY[model][task]:.2f}"
-                                                      for model in models)
+        f"{TASK_SPECS[task].full_title} "
+        + ", ".join(f"{model.split()[0]} {PAPER_ACCURACY[model][task]:.2f}" for model in models)
         for task in tasks
     )
-    return (f"Paper, for orientation only ({PAPER_SOURCE}; MNIST digits, full data, the paper's models and budgets, "
-            f"so not comparable with this study): {numbers}.")
+    return (
+        f"Paper, for orientation only ({PAPER_SOURCE}; MNIST digits, full data, the paper's models and budgets, "
+        f"so not comparable with this study): {numbers}."
+    )
 
 
 #: The paper's numbers, shown above the table for orientation only.
@@ -79,12 +92,24 @@ SMOKE_CONFIG: Mapping[str, Any] = {
     "max_test_samples": 5,
     "las_chunk_size": 256,
     "model": {"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 32},
-    "training": {"max_steps": 2, "per_device_train_batch_size": 2, "per_device_eval_batch_size": 8,
-                 "learning_rate": 0.001, "lr_scheduler_type": "cosine", "eval_strategy": "steps", "eval_steps": 1,
-                 "save_strategy": "steps", "save_steps": 1, "save_total_limit": 1, "load_best_model_at_end": True,
-                 "metric_for_best_model": "accuracy", "logging_steps": 1},
-    "tasks": {"smnist": {"task": "smnist", "title": "sequential MNIST (fixture)", "data": "mnist_dir",
-                         "training": {}}},
+    "training": {
+        "max_steps": 2,
+        "per_device_train_batch_size": 2,
+        "per_device_eval_batch_size": 8,
+        "learning_rate": 0.001,
+        "lr_scheduler_type": "cosine",
+        "eval_strategy": "steps",
+        "eval_steps": 1,
+        "save_strategy": "steps",
+        "save_steps": 1,
+        "save_total_limit": 1,
+        "load_best_model_at_end": True,
+        "metric_for_best_model": "accuracy",
+        "logging_steps": 1,
+    },
+    "tasks": {
+        "smnist": {"task": "smnist", "title": "sequential MNIST (fixture)", "data": "mnist_dir", "training": {}}
+    },
 }
 SMOKE_VARIANTS = ("softmax", "las")
 
@@ -113,30 +138,52 @@ class Cell:
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument("--config", type=Path, default=STUDY_CONFIG, help="the study settings (JSON)")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
-                        help="results folder: cells/*.json, results.csv, results.md, the figure")
-    parser.add_argument("--work_dir", type=Path, default=None,
-                        help="run folders, generated data and the datasets cache "
-                             "(default: $LAS_TRANSFORMERS_CACHE/study or ~/.cache/las-transformers/study)")
-    parser.add_argument("--mnist_dir", default=DEFAULT_MNIST_DIR,
-                        help="folder of the four idx files (Debian/Ubuntu: apt-get install dataset-fashion-mnist)")
-    parser.add_argument("--mnist_labels", default="fashion", choices=("digits", "fashion"),
-                        help="what --mnist_dir holds: MNIST digits or Fashion-MNIST")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=DEFAULT_OUT,
+        help="results folder: cells/*.json, results.csv, results.md, the figure",
+    )
+    parser.add_argument(
+        "--work_dir",
+        type=Path,
+        default=None,
+        help="run folders, generated data and the datasets cache "
+        "(default: $LAS_TRANSFORMERS_CACHE/study or ~/.cache/las-transformers/study)",
+    )
+    parser.add_argument(
+        "--mnist_dir",
+        default=DEFAULT_MNIST_DIR,
+        help="folder of the four idx files (Debian/Ubuntu: apt-get install dataset-fashion-mnist)",
+    )
+    parser.add_argument(
+        "--mnist_labels",
+        default="fashion",
+        choices=("digits", "fashion"),
+        help="what --mnist_dir holds: MNIST digits or Fashion-MNIST",
+    )
     parser.add_argument("--tasks", nargs="+", help="only these study tasks (keys of the config's 'tasks')")
     parser.add_argument("--variants", nargs="+", choices=tuple(VARIANTS), help="only these variants")
     parser.add_argument("--train_sizes", nargs="+", type=int, help="training-set sizes (the first N examples)")
     parser.add_argument("--seeds", nargs="+", type=int, help="seeds (each cell runs once per seed)")
     parser.add_argument("--max_steps", type=int, help="override the steps of every task (same for all cells)")
     parser.add_argument("--workers", type=int, default=2, help="runs at the same time, one thread each")
-    parser.add_argument("--attn_implementation", default=None,
-                        help="backend of every run; default: 'sdpa' where this checkout supports it, else 'eager'")
+    parser.add_argument(
+        "--attn_implementation",
+        default=None,
+        help="backend of every run; default: 'sdpa' where this checkout supports it, else 'eager'",
+    )
     parser.add_argument("--dry_run", action="store_true", help="print the cells and their commands, run nothing")
-    parser.add_argument("--smoke", action="store_true",
-                        help="tiny study for the test suite: --mnist_dir's task smnist, 1 seed, 1 size, 2 variants, "
-                             "2 steps, a tiny model")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny study for the test suite: --mnist_dir's task smnist, 1 seed, 1 size, 2 variants, "
+        "2 steps, a tiny model",
+    )
     args = parser.parse_args(argv)
     if args.workers < 1:
         parser.error("--workers must be at least 1")
@@ -158,7 +205,9 @@ def load_config(args: argparse.Namespace) -> dict[str, Any]:
     if args.tasks:
         unknown = sorted(set(args.tasks) - set(config["tasks"]))
         if unknown:
-            raise StudyError(f"unknown study task(s) {', '.join(unknown)}; the config has {', '.join(config['tasks'])}")
+            raise StudyError(
+                f"unknown study task(s) {', '.join(unknown)}; the config has {', '.join(config['tasks'])}"
+            )
         config["tasks"] = {key: spec for key, spec in config["tasks"].items() if key in args.tasks}
     for name in ("variants", "train_sizes", "seeds"):
         if getattr(args, name):
@@ -203,10 +252,17 @@ def detect_attn_implementation() -> str:
 
     with tempfile.TemporaryDirectory() as scratch:
         try:
-            run_lra.parse_arguments(["--task", "listops", "--attn_implementation", "sdpa", "--output_dir", scratch,
-                                     "--use_cpu"])
-            config = LaSConfig(hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=8,
-                               vocab_size=8, num_labels=2)
+            run_lra.parse_arguments(
+                ["--task", "listops", "--attn_implementation", "sdpa", "--output_dir", scratch, "--use_cpu"]
+            )
+            config = LaSConfig(
+                hidden_size=8,
+                num_hidden_layers=1,
+                num_attention_heads=2,
+                intermediate_size=8,
+                vocab_size=8,
+                num_labels=2,
+            )
             AutoModelForSequenceClassification.from_config(config, attn_implementation="sdpa")
         except (UsageError, ValueError, ImportError):
             return "eager"
@@ -246,21 +302,36 @@ def prepare_data(config: Mapping[str, Any], args: argparse.Namespace, work_dir: 
             generate = spec["generate"]
             data_dir = generate_pathfinder_once(work_dir / "data", **generate)
             options = {"resolution": generate["resolution"], "difficulty": generate["difficulty"]}
-            task_flags = ["--data_dir", str(data_dir), "--pathfinder_resolution", str(generate["resolution"]),
-                          "--pathfinder_difficulty", str(generate["difficulty"])]
+            task_flags = [
+                "--data_dir",
+                str(data_dir),
+                "--pathfinder_resolution",
+                str(generate["resolution"]),
+                "--pathfinder_difficulty",
+                str(generate["difficulty"]),
+            ]
         else:
             raise StudyError(f"study task {key}: unknown data source {spec['data']!r}")
         print(f"Preparing {key} ({spec['task']}) from {data_dir}", flush=True)
         try:
-            sizes = {split: len(part) for split, part in
-                     lra.load_lra(spec["task"], data_dir, cache_dir=work_dir / "datasets-cache", **options).items()}
+            sizes = {
+                split: len(part)
+                for split, part in lra.load_lra(
+                    spec["task"], data_dir, cache_dir=work_dir / "datasets-cache", **options
+                ).items()
+            }
         except lra.LRADataError as error:
             raise StudyError(str(error).splitlines()[0] + " (see the full message with lra.load_lra)") from None
         largest = max(config["train_sizes"])
-        if sizes["train"] < largest or sizes["validation"] < config["max_eval_samples"] or (
-                sizes["test"] < config["max_test_samples"]):
-            raise StudyError(f"study task {key}: splits {sizes} are smaller than the study asks for (train "
-                             f"{largest}, validation {config['max_eval_samples']}, test {config['max_test_samples']})")
+        if (
+            sizes["train"] < largest
+            or sizes["validation"] < config["max_eval_samples"]
+            or (sizes["test"] < config["max_test_samples"])
+        ):
+            raise StudyError(
+                f"study task {key}: splits {sizes} are smaller than the study asks for (train "
+                f"{largest}, validation {config['max_eval_samples']}, test {config['max_test_samples']})"
+            )
         flags[key] = [*task_flags, "--cache_dir", str(work_dir / "datasets-cache")]
     return flags
 
@@ -272,12 +343,15 @@ def generate_pathfinder_once(root: Path, *, num_images: int, seed: int, resoluti
     folder = root / f"pathfinder{resolution}-difficulty{difficulty}-n{num_images}-seed{seed}"
     marker = folder / ".complete"
     if not marker.is_file():
-        print(f"Generating {num_images:,} Pathfinder-{resolution} images (seed {seed}) into {folder}: done once",
-              flush=True)
+        print(
+            f"Generating {num_images:,} Pathfinder-{resolution} images (seed {seed}) into {folder}: done once",
+            flush=True,
+        )
         start = time.perf_counter()
         generate_pathfinder(folder, resolution=resolution, difficulty=difficulty, num_images=num_images, seed=seed)
-        marker.write_text(json.dumps({"num_images": num_images, "seed": seed,
-                                      "seconds": round(time.perf_counter() - start, 1)}))
+        marker.write_text(
+            json.dumps({"num_images": num_images, "seed": seed, "seconds": round(time.perf_counter() - start, 1)})
+        )
     return folder
 
 
@@ -306,24 +380,42 @@ def _flag_value(value: Any) -> str:
     return str(value)
 
 
-def run_command(cell: Cell, config: Mapping[str, Any], data_flags: Sequence[str], output_dir: Path,
-                attn_implementation: str) -> list[str]:
+def run_command(
+    cell: Cell, config: Mapping[str, Any], data_flags: Sequence[str], output_dir: Path, attn_implementation: str
+) -> list[str]:
     """The exact command of a cell: one thread, low priority, this checkout's modules, from the repository root."""
     spec = config["tasks"][cell.task]
     training = {**config["training"], **spec.get("training", {})}
     overrides = ",".join(f"{key}={_flag_value(value)}" for key, value in model_overrides(config, cell.variant).items())
     argv = [
-        "env", "OMP_NUM_THREADS=1", "MKL_NUM_THREADS=1", f"PYTHONPATH={REPO_ROOT}",
-        "nice", "-n", "10", sys.executable, "examples/run_lra.py",
-        "--task", spec["task"], *data_flags,
-        "--output_dir", str(output_dir),
-        "--attention_type", VARIANTS[cell.variant]["attention_type"],
-        "--config_overrides", overrides,
-        "--attn_implementation", attn_implementation,
-        "--max_train_samples", str(cell.train_size),
-        "--max_eval_samples", str(config["max_eval_samples"]),
-        "--max_test_samples", str(config["max_test_samples"]),
-        "--seed", str(cell.seed),
+        "env",
+        "OMP_NUM_THREADS=1",
+        "MKL_NUM_THREADS=1",
+        f"PYTHONPATH={REPO_ROOT}",
+        "nice",
+        "-n",
+        "10",
+        sys.executable,
+        "examples/run_lra.py",
+        "--task",
+        spec["task"],
+        *data_flags,
+        "--output_dir",
+        str(output_dir),
+        "--attention_type",
+        VARIANTS[cell.variant]["attention_type"],
+        "--config_overrides",
+        overrides,
+        "--attn_implementation",
+        attn_implementation,
+        "--max_train_samples",
+        str(cell.train_size),
+        "--max_eval_samples",
+        str(config["max_eval_samples"]),
+        "--max_test_samples",
+        str(config["max_test_samples"]),
+        "--seed",
+        str(cell.seed),
     ]
     for key, value in training.items():
         argv += [f"--{key}", _flag_value(value)]
@@ -343,8 +435,9 @@ def read_run(output_dir: Path) -> dict[str, Any]:
     }
 
 
-def run_cell(cell: Cell, argv: Sequence[str], output_dir: Path, cell_file: Path,
-             attn_implementation: str) -> dict[str, Any]:
+def run_cell(
+    cell: Cell, argv: Sequence[str], output_dir: Path, cell_file: Path, attn_implementation: str
+) -> dict[str, Any]:
     """Run one cell from scratch; write its JSON (atomically) only when the run succeeded."""
     if output_dir.exists():  # an interrupted earlier attempt: start again, so every cell is one clean run
         shutil.rmtree(output_dir)
@@ -356,26 +449,43 @@ def run_cell(cell: Cell, argv: Sequence[str], output_dir: Path, cell_file: Path,
     if process.returncode != 0:
         tail = "".join(log.read_text(errors="replace").splitlines(keepends=True)[-8:])
         raise RuntimeError(f"{cell.name}: run_lra.py exited with {process.returncode}; log {log}:\n{tail}")
-    row = {"task": cell.task, "variant": cell.variant, "train_size": cell.train_size, "seed": cell.seed,
-           **read_run(output_dir), "command": shlex.join(argv)}
+    row = {
+        "task": cell.task,
+        "variant": cell.variant,
+        "train_size": cell.train_size,
+        "seed": cell.seed,
+        **read_run(output_dir),
+        "command": shlex.join(argv),
+    }
     for checkpoint in output_dir.glob("checkpoint-*"):  # optimizer states: not needed once the run is done
         shutil.rmtree(checkpoint)
-    record = {**row, "attn_implementation": attn_implementation, "wall_seconds": round(time.perf_counter() - start, 1),
-              "log": str(log)}
+    record = {
+        **row,
+        "attn_implementation": attn_implementation,
+        "wall_seconds": round(time.perf_counter() - start, 1),
+        "log": str(log),
+    }
     temporary = cell_file.with_suffix(".json.tmp")
     temporary.write_text(json.dumps(record, indent=2))
     os.replace(temporary, cell_file)
     return record
 
 
-def run_cells(pending: Sequence[tuple[Cell, list[str], Path, Path]], workers: int, attn_implementation: str,
-              done_before: int, total: int) -> list[str]:
+def run_cells(
+    pending: Sequence[tuple[Cell, list[str], Path, Path]],
+    workers: int,
+    attn_implementation: str,
+    done_before: int,
+    total: int,
+) -> list[str]:
     """Run the pending cells `workers` at a time, printing progress; return the failures' messages."""
     failures: list[str] = []
     start = time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = {pool.submit(run_cell, cell, argv, output_dir, cell_file, attn_implementation): cell
-                   for cell, argv, output_dir, cell_file in pending}
+        futures = {
+            pool.submit(run_cell, cell, argv, output_dir, cell_file, attn_implementation): cell
+            for cell, argv, output_dir, cell_file in pending
+        }
         for finished, future in enumerate(concurrent.futures.as_completed(futures), start=1):
             cell = futures[future]
             elapsed = time.perf_counter() - start
@@ -387,9 +497,12 @@ def run_cells(pending: Sequence[tuple[Cell, list[str], Path, Path]], workers: in
                 failures.append(str(error))
                 print(f"{progress} FAILED ({error})", flush=True)
                 continue
-            print(f"{progress}: test {record['test_accuracy']:.4f}, best validation "
-                  f"{record['best_validation_accuracy']:.4f}, {record['train_seconds']:.0f} s training "
-                  f"(elapsed {elapsed / 60:.1f} min, about {eta / 60:.1f} min left)", flush=True)
+            print(
+                f"{progress}: test {record['test_accuracy']:.4f}, best validation "
+                f"{record['best_validation_accuracy']:.4f}, {record['train_seconds']:.0f} s training "
+                f"(elapsed {elapsed / 60:.1f} min, about {eta / 60:.1f} min left)",
+                flush=True,
+            )
     return failures
 
 
@@ -400,8 +513,11 @@ def run_cells(pending: Sequence[tuple[Cell, list[str], Path, Path]], workers: in
 
 def read_cells(cells: Sequence[Cell], cells_dir: Path) -> list[dict[str, Any]]:
     """The records of the finished cells, in study order."""
-    return [json.loads((cells_dir / f"{cell.name}.json").read_text()) for cell in cells
-            if (cells_dir / f"{cell.name}.json").is_file()]
+    return [
+        json.loads((cells_dir / f"{cell.name}.json").read_text())
+        for cell in cells
+        if (cells_dir / f"{cell.name}.json").is_file()
+    ]
 
 
 def write_csv(records: Sequence[Mapping[str, Any]], path: Path) -> None:
@@ -416,8 +532,10 @@ def summarize(records: Sequence[Mapping[str, Any]], key: str) -> dict[tuple[str,
     groups: dict[tuple[str, str, int], list[float]] = {}
     for record in records:
         groups.setdefault((record["task"], record["variant"], record["train_size"]), []).append(100 * record[key])
-    return {group: (statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else math.nan, len(values))
-            for group, values in groups.items()}
+    return {
+        group: (statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else math.nan, len(values))
+        for group, values in groups.items()
+    }
 
 
 def _mean_std(summary: tuple[float, float, int] | None) -> str:
@@ -427,8 +545,9 @@ def _mean_std(summary: tuple[float, float, int] | None) -> str:
     return f"{mean:.2f} ± {std:.2f} ({count})" if count > 1 else f"{mean:.2f} (1)"
 
 
-def write_markdown(records: Sequence[Mapping[str, Any]], config: Mapping[str, Any], attn_implementation: str,
-                   path: Path) -> None:
+def write_markdown(
+    records: Sequence[Mapping[str, Any]], config: Mapping[str, Any], attn_implementation: str, path: Path
+) -> None:
     """The study table: test accuracy (mean ± std over seeds) per task, variant and training-set size."""
     sizes = sorted(config["train_sizes"])
     variants = [variant for variant in VARIANTS if variant in config["variants"]]
@@ -450,8 +569,12 @@ def write_markdown(records: Sequence[Mapping[str, Any]], config: Mapping[str, An
         "",
     ]
     for title, summary in (("Test accuracy (%)", test), ("Best validation accuracy (%)", validation)):
-        lines += [f"## {title}", "", "| task | variant | " + " | ".join(f"N = {size:,}" for size in sizes) + " |",
-                  "|---|---|" + "---|" * len(sizes)]
+        lines += [
+            f"## {title}",
+            "",
+            "| task | variant | " + " | ".join(f"N = {size:,}" for size in sizes) + " |",
+            "|---|---|" + "---|" * len(sizes),
+        ]
         for task, spec in config["tasks"].items():
             for variant in variants:
                 cells = [summary.get((task, variant, size)) for size in sizes]
@@ -477,10 +600,15 @@ def plot(records: Sequence[Mapping[str, Any]], config: Mapping[str, Any], path: 
             points = sorted((size, *summary[(t, v, size)][:2]) for t, v, size in summary if (t, v) == (task, variant))
             if points:
                 sizes, means, stds = zip(*points)
-                axis.errorbar(sizes, means, yerr=[0 if math.isnan(s) else s for s in stds], marker="o", capsize=3,
-                              label=variant)
-        axis.set(xscale="log", xlabel="training examples (first N)", ylabel="test accuracy (%)",
-                 title=config["tasks"][task]["title"])
+                axis.errorbar(
+                    sizes, means, yerr=[0 if math.isnan(s) else s for s in stds], marker="o", capsize=3, label=variant
+                )
+        axis.set(
+            xscale="log",
+            xlabel="training examples (first N)",
+            ylabel="test accuracy (%)",
+            title=config["tasks"][task]["title"],
+        )
         axis.grid(alpha=0.3)
         if axis.get_legend_handles_labels()[0]:
             axis.legend(fontsize=8)
@@ -498,8 +626,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
         config = load_config(args)
-        work_dir = args.work_dir or Path(os.environ.get("LAS_TRANSFORMERS_CACHE",
-                                                        Path.home() / ".cache" / "las-transformers")) / "study"
+        work_dir = (
+            args.work_dir
+            or Path(os.environ.get("LAS_TRANSFORMERS_CACHE", Path.home() / ".cache" / "las-transformers")) / "study"
+        )
         work_dir = work_dir.expanduser().resolve()
         out = args.out.resolve()
         cells_dir = out / "cells"
@@ -507,15 +637,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         cells = study_cells(config)
         finished = {cell for cell in cells if (cells_dir / f"{cell.name}.json").is_file()}
         todo = [cell for cell in cells if cell not in finished]
-        print(f"{len(cells)} cells: {len(finished)} finished (skipped), {len(todo)} to run, {args.workers} at a time",
-              flush=True)
+        print(
+            f"{len(cells)} cells: {len(finished)} finished (skipped), {len(todo)} to run, {args.workers} at a time",
+            flush=True,
+        )
         attn_implementation = args.attn_implementation
         if todo:
             if attn_implementation is None:
                 attn_implementation = detect_attn_implementation()
                 print(f"attn_implementation: {attn_implementation} (detected)", flush=True)
-            data_flags = prepare_data(config, args, work_dir) if not args.dry_run else {
-                key: ["--data_dir", "DATA_DIR"] for key in config["tasks"]}
+            data_flags = (
+                prepare_data(config, args, work_dir)
+                if not args.dry_run
+                else {key: ["--data_dir", "DATA_DIR"] for key in config["tasks"]}
+            )
             pending = []
             for cell in todo:
                 output_dir = work_dir / "runs" / cell.task / cell.name
@@ -538,8 +673,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         write_csv(records, out / "results.csv")
         write_markdown(records, config, "/".join(implementations), out / "results.md")
         plot(records, config, out / "accuracy_vs_train_size.png")
-        print(f"Wrote {out / 'results.csv'}, {out / 'results.md'} and {out / 'accuracy_vs_train_size.png'} "
-              f"({len(records)} of {len(cells)} cells)", flush=True)
+        print(
+            f"Wrote {out / 'results.csv'}, {out / 'results.md'} and {out / 'accuracy_vs_train_size.png'} "
+            f"({len(records)} of {len(cells)} cells)",
+            flush=True,
+        )
     if failures:
         print(f"{len(failures)} cell(s) failed; rerun to retry them:\n" + "\n".join(failures), file=sys.stderr)
         return 1

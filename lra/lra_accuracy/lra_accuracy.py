@@ -22,7 +22,6 @@ from collections.abc import Mapping, Sequence
 import datasets
 import evaluate
 
-
 # Deliberate copies of lra.tasks (see the module docstring): LRA_TASKS, TASKS, CHANCE_LEVEL, normalize_task.
 #: The six LRA tasks (Tay et al., 2021), by their canonical names: the tasks of the LRA average.
 LRA_TASKS: tuple[str, ...] = ("listops", "text", "retrieval", "image", "pathfinder", "pathx")
@@ -101,9 +100,7 @@ def _is_failure(value: object) -> bool:
     return isinstance(value, float) and math.isnan(value)
 
 
-def lra_average(
-    scores: Mapping[str, float | str | None], *, scale: str = "auto"
-) -> dict[str, object]:
+def lra_average(scores: Mapping[str, float | str | None], *, scale: str = "auto") -> dict[str, object]:
     """The LRA average of per-task accuracies, with failed Path-X runs handled as published.
 
     Convention (the one that reproduces the published "Avg" columns): the average is the plain
@@ -169,9 +166,9 @@ def lra_average(
 
     counted = [task for task in LRA_TASKS if task not in failed]
     average = sum(float(per_task[t]) for t in counted) / len(counted)
-    with_chance = (
-        sum(float(per_task[t]) for t in counted) + sum(CHANCE_LEVEL[t] * unit for t in failed)
-    ) / len(LRA_TASKS)
+    with_chance = (sum(float(per_task[t]) for t in counted) + sum(CHANCE_LEVEL[t] * unit for t in failed)) / len(
+        LRA_TASKS
+    )
     return {
         "average": average,
         "average_fail_as_chance": with_chance,

@@ -57,7 +57,6 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 
-
 logger = logging.getLogger(__name__)
 
 REPO_TYPES = ("model", "dataset", "space")
@@ -74,11 +73,41 @@ LFS_SIZE_THRESHOLD = 10 * 1024 * 1024
 DEFAULT_GITATTRIBUTES = "".join(
     f"{pattern} filter=lfs diff=lfs merge=lfs -text\n"
     for pattern in (
-        "*.7z", "*.arrow", "*.bin", "*.bz2", "*.ckpt", "*.ftz", "*.gz", "*.h5", "*.joblib",
-        "*.lfs.*", "*.mlmodel", "*.model", "*.msgpack", "*.npy", "*.npz", "*.onnx", "*.ot",
-        "*.parquet", "*.pb", "*.pickle", "*.pkl", "*.pt", "*.pth", "*.rar", "*.safetensors",
-        "saved_model/**/*", "*.tar.*", "*.tar", "*.tflite", "*.tgz", "*.wasm", "*.xz", "*.zip",
-        "*.zst", "*tfevents*",
+        "*.7z",
+        "*.arrow",
+        "*.bin",
+        "*.bz2",
+        "*.ckpt",
+        "*.ftz",
+        "*.gz",
+        "*.h5",
+        "*.joblib",
+        "*.lfs.*",
+        "*.mlmodel",
+        "*.model",
+        "*.msgpack",
+        "*.npy",
+        "*.npz",
+        "*.onnx",
+        "*.ot",
+        "*.parquet",
+        "*.pb",
+        "*.pickle",
+        "*.pkl",
+        "*.pt",
+        "*.pth",
+        "*.rar",
+        "*.safetensors",
+        "saved_model/**/*",
+        "*.tar.*",
+        "*.tar",
+        "*.tflite",
+        "*.tgz",
+        "*.wasm",
+        "*.xz",
+        "*.zip",
+        "*.zst",
+        "*tfevents*",
     )
 )
 
@@ -591,8 +620,13 @@ class _Handler(BaseHTTPRequestHandler):
         return self.rfile.read(length) if length else b""
 
     def _send(
-        self, status: int, body: bytes, content_type: str, headers: Mapping[str, str] | None = None,
-        *, length: int | None = None,
+        self,
+        status: int,
+        body: bytes,
+        content_type: str,
+        headers: Mapping[str, str] | None = None,
+        *,
+        length: int | None = None,
     ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
@@ -603,12 +637,19 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(body)
 
-    def send_json(self, payload: Any, *, status: int = 200, headers: Mapping[str, str] | None = None,
-                  content_type: str = "application/json") -> None:
+    def send_json(
+        self,
+        payload: Any,
+        *,
+        status: int = 200,
+        headers: Mapping[str, str] | None = None,
+        content_type: str = "application/json",
+    ) -> None:
         self._send(status, json.dumps(payload).encode(), content_type, headers)
 
-    def send_bytes(self, body: bytes, *, status: int = 200, headers: Mapping[str, str] | None = None,
-                   length: int | None = None) -> None:
+    def send_bytes(
+        self, body: bytes, *, status: int = 200, headers: Mapping[str, str] | None = None, length: int | None = None
+    ) -> None:
         self._send(status, body, "application/octet-stream", headers, length=length)
 
 
@@ -660,8 +701,13 @@ class LoopbackHub:
     :meth:`stop`. Point the client at it with :func:`hub_env`.
     """
 
-    def __init__(self, root: str | Path | None = None, *, user: str = "loopback-user",
-                 token: str = "hf_loopbackFakeToken0000000000000000"):
+    def __init__(
+        self,
+        root: str | Path | None = None,
+        *,
+        user: str = "loopback-user",
+        token: str = "hf_loopbackFakeToken0000000000000000",
+    ):
         self._owns_root = root is None
         self.root = Path(root) if root is not None else Path(tempfile.mkdtemp(prefix="loopback-hub-"))
         self.user = user
@@ -770,8 +816,7 @@ class LoopbackHub:
             ("POST", rf"{_API}/tag/(?P<rev>.+)", self._create_tag),
             ("POST", rf"{_WEB}\.git/info/lfs/objects/batch", self._lfs_batch),
             ("POST", rf"{_WEB}\.git/info/lfs/objects/verify", self._lfs_verify),
-            ("PUT", rf"/lfs-upload/(?P<repo_type>model|dataset|space)/{_REPO}/(?P<oid>[0-9a-f]{{64}})",
-             self._lfs_put),
+            ("PUT", rf"/lfs-upload/(?P<repo_type>model|dataset|space)/{_REPO}/(?P<oid>[0-9a-f]{{64}})", self._lfs_put),
             ("HEAD", rf"{_WEB}/resolve/(?P<rev>{_SEG})/(?P<path>.+)", self._resolve),
             ("GET", rf"{_WEB}/resolve/(?P<rev>{_SEG})/(?P<path>.+)", self._resolve),
         ]
@@ -808,20 +853,22 @@ class LoopbackHub:
 
     def _whoami(self, http: _Handler, request: Request) -> None:
         self._require_token(request)
-        http.send_json({
-            "type": "user",
-            "id": hashlib.sha1(self.user.encode()).hexdigest()[:24],
-            "name": self.user,
-            "fullname": self.user,
-            "email": f"{self.user}@loopback.invalid",
-            "emailVerified": True,
-            "canPay": False,
-            "isPro": False,
-            "periodEnd": None,
-            "avatarUrl": "",
-            "orgs": [],
-            "auth": {"type": "access_token", "accessToken": {"displayName": "loopback", "role": "write"}},
-        })
+        http.send_json(
+            {
+                "type": "user",
+                "id": hashlib.sha1(self.user.encode()).hexdigest()[:24],
+                "name": self.user,
+                "fullname": self.user,
+                "email": f"{self.user}@loopback.invalid",
+                "emailVerified": True,
+                "canPay": False,
+                "isPro": False,
+                "periodEnd": None,
+                "avatarUrl": "",
+                "orgs": [],
+                "auth": {"type": "access_token", "accessToken": {"displayName": "loopback", "role": "write"}},
+            }
+        )
 
     def _create_repo(self, http: _Handler, request: Request) -> None:
         self._require_token(request)
@@ -864,22 +911,24 @@ class LoopbackHub:
                     sibling["lfs"] = {"size": f.size, "sha256": f.sha256, "pointerSize": f.pointer_size}
             siblings.append(sibling)
         namespace = repo.repo_id.split("/")[0]
-        http.send_json({
-            "_id": hashlib.sha1(f"{repo.repo_type}/{repo.repo_id}".encode()).hexdigest()[:24],
-            "id": repo.repo_id,
-            "author": namespace,
-            "sha": commit.oid,
-            "lastModified": _iso(commit.date),
-            "createdAt": _iso(repo.created_at),
-            "private": repo.private,
-            "gated": False,
-            "disabled": False,
-            "downloads": 0,
-            "likes": 0,
-            "tags": [],
-            "siblings": siblings,
-            "usedStorage": sum(f.size for f in commit.files.values()),
-        })
+        http.send_json(
+            {
+                "_id": hashlib.sha1(f"{repo.repo_type}/{repo.repo_id}".encode()).hexdigest()[:24],
+                "id": repo.repo_id,
+                "author": namespace,
+                "sha": commit.oid,
+                "lastModified": _iso(commit.date),
+                "createdAt": _iso(repo.created_at),
+                "private": repo.private,
+                "gated": False,
+                "disabled": False,
+                "downloads": 0,
+                "likes": 0,
+                "tags": [],
+                "siblings": siblings,
+                "usedStorage": sum(f.size for f in commit.files.values()),
+            }
+        )
 
     # -- reading trees ----------------------------------------------------------------------
 
@@ -909,7 +958,7 @@ class LoopbackHub:
         if request.flag("recursive"):
             paths = [p for p in candidates if p.startswith(prefix)]
         else:
-            paths = [p for p in candidates if p.startswith(prefix) and "/" not in p[len(prefix):]]
+            paths = [p for p in candidates if p.startswith(prefix) and "/" not in p[len(prefix) :]]
         # folders first, as the Hub does ("tree first")
         paths.sort(key=lambda p: (p in commit.files, p))
         expand = request.flag("expand")
@@ -950,16 +999,18 @@ class LoopbackHub:
     def _list_commits(self, http: _Handler, request: Request) -> None:
         repo = self._repo(request)
         history = self.store.history(repo, self._revision(request, repo))
-        http.send_json([
-            {
-                "id": c.oid,
-                "title": c.title,
-                "message": c.message,
-                "date": _iso(c.date),
-                "authors": [{"user": c.author, "avatar": ""}],
-            }
-            for c in history
-        ])
+        http.send_json(
+            [
+                {
+                    "id": c.oid,
+                    "title": c.title,
+                    "message": c.message,
+                    "date": _iso(c.date),
+                    "authors": [{"user": c.author, "avatar": ""}],
+                }
+                for c in history
+            ]
+        )
 
     # -- resolve (downloads) ----------------------------------------------------------------
 
@@ -1045,13 +1096,15 @@ class LoopbackHub:
             create_pr=create_pr,
         )
         base = f"{self.endpoint}/{repo.web_path}"
-        http.send_json({
-            "success": True,
-            "commitOid": commit.oid,
-            "commitUrl": f"{base}/commit/{commit.oid}",
-            "hookOutput": "",
-            "pullRequestUrl": f"{base}/discussions/{pr_number}" if pr_number else None,
-        })
+        http.send_json(
+            {
+                "success": True,
+                "commitOid": commit.oid,
+                "commitUrl": f"{base}/commit/{commit.oid}",
+                "hookOutput": "",
+                "pullRequestUrl": f"{base}/discussions/{pr_number}" if pr_number else None,
+            }
+        )
 
     def _create_branch(self, http: _Handler, request: Request) -> None:
         repo = self._repo(request, write=True)
@@ -1093,8 +1146,10 @@ class LoopbackHub:
                     "verify": {"href": verify_href, "header": {}},
                 }
             objects.append(answer)
-        http.send_json({"transfer": "basic", "objects": objects, "hash_algo": "sha256"},
-                       content_type="application/vnd.git-lfs+json")
+        http.send_json(
+            {"transfer": "basic", "objects": objects, "hash_algo": "sha256"},
+            content_type="application/vnd.git-lfs+json",
+        )
 
     def _lfs_put(self, http: _Handler, request: Request) -> None:
         # Like a pre-signed storage URL: no Authorization header, but only objects announced
