@@ -39,9 +39,9 @@ def default_las_alphas(num_heads: int, alpha_max: float, decades: float) -> list
     return [0.0] + [10 ** (low + i * step) for i in range(num_heads - 1)]
 
 
-# ----------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 # Rules of single fields: each takes (field, value), raises a `ValueError` naming both, and returns the value to store.
-# ----------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 
 
 def _is_number(value: Any) -> bool:
@@ -78,7 +78,8 @@ def _odd_pool_size(field: str, value: Any) -> int:
         raise ValueError(f"LaSConfig.{field}={value!r} must be a positive odd integer.")
     if value % 2 == 0:
         raise ValueError(
-            f"LaSConfig.{field}={value} must be odd, so the smoothing window is centred and the sequence length is kept."
+            f"LaSConfig.{field}={value} must be odd, so the smoothing window is centred and the sequence length is "
+            "kept."
         )
     return value
 

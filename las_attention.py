@@ -42,9 +42,9 @@ logger = logging.get_logger(__name__)
 LAS_IMPLEMENTATIONS = ("eager", "sdpa", "flex_attention")
 
 
-# ----------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 # Smoothing and the entry point
-# ----------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 
 
 def smooth_along(
@@ -423,8 +423,8 @@ def las_attention_reference(
     """The literal definition, O(L^2) memory: never used by the model.
 
     Materialise `exp(-alpha |i - j|) * Q K^T / sqrt(d)`, mask, softmax, average-pool every row of the matrix, multiply
-    by V (padded values count as zero; padded queries output zero). It exists to check the fast paths in tests and as the naive baseline in
-    benchmarks, and deliberately shares no code with `las_attention`.
+    by V (padded values count as zero; padded queries output zero). It exists to check the fast paths in tests and
+    as the naive baseline in benchmarks, and deliberately shares no code with `las_attention`.
     """
     length, head_dim = query.shape[-2], query.shape[-1]
     positions = torch.arange(length, device=query.device)
@@ -455,7 +455,7 @@ def _cpu_backward_needed(*tensors: torch.Tensor) -> bool:
     return torch.is_grad_enabled() and any(t.requires_grad and t.device.type == "cpu" for t in tensors)
 
 
-# -- LaS-chunk ---------------------------------------------------------------------------------------------------------
+# -- LaS-chunk --------------------------------------------------------------------------------------------------------
 
 
 def las_chunk_mask(
@@ -529,7 +529,7 @@ def _block_diagonal(weights: torch.Tensor, batch: int, length: int) -> torch.Ten
     return full[:, :, :length, :length]
 
 
-# -- eager kernel: blocks of queries -----------------------------------------------------------------------------------
+# -- eager kernel: blocks of queries ----------------------------------------------------------------------------------
 
 
 def _eager_las_block(
@@ -669,7 +669,7 @@ def _eager_las_kernel(
     return output, torch.cat(prob_rows, dim=0)
 
 
-# -- sdpa kernel: the causal decay is separable -------------------------------------------------------------------------
+# -- sdpa kernel: the causal decay is separable -----------------------------------------------------------------------
 
 #: The largest exponent a query or key scale may reach, per dtype: `exp(bound)` times a typical |q . k| must stay
 #: finite (also for the masked future keys of a block, whose scores are computed before they are masked).
@@ -852,7 +852,7 @@ def _recompute_saved(
     return torch.autograd.graph.saved_tensors_hooks(pack, unpack)
 
 
-# -- flex kernel -------------------------------------------------------------------------------------------------------
+# -- flex kernel ------------------------------------------------------------------------------------------------------
 
 
 @functools.cache

@@ -64,9 +64,9 @@ LAS_AUTO_MAP = {
 LAS_PIXEL_AUTO_MAP = {"AutoModelForImageClassification": "modeling_las.LaSForImageClassification"}
 
 
-# ----------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 # Backends, selected the transformers way (`attn_implementation=`)
-# ----------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 
 
 def las_attention_forward(
@@ -111,9 +111,9 @@ LAS_ATTENTION_FUNCTIONS["sdpa"] = las_attention_forward
 LAS_ATTENTION_FUNCTIONS["flex_attention"] = las_attention_forward
 
 
-# ----------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 # Modules
-# ----------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 
 
 def sinusoidal_position_table(num_positions: int, dim: int) -> torch.Tensor:
@@ -463,11 +463,13 @@ def _check_model_inputs(
     if len(sequence_shape) != expected_rank:
         layout = "(batch, 2, length)" if config.dual_encoder else "(batch, length)"
         raise ValueError(
-            f"{name} must be shaped {layout}{' + (hidden_size,)' if name == 'inputs_embeds' else ''}; got {tuple(tensor.shape)}."
+            f"{name} must be shaped {layout}{' + (hidden_size,)' if name == 'inputs_embeds' else ''}; "
+            f"got {tuple(tensor.shape)}."
         )
     if config.dual_encoder and sequence_shape[1] != 2:
         raise ValueError(
-            f"A dual encoder takes two documents per example: {name} shaped (batch, 2, length); got {tuple(tensor.shape)}."
+            f"A dual encoder takes two documents per example: {name} shaped (batch, 2, length); "
+            f"got {tuple(tensor.shape)}."
         )
     mask_shape = (*sequence_shape[:-1], past_length + sequence_shape[-1])
     if attention_mask is not None and tuple(attention_mask.shape) != mask_shape:

@@ -87,6 +87,7 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--labels", nargs="+", help="a name per run (default: the folder names)")
     parser.add_argument("--output_dir", type=Path, default=Path("."), help="where comparison.md and the PNG go")
     parser.add_argument("--title", default="", help="title of the plot and of comparison.md")
+    parser.add_argument("--note", default="", help="what the comparison shows and does not show (printed under it)")
     args = parser.parse_args(argv)
     if args.labels and len(args.labels) != len(args.run_dirs):
         parser.error(f"{len(args.labels)} labels for {len(args.run_dirs)} runs")
@@ -104,9 +105,13 @@ def main(argv: list[str] | None = None) -> str:
     (args.output_dir / "comparison.md").write_text(
         f"{heading}{table}\n\nAccuracies are fractions of the split; runs: "
         + ", ".join(f"`{run_dir}`" for run_dir in args.run_dirs)
-        + f".\n\n![learning curves]({plot.name})\n"
+        + ".\n\n"
+        + (f"{args.note}\n\n" if args.note else "")
+        + f"![learning curves]({plot.name})\n"
     )
     print(table)
+    if args.note:
+        print(f"\n{args.note}")
     return table
 
 

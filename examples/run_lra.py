@@ -14,8 +14,9 @@ In the style of transformers' `run_glue.py`: one `Trainer`, arguments from datac
     accelerate launch --num_processes 2 examples/run_lra.py --task listops ...
 
 At the end, `output_dir` holds the final model with its remote code (`modeling_las.py`, `configuration_las.py`,
-`image_processing_las.py`), the tokenizer (token tasks) or the image processor (pixel tasks), `{train,eval,test,all}_results.json`, `trainer_state.json`, `learning_curves.png` and a model
-card (`README.md`) with the measured test accuracy; `--push_to_hub --hub_model_id user/name` uploads all of it.
+`image_processing_las.py`), the tokenizer (token tasks) or the image processor (pixel tasks),
+`{train,eval,test,all}_results.json`, `trainer_state.json`, `learning_curves.png` and a model card (`README.md`)
+with the measured test accuracy; `--push_to_hub --hub_model_id user/name` uploads all of it.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-# A checkout without `pip install -e .`, or an install older than this checkout's modules: use the repository's modules.
+# A checkout without `pip install -e .`, or an install older than this checkout's modules: use the repository's
+# modules.
 if any(importlib.util.find_spec(name) is None for name in ("lra", "image_processing_las")):
     sys.path.insert(0, str(REPO_ROOT))
 
@@ -275,9 +277,9 @@ class LRAArgumentParser(HfArgumentParser):
         raise UsageError(message)
 
 
-# ----------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 # Arguments
-# ----------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 
 
 def _peek(argv: Sequence[str], name: str) -> str | None:
@@ -324,7 +326,8 @@ def parse_arguments(argv: Sequence[str]) -> tuple[ModelArguments, DataArguments,
 
     if model_args.attn_implementation not in LAS_IMPLEMENTATIONS:
         raise UsageError(
-            f"--attn_implementation must be one of {', '.join(LAS_IMPLEMENTATIONS)}, not {model_args.attn_implementation!r}"
+            f"--attn_implementation must be one of {', '.join(LAS_IMPLEMENTATIONS)}, "
+            f"not {model_args.attn_implementation!r}"
         )
     if data_args.data_dir is None and data_args.task not in GENERATED_TASKS + HUB_TASKS:
         origin = " ".join(lra.builder_class(data_args.task).ORIGIN.split())
@@ -528,9 +531,9 @@ def check_checkpoint_matches(checkpoint: str, record: dict[str, Any]) -> None:
         )
 
 
-# ----------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 # Data
-# ----------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 
 
 #: The file that marks a folder of generated data as complete and loadable.
@@ -681,9 +684,9 @@ def describe_data(data_args: DataArguments, data: Mapping[str, Sized]) -> str:
     return text
 
 
-# ----------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 # Model
-# ----------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 
 
 def build_config(model_args: ModelArguments, data_args: DataArguments, model_defaults: dict[str, Any], info):
@@ -781,9 +784,9 @@ def load_image_processor(model_args: ModelArguments, data_args: DataArguments) -
     return LaSImageProcessor(size={"height": side, "width": side}, pixel_order=pixel_order)
 
 
-# ----------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 # Trainer with the LaS model card
-# ----------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 
 
 def describe_machine(training_args: TrainingArguments) -> str:
@@ -890,9 +893,9 @@ def accuracy_metric(task: str):
     return compute_metrics
 
 
-# ----------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 # Main
-# ----------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 
 
 def run(argv: Sequence[str], callbacks: Sequence[TrainerCallback] = ()) -> dict[str, float]:

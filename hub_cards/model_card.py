@@ -60,7 +60,8 @@ def _pixel_example(side: int, permuted: bool = False) -> str:
     return (
         f"# saved with the model: the grayscale rule of the training data, row by row{order}, scaled to [0, 1]\n"
         "image_processor = AutoImageProcessor.from_pretrained(model_id, trust_remote_code=True)\n"
-        f'inputs = image_processor(Image.open("example.png"), return_tensors="pt")  # pixel_values of a {side}x{side} image'
+        'inputs = image_processor(Image.open("example.png"), return_tensors="pt")'
+        f"  # pixel_values of a {side}x{side} image"
     )
 
 

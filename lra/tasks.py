@@ -238,8 +238,8 @@ TASK_SPECS: Mapping[str, TaskSpec] = {
             "Retrieval: do two byte-level documents (AAN) cite each other",
             "Retrieval (AAN, byte-level)",
             "Pairs of papers of the ACL Anthology Network, read as bytes (up to 4,000 per document, two-tower "
-            "models); the label says whether one cites the other. From `tsv_data/new_aan_pairs.{train,eval,test}.tsv`; "
-            "texts are kept verbatim, quote characters included.",
+            "models); the label says whether one cites the other. From "
+            "`tsv_data/new_aan_pairs.{train,eval,test}.tsv`; texts are kept verbatim, quote characters included.",
             labels=("unrelated", "related"),
             input_kind="pair",
             default_length=4000,
@@ -273,10 +273,12 @@ TASK_SPECS: Mapping[str, TaskSpec] = {
         TaskSpec(
             "pathx",
             "Path-X",
-            f"Path-X: Pathfinder at {PATHX_RESOLUTION}x{PATHX_RESOLUTION} (sequences of {PATHX_RESOLUTION**2:,} pixels)",
+            f"Path-X: Pathfinder at {PATHX_RESOLUTION}x{PATHX_RESOLUTION} "
+            f"(sequences of {PATHX_RESOLUTION**2:,} pixels)",
             "Path-X",
-            f"Pathfinder at {PATHX_RESOLUTION} x {PATHX_RESOLUTION} = {PATHX_RESOLUTION**2:,} pixels with contour length "
-            f"{PATHFINDER_DEFAULT_DIFFICULTY}, the hardest LRA task. Same format and 80/10/10 split as Pathfinder.",
+            f"Pathfinder at {PATHX_RESOLUTION} x {PATHX_RESOLUTION} = {PATHX_RESOLUTION**2:,} pixels with contour "
+            f"length {PATHFINDER_DEFAULT_DIFFICULTY}, the hardest LRA task. "
+            "Same format and 80/10/10 split as Pathfinder.",
             labels=("disconnected", "connected"),
             input_kind="pixels",
             default_length=PATHX_RESOLUTION**2,
@@ -284,7 +286,8 @@ TASK_SPECS: Mapping[str, TaskSpec] = {
         TaskSpec(
             "smnist",
             "sMNIST",
-            "sequential MNIST: a 28x28 image (MNIST digits or Fashion-MNIST clothing) read as a sequence of 784 pixels",
+            "sequential MNIST: a 28x28 image (MNIST digits or Fashion-MNIST clothing) read as a sequence of "
+            "784 pixels",
             "Sequential MNIST (not an LRA task)",
             "MNIST (`smnist`) or Fashion-MNIST (`smnist_fashion`) 28 x 28 images as sequences of 784 pixels, "
             "row-major, from the four idx files. `train` is the first 54,000 training images, `validation` the last "
@@ -297,7 +300,8 @@ TASK_SPECS: Mapping[str, TaskSpec] = {
         TaskSpec(
             "pmnist",
             "pMNIST",
-            "permuted MNIST: sMNIST with the 784 pixel positions in one fixed random order (`lra.pmnist_permutation()`)",
+            "permuted MNIST: sMNIST with the 784 pixel positions in one fixed random order "
+            "(`lra.pmnist_permutation()`)",
             "Permuted MNIST (not an LRA task)",
             "sMNIST with the 784 pixel positions in one fixed order: position i holds pixel perm[i] of the row-major "
             "image, perm = `numpy.random.RandomState(0).permutation(784)` (NumPy's legacy generator, whose stream is "

@@ -54,6 +54,7 @@ def read_csv(path: Path) -> list[dict]:
         return list(csv.DictReader(file))
 
 
+@pytest.mark.slow  # the smoke runs: three benchmark subprocesses
 def test_attention_smoke_writes_results_and_passes_check(smoke_runs):
     out, results = smoke_runs
     returncode, output = results["attention"]
@@ -84,6 +85,7 @@ def test_attention_smoke_writes_results_and_passes_check(smoke_runs):
     assert "torch:" in markdown and "command: `python examples/benchmarks/attention.py --smoke" in markdown
 
 
+@pytest.mark.slow  # the smoke runs: three benchmark subprocesses
 def test_attention_training_memory_is_blocked_not_quadratic(smoke_runs):
     # At L=128 with query blocks of 32 the eager path recomputes blocks in backward: less memory than the definition.
     out, _ = smoke_runs
@@ -92,6 +94,7 @@ def test_attention_training_memory_is_blocked_not_quadratic(smoke_runs):
     assert float(eager["peak_mem_mib"]) < float(naive["peak_mem_mib"])
 
 
+@pytest.mark.slow  # the smoke runs: three benchmark subprocesses
 def test_train_throughput_smoke_writes_results(smoke_runs):
     out, results = smoke_runs
     returncode, output = results["train"]
@@ -303,6 +306,7 @@ def test_rehearsal_deselects_only_existing_tests_that_gpu_check_skips():
     assert '"${KNOWN_FAILURES[@]/#/--deselect=}"' in text
 
 
+@pytest.mark.slow  # the smoke runs: three benchmark subprocesses
 def test_block_mask_smoke_writes_results_and_ours_needs_no_quadratic_memory(smoke_runs):
     out, results = smoke_runs
     returncode, output = results["block_mask"]

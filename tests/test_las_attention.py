@@ -263,7 +263,7 @@ def test_bad_arguments_raise_clear_errors():
         las_attention(query[0], key[0], value[0], ALPHAS)
 
 
-# -- sdpa ---------------------------------------------------------------------------------------------------------------
+# -- sdpa -------------------------------------------------------------------------------------------------------------
 
 SDPA_ALPHAS = torch.tensor([0.0, 0.03, 0.4, 1.0])  # 1.0 with block 16: the float32 bound (60) allows the whole block
 

@@ -145,7 +145,8 @@ def test_mnist_tasks_have_an_accuracy_but_no_place_in_the_lra_average(offline: N
 
 
 def test_the_standalone_metric_agrees_with_the_task_registry(offline: None, tmp_path: Path) -> None:
-    """lra_accuracy.py ships alone (evaluate copies it into its cache) and keeps its own copy of the registry's facts."""
+    """lra_accuracy.py ships alone (evaluate copies it into its cache) and keeps its own copy of the registry's
+    facts."""
     module = metric_module(load_metric(tmp_path))
     assert module.TASKS == tasks.TASKS
     assert module.LRA_TASKS == tasks.LRA_TASKS

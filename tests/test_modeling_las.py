@@ -392,6 +392,7 @@ def run_where_package_is_not_installed(tmp_path: Path, script: str, folder: Path
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow  # a fresh interpreter
 def test_remote_code_loads_where_package_is_not_installed(tmp_path):
     model = tiny_model(attention_type="las", las_pool_mode="causal")
     ids = random_ids(2, 17)

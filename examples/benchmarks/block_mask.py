@@ -13,6 +13,7 @@ for bit (tests/test_las_attention.py::test_flex_block_mask_equals_create_block_m
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from pathlib import Path
 
@@ -68,11 +69,14 @@ def main(argv: list[str] | None = None) -> None:
     for mask_kind in ("causal", "causal + padding"):
         for length in lengths:
             attention_mask = padded_attention_mask(args.batch, length, device) if mask_kind != "causal" else None
+            # partial binds this iteration's mask and length (a lambda would read the loop variables late).
             candidates = {
-                "las_flex_block_mask": lambda: las_flex_block_mask(
-                    attention_mask, args.batch, length, True, None, device
+                "las_flex_block_mask": functools.partial(
+                    las_flex_block_mask, attention_mask, args.batch, length, True, None, device
                 ),
-                "create_block_mask": lambda: create_block_mask_reference(attention_mask, args.batch, length, device),
+                "create_block_mask": functools.partial(
+                    create_block_mask_reference, attention_mask, args.batch, length, device
+                ),
             }
             samples, errors = common.time_interleaved(candidates, device, warmup, repeats)
             for method, fn in candidates.items():
@@ -109,8 +113,8 @@ def main(argv: list[str] | None = None) -> None:
             "",
             f"- machine: {common.machine_line(device)}",
             f"- command: `{common.command_line()}`",
-            f"- batch {args.batch}; padding: real lengths spread evenly over [L/2, L]; median of {repeats} builds after "
-            f"{warmup} warm-up(s), methods interleaved; peak memory: bytes torch allocated during one build",
+            f"- batch {args.batch}; padding: real lengths spread evenly over [L/2, L]; median of {repeats} builds "
+            f"after {warmup} warm-up(s), methods interleaved; peak memory: bytes torch allocated during one build",
             "",
             markdown_table(header, table_rows),
             "",

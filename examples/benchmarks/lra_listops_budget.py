@@ -6,7 +6,8 @@ The `lra_listops_gpu` stage of gpu_check.sh. It generates ListOps at the LRA's s
 `examples/run_lra.py`, once with `attention_type=las` and once with `softmax`, both through
 `attn_implementation=sdpa` in bf16, for the same `--max-steps`, each also stopped by a wall-clock cap
 (`--train-seconds`) so that the stage always ends inside the device call. It records test accuracy, training tokens/s
-(tokens of the padded batches the model processed), the steps actually run and the budget in `lra_listops_<tag>.{md,json}`.
+(tokens of the padded batches the model processed), the steps actually run and the budget in
+`lra_listops_<tag>.{md,json}`.
 
 The budget: 3,000 steps at the config's batch of 50 (150,000 sequences, 1.6 epochs), chosen to take about 3 minutes
 per model on an H200 (an estimate, about 50 ms per bf16 step of the 0.8M-parameter model at L=2048; no GPU was lent
@@ -198,8 +199,8 @@ def render_markdown(tag: str, sizes: dict, generation_s: float, runs: list[dict]
     out.append(f"- machine: {common.machine_line(common.resolve_device(device))}")
     out.append(f"- command: `{common.command_line()}`")
     out.append(
-        f"- data: generated ListOps {sizes['num_train']:,} / {sizes['num_val']:,} / {sizes['num_test']:,}, expressions "
-        f"of {sizes['min_length']} to {sizes['max_length']} tokens, in {generation_s:.1f} s"
+        f"- data: generated ListOps {sizes['num_train']:,} / {sizes['num_val']:,} / {sizes['num_test']:,}, "
+        f"expressions of {sizes['min_length']} to {sizes['max_length']} tokens, in {generation_s:.1f} s"
     )
     out.append(
         f"- budget per model: {sizes['max_steps']:,} steps, capped at {sizes['train_seconds']:.0f} s of training; "

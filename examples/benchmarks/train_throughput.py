@@ -45,8 +45,8 @@ FALLBACK_TASKS = {
 }
 TASK_VOCAB_AND_LABELS = {"listops": (32, 10), "text": (260, 2)}  # ListOps: 15 symbols + specials; Text: bytes
 STEP_TIME_TARGET = 1.3  # LaS step time / softmax step time, same backend
-# The rows judged on CPU (every row is judged on CUDA): the ListOps model's LaS step through sdpa, whose softmax twin is
-# torch's SDPA itself.
+# The rows judged on CPU (every row is judged on CUDA): the ListOps model's LaS step through sdpa, whose softmax twin
+# is torch's SDPA itself.
 CPU_TARGET_ROWS = {("listops", "las", "sdpa")}
 CSV_COLUMNS = (
     "device",

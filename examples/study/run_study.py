@@ -132,9 +132,9 @@ class Cell:
         return f"{self.task}__{self.variant}__n{self.train_size}__seed{self.seed}"
 
 
-# ----------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 # Settings
-# ----------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -269,9 +269,9 @@ def detect_attn_implementation() -> str:
     return "sdpa"
 
 
-# ----------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 # Data
-# ----------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 
 
 def prepare_data(config: Mapping[str, Any], args: argparse.Namespace, work_dir: Path) -> dict[str, list[str]]:
@@ -355,9 +355,9 @@ def generate_pathfinder_once(root: Path, *, num_images: int, seed: int, resoluti
     return folder
 
 
-# ----------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 # Runs
-# ----------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 
 
 def model_overrides(config: Mapping[str, Any], variant: str) -> dict[str, Any]:
@@ -506,9 +506,9 @@ def run_cells(
     return failures
 
 
-# ----------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 # Results
-# ----------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 
 
 def read_cells(cells: Sequence[Cell], cells_dir: Path) -> list[dict[str, Any]]:
@@ -558,8 +558,9 @@ def write_markdown(
         "# Does LaS's locality-and-smoothness bias help? (examples/study)",
         "",
         f"Test accuracy in percent, mean ± std over seeds (number of seeds in brackets), on the first "
-        f"{config['max_test_samples']:,} test examples; best validation accuracy (first {config['max_eval_samples']:,} "
-        f"validation examples) in the second table. Each run trains on the first N training examples for "
+        f"{config['max_test_samples']:,} test examples; best validation accuracy "
+        f"(first {config['max_eval_samples']:,} validation examples) in the second table. "
+        "Each run trains on the first N training examples for "
         f"{training['max_steps']} steps of batch {training['per_device_train_batch_size']} (the same budget for every "
         f"variant and size; evaluation every {training.get('eval_steps')} steps, the best validation checkpoint is "
         f"tested), one thread, attn_implementation `{attn_implementation}`. Written by `examples/study/run_study.py` "
@@ -617,9 +618,9 @@ def plot(records: Sequence[Mapping[str, Any]], config: Mapping[str, Any], path: 
     plt.close(figure)
 
 
-# ----------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 # Main
-# ----------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 
 
 def main(argv: Sequence[str] | None = None) -> int:
