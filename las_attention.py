@@ -784,8 +784,8 @@ def _sdpa_las_kernel(
             allowed = scaled["mask"]()
         else:
             allowed = causal_lower_right(stop - start, last)  # FlashAttention's own bottom-right causal mask
-        # SDPA keeps its inputs for backward: the rescaled copies and the block's mask, about 3x the memory of plain
-        # SDPA at L = 4K. They are cheap to recompute from q, k and the scales, so backward recomputes them.
+        # SDPA keeps its inputs for backward: the rescaled copies and the block's mask, several times what plain SDPA
+        # keeps. They are cheap to recompute from q, k and the scales, so backward recomputes them.
         with _recompute_saved(block_query, block_key, allowed, scaled):
             outputs.append(
                 F.scaled_dot_product_attention(
@@ -1005,8 +1005,7 @@ def las_decay_score_mod(alphas: torch.Tensor, is_causal: bool) -> Callable:
     """The LaS decay as a flex `score_mod`: `score * exp(-alpha_h |q_idx - kv_idx|)`.
 
     Written as `exp2(-alpha / ln 2 * distance)`, the form the kernels evaluate natively, and with the causal distance
-    clamped at 0 instead of `abs`: a causal CPU call at L = 2K, head_dim 32, takes 74 ms instead of 77.5 ms
-    (`results/attention_cpu-flex-2k.md`, README section 4).
+    clamped at 0 instead of `abs`, which is a little faster on CPU (measured in examples/benchmarks/README.md).
     """
     log2_decay = alphas.to(torch.float32) / -math.log(2)
 

@@ -401,30 +401,33 @@ def test_more_bad_arguments_in_process(argv, message, tmp_path, capsys):
 # ---------------------------------------------------------------------------------------------------------------------
 
 
+def tiny_generated_listops_argv(tmp_path) -> list[str]:
+    """run_lra flags that generate a ListOps of 6 / 2 / 2 expressions under tmp_path."""
+    return [
+        "--task",
+        "listops",
+        "--output_dir",
+        str(tmp_path / "out"),
+        "--generated_data_root",
+        str(tmp_path / "gen"),
+        "--cache_dir",
+        str(tmp_path / "cache"),
+        "--use_cpu",
+        "--generate_num_train",
+        "6",
+        "--generate_num_val",
+        "2",
+        "--generate_num_test",
+        "2",
+        "--generate_min_length",
+        "5",
+        "--generate_max_length",
+        "60",
+    ]
+
+
 def test_generated_listops_is_reused(tmp_path):
-    model_args, data_args, training_args, _ = run_lra.parse_arguments(
-        [
-            "--task",
-            "listops",
-            "--output_dir",
-            str(tmp_path / "out"),
-            "--generated_data_root",
-            str(tmp_path / "gen"),
-            "--cache_dir",
-            str(tmp_path / "cache"),
-            "--use_cpu",
-            "--generate_num_train",
-            "6",
-            "--generate_num_val",
-            "2",
-            "--generate_num_test",
-            "2",
-            "--generate_min_length",
-            "5",
-            "--generate_max_length",
-            "60",
-        ]
-    )
+    model_args, data_args, training_args, _ = run_lra.parse_arguments(tiny_generated_listops_argv(tmp_path))
     folder = run_lra.generated_data_dir(data_args)
     assert folder.parent == tmp_path / "gen" and "train6" in folder.name
     tokenizer = lra.get_tokenizer("listops")
@@ -626,29 +629,7 @@ def test_resume_of_another_run_is_refused_and_changes_nothing(trained, lra_data,
 def test_generated_data_are_marked_complete_only_once_they_load(tmp_path, monkeypatch):
     import lra.listops
 
-    _, data_args, training_args, _ = run_lra.parse_arguments(
-        [
-            "--task",
-            "listops",
-            "--output_dir",
-            str(tmp_path / "out"),
-            "--generated_data_root",
-            str(tmp_path / "gen"),
-            "--cache_dir",
-            str(tmp_path / "cache"),
-            "--use_cpu",
-            "--generate_num_train",
-            "6",
-            "--generate_num_val",
-            "2",
-            "--generate_num_test",
-            "2",
-            "--generate_min_length",
-            "5",
-            "--generate_max_length",
-            "60",
-        ]
-    )
+    _, data_args, training_args, _ = run_lra.parse_arguments(tiny_generated_listops_argv(tmp_path))
     folder = run_lra.generated_data_dir(data_args)
     validation = folder / "listops-1000" / "basic_val.tsv"
     real_generator = lra.listops.generate_listops
