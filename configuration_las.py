@@ -17,7 +17,7 @@ from transformers import PreTrainedConfig
 from transformers.activations import ACT2FN
 
 POSITION_EMBEDDING_TYPES = ("none", "sinusoidal", "learned")
-ATTENTION_TYPES = ("las", "las_chunk", "softmax")
+ATTENTION_TYPES = ("las", "las_chunk", "softmax", "alibi")
 POOL_MODES = ("symmetric", "causal")
 NORM_TYPES = ("layernorm", "batchnorm")
 CLASSIFIER_POOLINGS = ("mean", "first", "last")
@@ -37,6 +37,20 @@ def default_las_alphas(num_heads: int, alpha_max: float, decades: float) -> list
     low, high = math.log10(alpha_max) - decades, math.log10(alpha_max)
     step = (high - low) / (num_heads - 2)
     return [0.0] + [10 ** (low + i * step) for i in range(num_heads - 1)]
+
+
+def alibi_slopes(num_heads: int) -> list[float]:
+    """ALiBi's head slopes (Press et al., 2022): `2^(-8h/H)` for heads h = 1..H when H is a power of two.
+
+    Otherwise, as in ALiBi's reference code: the slopes of the largest power of two n below H, then every other slope
+    of 2n's sequence (`2^(-4h/n)` for odd h) until there are H.
+    """
+
+    def geometric(count: int) -> list[float]:
+        return [2 ** (-8 * h / count) for h in range(1, count + 1)]
+
+    power = 2 ** math.floor(math.log2(num_heads))
+    return geometric(power) + geometric(2 * power)[0::2][: num_heads - power]
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -200,7 +214,9 @@ class LaSConfig(PreTrainedConfig):
             Longest sequence accepted when positions are embedded (`"sinusoidal"` or `"learned"`).
         attention_type (`str`, *optional*, defaults to `"las"`):
             `"las"` (LaS attention), `"las_chunk"` (LaS inside non-overlapping chunks of `las_chunk_size`: linear
-            cost) or `"softmax"` (ordinary scaled dot-product attention: all alphas 0 and no smoothing).
+            cost), `"softmax"` (ordinary scaled dot-product attention: all alphas 0 and no smoothing) or `"alibi"`
+            (the baseline of a standard locality bias: softmax with ALiBi's additive `-m_h |i - j|`, slopes
+            `alibi_slopes(num_attention_heads)`, no smoothing; the `las_*` fields are not used).
         las_alpha_max (`float`, *optional*, defaults to 0.1):
             The paper's B: the largest per-head decay rate. Head `c` multiplies its scaled scores by
             `exp(-alpha_c * |i - j|)`; head 0 has alpha 0.
@@ -344,6 +360,11 @@ class LaSConfig(PreTrainedConfig):
                 f"LaSConfig.hidden_size={self.hidden_size} must be divisible by "
                 f"num_attention_heads={self.num_attention_heads}."
             )
+        if self.attention_type == "alibi" and self.las_alphas is not None:
+            raise ValueError(
+                "LaSConfig.las_alphas is set but attention_type='alibi' uses ALiBi's own head slopes "
+                "(alibi_slopes): drop las_alphas, or choose attention_type='las'."
+            )
         if self.las_alphas is not None and len(self.las_alphas) != self.num_attention_heads:
             raise ValueError(
                 f"LaSConfig.las_alphas has {len(self.las_alphas)} values but num_attention_heads="
@@ -351,18 +372,26 @@ class LaSConfig(PreTrainedConfig):
             )
 
     @property
+    def position_bias(self) -> str:
+        """How `head_alphas` enter the scores (`las_attention`'s `position_bias`): "alibi" or LaS's "decay"."""
+        return "alibi" if self.attention_type == "alibi" else "decay"
+
+    @property
     def head_alphas(self) -> list[float]:
-        """The decay rate of every head as used by the model (all zero for `attention_type="softmax"`)."""
+        """The rate of every head as used by the model: LaS decay rates, ALiBi slopes for `attention_type="alibi"`,
+        all zero for `attention_type="softmax"`."""
         if self.attention_type == "softmax":
             return [0.0] * self.num_attention_heads
+        if self.attention_type == "alibi":
+            return alibi_slopes(self.num_attention_heads)
         if self.las_alphas is not None:
             return [float(a) for a in self.las_alphas]
         return default_las_alphas(self.num_attention_heads, float(self.las_alpha_max), float(self.las_alpha_decades))
 
     @property
     def effective_pool_size(self) -> int:
-        """The smoothing window as used by the model (1, no smoothing, for `attention_type="softmax"`)."""
-        return 1 if self.attention_type == "softmax" else self.las_pool_size
+        """The smoothing window as used by the model (1, no smoothing, for `attention_type` "softmax" and "alibi")."""
+        return 1 if self.attention_type in ("softmax", "alibi") else self.las_pool_size
 
     @property
     def effective_chunk_size(self) -> int | None:
@@ -370,4 +399,4 @@ class LaSConfig(PreTrainedConfig):
         return self.las_chunk_size if self.attention_type == "las_chunk" else None
 
 
-__all__ = ["LaSConfig", "default_las_alphas"]
+__all__ = ["LaSConfig", "alibi_slopes", "default_las_alphas"]

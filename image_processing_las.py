@@ -207,8 +207,13 @@ class LaSImageProcessor(BaseImageProcessor):
                 f"Image {index} is {gray.shape[1]}x{gray.shape[0]} (width x height) but this model reads "
                 f"{size['width']}x{size['height']} images; resize it, or pass do_resize=True."
             )
-        resized = PIL.Image.fromarray(gray).resize((size["width"], size["height"]), resample=resample)
-        return np.asarray(resized, dtype=np.uint8)
+        image = PIL.Image.fromarray(gray)
+        factor = gray.shape[0] // size["height"]
+        if resample == PIL.Image.Resampling.BOX and gray.shape == (size["height"] * factor, size["width"] * factor):
+            # A box filter by a whole factor is the mean of each block: `reduce` computes it exactly (rounded half
+            # up), where `resize` is off by one level at times. `lra.encode(..., pixel_pool_size=k)` pools the same.
+            return np.asarray(image.reduce(factor), dtype=np.uint8)
+        return np.asarray(image.resize((size["width"], size["height"]), resample=resample), dtype=np.uint8)
 
 
 def _image_list(images: Any) -> list[Any]:

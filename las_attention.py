@@ -16,6 +16,9 @@ point: it smooths V, handles padding and chunking, and hands softmax-with-decay 
   scales stay inside the dtype's range.
 - `flex_attention`: `torch.compile(flex_attention)` with the decay as a `score_mod`.
 
+`position_bias="alibi"` swaps the multiplicative decay for ALiBi's additive bias `-m_h |i - j|` (Press et al., 2022),
+the locality bias of language models, so that the baseline runs through the same kernels, padding and chunking.
+
 `las_attention_reference` is the literal definition (O(L^2)), kept apart to check all of them in tests.
 `las_smooth_new_values` and `las_attention_step` are the same math for the steps of a KV cache (causal window):
 they smooth only the new values and run the eager or sdpa kernel with the queries placed after the cached keys.
@@ -40,6 +43,8 @@ logger = logging.get_logger(__name__)
 
 #: The kernels of `las_attention`, named as transformers' `attn_implementation` values that select them.
 LAS_IMPLEMENTATIONS = ("eager", "sdpa", "flex_attention")
+#: How a head's rate enters its scores: "decay", LaS's `s * exp(-rate |i - j|)`; "alibi", ALiBi's `s - rate |i - j|`.
+POSITION_BIASES = ("decay", "alibi")
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -90,6 +95,7 @@ def _check_las_arguments(
     attention_mask: torch.Tensor | None,
     chunk_size: int | None,
     implementation: str,
+    position_bias: str = "decay",
 ) -> None:
     if query.dim() != 4 or key.shape != query.shape or value.shape[:-1] != query.shape[:-1]:
         raise ValueError(
@@ -113,6 +119,8 @@ def _check_las_arguments(
         raise ValueError(f"chunk_size={chunk_size} must be >= 1.")
     if implementation not in LAS_IMPLEMENTATIONS:
         raise ValueError(f"implementation={implementation!r} is not one of {LAS_IMPLEMENTATIONS}.")
+    if position_bias not in POSITION_BIASES:
+        raise ValueError(f"position_bias={position_bias!r} is not one of {POSITION_BIASES}.")
 
 
 def las_attention(
@@ -131,6 +139,7 @@ def las_attention(
     query_block_size: int = 512,
     block_mask=None,
     return_attention_weights: bool = False,
+    position_bias: str = "decay",
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]:
     """LaS attention on `(batch, heads, length, head_dim)` tensors; returns `(batch, heads, length, head_dim)`.
 
@@ -157,10 +166,14 @@ def las_attention(
             call instead of once per layer.
         return_attention_weights: also return the LaS attention matrix after smoothing, `(batch, heads, L, L)`,
             with the columns of padded keys and the rows of padded queries zeroed (the weights that multiply V).
+        position_bias: `"decay"` (LaS: the scaled scores are multiplied by `exp(-alphas[h] |i - j|)`) or `"alibi"`
+            (ALiBi: `alphas` are the head slopes m_h and `-m_h |i - j|` is added to the scaled scores).
 
-    `alphas = 0` and `pool_size = 1` is plain softmax attention.
+    `alphas = 0` and `pool_size = 1` is plain softmax attention (with either position bias).
     """
-    _check_las_arguments(query, key, value, alphas, pool_size, pool_mode, attention_mask, chunk_size, implementation)
+    _check_las_arguments(
+        query, key, value, alphas, pool_size, pool_mode, attention_mask, chunk_size, implementation, position_bias
+    )
     keep = attention_mask.bool() if attention_mask is not None else None
     batch, heads, length, _ = query.shape
 
@@ -182,6 +195,7 @@ def las_attention(
                 query_block_size=query_block_size,
                 block_mask=block_mask,
                 return_attention_weights=return_attention_weights,
+                position_bias=position_bias,
             )
             if not return_attention_weights:
                 return roll_rows(rolled, -shift, dim=2)
@@ -204,6 +218,7 @@ def las_attention(
             query_block_size=query_block_size,
             block_mask=block_mask,
             return_attention_weights=return_attention_weights,
+            position_bias=position_bias,
         )
         if not return_attention_weights:
             return _merge_chunks(result, batch, length)
@@ -219,12 +234,21 @@ def las_attention(
     kernel = _choose_kernel(implementation, query, key, value, is_causal, dropout, return_attention_weights)
     probs = None
     if kernel == "flex_attention":
-        output = _flex_las_kernel(query, key, smoothed_value, alphas, is_causal, keep, block_mask)
+        output = _flex_las_kernel(query, key, smoothed_value, alphas, is_causal, keep, block_mask, position_bias)
     elif kernel == "sdpa":
-        output = _sdpa_las_kernel(query, key, smoothed_value, alphas, keep, dropout, query_block_size)
+        output = _sdpa_kernel(position_bias)(query, key, smoothed_value, alphas, keep, dropout, query_block_size)
     else:
         output, probs = _eager_las_kernel(
-            query, key, smoothed_value, alphas, is_causal, keep, dropout, query_block_size, return_attention_weights
+            query,
+            key,
+            smoothed_value,
+            alphas,
+            is_causal,
+            keep,
+            dropout,
+            query_block_size,
+            return_attention_weights,
+            position_bias=position_bias,
         )
     if keep is not None:
         # A padded query does not exist: its output is zero (the kernels may compute anything finite there).
@@ -253,7 +277,7 @@ def _choose_kernel(
     if implementation == "sdpa" and not is_causal:
         logger.warning_once(
             "LaS sdpa attention is causal only (the decay is separable only for keys before the query): "
-            "bidirectional LaS (is_causal=False) runs on the eager kernel."
+            "bidirectional attention (is_causal=False) runs on the eager kernel."
         )
         return "eager"
     if implementation == "flex_attention" and (dropout > 0.0 or _cpu_backward_needed(query, key, value)):
@@ -336,6 +360,7 @@ def las_attention_step(
     implementation: str = "eager",
     query_block_size: int = 512,
     return_attention_weights: bool = False,
+    position_bias: str = "decay",
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]:
     """Causal LaS for the last n positions of a sequence of T, from all T keys and smoothed values (a KV-cache step).
 
@@ -369,6 +394,8 @@ def las_attention_step(
         )
     if implementation not in LAS_IMPLEMENTATIONS:
         raise ValueError(f"implementation={implementation!r} is not one of {LAS_IMPLEMENTATIONS}.")
+    if position_bias not in POSITION_BIASES:
+        raise ValueError(f"position_bias={position_bias!r} is not one of {POSITION_BIASES}.")
     keep = attention_mask.bool() if attention_mask is not None else None
     if keep is not None and bool(keep.all()):
         keep = None
@@ -391,9 +418,10 @@ def las_attention_step(
             return_attention_weights,
             query_start=start,
             pair_keep=pair_keep,
+            position_bias=position_bias,
         )
     else:
-        output = _sdpa_las_kernel(
+        output = _sdpa_kernel(position_bias)(
             query, key, smoothed_value, alphas, keep, dropout, query_block_size, query_start=start, pair_keep=pair_keep
         )
     if keep is not None:
@@ -419,18 +447,23 @@ def las_attention_reference(
     pool_mode: str = "symmetric",
     is_causal: bool = True,
     attention_mask: torch.Tensor | None = None,
+    position_bias: str = "decay",
 ) -> torch.Tensor:
     """The literal definition, O(L^2) memory: never used by the model.
 
-    Materialise `exp(-alpha |i - j|) * Q K^T / sqrt(d)`, mask, softmax, average-pool every row of the matrix, multiply
+    Materialise `exp(-alpha |i - j|) * Q K^T / sqrt(d)` (ALiBi, `position_bias="alibi"`: `Q K^T / sqrt(d) - m |i - j|`
+    with the slopes m in `alphas`), mask, softmax, average-pool every row of the matrix, multiply
     by V (padded values count as zero; padded queries output zero). It exists to check the fast paths in tests and
     as the naive baseline in benchmarks, and deliberately shares no code with `las_attention`.
     """
     length, head_dim = query.shape[-2], query.shape[-1]
     positions = torch.arange(length, device=query.device)
     distance = (positions[:, None] - positions[None, :]).abs()
-    decay = torch.exp(-alphas.to(query.dtype)[:, None, None] * distance)
-    scores = decay * (query @ key.transpose(-1, -2)) / math.sqrt(head_dim)
+    rates = alphas.to(query.dtype)[:, None, None]
+    if position_bias == "alibi":
+        scores = (query @ key.transpose(-1, -2)) / math.sqrt(head_dim) - rates * distance
+    else:
+        scores = torch.exp(-rates * distance) * (query @ key.transpose(-1, -2)) / math.sqrt(head_dim)
     allowed = torch.ones(length, length, dtype=torch.bool, device=query.device)[None, None]
     if is_causal:
         allowed = allowed & (positions[None, :] <= positions[:, None])
@@ -543,8 +576,9 @@ def _eager_las_block(
     pair_keep: torch.Tensor | None,
     dropout: float,
     need_probs: bool,
+    position_bias: str = "decay",
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Softmax attention with the LaS decay for queries `query_start .. query_start + block - 1`.
+    """Softmax attention with the LaS decay (or ALiBi's bias) for queries `query_start .. query_start + block - 1`.
 
     `keep` masks keys `(batch, keys)`; `pair_keep`, `(batch, 1, block, keys)`, masks (query, key) pairs (KV-cache steps
     of LaS-chunk, where the visible keys depend on the query's chunk).
@@ -557,10 +591,18 @@ def _eager_las_block(
 
     # Decay and softmax run in at least float32, also for half-precision inputs.
     compute_dtype = torch.promote_types(query_block.dtype, torch.float32)
-    # The 1/sqrt(d) scale and the decay exp(-alpha_h |i - j|) form one (heads, block, keys) table shared by the batch.
-    # The decay multiplies the scores (it is not an additive bias as in ALiBi): distant scores are pulled towards 0.
-    decay = torch.exp(-alphas.to(compute_dtype)[:, None, None] * distance) * query_block.shape[-1] ** -0.5
+    rates = alphas.to(compute_dtype)[:, None, None]
+    scale = query_block.shape[-1] ** -0.5
     raw_scores = torch.matmul(query_block, key.transpose(-1, -2)).to(compute_dtype)
+    if position_bias == "alibi":
+        # ALiBi adds -m_h |i - j| to the scaled scores: distant keys are pushed towards weight 0. Folded into the
+        # scores here, so the shared code below sees plain softmax with a unit "decay".
+        raw_scores = raw_scores * scale - rates * distance
+        decay = torch.ones((), dtype=compute_dtype, device=raw_scores.device)
+    else:
+        # The 1/sqrt(d) scale and the decay exp(-alpha_h |i - j|) form one (heads, block, keys) table shared by the
+        # batch. The decay multiplies the scores (unlike ALiBi's additive bias): distant scores are pulled towards 0.
+        decay = torch.exp(-rates * distance) * scale
 
     allowed = None
     if is_causal:
@@ -611,6 +653,7 @@ def _eager_las_kernel(
     need_probs: bool,
     query_start: int = 0,
     pair_keep: torch.Tensor | None = None,
+    position_bias: str = "decay",
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Queries are positions `query_start ..` of the keys (0: a full sequence; the cache length: a cached step)."""
     batch, heads, length, _ = query.shape
@@ -653,9 +696,11 @@ def _eager_las_kernel(
                 block_pair_keep,
             )
             if recompute:
-                out, block_probs = checkpoint(_eager_las_block, *args, dropout, need_probs, use_reentrant=False)
+                out, block_probs = checkpoint(
+                    _eager_las_block, *args, dropout, need_probs, position_bias, use_reentrant=False
+                )
             else:
-                out, block_probs = _eager_las_block(*args, dropout, need_probs)
+                out, block_probs = _eager_las_block(*args, dropout, need_probs, position_bias)
             outputs.append(out)
             if need_probs:
                 probs.append(F.pad(block_probs, (0, total_keys - num_keys)))
@@ -793,6 +838,62 @@ def _sdpa_las_kernel(
                 )
             )
     return outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=-2)
+
+
+def _sdpa_alibi_kernel(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    slopes: torch.Tensor,
+    keep: torch.Tensor | None,
+    dropout: float,
+    query_block_size: int,
+    query_start: int = 0,
+    pair_keep: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Causal softmax attention with ALiBi's bias `-m_h (i - j)`, as SDPA calls with an additive float mask.
+
+    The bias is not separable into query and key factors inside SDPA's scaled product, so each block of queries gets
+    a `(heads, block, keys)` bias (plus the padding and causal mask of `_sdpa_block_bias`), recomputed in backward
+    rather than kept. Same arguments and result as `_sdpa_las_kernel`, with the slopes in place of the decay rates.
+    """
+    length = query.shape[-2]
+    needs_mask = pair_keep is not None or (keep is not None and not _is_right_padding(keep))
+    bias_dtype = torch.promote_types(query.dtype, torch.float32)
+    rate = slopes.to(device=query.device, dtype=bias_dtype)[:, None, None]  # (heads, 1, 1)
+    outputs = []
+    for start in range(0, length, query_block_size):
+        stop = min(start + query_block_size, length)
+        first, last = query_start + start, query_start + stop
+
+        def block_bias(start: int = start, stop: int = stop, first: int = first, last: int = last) -> torch.Tensor:
+            mask = _sdpa_block_bias(
+                keep if needs_mask else None, pair_keep, query_start, start, stop, bias_dtype, query.device
+            )
+            # Future keys are masked by `mask` (-inf); clamping their distance keeps the sum at -inf, never NaN.
+            distance = torch.arange(first, last, device=query.device)[:, None] - torch.arange(
+                last, device=query.device
+            )
+            return (mask - rate * distance.clamp(min=0)).to(query.dtype)
+
+        recipes = {
+            "query": lambda start=start, stop=stop: query[:, :, start:stop],
+            "key": lambda last=last: key[:, :, :last],
+            "mask": block_bias,
+        }
+        block_query, block_key, bias = recipes["query"](), recipes["key"](), block_bias()
+        with _recompute_saved(block_query, block_key, bias, recipes):
+            outputs.append(
+                F.scaled_dot_product_attention(
+                    block_query, block_key, value[:, :, :last], attn_mask=bias, dropout_p=dropout
+                )
+            )
+    return outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=-2)
+
+
+def _sdpa_kernel(position_bias: str) -> Callable[..., torch.Tensor]:
+    """The causal SDPA kernel of a position bias (both take the same arguments)."""
+    return _sdpa_alibi_kernel if position_bias == "alibi" else _sdpa_las_kernel
 
 
 def _sdpa_block_bias(
@@ -986,13 +1087,16 @@ def _flex_las_kernel(
     is_causal: bool,
     keep: torch.Tensor | None,
     block_mask=None,
+    position_bias: str = "decay",
 ) -> torch.Tensor:
     if block_mask is None:
         block_mask = las_flex_block_mask(keep, query.shape[0], query.shape[2], is_causal, None, query.device)
     if not torch.is_grad_enabled():
         # Compiled flex would still trace a backward graph for inputs that require grad (and fail on CPU).
         query, key, value = query.detach(), key.detach(), value.detach()
-    score_mod = las_decay_score_mod(alphas.to(device=query.device), is_causal)
+    score_mod = (alibi_score_mod if position_bias == "alibi" else las_decay_score_mod)(
+        alphas.to(device=query.device), is_causal
+    )
     length = query.shape[-2]
     bucket = flex_bucket_length(length)
     if bucket > length:
@@ -1016,3 +1120,14 @@ def las_decay_score_mod(alphas: torch.Tensor, is_causal: bool) -> Callable:
         return score * torch.exp2(log2_decay[h] * distance)
 
     return las_decay
+
+
+def alibi_score_mod(slopes: torch.Tensor, is_causal: bool) -> Callable:
+    """ALiBi's bias as a flex `score_mod`: `score - m_h |q_idx - kv_idx|`, distances as in `las_decay_score_mod`."""
+    slopes = slopes.to(torch.float32)
+
+    def alibi(score, b, h, q_idx, kv_idx):
+        distance = (q_idx - kv_idx).clamp(min=0) if is_causal else (q_idx - kv_idx).abs()
+        return score - slopes[h] * distance
+
+    return alibi

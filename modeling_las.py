@@ -99,6 +99,7 @@ def las_attention_forward(
         query_block_size=module.query_block_size,
         block_mask=block_mask,
         return_attention_weights=output_attentions,
+        position_bias=module.position_bias,
     )
     output, weights = result if output_attentions else (result, None)
     return output.transpose(1, 2), weights
@@ -200,6 +201,7 @@ class LaSAttention(nn.Module):
         self.pool_mode = config.las_pool_mode
         self.chunk_size = config.effective_chunk_size
         self.is_causal = config.is_causal
+        self.position_bias = config.position_bias  # "decay" (LaS) or "alibi": how `alphas` enter the scores
         self.query_block_size = config.attention_query_block_size
         self.attention_dropout = config.attention_dropout
         self.q_proj = nn.Linear(config.hidden_size, config.hidden_size)
@@ -297,6 +299,7 @@ class LaSAttention(nn.Module):
             implementation=self.config._attn_implementation,
             query_block_size=self.query_block_size,
             return_attention_weights=output_attentions,
+            position_bias=self.position_bias,
         )
         output, weights = result if output_attentions else (result, None)
         return output.transpose(1, 2), weights

@@ -51,6 +51,7 @@ from transformers import (
     AutoImageProcessor,
     AutoModelForSequenceClassification,
     AutoTokenizer,
+    EarlyStoppingCallback,
     EvalPrediction,
     HfArgumentParser,
     Trainer,
@@ -76,6 +77,7 @@ from lra.tasks import (
     PATHFINDER_RESOLUTIONS,
     TASK_SPECS,
 )
+from lra.tokenization import pixel_pool_processor_settings, pooled_side
 from lra.validation import check_int
 
 logger = logging.getLogger(__name__)
@@ -132,7 +134,10 @@ UNRECORDED_DATA_FIELDS = (
     "generate_workers",
     "preprocessing_num_workers",
     "overwrite_output_dir",
+    "early_stopping_patience",  # when to stop, not what the checkpoint is: a resume may change it
 )
+#: The test split's predictions, one row per example (`save_predictions`).
+TEST_PREDICTIONS = "test_predictions.csv"
 #: The generators' argument names as they appear in their error messages -> this script's flags.
 GENERATE_FLAGS = {
     name: f"--generate_{name}"
@@ -261,6 +266,20 @@ class DataArguments:
         default=pathfinder_generator.DEFAULT_WORKERS, metadata={"help": "Pathfinder generation: worker processes."}
     )
     preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenization."})
+    pixel_pool_size: int = field(
+        default=1,
+        metadata={
+            "help": "Pixel tasks: average every k x k block of the square images (2: sMNIST's 28x28 = 784 pixels "
+            "become 14x14 = 196); the saved image processor pools the same way."
+        },
+    )
+    early_stopping_patience: int | None = field(
+        default=None,
+        metadata={
+            "help": "Stop training after this many evaluations without improvement of --metric_for_best_model "
+            "(needs --load_best_model_at_end True); the best checkpoint is then tested."
+        },
+    )
     overwrite_output_dir: bool = field(
         default=False,
         metadata={
@@ -346,6 +365,13 @@ def parse_arguments(argv: Sequence[str]) -> tuple[ModelArguments, DataArguments,
         raise UsageError(f"--data_dir {data_args.data_dir} does not exist")
     validate_training_arguments(training_args)
     validate_data_arguments(data_args)
+    if data_args.early_stopping_patience is not None and not (
+        training_args.load_best_model_at_end and training_args.metric_for_best_model
+    ):
+        raise UsageError(
+            "--early_stopping_patience needs --load_best_model_at_end True and --metric_for_best_model (e.g. "
+            "accuracy), with evaluations during training (--eval_strategy steps or epoch)"
+        )
     return model_args, data_args, training_args, defaults["model"]
 
 
@@ -380,6 +406,17 @@ def validate_data_arguments(data_args: DataArguments) -> None:
             )
     if data_args.preprocessing_num_workers is not None:
         check_flag("preprocessing_num_workers", data_args.preprocessing_num_workers)
+    check_flag("pixel_pool_size", data_args.pixel_pool_size, why="; 1 keeps the images as they are")
+    if data_args.pixel_pool_size > 1:
+        info = lra.task_info(data_args.task, **task_options(data_args))
+        if info.input_kind != "pixels":
+            raise UsageError(f"--pixel_pool_size applies to pixel tasks only, not {data_args.task!r}")
+        try:
+            pooled_side(info.max_length, data_args.pixel_pool_size)
+        except ValueError as error:
+            raise UsageError(f"--{error}") from None
+    if data_args.early_stopping_patience is not None:
+        check_flag("early_stopping_patience", data_args.early_stopping_patience)
     try:
         if data_args.task == "pathfinder":
             lra.resolve_config_name(
@@ -632,6 +669,7 @@ def load_datasets(data_args: DataArguments, training_args: TrainingArguments, to
             max_length=data_args.max_length,
             tokenizer=tokenizer,
             num_proc=data_args.preprocessing_num_workers,
+            pixel_pool_size=data_args.pixel_pool_size,
         )
     return encoded
 
@@ -678,6 +716,12 @@ def describe_data(data_args: DataArguments, data: Mapping[str, Sized]) -> str:
     trimmed = any(
         getattr(data_args, n) is not None for n in ("max_train_samples", "max_eval_samples", "max_test_samples")
     )
+    if data_args.pixel_pool_size > 1:
+        side = pooled_side(
+            lra.task_info(data_args.task, **task_options(data_args)).max_length, data_args.pixel_pool_size
+        )
+        source += f", averaged over {data_args.pixel_pool_size}x{data_args.pixel_pool_size} blocks to {side}x{side}"
+        trimmed = True
     text = f"{source}; train / validation / test: {sizes} examples."
     if not generated_as_lra or trimmed:
         text += " This is smaller or other than the standard task, so published accuracies are not comparable."
@@ -714,7 +758,14 @@ def build_config(model_args: ModelArguments, data_args: DataArguments, model_def
         if unknown:
             raise UsageError(f"unknown LaSConfig field(s) {', '.join(unknown)}")
         # Pixel tasks have one length, set by the images; token tasks are cut to --max_length.
-        max_length = info.max_length if info.input_kind == "pixels" else data_args.max_length or info.max_length
+        if info.input_kind == "pixels":
+            max_length = (
+                pooled_side(info.max_length, data_args.pixel_pool_size) ** 2
+                if data_args.pixel_pool_size > 1
+                else info.max_length
+            )
+        else:
+            max_length = data_args.max_length or info.max_length
         max_position_embeddings = max(fields.pop("max_position_embeddings", 0), max_length)
         return LaSConfig(
             **fields,
@@ -779,9 +830,10 @@ def load_image_processor(model_args: ModelArguments, data_args: DataArguments) -
             )
         except (OSError, ValueError):
             logger.info("The checkpoint has no image processor: using the task's.")
-    side = math.isqrt(info.max_length)  # the LRA images are square
-    pixel_order = lra.pmnist_permutation().tolist() if data_args.task == "pmnist" else None
-    return LaSImageProcessor(size={"height": side, "width": side}, pixel_order=pixel_order)
+    # The LRA images are square; pooled runs resize with the box filter their data were pooled with.
+    return LaSImageProcessor(
+        **pixel_pool_processor_settings(data_args.task, info.max_length, data_args.pixel_pool_size)
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -898,6 +950,26 @@ def accuracy_metric(task: str):
 # ---------------------------------------------------------------------------------------------------------------------
 
 
+def early_stopping(data_args: DataArguments) -> list[TrainerCallback]:
+    """`EarlyStoppingCallback` when `--early_stopping_patience` is set (its needs are checked with the arguments)."""
+    if data_args.early_stopping_patience is None:
+        return []
+    return [EarlyStoppingCallback(early_stopping_patience=data_args.early_stopping_patience)]
+
+
+def save_predictions(prediction, path: Path) -> None:
+    """One row per test example, in split order: index, label, predicted label (the argmax of the logits)."""
+    logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+    predicted = np.argmax(logits, axis=-1)
+    temporary = path.with_suffix(".tmp")
+    with open(temporary, "w") as file:
+        file.write("index,label,prediction\n")
+        file.writelines(
+            f"{i},{int(label)},{int(guess)}\n" for i, (label, guess) in enumerate(zip(prediction.label_ids, predicted))
+        )
+    os.replace(temporary, path)
+
+
 def run(argv: Sequence[str], callbacks: Sequence[TrainerCallback] = ()) -> dict[str, float]:
     """Train / evaluate / test as the arguments say; return every metric of the run."""
     model_args, data_args, training_args, model_defaults = parse_arguments(argv)
@@ -942,7 +1014,7 @@ def run(argv: Sequence[str], callbacks: Sequence[TrainerCallback] = ()) -> dict[
         processing_class=tokenizer if tokenizer is not None else load_image_processor(model_args, data_args),
         data_collator=lra.LRADataCollator(pad_token_id=info.pad_token_id or 0),
         compute_metrics=accuracy_metric(data_args.task),
-        callbacks=list(callbacks),
+        callbacks=[*callbacks, *early_stopping(data_args)],
         task=data_args.task,
         command=describe_command(argv),
         data_description=describe_data(data_args, data),
@@ -964,8 +1036,15 @@ def run(argv: Sequence[str], callbacks: Sequence[TrainerCallback] = ()) -> dict[
         ("validation", "eval", training_args.do_eval),
         ("test", "test", training_args.do_predict),
     ):
-        if wanted:
+        if wanted and split == "test":
+            # predict: the metrics of evaluate, plus every prediction, saved for paired analyses across runs
+            prediction = trainer.predict(data[split], metric_key_prefix=prefix)
+            split_metrics = dict(prediction.metrics)
+            if trainer.is_world_process_zero():
+                save_predictions(prediction, Path(training_args.output_dir) / TEST_PREDICTIONS)
+        elif wanted:
             split_metrics = trainer.evaluate(data[split], metric_key_prefix=prefix)
+        if wanted:
             split_metrics[f"{prefix}_samples"] = len(data[split])
             trainer.log_metrics(prefix, split_metrics)
             trainer.save_metrics(prefix, split_metrics)

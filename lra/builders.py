@@ -989,22 +989,23 @@ _MNIST_HOMEPAGES: Mapping[str, str] = {
 
 
 @functools.cache
-def _pmnist_permutation() -> np.ndarray:
-    permutation = np.random.RandomState(PMNIST_SEED).permutation(_MNIST_SIDE**2)
+def _pmnist_permutation(num_pixels: int) -> np.ndarray:
+    permutation = np.random.RandomState(PMNIST_SEED).permutation(num_pixels)
     permutation.flags.writeable = False  # cached and shared: nobody may change it
     return permutation
 
 
-def pmnist_permutation() -> np.ndarray:
+def pmnist_permutation(num_pixels: int = _MNIST_SIDE**2) -> np.ndarray:
     """The fixed pixel order of pMNIST: position ``i`` of a sequence holds pixel ``perm[i]`` of the
-    row-major 28x28 image.
+    row-major 28x28 image (``num_pixels=196``: of the 14x14 image of ``encode(..., pixel_pool_size=2)``, with
+    ``RandomState(PMNIST_SEED).permutation(196)``).
 
     ``perm = numpy.random.RandomState(PMNIST_SEED).permutation(784)``: NumPy's legacy ``RandomState``
     stream is frozen (NEP 19), so every NumPy version gives the same array. It starts
     ``[693, 85, 647, 392, 765, ...]``; the full list is also in the prepared data set's
     ``info.description``.
     """
-    return _pmnist_permutation()
+    return _pmnist_permutation(num_pixels)
 
 
 @dataclasses.dataclass

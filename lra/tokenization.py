@@ -28,18 +28,20 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import datasets
 import numpy as np
+import PIL.Image
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast
 from transformers.convert_slow_tokenizer import bytes_to_unicode
 
 from image_processing_las import scale_pixels
 
-from .builders import builder_class, resolve_config_name
+from .builders import builder_class, pmnist_permutation, resolve_config_name
 from .tasks import TASK_SPECS, TASKS
 
 __all__ = [
@@ -272,6 +274,57 @@ def _scale_pixels(batch: dict[str, Any]) -> dict[str, Any]:
     return {**batch, "pixel_values": scale_pixels(batch["pixel_values"])}
 
 
+def pooled_side(num_pixels: int, pool_size: int) -> int:
+    """The side of a square image of ``num_pixels`` after ``pool_size x pool_size`` averaging (a ValueError if the
+    image is not square or its side not a multiple of ``pool_size``)."""
+    side = math.isqrt(num_pixels)
+    if side * side != num_pixels or side % pool_size:
+        raise ValueError(
+            f"pixel_pool_size={pool_size} needs square images whose side is a multiple of it; these have "
+            f"{num_pixels} pixels"
+        )
+    return side // pool_size
+
+
+def pixel_pool_processor_settings(task: str, num_pixels: int, pool_size: int) -> dict[str, Any]:
+    """The :class:`LaSImageProcessor` settings that give a checkpoint's pipeline the pixels that
+    ``encode(task, ..., pixel_pool_size=pool_size)`` gives the model: the pooled size, Pillow's box filter, and for
+    pMNIST the permutation of the pooled image."""
+    side = math.isqrt(num_pixels) if pool_size == 1 else pooled_side(num_pixels, pool_size)
+    settings: dict[str, Any] = {"size": {"height": side, "width": side}}
+    if pool_size > 1:
+        settings.update(do_resize=True, resample=int(PIL.Image.Resampling.BOX))
+    if task == "pmnist":
+        settings["pixel_order"] = pmnist_permutation(side * side).tolist()
+    return settings
+
+
+def _pool_pixels(task: str, dataset: datasets.Dataset, pool_size: int, num_proc: int | None) -> datasets.Dataset:
+    """The ``pixels`` column averaged over ``pool_size x pool_size`` blocks: the mean rounded half up, in uint8
+    (exactly Pillow's ``Image.reduce``, which the image processor uses for a box resize by a whole factor)."""
+    num_pixels = len(dataset[0]["pixels"]) if len(dataset) else task_info(task).max_length
+    side = math.isqrt(num_pixels)
+    small = pooled_side(num_pixels, pool_size)
+    # pMNIST rows are permuted: back to image order, pool, then the pooled image's own fixed permutation.
+    unpermute = np.argsort(pmnist_permutation(num_pixels)) if task == "pmnist" else None
+    repermute = pmnist_permutation(small * small) if task == "pmnist" else None
+
+    def pool(batch: dict[str, Any]) -> dict[str, Any]:
+        rows = []
+        for row in batch["pixels"]:
+            pixels = np.asarray(row, dtype=np.uint8)
+            if len(pixels) != num_pixels:
+                raise ValueError(f"{task}: an image has {len(pixels)} pixels where the first has {num_pixels}")
+            if unpermute is not None:
+                pixels = pixels[unpermute]
+            blocks = pixels.reshape(small, pool_size, small, pool_size).sum(axis=(1, 3), dtype=np.int64)
+            pooled = ((blocks + pool_size**2 // 2) // pool_size**2).astype(np.uint8).reshape(-1)
+            rows.append(pooled[repermute] if repermute is not None else pooled)
+        return {**batch, "pixels": rows}
+
+    return dataset.map(pool, batched=True, num_proc=num_proc, desc=f"Pooling {task} pixels {pool_size}x{pool_size}")
+
+
 def _encode_split(
     task: str,
     dataset: datasets.Dataset,
@@ -281,9 +334,12 @@ def _encode_split(
     truncation: bool,
     num_proc: int | None,
     pixels_as: str,
+    pixel_pool_size: int = 1,
 ) -> datasets.Dataset:
     info = task_info(task)
     if info.input_kind == "pixels":
+        if pixel_pool_size > 1:
+            dataset = _pool_pixels(task, dataset, pixel_pool_size, num_proc)
         if pixels_as == "ids":
             return dataset.rename_columns({"pixels": "input_ids", "label": "labels"})
         # Stored as uint8 under the model's argument name (so Trainer keeps the column); the floats
@@ -342,6 +398,7 @@ def encode(
     truncation: bool = True,
     num_proc: int | None = None,
     pixels_as: Literal["values", "ids"] = "values",
+    pixel_pool_size: int = 1,
 ) -> datasets.Dataset | datasets.DatasetDict:
     """Turn an LRA split (or all splits) from :func:`lra.load_lra` into model inputs.
 
@@ -364,11 +421,23 @@ def encode(
             logged as a warning). With ``False`` a longer sequence raises :class:`ValueError`.
         num_proc: processes for the tokenization.
         pixels_as: ``"values"`` (float ``pixel_values``) or ``"ids"`` (``input_ids``), pixel tasks only.
+        pixel_pool_size: pixel tasks only: average every ``k x k`` block of the square image (the mean rounded half
+            up, as the image processor of :func:`pixel_pool_processor_settings` does it), e.g. 2: 28x28 -> 14x14,
+            784 -> 196 pixels. pMNIST is pooled in image order, then ordered by ``pmnist_permutation(196)``.
     """
     if pixels_as not in ("values", "ids"):
         raise ValueError(f"pixels_as must be 'values' or 'ids', got {pixels_as!r}")
+    if isinstance(pixel_pool_size, bool) or not isinstance(pixel_pool_size, int) or pixel_pool_size < 1:
+        raise ValueError(f"pixel_pool_size must be an integer >= 1, got {pixel_pool_size!r}")
+    if pixel_pool_size > 1 and task_info(task).input_kind != "pixels":
+        raise ValueError(f"pixel_pool_size={pixel_pool_size} applies to pixel tasks only, not {task!r}")
     kwargs = dict(
-        max_length=max_length, tokenizer=tokenizer, truncation=truncation, num_proc=num_proc, pixels_as=pixels_as
+        max_length=max_length,
+        tokenizer=tokenizer,
+        truncation=truncation,
+        num_proc=num_proc,
+        pixels_as=pixels_as,
+        pixel_pool_size=pixel_pool_size,
     )
     if isinstance(dataset, datasets.DatasetDict):
         return datasets.DatasetDict({split: _encode_split(task, part, **kwargs) for split, part in dataset.items()})
