@@ -1,19 +1,24 @@
 #!/usr/bin/env python
 # Copyright 2026 The las-transformers authors. Licensed under the Apache License, Version 2.0.
-"""Does LaS's locality-and-smoothness bias help? A seeded, resumable study over tasks, variants, data sizes and seeds.
+"""Does LaS's locality-and-smoothness bias help? A paired, seeded, resumable study with 95% intervals.
 
 Every cell (task, variant, training-set size, seed) is one `examples/run_lra.py` run in its own process, on one thread,
-with the same budget (steps, schedule, batch size, evaluation points) for every variant and size of a task, so that
-only the attention and the amount of unique training data change. A finished cell writes `cells/<cell>.json`; a rerun
-skips those cells, so an interrupted study resumes where it stopped. At the end (and on every rerun) the cells are
-collected into `results.csv`, `results.md` (mean +- std over seeds) and `accuracy_vs_train_size.png`.
+trained to early stopping on a fixed validation set and tested on the full test set. A seed gives every variant the
+same data order and initial weights, so variants are compared seed by seed (paired differences). The study is a list
+of phases (study_config.json); the command-line filters choose which of their cells run, never what is reported.
 
-    python examples/study/run_study.py                       # the study of examples/study/study_config.json
-    python examples/study/run_study.py --workers 2 --seeds 0 1 2 --train_sizes 1000 4000 16000
-    python examples/study/run_study.py --dry_run             # list the cells and their commands, run nothing
+Integrity: a cell's identity is a hash of its full settings (task, variant, N, seed, model and training flags, data
+source and checksum, attention implementation, a hash of the code that trains it), so a changed setting is a new cell;
+cell files are written atomically and validated on read (a bad one is named, set aside and rerun); one invocation at a
+time per `--out` (a lock); SIGTERM / Ctrl-C stop the running children. `results.csv`, `results.md` and the figure are
+rebuilt from every valid cell file in `--out` after every invocation (`--dry_run` rebuilds them without running).
+
+    python examples/study/run_study.py                          # every phase of examples/study/study_config.json
+    python examples/study/run_study.py --phases sequential_n1000 --seeds 0 1 2
+    python examples/study/run_study.py --dry_run                # list what would run; rebuild the tables
     python examples/study/run_study.py --smoke --mnist_dir DIR --mnist_labels digits --out OUT --work_dir WORK
 
-See examples/study/README.md for the budgets, the columns and the calibration.
+See examples/study/README.md for the design, the analysis and the costs.
 """
 
 from __future__ import annotations
@@ -22,82 +27,110 @@ import argparse
 import concurrent.futures
 import csv
 import dataclasses
+import fcntl
+import gzip
+import hashlib
 import json
 import math
 import os
+import platform
 import shlex
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
-import tempfile
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO_ROOT / "examples"
-# This checkout's modules, in this process and in every run: an installed las-transformers must not win.
-sys.path[:0] = [str(REPO_ROOT), str(EXAMPLES)]
-
 STUDY_CONFIG = Path(__file__).resolve().parent / "study_config.json"
-DEFAULT_OUT = EXAMPLES / "results" / "study"
+DEFAULT_OUT = Path("examples/results/study")
+DEFAULT_WORK_DIR = Path("runs/study")
 DEFAULT_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
-#: The variants, in table order. `longest_only`: run on the study's longest task only.
+
+#: The variants. `attention_type` is run_lra's; `model` are LaSConfig fields on top of the study's model.
 VARIANTS: Mapping[str, Mapping[str, Any]] = {
     "softmax": {"attention_type": "softmax", "about": "plain softmax attention, same model and positions"},
     "las": {"attention_type": "las", "about": "LaS: decay and smoothing"},
     "decay_only": {"attention_type": "las", "model": {"las_pool_size": 1}, "about": "LaS without smoothing (P=1)"},
     "smoothing_only": {"attention_type": "las", "zero_alphas": True, "about": "LaS without decay (all alphas 0)"},
-    "las_chunk": {"attention_type": "las_chunk", "longest_only": True, "about": "LaS inside chunks (linear cost)"},
+    "alibi": {"attention_type": "alibi", "about": "softmax with ALiBi's additive bias -m_h |i-j| (Press et al.)"},
 }
+#: The paired comparisons of the analysis, (variant, baseline): fixed before any cell ran.
+COMPARISONS = (
+    ("las", "softmax"),
+    ("decay_only", "softmax"),
+    ("alibi", "softmax"),
+    ("smoothing_only", "softmax"),
+    ("las", "alibi"),
+    ("las", "decay_only"),
+)
+#: The files whose content decides what a cell computes: their hash is part of every cell's identity.
+CODE_FILES = (
+    "configuration_las.py",
+    "modeling_las.py",
+    "las_attention.py",
+    "image_processing_las.py",
+    "examples/run_lra.py",
+    "examples/lra_training.py",
+)
+CODE_GLOBS = ("lra/**/*.py", "examples/configs/*.json")
 CSV_COLUMNS = (
     "task",
     "variant",
     "train_size",
     "seed",
-    "steps",
     "test_accuracy",
     "best_validation_accuracy",
+    "steps",
+    "best_step",
+    "epochs",
     "train_seconds",
+    "pixel_pool_size",
+    "learning_rate",
+    "batch_size",
+    "max_epochs",
+    "max_steps",
+    "early_stopping_patience",
+    "eval_steps",
+    "max_eval_samples",
+    "max_test_samples",
+    "attn_implementation",
+    "data_checksum",
+    "code_version",
+    "commit",
+    "identity",
     "command",
 )
-from lra.tasks import PAPER_ACCURACY, PAPER_SOURCE, TASK_SPECS  # noqa: E402  (this checkout's, see sys.path)
-
-
-def _paper_reference(
-    tasks: Sequence[str] = ("smnist", "pmnist", "pathfinder"),
-    models: Sequence[str] = ("Transformer (LRA paper)", "LaS (paper)"),
-) -> str:
-    """The paper's numbers for the study's tasks (lra.tasks.PAPER_ACCURACY), for orientation above the table."""
-    numbers = "; ".join(
-        f"{TASK_SPECS[task].full_title} "
-        + ", ".join(f"{model.split()[0]} {PAPER_ACCURACY[model][task]:.2f}" for model in models)
-        for task in tasks
-    )
-    return (
-        f"Paper, for orientation only ({PAPER_SOURCE}; MNIST digits, full data, the paper's models and budgets, "
-        f"so not comparable with this study): {numbers}."
-    )
-
-
-#: The paper's numbers, shown above the table for orientation only.
-PAPER_REFERENCE = _paper_reference()
+#: The results every cell file must hold, with their ranges.
+RESULT_FIELDS = {
+    "test_accuracy": (0.0, 1.0),
+    "best_validation_accuracy": (0.0, 1.0),
+    "steps": (1, math.inf),
+    "best_step": (0, math.inf),
+    "train_seconds": (0.0, math.inf),
+}
+#: Two-sided 95% quantiles of Student's t, t_{0.975, df}, for df = 1 .. 30 (standard tables); larger df use 1.96.
+T_975 = (
+    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
+    2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
+    2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
+)  # fmt: skip
 #: The smoke study of the test suite: seconds on the tiny idx fixture.
 SMOKE_CONFIG: Mapping[str, Any] = {
-    "seeds": [0],
-    "train_sizes": [8],
     "max_eval_samples": 2,
     "max_test_samples": 5,
-    "las_chunk_size": 256,
     "model": {"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 32},
     "training": {
         "max_steps": 2,
         "per_device_train_batch_size": 2,
         "per_device_eval_batch_size": 8,
         "learning_rate": 0.001,
-        "lr_scheduler_type": "cosine",
         "eval_strategy": "steps",
         "eval_steps": 1,
         "save_strategy": "steps",
@@ -107,29 +140,51 @@ SMOKE_CONFIG: Mapping[str, Any] = {
         "metric_for_best_model": "accuracy",
         "logging_steps": 1,
     },
+    "budgets": {},
+    "early_stopping_patience": 2,
     "tasks": {
-        "smnist": {"task": "smnist", "title": "sequential MNIST (fixture)", "data": "mnist_dir", "training": {}}
+        "smnist": {
+            "task": "smnist",
+            "title": "sequential MNIST (fixture)",
+            "data": "mnist_dir",
+            "pixel_pool_size": 2,
+        }
     },
+    "phases": [{"name": "smoke", "task": "smnist", "train_sizes": [8], "variants": ["softmax", "las"], "seeds": [0]}],
 }
-SMOKE_VARIANTS = ("softmax", "las")
 
 
 class StudyError(Exception):
-    """A bad setting or missing data: one line on stderr, exit code 2."""
+    """A bad setting, missing data or a busy `--out`: one line on stderr, exit code 2."""
 
 
 @dataclasses.dataclass(frozen=True)
 class Cell:
-    """One run of the study."""
+    """One run of the study: what it is (the four keys) and everything that decides its result (`settings`)."""
 
-    task: str  # the study's task key, e.g. fashion_smnist
+    task: str
     variant: str
     train_size: int
     seed: int
+    settings_json: str  # canonical JSON of the full settings (hashable, so cells can be set members)
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return json.loads(self.settings_json)
+
+    @property
+    def identity(self) -> str:
+        return settings_hash(self.settings)
 
     @property
     def name(self) -> str:
-        return f"{self.task}__{self.variant}__n{self.train_size}__seed{self.seed}"
+        return f"{self.task}__{self.variant}__n{self.train_size}__seed{self.seed}__{self.identity}"
+
+
+def settings_hash(settings: Mapping[str, Any], leave_out: Iterable[str] = ()) -> str:
+    """12 hex digits of the SHA-256 of the settings (minus `leave_out`) as canonical JSON."""
+    kept = {key: value for key, value in settings.items() if key not in set(leave_out)}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:12]
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -142,237 +197,212 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
     parser.add_argument("--config", type=Path, default=STUDY_CONFIG, help="the study settings (JSON)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results: cells/, predictions/, tables, figure")
     parser.add_argument(
-        "--out",
-        type=Path,
-        default=DEFAULT_OUT,
-        help="results folder: cells/*.json, results.csv, results.md, the figure",
+        "--work_dir", type=Path, default=DEFAULT_WORK_DIR, help="run folders and the datasets cache (not committed)"
     )
+    parser.add_argument("--mnist_dir", default=DEFAULT_MNIST_DIR, help="folder of the four idx files")
+    parser.add_argument("--mnist_labels", default="fashion", choices=("digits", "fashion"), help="what it holds")
+    parser.add_argument("--phases", nargs="+", help="run only these phases (names in the config)")
+    parser.add_argument("--tasks", nargs="+", help="run only these study tasks")
+    parser.add_argument("--variants", nargs="+", help="run only these variants")
+    parser.add_argument("--train_sizes", nargs="+", type=int, help="run only these training-set sizes")
+    parser.add_argument("--seeds", nargs="+", type=int, help="run only these seeds")
     parser.add_argument(
-        "--work_dir",
-        type=Path,
-        default=None,
-        help="run folders, generated data and the datasets cache "
-        "(default: $LAS_TRANSFORMERS_CACHE/study or ~/.cache/las-transformers/study)",
+        "--max_steps", type=int, help="cap every run at this many steps (a setting: such cells are new cells)"
     )
-    parser.add_argument(
-        "--mnist_dir",
-        default=DEFAULT_MNIST_DIR,
-        help="folder of the four idx files (Debian/Ubuntu: apt-get install dataset-fashion-mnist)",
-    )
-    parser.add_argument(
-        "--mnist_labels",
-        default="fashion",
-        choices=("digits", "fashion"),
-        help="what --mnist_dir holds: MNIST digits or Fashion-MNIST",
-    )
-    parser.add_argument("--tasks", nargs="+", help="only these study tasks (keys of the config's 'tasks')")
-    parser.add_argument("--variants", nargs="+", choices=tuple(VARIANTS), help="only these variants")
-    parser.add_argument("--train_sizes", nargs="+", type=int, help="training-set sizes (the first N examples)")
-    parser.add_argument("--seeds", nargs="+", type=int, help="seeds (each cell runs once per seed)")
-    parser.add_argument("--max_steps", type=int, help="override the steps of every task (same for all cells)")
-    parser.add_argument("--workers", type=int, default=2, help="runs at the same time, one thread each")
-    parser.add_argument(
-        "--attn_implementation",
-        default=None,
-        help="backend of every run; default: 'sdpa' where this checkout supports it, else 'eager'",
-    )
-    parser.add_argument("--dry_run", action="store_true", help="print the cells and their commands, run nothing")
-    parser.add_argument(
-        "--smoke",
-        action="store_true",
-        help="tiny study for the test suite: --mnist_dir's task smnist, 1 seed, 1 size, 2 variants, "
-        "2 steps, a tiny model",
-    )
-    args = parser.parse_args(argv)
-    if args.workers < 1:
-        parser.error("--workers must be at least 1")
-    return args
+    parser.add_argument("--workers", type=int, default=1, help="runs at the same time, one thread each")
+    parser.add_argument("--attn_implementation", default="sdpa", help="backend of every run")
+    parser.add_argument("--dry_run", action="store_true", help="list the cells to run and rebuild the tables only")
+    parser.add_argument("--smoke", action="store_true", help="the tiny study of the test suite")
+    return parser.parse_args(argv)
+
+
+def validate_args(args: argparse.Namespace) -> None:
+    """Every command-line value checked before any work (one line each)."""
+    for name in ("workers", "max_steps"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise StudyError(f"--{name} must be at least 1, not {value}")
+    if args.train_sizes and min(args.train_sizes) < 1:
+        raise StudyError(f"--train_sizes must be positive, not {min(args.train_sizes)}")
+    if args.seeds and min(args.seeds) < 0:
+        raise StudyError(f"--seeds must be >= 0, not {min(args.seeds)}")
+    if args.variants:
+        unknown = sorted(set(args.variants) - set(VARIANTS))
+        if unknown:
+            raise StudyError(f"unknown variant(s) {', '.join(unknown)}; known: {', '.join(VARIANTS)}")
+    from las_attention import LAS_IMPLEMENTATIONS
+
+    if args.attn_implementation not in LAS_IMPLEMENTATIONS:
+        raise StudyError(f"--attn_implementation must be one of {', '.join(LAS_IMPLEMENTATIONS)}")
+    if args.out.exists() and not args.out.is_dir():
+        raise StudyError(f"--out {args.out} exists and is not a folder")
 
 
 def load_config(args: argparse.Namespace) -> dict[str, Any]:
-    """The study settings: the config file (or the smoke settings) with the command line's overrides."""
+    """The study settings (the config file or the smoke settings), checked: phases name known tasks and variants."""
     if args.smoke:
         config = json.loads(json.dumps(SMOKE_CONFIG))  # a deep copy
-        config["variants"] = list(SMOKE_VARIANTS)
     else:
         try:
             config = json.loads(args.config.read_text())
         except (OSError, json.JSONDecodeError) as error:
             raise StudyError(f"study config {args.config}: {error}") from None
-        config["variants"] = list(VARIANTS)
-    config = {key: value for key, value in config.items() if not key.startswith("_")}
-    if args.tasks:
-        unknown = sorted(set(args.tasks) - set(config["tasks"]))
+    for phase in config.get("phases", []):
+        where = f"study config phase {phase.get('name')!r}"
+        if phase.get("task") not in config["tasks"]:
+            raise StudyError(f"{where}: unknown task {phase.get('task')!r}")
+        unknown = sorted(set(phase.get("variants", [])) - set(VARIANTS))
         if unknown:
-            raise StudyError(
-                f"unknown study task(s) {', '.join(unknown)}; the config has {', '.join(config['tasks'])}"
-            )
-        config["tasks"] = {key: spec for key, spec in config["tasks"].items() if key in args.tasks}
-    for name in ("variants", "train_sizes", "seeds"):
-        if getattr(args, name):
-            config[name] = list(getattr(args, name))
-    if args.max_steps is not None:
-        config["training"]["max_steps"] = args.max_steps
-        for spec in config["tasks"].values():
-            spec.get("training", {}).pop("max_steps", None)
-    if any(size < 1 for size in config["train_sizes"]):
-        raise StudyError("training-set sizes must be positive")
+            raise StudyError(f"{where}: unknown variant(s) {', '.join(unknown)}")
+        if not phase.get("train_sizes") or min(phase["train_sizes"]) < 1 or not phase.get("seeds"):
+            raise StudyError(f"{where}: needs positive train_sizes and at least one seed")
+    names = [phase["name"] for phase in config.get("phases", [])]
+    for flag, known in (("phases", names), ("tasks", list(config["tasks"]))):
+        unknown = sorted(set(getattr(args, flag) or []) - set(known))
+        if unknown:
+            raise StudyError(f"unknown {flag[:-1]}(s) {', '.join(unknown)}; the config has {', '.join(known)}")
     return config
 
 
-def longest_task(config: Mapping[str, Any]) -> str | None:
-    """The task marked `longest` (LaS-chunk runs there only); None if it is not part of this study."""
-    return next((key for key, spec in config["tasks"].items() if spec.get("longest")), None)
+def code_version(root: Path = REPO_ROOT) -> str:
+    """A hash of the code that trains a cell (`CODE_FILES`, `CODE_GLOBS`): any change to it makes new cells."""
+    digest = hashlib.sha256()
+    files = [root / name for name in CODE_FILES] + sorted(p for g in CODE_GLOBS for p in root.glob(g))
+    for path in files:
+        if path.is_file():
+            digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:12]
 
 
-def study_cells(config: Mapping[str, Any]) -> list[Cell]:
-    """Every cell, in the order they are run: task, then size (small first), seed, variant."""
-    longest = longest_task(config)
-    cells = []
-    for task in config["tasks"]:
-        variants = [v for v in config["variants"] if not VARIANTS[v].get("longest_only") or task == longest]
-        for size in sorted(config["train_sizes"]):
-            for seed in config["seeds"]:
-                cells.extend(Cell(task, variant, size, seed) for variant in variants)
-    return cells
+def data_checksum(data_dir: Path) -> str:
+    """A hash of the data files (name and content of every file directly in `data_dir`)."""
+    digest = hashlib.sha256()
+    files = sorted(path for path in data_dir.iterdir() if path.is_file())
+    if not files:
+        raise StudyError(f"--mnist_dir {data_dir} holds no files")
+    for path in files:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
 
 
-def detect_attn_implementation() -> str:
-    """'sdpa' when this checkout's run_lra.py and LaS model accept it, else 'eager'.
-
-    The sdpa backend is being added to modeling_las concurrently; asking both places keeps the study honest on a
-    checkout that has only one of them.
-    """
-    import run_lra
-    from lra_training import UsageError
-    from transformers import AutoModelForSequenceClassification
-
-    from configuration_las import LaSConfig
-
-    with tempfile.TemporaryDirectory() as scratch:
-        try:
-            run_lra.parse_arguments(
-                ["--task", "listops", "--attn_implementation", "sdpa", "--output_dir", scratch, "--use_cpu"]
-            )
-            config = LaSConfig(
-                hidden_size=8,
-                num_hidden_layers=1,
-                num_attention_heads=2,
-                intermediate_size=8,
-                vocab_size=8,
-                num_labels=2,
-            )
-            AutoModelForSequenceClassification.from_config(config, attn_implementation="sdpa")
-        except (UsageError, ValueError, ImportError):
-            return "eager"
-    return "sdpa"
+def relative_to_repo(path: Path) -> str:
+    """`path` relative to the repository root where it lies inside it (recorded commands run from the root)."""
+    resolved = path.expanduser().resolve()
+    try:
+        return resolved.relative_to(REPO_ROOT).as_posix()
+    except ValueError:
+        return str(resolved)
 
 
-# ---------------------------------------------------------------------------------------------------------------------
-# Data
-# ---------------------------------------------------------------------------------------------------------------------
+def cell_settings(
+    config: Mapping[str, Any],
+    args: argparse.Namespace,
+    task: str,
+    variant: str,
+    train_size: int,
+    seed: int,
+    data: Mapping[str, Any],
+    code: str,
+) -> dict[str, Any]:
+    """Everything that decides a cell's result, as JSON values."""
+    spec = config["tasks"][task]
+    model = {**config["model"], **VARIANTS[variant].get("model", {})}
+    if VARIANTS[variant].get("zero_alphas"):
+        model["las_alphas"] = [0] * model["num_attention_heads"]
+    training = {**config["training"], **config.get("budgets", {}).get(str(train_size), {}), "seed": seed}
+    if args.max_steps is not None:
+        training["max_steps"] = args.max_steps
+    return {
+        "task": task,
+        "run_lra_task": spec["task"],
+        "variant": variant,
+        "attention_type": VARIANTS[variant]["attention_type"],
+        "train_size": train_size,
+        "seed": seed,
+        "model": model,
+        "training": training,
+        "early_stopping_patience": config.get("early_stopping_patience"),
+        "pixel_pool_size": spec.get("pixel_pool_size", 1),
+        "max_eval_samples": config["max_eval_samples"],
+        "max_test_samples": config["max_test_samples"],
+        "data": dict(data),
+        "attn_implementation": args.attn_implementation,
+        "code_version": code,
+    }
 
 
-def prepare_data(config: Mapping[str, Any], args: argparse.Namespace, work_dir: Path) -> dict[str, list[str]]:
-    """Make every task's data ready once, before any run; return the data flags of run_lra.py per study task.
-
-    Generated data are written once (a marker file says complete) with the config's seed; each task is then prepared
-    as a `datasets` cache in this process, so that parallel runs only read it.
-    """
-    import datasets
-
-    import lra
-
-    datasets.disable_progress_bars()  # one line per task is enough here
-    flags: dict[str, list[str]] = {}
-    for key, spec in config["tasks"].items():
-        options: dict[str, Any] = {}
-        if spec["data"] == "mnist_dir":
-            data_dir = Path(args.mnist_dir).expanduser()
-            if not data_dir.is_dir():
-                raise StudyError(
-                    f"--mnist_dir {data_dir} does not exist: the study reads Fashion-MNIST's idx files there; on "
-                    "Debian/Ubuntu `apt-get install dataset-fashion-mnist` installs them in "
-                    f"{DEFAULT_MNIST_DIR} (or pass --mnist_dir and --mnist_labels for another copy)"
-                )
-            options = {"labels": args.mnist_labels}
-            task_flags = ["--data_dir", str(data_dir), "--mnist_labels", args.mnist_labels]
-        elif spec["data"] == "generate_pathfinder":
-            generate = spec["generate"]
-            data_dir = generate_pathfinder_once(work_dir / "data", **generate)
-            options = {"resolution": generate["resolution"], "difficulty": generate["difficulty"]}
-            task_flags = [
-                "--data_dir",
-                str(data_dir),
-                "--pathfinder_resolution",
-                str(generate["resolution"]),
-                "--pathfinder_difficulty",
-                str(generate["difficulty"]),
-            ]
-        else:
-            raise StudyError(f"study task {key}: unknown data source {spec['data']!r}")
-        print(f"Preparing {key} ({spec['task']}) from {data_dir}", flush=True)
-        try:
-            sizes = {
-                split: len(part)
-                for split, part in lra.load_lra(
-                    spec["task"], data_dir, cache_dir=work_dir / "datasets-cache", **options
-                ).items()
-            }
-        except lra.LRADataError as error:
-            raise StudyError(str(error).splitlines()[0] + " (see the full message with lra.load_lra)") from None
-        largest = max(config["train_sizes"])
-        if (
-            sizes["train"] < largest
-            or sizes["validation"] < config["max_eval_samples"]
-            or (sizes["test"] < config["max_test_samples"])
-        ):
-            raise StudyError(
-                f"study task {key}: splits {sizes} are smaller than the study asks for (train "
-                f"{largest}, validation {config['max_eval_samples']}, test {config['max_test_samples']})"
-            )
-        flags[key] = [*task_flags, "--cache_dir", str(work_dir / "datasets-cache")]
-    return flags
+def study_cells(config: Mapping[str, Any], args: argparse.Namespace, data: Mapping[str, Any], code: str) -> list[Cell]:
+    """The cells the filters select, in run order: phase by phase, then seed, then variant (pairs finish together)."""
+    selected: list[Cell] = []
+    for phase in config["phases"]:
+        task = phase["task"]
+        if (args.phases and phase["name"] not in args.phases) or (args.tasks and task not in args.tasks):
+            continue
+        for size in sorted(phase["train_sizes"]):
+            for seed in phase["seeds"]:
+                for variant in phase["variants"]:
+                    if (args.variants and variant not in args.variants) or (
+                        args.train_sizes and size not in args.train_sizes
+                    ):
+                        continue
+                    if args.seeds is not None and seed not in args.seeds:
+                        continue
+                    settings = cell_settings(config, args, task, variant, size, seed, data[task], code)
+                    cell = Cell(task, variant, size, seed, json.dumps(settings, sort_keys=True))
+                    if cell not in selected:
+                        selected.append(cell)
+    return selected
 
 
-def generate_pathfinder_once(root: Path, *, num_images: int, seed: int, resolution: int, difficulty: int) -> Path:
-    """Pathfinder images under `root`, generated on the first call only (one core; a marker says complete)."""
-    from lra.pathfinder import generate_pathfinder
-
-    folder = root / f"pathfinder{resolution}-difficulty{difficulty}-n{num_images}-seed{seed}"
-    marker = folder / ".complete"
-    if not marker.is_file():
-        print(
-            f"Generating {num_images:,} Pathfinder-{resolution} images (seed {seed}) into {folder}: done once",
-            flush=True,
-        )
-        start = time.perf_counter()
-        generate_pathfinder(folder, resolution=resolution, difficulty=difficulty, num_images=num_images, seed=seed)
-        marker.write_text(
-            json.dumps({"num_images": num_images, "seed": seed, "seconds": round(time.perf_counter() - start, 1)})
-        )
-    return folder
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Runs
-# ---------------------------------------------------------------------------------------------------------------------
-
-
-def model_overrides(config: Mapping[str, Any], variant: str) -> dict[str, Any]:
-    """The LaSConfig fields a variant's runs set on top of examples/configs/<task>.json."""
-    spec = VARIANTS[variant]
-    fields = {**config["model"], **spec.get("model", {})}
-    if spec.get("zero_alphas"):
-        fields["las_alphas"] = [0] * fields["num_attention_heads"]
-    if spec["attention_type"] == "las_chunk":
-        fields["las_chunk_size"] = config["las_chunk_size"]
-    return fields
+def run_command(cell: Cell, output_dir: str) -> list[str]:
+    """The cell's command, runnable as printed from the repository root (relative paths, `python`)."""
+    settings = cell.settings
+    data = settings["data"]
+    overrides = ",".join(f"{key}={_flag_value(value)}" for key, value in settings["model"].items())
+    argv = [
+        "env",
+        "OMP_NUM_THREADS=1",
+        "MKL_NUM_THREADS=1",
+        "python",
+        "examples/run_lra.py",
+        "--task",
+        settings["run_lra_task"],
+        "--data_dir",
+        data["dir"],
+        "--mnist_labels",
+        data["labels"],
+        "--cache_dir",
+        data["cache_dir"],
+        "--output_dir",
+        output_dir,
+        "--overwrite_output_dir",
+        "True",
+        "--attention_type",
+        settings["attention_type"],
+        "--config_overrides",
+        overrides,
+        "--attn_implementation",
+        settings["attn_implementation"],
+        "--max_train_samples",
+        str(cell.train_size),
+        "--max_eval_samples",
+        str(settings["max_eval_samples"]),
+        "--pixel_pool_size",
+        str(settings["pixel_pool_size"]),
+    ]
+    if settings["max_test_samples"] is not None:
+        argv += ["--max_test_samples", str(settings["max_test_samples"])]
+    if settings["early_stopping_patience"] is not None:
+        argv += ["--early_stopping_patience", str(settings["early_stopping_patience"])]
+    for key, value in settings["training"].items():
+        argv += [f"--{key}", _flag_value(value)]
+    return [*argv, "--use_cpu", "--disable_tqdm", "True", "--report_to", "none", "--save_only_model", "True"]
 
 
 def _flag_value(value: Any) -> str:
-    """A value as run_lra.py reads it: JSON for lists and booleans (`[0,0]`, `True`), str otherwise."""
+    """A value as run_lra.py reads it: JSON for lists, `True`/`False` for booleans, str otherwise."""
     if isinstance(value, bool):
         return str(value)
     if isinstance(value, list):
@@ -380,242 +410,611 @@ def _flag_value(value: Any) -> str:
     return str(value)
 
 
-def run_command(
-    cell: Cell, config: Mapping[str, Any], data_flags: Sequence[str], output_dir: Path, attn_implementation: str
-) -> list[str]:
-    """The exact command of a cell: one thread, low priority, this checkout's modules, from the repository root."""
-    spec = config["tasks"][cell.task]
-    training = {**config["training"], **spec.get("training", {})}
-    overrides = ",".join(f"{key}={_flag_value(value)}" for key, value in model_overrides(config, cell.variant).items())
-    argv = [
-        "env",
-        "OMP_NUM_THREADS=1",
-        "MKL_NUM_THREADS=1",
-        f"PYTHONPATH={REPO_ROOT}",
-        "nice",
-        "-n",
-        "10",
-        sys.executable,
-        "examples/run_lra.py",
-        "--task",
-        spec["task"],
-        *data_flags,
-        "--output_dir",
-        str(output_dir),
-        "--attention_type",
-        VARIANTS[cell.variant]["attention_type"],
-        "--config_overrides",
-        overrides,
-        "--attn_implementation",
-        attn_implementation,
-        "--max_train_samples",
-        str(cell.train_size),
-        "--max_eval_samples",
-        str(config["max_eval_samples"]),
-        "--max_test_samples",
-        str(config["max_test_samples"]),
-        "--seed",
-        str(cell.seed),
-    ]
-    for key, value in training.items():
-        argv += [f"--{key}", _flag_value(value)]
-    return [*argv, "--use_cpu", "--disable_tqdm", "True", "--report_to", "none"]
+def provenance() -> dict[str, Any]:
+    """Where and with what a cell ran: the commit (and whether the tree differed), library versions, machine."""
+    import datasets
+    import numpy
+    import torch
+    import transformers
+
+    def git(*command: str) -> str:
+        try:
+            return subprocess.run(
+                ["git", *command], cwd=REPO_ROOT, capture_output=True, text=True, timeout=30
+            ).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    return {
+        "commit": git("rev-parse", "HEAD") or "unknown",
+        "uncommitted_changes": bool(git("status", "--porcelain", "--untracked-files=no")),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "datasets": datasets.__version__,
+        "numpy": numpy.__version__,
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}",
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Data
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def prepare_data(config: Mapping[str, Any], args: argparse.Namespace, tasks: Iterable[str]) -> dict[str, dict]:
+    """Per study task: the data settings that enter the cells' identity (where, which labels, checksum)."""
+    data: dict[str, dict] = {}
+    for key in tasks:
+        spec = config["tasks"][key]
+        if spec["data"] != "mnist_dir":
+            raise StudyError(f"study task {key}: unknown data source {spec['data']!r}")
+        data_dir = Path(args.mnist_dir).expanduser()
+        if not data_dir.is_dir():
+            raise StudyError(
+                f"--mnist_dir {data_dir} does not exist: the study reads Fashion-MNIST's idx files there; on "
+                "Debian/Ubuntu `apt-get install dataset-fashion-mnist` installs them in "
+                f"{DEFAULT_MNIST_DIR} (or pass --mnist_dir and --mnist_labels for another copy)"
+            )
+        data[key] = {
+            "source": "mnist_dir",
+            "dir": relative_to_repo(data_dir),
+            "labels": args.mnist_labels,
+            "checksum": data_checksum(data_dir),
+            "cache_dir": relative_to_repo(args.work_dir / "datasets-cache"),
+        }
+    return data
+
+
+def load_data_once(config: Mapping[str, Any], data: Mapping[str, Mapping[str, Any]], tasks: Iterable[str]) -> None:
+    """Prepare each task's `datasets` cache in this process, so that parallel runs only read it; check split sizes."""
+    import datasets
+
+    import lra
+
+    datasets.disable_progress_bars()
+    for key in tasks:
+        spec, where = config["tasks"][key], data[key]
+        try:
+            splits = lra.load_lra(
+                spec["task"],
+                REPO_ROOT / where["dir"],
+                cache_dir=REPO_ROOT / where["cache_dir"],
+                labels=where["labels"],
+            )
+        except lra.LRADataError as error:
+            raise StudyError(str(error).splitlines()[0]) from None
+        sizes = {split: len(part) for split, part in splits.items()}
+        largest = max(size for phase in config["phases"] if phase["task"] == key for size in phase["train_sizes"])
+        if sizes["train"] < largest or sizes["validation"] < config["max_eval_samples"]:
+            raise StudyError(
+                f"study task {key}: splits {sizes} are smaller than the study asks for (train {largest}, "
+                f"validation {config['max_eval_samples']})"
+            )
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Cell files
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def validate_record(record: Any, file_name: str) -> str | None:
+    """Why a cell file cannot be used (None if it can): shape, identity and the ranges of its results."""
+    if not isinstance(record, dict) or not isinstance(record.get("settings"), dict):
+        return "not a cell record (no settings)"
+    identity = settings_hash(record["settings"])
+    if record.get("identity") != identity or not file_name.endswith(f"__{identity}.json"):
+        return f"its settings hash to {identity}, not the identity in its name or content"
+    for key, (low, high) in RESULT_FIELDS.items():
+        value = record.get("results", {}).get(key)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not low <= value <= high:
+            return f"results.{key} = {value!r} is missing or outside [{low}, {high}]"
+    return None
+
+
+def read_cells(cells_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """Every valid cell record in `cells_dir`, and one message per invalid file (which is moved to `invalid/`)."""
+    records, problems = [], []
+    for path in sorted(cells_dir.glob("*.json")):
+        try:
+            record = json.loads(path.read_text())
+            reason = validate_record(record, path.name)
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            reason = f"unreadable ({type(error).__name__}: {error})"
+        if reason is None:
+            records.append(record)
+            continue
+        problems.append(f"{path}: {reason}; moved to {cells_dir / 'invalid'} (the cell runs again)")
+        (cells_dir / "invalid").mkdir(exist_ok=True)
+        os.replace(path, cells_dir / "invalid" / path.name)
+    return records, problems
+
+
+def write_atomically(path: Path, text: str | bytes) -> None:
+    """Write `path` through a temporary file in the same folder and a rename: readers never see half a file."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    if isinstance(text, bytes):
+        temporary.write_bytes(text)
+    else:
+        temporary.write_text(text)
+    os.replace(temporary, path)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Runs
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+class StudyLock:
+    """An exclusive lock on `--out` (`fcntl.flock`, released by the OS if its holder dies): one invocation at once."""
+
+    def __init__(self, out: Path):
+        self.path = out / ".study.lock"
+        self.file = None
+
+    def __enter__(self) -> StudyLock:
+        self.file = open(self.path, "a+")
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.file.seek(0)
+            holder = self.file.read().strip() or "another process"
+            self.file.close()
+            raise StudyError(
+                f"{self.path.parent} is in use by {holder}: wait for it to finish, or use another --out"
+            ) from None
+        self.file.seek(0)
+        self.file.truncate()
+        self.file.write(f"pid {os.getpid()}")
+        self.file.flush()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        fcntl.flock(self.file, fcntl.LOCK_UN)
+        self.file.close()
+
+
+class Runner:
+    """Runs cells as child processes (each in its own process group) and stops them all on SIGTERM / SIGINT."""
+
+    def __init__(self, out: Path, work_dir: Path):
+        self.cells_dir = out / "cells"
+        self.predictions_dir = out / "predictions"
+        self.work_dir = work_dir
+        self.children: set[subprocess.Popen] = set()
+        self.lock = threading.Lock()
+        self.stopping = False
+
+    def stop(self, signum: int, frame: Any) -> None:
+        self.stopping = True
+        with self.lock:
+            for child in self.children:
+                try:
+                    os.killpg(child.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    def run_cell(self, cell: Cell, context: Mapping[str, Any]) -> dict[str, Any]:
+        """One cell from scratch; its record is written (atomically) only when the run succeeded."""
+        output_dir = self.work_dir / "runs" / cell.name
+        if output_dir.exists():  # an interrupted earlier attempt: every cell is one clean run
+            shutil.rmtree(output_dir)
+        output_dir.mkdir(parents=True)
+        command = run_command(cell, relative_to_repo(output_dir))
+        argv = ["nice", "-n", "10", *[sys.executable if part == "python" else part for part in command]]
+        log = output_dir.parent / f"{cell.name}.log"
+        start = time.perf_counter()
+        with open(log, "w") as log_file:
+            if self.stopping:
+                raise KeyboardInterrupt("stopping")
+            child = subprocess.Popen(
+                argv,
+                cwd=REPO_ROOT,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: a stop reaches its workers too
+                env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+            )
+            with self.lock:
+                self.children.add(child)
+            try:
+                returncode = child.wait()
+            finally:
+                with self.lock:
+                    self.children.discard(child)
+        if returncode != 0:
+            tail = "".join(log.read_text(errors="replace").splitlines(keepends=True)[-8:])
+            raise RuntimeError(f"{cell.name}: run_lra.py exited with {returncode}; log {log}:\n{tail}")
+        results = read_run(output_dir)
+        predictions = output_dir / "test_predictions.csv"
+        self.predictions_dir.mkdir(parents=True, exist_ok=True)
+        write_atomically(
+            self.predictions_dir / f"{cell.name}.csv.gz", gzip.compress(predictions.read_bytes(), mtime=0)
+        )
+        record = {
+            "task": cell.task,
+            "variant": cell.variant,
+            "train_size": cell.train_size,
+            "seed": cell.seed,
+            "identity": cell.identity,
+            "settings": cell.settings,
+            "results": results,
+            "command": shlex.join(command),
+            "predictions": f"predictions/{cell.name}.csv.gz",
+            "provenance": {**context, "wall_seconds": round(time.perf_counter() - start, 1)},
+        }
+        for checkpoint in output_dir.glob("checkpoint-*"):  # not needed once the run is done
+            shutil.rmtree(checkpoint)
+        write_atomically(self.cells_dir / f"{cell.name}.json", json.dumps(record, indent=2) + "\n")
+        return record
 
 
 def read_run(output_dir: Path) -> dict[str, Any]:
-    """Steps, accuracies and training time of a finished run_lra.py output folder."""
+    """Steps, steps to the best validation, accuracies and training time of a finished run_lra.py folder."""
     results = json.loads((output_dir / "all_results.json").read_text())
     state = json.loads((output_dir / "trainer_state.json").read_text())
-    validation = [entry["eval_accuracy"] for entry in state["log_history"] if "eval_accuracy" in entry]
+    validation = [
+        (entry["step"], entry["eval_accuracy"]) for entry in state["log_history"] if "eval_accuracy" in entry
+    ]
+    best_step, best = max(validation, key=lambda point: (point[1], -point[0]))
     return {
-        "steps": state["global_step"],
         "test_accuracy": results["test_accuracy"],
-        "best_validation_accuracy": max(validation),
+        "best_validation_accuracy": best,
+        "steps": state["global_step"],
+        "best_step": state.get("best_global_step") or best_step,
+        "epochs": round(state["epoch"], 2),
         "train_seconds": round(results["train_runtime"], 1),
     }
 
 
-def run_cell(
-    cell: Cell, argv: Sequence[str], output_dir: Path, cell_file: Path, attn_implementation: str
-) -> dict[str, Any]:
-    """Run one cell from scratch; write its JSON (atomically) only when the run succeeded."""
-    if output_dir.exists():  # an interrupted earlier attempt: start again, so every cell is one clean run
-        shutil.rmtree(output_dir)
-    output_dir.mkdir(parents=True)
-    log = output_dir.parent / f"{output_dir.name}.log"
-    start = time.perf_counter()
-    with open(log, "w") as log_file:
-        process = subprocess.run(argv, cwd=REPO_ROOT, stdout=log_file, stderr=subprocess.STDOUT)
-    if process.returncode != 0:
-        tail = "".join(log.read_text(errors="replace").splitlines(keepends=True)[-8:])
-        raise RuntimeError(f"{cell.name}: run_lra.py exited with {process.returncode}; log {log}:\n{tail}")
-    row = {
-        "task": cell.task,
-        "variant": cell.variant,
-        "train_size": cell.train_size,
-        "seed": cell.seed,
-        **read_run(output_dir),
-        "command": shlex.join(argv),
-    }
-    for checkpoint in output_dir.glob("checkpoint-*"):  # optimizer states: not needed once the run is done
-        shutil.rmtree(checkpoint)
-    record = {
-        **row,
-        "attn_implementation": attn_implementation,
-        "wall_seconds": round(time.perf_counter() - start, 1),
-        "log": str(log),
-    }
-    temporary = cell_file.with_suffix(".json.tmp")
-    temporary.write_text(json.dumps(record, indent=2))
-    os.replace(temporary, cell_file)
-    return record
-
-
-def run_cells(
-    pending: Sequence[tuple[Cell, list[str], Path, Path]],
-    workers: int,
-    attn_implementation: str,
-    done_before: int,
-    total: int,
-) -> list[str]:
+def run_cells(runner: Runner, pending: Sequence[Cell], workers: int, context: Mapping[str, Any]) -> list[str]:
     """Run the pending cells `workers` at a time, printing progress; return the failures' messages."""
     failures: list[str] = []
     start = time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = {
-            pool.submit(run_cell, cell, argv, output_dir, cell_file, attn_implementation): cell
-            for cell, argv, output_dir, cell_file in pending
-        }
-        for finished, future in enumerate(concurrent.futures.as_completed(futures), start=1):
-            cell = futures[future]
-            elapsed = time.perf_counter() - start
-            eta = elapsed / finished * (len(pending) - finished)
-            progress = f"[{done_before + finished}/{total}] {cell.name}"
-            try:
-                record = future.result()
-            except RuntimeError as error:
-                failures.append(str(error))
-                print(f"{progress} FAILED ({error})", flush=True)
-                continue
-            print(
-                f"{progress}: test {record['test_accuracy']:.4f}, best validation "
-                f"{record['best_validation_accuracy']:.4f}, {record['train_seconds']:.0f} s training "
-                f"(elapsed {elapsed / 60:.1f} min, about {eta / 60:.1f} min left)",
-                flush=True,
-            )
+        futures = {pool.submit(runner.run_cell, cell, context): cell for cell in pending}
+        try:
+            for finished, future in enumerate(concurrent.futures.as_completed(futures), start=1):
+                cell = futures[future]
+                elapsed = time.perf_counter() - start
+                progress = f"[{finished}/{len(pending)}] {cell.name}"
+                try:
+                    record = future.result()
+                except RuntimeError as error:
+                    failures.append(str(error))
+                    print(f"{progress} FAILED ({error})", flush=True)
+                    continue
+                results = record["results"]
+                print(
+                    f"{progress}: test {results['test_accuracy']:.4f}, best validation "
+                    f"{results['best_validation_accuracy']:.4f} at step {results['best_step']} of {results['steps']} "
+                    f"(elapsed {elapsed / 60:.1f} min, about "
+                    f"{elapsed / finished * (len(pending) - finished) / 60:.0f} min left)",
+                    flush=True,
+                )
+        except KeyboardInterrupt:
+            runner.stopping = True
+            for future in futures:
+                future.cancel()
+            raise
     return failures
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Results
+# Analysis (fixed before any cell ran; see README.md)
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def read_cells(cells: Sequence[Cell], cells_dir: Path) -> list[dict[str, Any]]:
-    """The records of the finished cells, in study order."""
-    return [
-        json.loads((cells_dir / f"{cell.name}.json").read_text())
-        for cell in cells
-        if (cells_dir / f"{cell.name}.json").is_file()
-    ]
+def t_quantile(df: int) -> float:
+    return T_975[df - 1] if df <= len(T_975) else 1.96
+
+
+def mean_interval(values: Sequence[float]) -> tuple[float, float, int]:
+    """Mean, half-width of its 95% interval (t over the values; NaN for one value), count."""
+    if len(values) < 2:
+        return (values[0] if values else math.nan), math.nan, len(values)
+    return (
+        statistics.fmean(values),
+        t_quantile(len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values)),
+        len(values),
+    )
+
+
+def welch_interval(first: Sequence[float], second: Sequence[float]) -> tuple[float, float]:
+    """Difference of means first - second and the half-width of its 95% Welch interval (NaN below 2 values each)."""
+    if len(first) < 2 or len(second) < 2:
+        return statistics.fmean(first) - statistics.fmean(second) if first and second else math.nan, math.nan
+    a, b = statistics.variance(first) / len(first), statistics.variance(second) / len(second)
+    if a + b == 0:
+        return statistics.fmean(first) - statistics.fmean(second), 0.0
+    df = (a + b) ** 2 / (a**2 / (len(first) - 1) + b**2 / (len(second) - 1))
+    return statistics.fmean(first) - statistics.fmean(second), t_quantile(max(1, math.floor(df))) * math.sqrt(a + b)
+
+
+def design_key(record: Mapping[str, Any]) -> str:
+    """What must be equal for two cells to be compared (all but the variant and the seed)."""
+    return settings_hash(record["settings"], leave_out=("variant", "attention_type", "model", "seed", "training"))
+
+
+def group_records(records: Sequence[Mapping[str, Any]]) -> dict[tuple, dict[str, dict[int, Mapping[str, Any]]]]:
+    """(task, N, design) -> variant -> seed -> record; a seed's training flags are compared apart from the seed."""
+    groups: dict[tuple, dict[str, dict[int, Mapping[str, Any]]]] = {}
+    for record in records:
+        training = {k: v for k, v in record["settings"]["training"].items() if k != "seed"}
+        key = (record["task"], record["train_size"], design_key(record), json.dumps(training, sort_keys=True))
+        groups.setdefault(key, {}).setdefault(record["variant"], {})[record["seed"]] = record
+    return groups
+
+
+def paired_differences(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Per design and comparison: the per-seed differences of test accuracy (points) with their mean and 95% CI."""
+    rows = []
+    for (task, size, design, _), variants in sorted(group_records(records).items()):
+        for variant, baseline in COMPARISONS:
+            if variant not in variants or baseline not in variants:
+                continue
+            seeds = sorted(set(variants[variant]) & set(variants[baseline]))
+            differences = [
+                100
+                * (
+                    variants[variant][s]["results"]["test_accuracy"]
+                    - variants[baseline][s]["results"]["test_accuracy"]
+                )
+                for s in seeds
+            ]
+            if not differences:
+                continue
+            mean, half, count = mean_interval(differences)
+            rows.append(
+                {
+                    "task": task,
+                    "train_size": size,
+                    "design": design,
+                    "comparison": f"{variant} - {baseline}",
+                    "variant": variant,
+                    "baseline": baseline,
+                    "seeds": seeds,
+                    "differences": differences,
+                    "mean": mean,
+                    "half_width": half,
+                    "count": count,
+                    "verdict": verdict(mean, half),
+                }
+            )
+    return rows
+
+
+def verdict(mean: float, half_width: float) -> str:
+    """Whether a difference is distinguishable from zero at 95%, computed from its interval."""
+    if math.isnan(half_width):
+        return "one seed: no interval"
+    if mean - half_width > 0:
+        return "above zero"
+    if mean + half_width < 0:
+        return "below zero"
+    return "not distinguishable from zero"
+
+
+def gap_contrasts(records: Sequence[Mapping[str, Any]], config: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The data-size claim (gap at the smallest N minus gap at the largest N, per task) and the locality check
+    (gap on the sequential task minus gap on its permuted control, per N), for every comparison with a baseline."""
+    pairs = {(row["task"], row["train_size"], row["comparison"]): row for row in paired_differences(records)}
+    rows = []
+    comparisons = sorted({key[2] for key in pairs})
+    for comparison in comparisons:
+        for task in config["tasks"]:
+            sizes = sorted(size for t, size, c in pairs if (t, c) == (task, comparison))
+            if len(sizes) >= 2:
+                small, large = pairs[(task, sizes[0], comparison)], pairs[(task, sizes[-1], comparison)]
+                difference, half = welch_interval(small["differences"], large["differences"])
+                rows.append(
+                    {
+                        "contrast": f"data size: gap at N = {sizes[0]:,} minus gap at N = {sizes[-1]:,}",
+                        "task": task,
+                        "comparison": comparison,
+                        "mean": difference,
+                        "half_width": half,
+                        "verdict": verdict(difference, half),
+                    }
+                )
+        for task, spec in config["tasks"].items():
+            control = spec.get("permuted_control_of")
+            if not control:
+                continue
+            for size in sorted({s for t, s, c in pairs if (t, c) == (task, comparison)}):
+                if (control, size, comparison) in pairs:
+                    sequential, permuted = pairs[(control, size, comparison)], pairs[(task, size, comparison)]
+                    difference, half = welch_interval(sequential["differences"], permuted["differences"])
+                    rows.append(
+                        {
+                            "contrast": f"locality: gap on {control} minus gap on {task}, N = {size:,}",
+                            "task": control,
+                            "comparison": comparison,
+                            "mean": difference,
+                            "half_width": half,
+                            "verdict": verdict(difference, half),
+                        }
+                    )
+    return rows
+
+
+def _interval(mean: float, half: float, count: int | None = None) -> str:
+    if math.isnan(mean):
+        return "—"
+    text = f"{mean:+.2f}" if count is None else f"{mean:.2f}"
+    text += "" if math.isnan(half) else f" ± {half:.2f}"
+    return text + (f" ({count})" if count is not None else "")
 
 
 def write_csv(records: Sequence[Mapping[str, Any]], path: Path) -> None:
-    with open(path, "w", newline="") as file:
+    rows = []
+    for record in records:
+        settings, training = record["settings"], record["settings"]["training"]
+        rows.append(
+            {
+                **{key: record[key] for key in ("task", "variant", "train_size", "seed", "identity", "command")},
+                **record["results"],
+                "pixel_pool_size": settings["pixel_pool_size"],
+                "learning_rate": training.get("learning_rate"),
+                "batch_size": training.get("per_device_train_batch_size"),
+                "max_epochs": training.get("num_train_epochs"),
+                "max_steps": training.get("max_steps"),
+                "early_stopping_patience": settings["early_stopping_patience"],
+                "eval_steps": training.get("eval_steps"),
+                "max_eval_samples": settings["max_eval_samples"],
+                "max_test_samples": settings["max_test_samples"],
+                "attn_implementation": settings["attn_implementation"],
+                "data_checksum": settings["data"]["checksum"],
+                "code_version": settings["code_version"],
+                "commit": record["provenance"]["commit"],
+            }
+        )
+    rows.sort(key=lambda row: (row["task"], row["train_size"], row["variant"], row["seed"], row["identity"]))
+    with open(path.with_suffix(".tmp"), "w", newline="") as file:
         writer = csv.DictWriter(file, fieldnames=CSV_COLUMNS, extrasaction="ignore")
         writer.writeheader()
-        writer.writerows(records)
-
-
-def summarize(records: Sequence[Mapping[str, Any]], key: str) -> dict[tuple[str, str, int], tuple[float, float, int]]:
-    """(task, variant, size) -> (mean, std over seeds, number of seeds) of `key`, in percent; std NaN for one seed."""
-    groups: dict[tuple[str, str, int], list[float]] = {}
-    for record in records:
-        groups.setdefault((record["task"], record["variant"], record["train_size"]), []).append(100 * record[key])
-    return {
-        group: (statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else math.nan, len(values))
-        for group, values in groups.items()
-    }
-
-
-def _mean_std(summary: tuple[float, float, int] | None) -> str:
-    if summary is None:
-        return "—"
-    mean, std, count = summary
-    return f"{mean:.2f} ± {std:.2f} ({count})" if count > 1 else f"{mean:.2f} (1)"
+        writer.writerows(rows)
+    os.replace(path.with_suffix(".tmp"), path)
 
 
 def write_markdown(
-    records: Sequence[Mapping[str, Any]], config: Mapping[str, Any], attn_implementation: str, path: Path
+    records: Sequence[Mapping[str, Any]], config: Mapping[str, Any], baseline: Mapping[str, Any] | None, path: Path
 ) -> None:
-    """The study table: test accuracy (mean ± std over seeds) per task, variant and training-set size."""
-    sizes = sorted(config["train_sizes"])
-    variants = [variant for variant in VARIANTS if variant in config["variants"]]
-    test = summarize(records, "test_accuracy")
-    validation = summarize(records, "best_validation_accuracy")
-    training = {**config["training"]}
+    """Accuracy per cell group, the paired differences with 95% intervals, the contrasts, steps to best."""
+    titles = {key: spec["title"] for key, spec in config["tasks"].items()}
     lines = [
         "# Does LaS's locality-and-smoothness bias help? (examples/study)",
         "",
-        f"Test accuracy in percent, mean ± std over seeds (number of seeds in brackets), on the first "
-        f"{config['max_test_samples']:,} test examples; best validation accuracy "
-        f"(first {config['max_eval_samples']:,} validation examples) in the second table. "
-        "Each run trains on the first N training examples for "
-        f"{training['max_steps']} steps of batch {training['per_device_train_batch_size']} (the same budget for every "
-        f"variant and size; evaluation every {training.get('eval_steps')} steps, the best validation checkpoint is "
-        f"tested), one thread, attn_implementation `{attn_implementation}`. Written by `examples/study/run_study.py` "
-        f"from {len(records)} finished runs; every run's command is in results.csv.",
+        f"Written by `examples/study/run_study.py` from all {len(records)} valid cell files in `cells/` (one run "
+        "each; "
+        "every run's settings, command, commit and library versions are in its file and in `results.csv`). Test "
+        "accuracy on the full test split, with the checkpoint of the best validation accuracy (early stopping). "
+        "Intervals are 95%: t over seeds.",
         "",
-        PAPER_REFERENCE,
+        "## Test accuracy (%): mean ± 95% interval (seeds)",
         "",
+        "| task | N | " + " | ".join(VARIANTS) + " | steps to best (mean) |",
+        "|---|---|" + "---|" * (len(VARIANTS) + 1),
     ]
-    for title, summary in (("Test accuracy (%)", test), ("Best validation accuracy (%)", validation)):
+    for (task, size, _, _), variants in sorted(group_records(records).items()):
+        cells = []
+        steps = []
+        for variant in VARIANTS:
+            runs = variants.get(variant, {})
+            values = [100 * run["results"]["test_accuracy"] for run in runs.values()]
+            steps += [run["results"]["best_step"] for run in runs.values()]
+            cells.append(_interval(*mean_interval(values)) if values else "")
+        lines.append(
+            f"| {titles.get(task, task)} | {size:,} | " + " | ".join(cells) + f" | {statistics.fmean(steps):,.0f} |"
+        )
+    if baseline:
         lines += [
-            f"## {title}",
             "",
-            "| task | variant | " + " | ".join(f"N = {size:,}" for size in sizes) + " |",
-            "|---|---|" + "---|" * len(sizes),
+            "Reference line, multinomial logistic regression on the same pixels (`linear_baseline.py`, weight decay "
+            "chosen on the same validation examples): "
+            + "; ".join(
+                f"N = {int(n):,}: {100 * acc:.2f}%"
+                for n, acc in sorted(baseline["test_accuracy"].items(), key=lambda kv: int(kv[0]))
+            )
+            + f" ({baseline['task']}).",
         ]
-        for task, spec in config["tasks"].items():
-            for variant in variants:
-                cells = [summary.get((task, variant, size)) for size in sizes]
-                if any(cells):
-                    lines.append(f"| {spec['title']} | {variant} | " + " | ".join(map(_mean_std, cells)) + " |")
-        lines.append("")
-    lines += ["Variants: " + "; ".join(f"`{name}`: {VARIANTS[name]['about']}" for name in variants) + ".", ""]
-    path.write_text("\n".join(lines))
+    lines += [
+        "",
+        "## Paired differences of test accuracy (points): same seed = same data order and initial weights",
+        "",
+        "| task | N | comparison | seeds | mean ± 95% interval | per seed | reading |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in paired_differences(records):
+        per_seed = ", ".join(f"{d:+.2f}" for d in row["differences"])
+        lines.append(
+            f"| {titles.get(row['task'], row['task'])} | {row['train_size']:,} | {row['comparison']} | "
+            f"{row['count']} | "
+            f"{_interval(row['mean'], row['half_width'])} | {per_seed} | {row['verdict']} |"
+        )
+    contrasts = gap_contrasts(records, config)
+    if contrasts:
+        lines += [
+            "",
+            "## Contrasts of gaps (points; Welch 95% interval)",
+            "",
+            "| contrast | comparison | difference | reading |",
+            "|---|---|---|---|",
+        ]
+        for row in contrasts:
+            lines.append(
+                f"| {row['contrast']} | {row['comparison']} | {_interval(row['mean'], row['half_width'])} | "
+                f"{row['verdict']} |"
+            )
+    lines += ["", "Variants: " + "; ".join(f"`{name}`: {spec['about']}" for name, spec in VARIANTS.items()) + ".", ""]
+    write_atomically(path, "\n".join(lines))
 
 
-def plot(records: Sequence[Mapping[str, Any]], config: Mapping[str, Any], path: Path) -> None:
-    """Test accuracy against training-set size: one panel per task, one line per variant (mean ± std over seeds)."""
+def plot(
+    records: Sequence[Mapping[str, Any]], config: Mapping[str, Any], baseline: Mapping[str, Any] | None, path: Path
+) -> None:
+    """Left: test accuracy against N per variant (mean, 95% interval) with the linear reference; right: the paired
+    differences to softmax."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display on servers
     import matplotlib.pyplot as plt
 
-    summary = summarize(records, "test_accuracy")
-    tasks = list(config["tasks"])
-    figure, axes = plt.subplots(1, len(tasks), figsize=(4.8 * len(tasks), 4), squeeze=False)
-    for axis, task in zip(axes[0], tasks):
+    figure, (accuracy_axis, difference_axis) = plt.subplots(1, 2, figsize=(11, 4.2))
+    groups = group_records(records)
+    tasks = sorted({key[0] for key in groups})
+    for task in tasks:
         for variant in VARIANTS:
-            points = sorted((size, *summary[(t, v, size)][:2]) for t, v, size in summary if (t, v) == (task, variant))
+            points = []
+            for (t, size, _, _), variants in groups.items():
+                if t == task and variant in variants:
+                    values = [100 * run["results"]["test_accuracy"] for run in variants[variant].values()]
+                    mean, half, _ = mean_interval(values)
+                    points.append((size, mean, 0 if math.isnan(half) else half))
             if points:
-                sizes, means, stds = zip(*points)
-                axis.errorbar(
-                    sizes, means, yerr=[0 if math.isnan(s) else s for s in stds], marker="o", capsize=3, label=variant
-                )
-        axis.set(
-            xscale="log",
-            xlabel="training examples (first N)",
-            ylabel="test accuracy (%)",
-            title=config["tasks"][task]["title"],
+                sizes, means, halves = zip(*sorted(points))
+                accuracy_axis.errorbar(sizes, means, yerr=halves, marker="o", capsize=3, label=f"{task}: {variant}")
+    if baseline:
+        sizes = sorted(int(n) for n in baseline["test_accuracy"])
+        accuracy_axis.plot(
+            sizes, [100 * baseline["test_accuracy"][str(n)] for n in sizes], "k--", label="linear classifier"
         )
+    accuracy_axis.set(xscale="log", xlabel="training examples N", ylabel="test accuracy (%)", title="Test accuracy")
+    rows = [row for row in paired_differences(records) if row["baseline"] == "softmax"]
+    labels = [f"{row['task']}\nN={row['train_size']:,}\n{row['variant']}" for row in rows]
+    for index, row in enumerate(rows):
+        difference_axis.errorbar(
+            index,
+            row["mean"],
+            yerr=0 if math.isnan(row["half_width"]) else row["half_width"],
+            marker="o",
+            capsize=4,
+            color="C0",
+        )
+        difference_axis.scatter([index] * len(row["differences"]), row["differences"], s=8, color="C1", alpha=0.6)
+    difference_axis.axhline(0, color="k", linewidth=0.8)
+    difference_axis.set_xticks(range(len(rows)), labels, fontsize=6)
+    difference_axis.set(ylabel="minus softmax (points)", title="Paired differences (mean, 95% CI; dots: seeds)")
+    for axis in (accuracy_axis, difference_axis):
         axis.grid(alpha=0.3)
-        if axis.get_legend_handles_labels()[0]:
-            axis.legend(fontsize=8)
+    if accuracy_axis.get_legend_handles_labels()[0]:
+        accuracy_axis.legend(fontsize=6)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
+
+
+def collect(out: Path, config: Mapping[str, Any]) -> tuple[int, list[str]]:
+    """Rebuild results.csv, results.md and the figure from every valid cell file in `out`."""
+    records, problems = read_cells(out / "cells")
+    if records:
+        baseline_file = out / "linear_baseline.json"
+        baseline = json.loads(baseline_file.read_text()) if baseline_file.is_file() else None
+        write_csv(records, out / "results.csv")
+        write_markdown(records, config, baseline, out / "results.md")
+        plot(records, config, baseline, out / "study.png")
+    return len(records), problems
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -625,64 +1024,63 @@ def plot(records: Sequence[Mapping[str, Any]], config: Mapping[str, Any], path: 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    sys.path[:0] = [str(REPO_ROOT), str(EXAMPLES)]  # this checkout's modules, not an installed copy
     try:
+        validate_args(args)
         config = load_config(args)
-        work_dir = (
-            args.work_dir
-            or Path(os.environ.get("LAS_TRANSFORMERS_CACHE", Path.home() / ".cache" / "las-transformers")) / "study"
-        )
-        work_dir = work_dir.expanduser().resolve()
-        out = args.out.resolve()
-        cells_dir = out / "cells"
-        cells_dir.mkdir(parents=True, exist_ok=True)
-        cells = study_cells(config)
-        finished = {cell for cell in cells if (cells_dir / f"{cell.name}.json").is_file()}
-        todo = [cell for cell in cells if cell not in finished]
-        print(
-            f"{len(cells)} cells: {len(finished)} finished (skipped), {len(todo)} to run, {args.workers} at a time",
-            flush=True,
-        )
-        attn_implementation = args.attn_implementation
-        if todo:
-            if attn_implementation is None:
-                attn_implementation = detect_attn_implementation()
-                print(f"attn_implementation: {attn_implementation} (detected)", flush=True)
-            data_flags = (
-                prepare_data(config, args, work_dir)
-                if not args.dry_run
-                else {key: ["--data_dir", "DATA_DIR"] for key in config["tasks"]}
-            )
-            pending = []
-            for cell in todo:
-                output_dir = work_dir / "runs" / cell.task / cell.name
-                argv = run_command(cell, config, data_flags[cell.task], output_dir, attn_implementation)
-                pending.append((cell, argv, output_dir, cells_dir / f"{cell.name}.json"))
-            if args.dry_run:
-                for cell, argv, _, _ in pending:
-                    print(f"{cell.name}: {shlex.join(argv)}")
-                return 0
-            failures = run_cells(pending, args.workers, attn_implementation, len(finished), len(cells))
-        else:
-            failures = []
+        out = args.out.expanduser().resolve()
+        args.work_dir = args.work_dir.expanduser().resolve()
+        (out / "cells").mkdir(parents=True, exist_ok=True)
+        with StudyLock(out):
+            runner = Runner(out, args.work_dir)
+            previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, runner.stop)}
+            try:
+                failures = _run(args, config, out, runner)
+            except KeyboardInterrupt as stop:
+                print(
+                    f"run_study.py: stopped ({stop}); the running cells were stopped and will rerun", file=sys.stderr
+                )
+                return 130
+            finally:
+                signal.signal(signal.SIGTERM, previous[signal.SIGTERM])
+            count, problems = collect(out, config)
     except StudyError as error:
         print(f"run_study.py: error: {error}", file=sys.stderr)
         return 2
-
-    records = read_cells(cells, cells_dir)
-    if records:
-        implementations = sorted({record["attn_implementation"] for record in records})
-        write_csv(records, out / "results.csv")
-        write_markdown(records, config, "/".join(implementations), out / "results.md")
-        plot(records, config, out / "accuracy_vs_train_size.png")
-        print(
-            f"Wrote {out / 'results.csv'}, {out / 'results.md'} and {out / 'accuracy_vs_train_size.png'} "
-            f"({len(records)} of {len(cells)} cells)",
-            flush=True,
-        )
+    for problem in problems:
+        print(f"run_study.py: warning: {problem}", file=sys.stderr)
+    print(f"Wrote {out / 'results.csv'}, results.md and study.png from {count} cell files", flush=True)
     if failures:
         print(f"{len(failures)} cell(s) failed; rerun to retry them:\n" + "\n".join(failures), file=sys.stderr)
         return 1
     return 0
+
+
+def _run(args: argparse.Namespace, config: Mapping[str, Any], out: Path, runner: Runner) -> list[str]:
+    """Select the cells, skip the finished ones (by identity), run the rest."""
+    tasks = sorted({phase["task"] for phase in config["phases"] if not args.tasks or phase["task"] in args.tasks})
+    data = prepare_data(config, args, tasks)
+    cells = study_cells(config, args, data, code_version())
+    records, problems = read_cells(out / "cells")
+    for problem in problems:
+        print(f"run_study.py: warning: {problem}", file=sys.stderr)
+    finished = {record["identity"] for record in records}
+    todo = [cell for cell in cells if cell.identity not in finished]
+    print(
+        f"{len(cells)} cells selected: {len(cells) - len(todo)} finished (skipped), {len(todo)} to run, "
+        f"{args.workers} at a time",
+        flush=True,
+    )
+    if args.dry_run:
+        for cell in todo:
+            print(
+                f"{cell.name}: {shlex.join(run_command(cell, relative_to_repo(args.work_dir / 'runs' / cell.name)))}"
+            )
+        return []
+    if not todo:
+        return []
+    load_data_once(config, data, tasks)
+    return run_cells(runner, todo, args.workers, provenance())
 
 
 if __name__ == "__main__":
