@@ -27,7 +27,6 @@ import argparse
 import concurrent.futures
 import csv
 import dataclasses
-import fcntl
 import gzip
 import hashlib
 import json
@@ -52,6 +51,21 @@ STUDY_CONFIG = Path(__file__).resolve().parent / "study_config.json"
 DEFAULT_OUT = Path("examples/results/study")
 DEFAULT_WORK_DIR = Path("runs/study")
 DEFAULT_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+sys.path[:0] = [str(REPO_ROOT), str(EXAMPLES)]  # this checkout's modules, not an installed copy
+
+from study_support import (
+    FolderBusyError,
+    FolderLock,
+    format_interval,
+    mean_interval,
+    settings_hash,
+    verdict,
+    welch_interval,
+    write_atomically,
+)
+from study_support import (  # noqa: E402
+    code_version as hash_code_files,
+)
 
 #: The variants. `attention_type` is run_lra's; `model` are LaSConfig fields on top of the study's model.
 VARIANTS: Mapping[str, Mapping[str, Any]] = {
@@ -115,12 +129,6 @@ RESULT_FIELDS = {
     "best_step": (0, math.inf),
     "train_seconds": (0.0, math.inf),
 }
-#: Two-sided 95% quantiles of Student's t, t_{0.975, df}, for df = 1 .. 30 (standard tables); larger df use 1.96.
-T_975 = (
-    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
-    2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
-    2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
-)  # fmt: skip
 #: The smoke study of the test suite: seconds on the tiny idx fixture.
 SMOKE_CONFIG: Mapping[str, Any] = {
     "max_eval_samples": 2,
@@ -179,12 +187,6 @@ class Cell:
     @property
     def name(self) -> str:
         return f"{self.task}__{self.variant}__n{self.train_size}__seed{self.seed}__{self.identity}"
-
-
-def settings_hash(settings: Mapping[str, Any], leave_out: Iterable[str] = ()) -> str:
-    """12 hex digits of the SHA-256 of the settings (minus `leave_out`) as canonical JSON."""
-    kept = {key: value for key, value in settings.items() if key not in set(leave_out)}
-    return hashlib.sha256(json.dumps(kept, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:12]
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -268,12 +270,7 @@ def load_config(args: argparse.Namespace) -> dict[str, Any]:
 
 def code_version(root: Path = REPO_ROOT) -> str:
     """A hash of the code that trains a cell (`CODE_FILES`, `CODE_GLOBS`): any change to it makes new cells."""
-    digest = hashlib.sha256()
-    files = [root / name for name in CODE_FILES] + sorted(p for g in CODE_GLOBS for p in root.glob(g))
-    for path in files:
-        if path.is_file():
-            digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()[:12]
+    return hash_code_files(root, CODE_FILES, CODE_GLOBS)
 
 
 def data_checksum(data_dir: Path) -> str:
@@ -530,48 +527,9 @@ def read_cells(cells_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
     return records, problems
 
 
-def write_atomically(path: Path, text: str | bytes) -> None:
-    """Write `path` through a temporary file in the same folder and a rename: readers never see half a file."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    if isinstance(text, bytes):
-        temporary.write_bytes(text)
-    else:
-        temporary.write_text(text)
-    os.replace(temporary, path)
-
-
 # ---------------------------------------------------------------------------------------------------------------------
 # Runs
 # ---------------------------------------------------------------------------------------------------------------------
-
-
-class StudyLock:
-    """An exclusive lock on `--out` (`fcntl.flock`, released by the OS if its holder dies): one invocation at once."""
-
-    def __init__(self, out: Path):
-        self.path = out / ".study.lock"
-        self.file = None
-
-    def __enter__(self) -> StudyLock:
-        self.file = open(self.path, "a+")
-        try:
-            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self.file.seek(0)
-            holder = self.file.read().strip() or "another process"
-            self.file.close()
-            raise StudyError(
-                f"{self.path.parent} is in use by {holder}: wait for it to finish, or use another --out"
-            ) from None
-        self.file.seek(0)
-        self.file.truncate()
-        self.file.write(f"pid {os.getpid()}")
-        self.file.flush()
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        fcntl.flock(self.file, fcntl.LOCK_UN)
-        self.file.close()
 
 
 class Runner:
@@ -706,32 +664,6 @@ def run_cells(runner: Runner, pending: Sequence[Cell], workers: int, context: Ma
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def t_quantile(df: int) -> float:
-    return T_975[df - 1] if df <= len(T_975) else 1.96
-
-
-def mean_interval(values: Sequence[float]) -> tuple[float, float, int]:
-    """Mean, half-width of its 95% interval (t over the values; NaN for one value), count."""
-    if len(values) < 2:
-        return (values[0] if values else math.nan), math.nan, len(values)
-    return (
-        statistics.fmean(values),
-        t_quantile(len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values)),
-        len(values),
-    )
-
-
-def welch_interval(first: Sequence[float], second: Sequence[float]) -> tuple[float, float]:
-    """Difference of means first - second and the half-width of its 95% Welch interval (NaN below 2 values each)."""
-    if len(first) < 2 or len(second) < 2:
-        return statistics.fmean(first) - statistics.fmean(second) if first and second else math.nan, math.nan
-    a, b = statistics.variance(first) / len(first), statistics.variance(second) / len(second)
-    if a + b == 0:
-        return statistics.fmean(first) - statistics.fmean(second), 0.0
-    df = (a + b) ** 2 / (a**2 / (len(first) - 1) + b**2 / (len(second) - 1))
-    return statistics.fmean(first) - statistics.fmean(second), t_quantile(max(1, math.floor(df))) * math.sqrt(a + b)
-
-
 def design_key(record: Mapping[str, Any]) -> str:
     """What must be equal for two cells to be compared (all but the variant and the seed)."""
     return settings_hash(record["settings"], leave_out=("variant", "attention_type", "model", "seed", "training"))
@@ -785,17 +717,6 @@ def paired_differences(records: Sequence[Mapping[str, Any]]) -> list[dict[str, A
     return rows
 
 
-def verdict(mean: float, half_width: float) -> str:
-    """Whether a difference is distinguishable from zero at 95%, computed from its interval."""
-    if math.isnan(half_width):
-        return "one seed: no interval"
-    if mean - half_width > 0:
-        return "above zero"
-    if mean + half_width < 0:
-        return "below zero"
-    return "not distinguishable from zero"
-
-
 def gap_contrasts(records: Sequence[Mapping[str, Any]], config: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The data-size claim (gap at the smallest N minus gap at the largest N, per task) and the locality check
     (gap on the sequential task minus gap on its permuted control, per N), for every comparison with a baseline."""
@@ -837,14 +758,6 @@ def gap_contrasts(records: Sequence[Mapping[str, Any]], config: Mapping[str, Any
                         }
                     )
     return rows
-
-
-def _interval(mean: float, half: float, count: int | None = None) -> str:
-    if math.isnan(mean):
-        return "—"
-    text = f"{mean:+.2f}" if count is None else f"{mean:.2f}"
-    text += "" if math.isnan(half) else f" ± {half:.2f}"
-    return text + (f" ({count})" if count is not None else "")
 
 
 def write_csv(records: Sequence[Mapping[str, Any]], path: Path) -> None:
@@ -904,7 +817,7 @@ def write_markdown(
             runs = variants.get(variant, {})
             values = [100 * run["results"]["test_accuracy"] for run in runs.values()]
             steps += [run["results"]["best_step"] for run in runs.values()]
-            cells.append(_interval(*mean_interval(values)) if values else "")
+            cells.append(format_interval(*mean_interval(values), signed=False) if values else "")
         lines.append(
             f"| {titles.get(task, task)} | {size:,} | " + " | ".join(cells) + f" | {statistics.fmean(steps):,.0f} |"
         )
@@ -931,7 +844,7 @@ def write_markdown(
         lines.append(
             f"| {titles.get(row['task'], row['task'])} | {row['train_size']:,} | {row['comparison']} | "
             f"{row['count']} | "
-            f"{_interval(row['mean'], row['half_width'])} | {per_seed} | {row['verdict']} |"
+            f"{format_interval(row['mean'], row['half_width'])} | {per_seed} | {row['verdict']} |"
         )
     contrasts = gap_contrasts(records, config)
     if contrasts:
@@ -944,7 +857,7 @@ def write_markdown(
         ]
         for row in contrasts:
             lines.append(
-                f"| {row['contrast']} | {row['comparison']} | {_interval(row['mean'], row['half_width'])} | "
+                f"| {row['contrast']} | {row['comparison']} | {format_interval(row['mean'], row['half_width'])} | "
                 f"{row['verdict']} |"
             )
     lines += ["", "Variants: " + "; ".join(f"`{name}`: {spec['about']}" for name, spec in VARIANTS.items()) + ".", ""]
@@ -1024,14 +937,13 @@ def collect(out: Path, config: Mapping[str, Any]) -> tuple[int, list[str]]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    sys.path[:0] = [str(REPO_ROOT), str(EXAMPLES)]  # this checkout's modules, not an installed copy
     try:
         validate_args(args)
         config = load_config(args)
         out = args.out.expanduser().resolve()
         args.work_dir = args.work_dir.expanduser().resolve()
         (out / "cells").mkdir(parents=True, exist_ok=True)
-        with StudyLock(out):
+        with FolderLock(out, ".study.lock"):
             runner = Runner(out, args.work_dir)
             previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, runner.stop)}
             try:
@@ -1044,7 +956,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             finally:
                 signal.signal(signal.SIGTERM, previous[signal.SIGTERM])
             count, problems = collect(out, config)
-    except StudyError as error:
+    except (StudyError, FolderBusyError) as error:
         print(f"run_study.py: error: {error}", file=sys.stderr)
         return 2
     for problem in problems:
