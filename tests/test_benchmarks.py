@@ -229,9 +229,16 @@ def test_targets_judge_las_sdpa_against_sdpa():
 
 
 @pytest.mark.slow
-def test_lra_listops_gpu_stage_rehearsed_on_cpu(tmp_path):
-    """gpu_check.sh's lra_listops_gpu stage, the same shell function and driver, at toy size on CPU (LRA_TINY=1):
-    generate ListOps, train LaS and softmax through run_lra.py for the same steps, write the results file."""
+@pytest.mark.parametrize(
+    "stage,task,attention_types",
+    [
+        ("lra_listops_gpu", "listops", ["las", "softmax"]),
+        ("lra_pathfinder_gpu", "pathfinder", ["las", "softmax", "alibi"]),
+    ],
+)
+def test_lra_gpu_stages_rehearsed_on_cpu(tmp_path, stage, task, attention_types):
+    """gpu_check.sh's LRA budget stages, the same shell functions and driver, at toy size on CPU (LRA_TINY=1):
+    generate the task, train each model through run_lra.py for the same steps, write the results file."""
     pytest.importorskip("datasets")
     pytest.importorskip("evaluate")
     results, out = tmp_path / "results", tmp_path / "out"
@@ -246,7 +253,7 @@ def test_lra_listops_gpu_stage_rehearsed_on_cpu(tmp_path):
         "OMP_NUM_THREADS": "1",
     }
     process = subprocess.run(
-        ["bash", str(BENCHMARKS / "gpu_check.sh"), "lra_listops_gpu"],
+        ["bash", str(BENCHMARKS / "gpu_check.sh"), stage],
         cwd=REPO_ROOT,
         env=env,
         capture_output=True,
@@ -254,15 +261,16 @@ def test_lra_listops_gpu_stage_rehearsed_on_cpu(tmp_path):
         timeout=TIMEOUT_S,
     )
     assert process.returncode == 0, process.stdout[-4000:] + process.stderr[-2000:]
-    assert "stages: lra_listops_gpu" in process.stdout and "=== [lra_listops_gpu] OK" in process.stdout
+    assert f"stages: {stage}" in process.stdout and f"=== [{stage}] OK" in process.stdout
     assert "attention.py" not in process.stdout  # only the selected stage ran
-    record = json.loads((results / "lra_listops_cpu-tiny.json").read_text())
-    assert [run["attention_type"] for run in record["runs"]] == ["las", "softmax"]
+    record = json.loads((results / f"lra_{task}_cpu-tiny.json").read_text())
+    assert [run["attention_type"] for run in record["runs"]] == attention_types
     for run in record["runs"]:
-        assert run["steps"] == run["max_steps"] == 4 and not run["stopped_by_clock"]
+        assert run["steps"] == run["max_steps"] and not run["stopped_by_clock"]
         assert run["tokens_per_s"] > 0 and 0.0 <= run["test_accuracy"] <= 1.0
-    assert (tmp_path / "work" / "listops-1000" / "basic_train.tsv").read_text().count("\n") == 64 + 1  # + header
-    assert (out / "lra_listops_cpu-tiny.md").exists() and (out / "gpu_check.log").exists()  # copied to $OUT
+    if task == "listops":
+        assert (tmp_path / "work" / "listops-1000" / "basic_train.tsv").read_text().count("\n") == 64 + 1  # + header
+    assert (out / f"lra_{task}_cpu-tiny.md").exists() and (out / "gpu_check.log").exists()  # copied to $OUT
 
 
 def test_gpu_check_rejects_an_unknown_stage(tmp_path):
@@ -289,7 +297,7 @@ def test_gpu_check_script_names_its_stages():
     text = (BENCHMARKS / "gpu_check.sh").read_text()
     assert "attention.py" in text and "train_throughput.py" in text and "test_las_attention.py" in text
     assert "--methods las_sdpa las_eager las_flex_attention las_chunk naive sdpa" in text
-    assert "lra_listops_budget.py" in text
+    assert "lra_budget.py" in text and "lra_pathfinder_gpu" in text
 
 
 def test_rehearsal_deselects_only_existing_tests_that_gpu_check_skips():

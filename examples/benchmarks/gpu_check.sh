@@ -4,20 +4,21 @@
 #   bash examples/benchmarks/gpu_check.sh                    # from the repository root, on a machine with one CUDA GPU
 #   bash examples/benchmarks/gpu_check.sh lra_listops_gpu    # only the named stage(s)
 #
-# Stages, in order: tests attention train block_mask lra_short lra_listops_gpu. Without arguments the first five run
-# (about 6 minutes); lra_listops_gpu (full-size ListOps, LaS and softmax each trained for 3,000 steps capped at 3
-# minutes: lra_listops_budget.py) takes up to 9 minutes on its own, so it is a second device call: one call may run
-# 10 minutes at most.
+# Stages, in order: tests attention train block_mask lra_short lra_listops_gpu lra_pathfinder_gpu. Without arguments
+# the first five run (about 6 minutes); lra_listops_gpu (full-size ListOps, LaS and softmax each trained for 3,000
+# steps capped at 3 minutes) and lra_pathfinder_gpu (Pathfinder-32, 100,000 generated images, LaS, softmax and ALiBi
+# capped at 150 s each) run lra_budget.py and take up to 9 minutes each, so each is a device call of its own: one call
+# may run 10 minutes at most.
 #
-# Writes examples/benchmarks/results/{attention,train_throughput,block_mask,lra_listops}_<card>.*, e.g.
-# attention_h100.csv, and copies them, the full log and a tarball of everything into $OUT (default ./gpu_check_out):
-# at most 8 files, as the device tool returns (the attention plot travels in the tarball). Designed to finish in about 6 minutes (each stage has its own time limit, and the
+# Writes examples/benchmarks/results/{attention,train_throughput,block_mask,lra_listops,lra_pathfinder}_<card>.*,
+# e.g. attention_h100.csv, and copies the .md files, the full log and a tarball of everything into $OUT (default
+# ./gpu_check_out): at most 8 files, as the device tool returns (csv files and plots travel in the tarball). Designed to finish in about 6 minutes (each stage has its own time limit, and the
 # benchmarks rewrite their result files after every measured shape, so a stage cut off by its limit keeps what it
 # measured). A failing stage does not stop the later ones; the script exits non-zero if any stage failed.
 #
 # Environment knobs: PYTHON (default python3), OUT, RESULTS, TAG (default: the card), ATTN_LENGTHS, ATTN_LIMIT /
 # TRAIN_LIMIT / TEST_LIMIT / MASK_LIMIT / LRA_LIMIT / LRA_GPU_LIMIT (seconds), SKIP_LRA=1; LRA_TINY=1 runs
-# lra_listops_gpu at toy size on CPU (its rehearsal in tests/test_benchmarks.py), LRA_WORK_DIR where it works. If a folder .whl exists (wheels carried to the machine, e.g. datasets/evaluate for run_lra.py, or a
+# lra_listops_gpu / lra_pathfinder_gpu at toy size on CPU (its rehearsal in tests/test_benchmarks.py), LRA_WORK_DIR where it works. If a folder .whl exists (wheels carried to the machine, e.g. datasets/evaluate for run_lra.py, or a
 # newer transformers), they are installed into /tmp/site first.
 set -euo pipefail
 
@@ -39,7 +40,7 @@ export PYTHONUNBUFFERED=1
 mkdir -p "$OUT" "$RESULTS"
 FAILED=()
 DEFAULT_STAGES=(tests attention train block_mask lra_short)
-ALL_STAGES=("${DEFAULT_STAGES[@]}" lra_listops_gpu)
+ALL_STAGES=("${DEFAULT_STAGES[@]}" lra_listops_gpu lra_pathfinder_gpu)
 SELECTED=("$@")
 ((${#SELECTED[@]})) || SELECTED=("${DEFAULT_STAGES[@]}")
 for name in "${SELECTED[@]}"; do
@@ -72,8 +73,7 @@ stage() {  # stage NAME LIMIT_S COMMAND...: run with a time limit, record a fail
 collect_results() {  # copy what the benchmarks wrote so far into $OUT (after every stage: the run may be cut off)
     # The device tool returns at most 8 files from $OUT: the log, 6 result files, one tarball of all of them.
     local file
-    for file in "$RESULTS"/attention_"$TAG".{csv,md} "$RESULTS"/train_throughput_"$TAG".{csv,md} \
-        "$RESULTS"/block_mask_"$TAG".md "$RESULTS"/lra_listops_"$TAG".md; do
+    for file in "$RESULTS"/{attention,train_throughput,block_mask,lra_listops,lra_pathfinder}_"$TAG".md; do
         if [[ -f $file ]]; then cp "$file" "$OUT/"; fi
     done
     tar -czf "$OUT/benchmarks_$TAG.tar.gz" "$RESULTS" 2>/dev/null || true
@@ -102,10 +102,11 @@ EOF
     wants block_mask && block_mask_benchmark
     wants lra_short && lra_short_run
     wants lra_listops_gpu && lra_listops_gpu
+    wants lra_pathfinder_gpu && lra_pathfinder_gpu
 
     echo
     echo "=== results"
-    for file in "$RESULTS"/{attention,train_throughput,block_mask,lra_listops}_"$TAG".md; do
+    for file in "$RESULTS"/{attention,train_throughput,block_mask,lra_listops,lra_pathfinder}_"$TAG".md; do
         if [[ -f $file ]]; then cat "$file" && echo; fi
     done
     collect_results
@@ -166,16 +167,25 @@ lra_short_run() {  # 5. A short real training run through flex_attention.
     fi
 }
 
-lra_listops_gpu() {  # 6. Full-size ListOps, LaS vs softmax (sdpa, bf16) at an equal step budget capped at 3 minutes.
+lra_budget_stage() {  # lra_budget_stage NAME TASK: a generated task at full length, models at an equal budget.
+    local name=$1 task=$2
     if ! have_lra_packages; then
-        echo "=== [lra_listops_gpu] FAILED: datasets / evaluate not importable (carry them as wheels in .whl)"
-        FAILED+=(lra_listops_gpu)
+        echo "=== [$name] FAILED: datasets / evaluate not importable (carry them as wheels in .whl)"
+        FAILED+=("$name")
         return 0
     fi
-    local options=(--out "$RESULTS" --tag "$TAG")
+    local options=(--task "$task" --out "$RESULTS" --tag "$TAG")
     [[ "${LRA_TINY:-0}" == 1 ]] && options+=(--tiny)
     [[ -n "${LRA_WORK_DIR:-}" ]] && options+=(--work-dir "$LRA_WORK_DIR")
-    stage "lra_listops_gpu" "$LRA_GPU_LIMIT" "$PY" examples/benchmarks/lra_listops_budget.py "${options[@]}"
+    stage "$name" "$LRA_GPU_LIMIT" "$PY" examples/benchmarks/lra_budget.py "${options[@]}"
+}
+
+lra_listops_gpu() {  # 6. Full-size ListOps, LaS vs softmax (sdpa, bf16) at an equal step budget capped at 3 minutes.
+    lra_budget_stage lra_listops_gpu listops
+}
+
+lra_pathfinder_gpu() {  # 7. Pathfinder-32 (100,000 generated images), LaS vs softmax vs ALiBi, 150 s each: ~10 min.
+    lra_budget_stage lra_pathfinder_gpu pathfinder
 }
 
 set +e

@@ -1,24 +1,25 @@
 #!/usr/bin/env python
-"""LaS against softmax attention on the full-size generated ListOps, each trained for the same fixed budget.
+"""LaS against its baselines on a generated LRA task at full length, each model trained for the same fixed budget.
 
-The `lra_listops_gpu` stage of gpu_check.sh. It generates ListOps at the LRA's size (96,000 / 2,000 / 2,000, with
-`python -m lra generate listops`), then trains the ListOps model (`examples/configs/listops.json`) twice through
-`examples/run_lra.py`, once with `attention_type=las` and once with `softmax`, both through
-`attn_implementation=sdpa` in bf16, for the same `--max-steps`, each also stopped by a wall-clock cap
-(`--train-seconds`) so that the stage always ends inside the device call. It records test accuracy, training tokens/s
-(tokens of the padded batches the model processed), the steps actually run and the budget in
-`lra_listops_<tag>.{md,json}`.
+The `lra_listops_gpu` and `lra_pathfinder_gpu` stages of gpu_check.sh. `--task listops` generates ListOps at the LRA's
+size (96,000 / 2,000 / 2,000, `python -m lra generate listops`) and trains LaS and softmax; `--task pathfinder`
+generates Pathfinder-32 (contour length 14, 100,000 images split 80 / 10 / 10, `python -m lra generate pathfinder`,
+on every core) and trains LaS, softmax and ALiBi. Each model is the task's model (`examples/configs/<task>.json`)
+trained through `examples/run_lra.py` with `attn_implementation=sdpa` in bf16 for the same `--max-steps`, also stopped
+by a wall-clock cap (`--train-seconds`) so that the stage ends inside the device call. It records test accuracy,
+training tokens/s (tokens of the padded batches the model processed), the steps actually run and the budget in
+`lra_<task>_<tag>.{md,json}`.
 
-The budget: 3,000 steps at the config's batch of 50 (150,000 sequences, 1.6 epochs), chosen to take about 3 minutes
-per model on an H200 (an estimate, about 50 ms per bf16 step of the 0.8M-parameter model at L=2048; no GPU was lent
-to the session that wrote this). A run that hits the 180 s cap stops early; the results then say how many steps it
-ran, and the two models compare at equal time instead of equal steps.
+Budgets (estimates: no GPU was lent to the sessions that wrote this): ListOps 3,000 steps of 50 capped at 180 s per
+model; Pathfinder-32 4,000 steps of 64 (256,000 images, 3.2 epochs) capped at 150 s per model, about 10 minutes for
+the stage with the generation. A run that hits its cap stops early; the results then say how many steps it ran, and
+the models compare at equal time instead of equal steps.
 
-    python examples/benchmarks/lra_listops_budget.py --out examples/benchmarks/results --tag h200   # on the GPU
-    python examples/benchmarks/lra_listops_budget.py --tiny --out /tmp/lra-tiny                       # CPU, seconds
+    python examples/benchmarks/lra_budget.py --task listops --out examples/benchmarks/results --tag h200   # GPU
+    python examples/benchmarks/lra_budget.py --task pathfinder --tiny --out /tmp/lra-tiny                   # CPU
 
-`--tiny` runs the same code at toy size on CPU (64 / 16 / 16 short expressions, one small layer, a few steps, float32):
-the rehearsal of the GPU stage in tests/test_benchmarks.py. Needs `datasets` and `evaluate` (run_lra.py does).
+`--tiny` runs the same code at toy size on CPU (a few short examples, one small layer, a few steps, float32): the
+rehearsal of the GPU stages in tests/test_benchmarks.py. Needs `datasets` and `evaluate` (run_lra.py does).
 """
 
 from __future__ import annotations
@@ -37,8 +38,9 @@ import common  # noqa: E402
 from common import markdown_table  # noqa: E402
 
 EXAMPLES_DIR = common.REPO_ROOT / "examples"
-ATTENTION_TYPES = ("las", "softmax")
-# The GPU stage's sizes; --tiny replaces them (see TINY).
+#: The compared attention types per task.
+ATTENTION_TYPES = {"listops": ("las", "softmax"), "pathfinder": ("las", "softmax", "alibi")}
+# The GPU stages' sizes; --tiny replaces them (see TINY).
 FULL = dict(
     num_train=96_000,
     num_val=2_000,
@@ -51,6 +53,24 @@ FULL = dict(
     batch=None,
     bf16=True,
     model_overrides=None,
+)
+PATHFINDER_FULL = dict(
+    num_images=100_000,
+    seq_length=None,
+    max_steps=4_000,
+    train_seconds=150.0,
+    batch=None,
+    bf16=True,
+    model_overrides=None,
+)
+PATHFINDER_TINY = dict(
+    num_images=40,
+    seq_length=None,
+    max_steps=3,
+    train_seconds=60.0,
+    batch=4,
+    bf16=False,
+    model_overrides="hidden_size=16,num_hidden_layers=1,num_attention_heads=2",
 )
 TINY = dict(
     num_train=64,
@@ -67,9 +87,14 @@ TINY = dict(
 )
 
 
-def generate(data_dir: Path, sizes: dict) -> float:
-    """ListOps through the package's command line, as a user would run it; returns the seconds it took."""
+def generate(task: str, data_dir: Path, sizes: dict, workers: int) -> float:
+    """The task's data through the package's command line, as a user would run it; returns the seconds it took."""
     start = time.perf_counter()
+    if task == "pathfinder":
+        command = [sys.executable, "-m", "lra", "generate", "pathfinder", "--out", str(data_dir), "--no-progress"]
+        command += ["--num", str(sizes["num_images"]), "--resolution", "32", "--difficulty", "14"]
+        subprocess.run([*command, "--workers", str(workers)], check=True, cwd=common.REPO_ROOT)
+        return time.perf_counter() - start
     command = [
         sys.executable,
         "-m",
@@ -122,7 +147,9 @@ def wall_clock_budget(seconds: float):
     return WallClockBudget()
 
 
-def train_one(attention_type: str, data_dir: Path, work_dir: Path, sizes: dict, workers: int, device: str) -> dict:
+def train_one(
+    task: str, attention_type: str, data_dir: Path, work_dir: Path, sizes: dict, workers: int, device: str
+) -> dict:
     """One run_lra.py training run (in this process); returns its budget and metrics."""
     if str(EXAMPLES_DIR) not in sys.path:
         sys.path.insert(0, str(EXAMPLES_DIR))
@@ -131,7 +158,7 @@ def train_one(attention_type: str, data_dir: Path, work_dir: Path, sizes: dict, 
     budget = wall_clock_budget(sizes["train_seconds"])
     argv = [
         "--task",
-        "listops",
+        task,
         "--data_dir",
         str(data_dir),
         "--cache_dir",
@@ -163,6 +190,8 @@ def train_one(attention_type: str, data_dir: Path, work_dir: Path, sizes: dict, 
         "--seed",
         "0",
     ]
+    if task == "pathfinder":
+        argv += ["--pathfinder_resolution", "32", "--pathfinder_difficulty", "14"]
     if sizes["seq_length"]:
         argv += ["--max_length", str(sizes["seq_length"])]
     if sizes["batch"]:
@@ -194,17 +223,22 @@ def train_one(attention_type: str, data_dir: Path, work_dir: Path, sizes: dict, 
     )
 
 
-def render_markdown(tag: str, sizes: dict, generation_s: float, runs: list[dict], device: str) -> str:
-    out = [f"# ListOps, LaS vs softmax at an equal training budget ({tag})", ""]
+def render_markdown(task: str, tag: str, sizes: dict, generation_s: float, runs: list[dict], device: str) -> str:
+    names = " vs ".join(ATTENTION_TYPES[task])
+    out = [f"# {'ListOps' if task == 'listops' else 'Pathfinder-32'}, {names} at an equal training budget ({tag})", ""]
     out.append(f"- machine: {common.machine_line(common.resolve_device(device))}")
     out.append(f"- command: `{common.command_line()}`")
-    out.append(
-        f"- data: generated ListOps {sizes['num_train']:,} / {sizes['num_val']:,} / {sizes['num_test']:,}, "
-        f"expressions of {sizes['min_length']} to {sizes['max_length']} tokens, in {generation_s:.1f} s"
-    )
+    if task == "listops":
+        data = (
+            f"generated ListOps {sizes['num_train']:,} / {sizes['num_val']:,} / {sizes['num_test']:,}, "
+            f"expressions of {sizes['min_length']} to {sizes['max_length']} tokens"
+        )
+    else:
+        data = f"generated Pathfinder-32, contour length 14, {sizes['num_images']:,} images (80 / 10 / 10 %)"
+    out.append(f"- data: {data}, in {generation_s:.1f} s")
     out.append(
         f"- budget per model: {sizes['max_steps']:,} steps, capped at {sizes['train_seconds']:.0f} s of training; "
-        "examples/configs/listops.json, attn_implementation sdpa, "
+        f"examples/configs/{task}.json, attn_implementation sdpa, "
         + ("bf16" if sizes["bf16"] else "float32")
         + "; tokens/s counts the tokens of the padded training batches"
     )
@@ -232,39 +266,41 @@ def _percent(value: float | None) -> str:
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--task", choices=tuple(ATTENTION_TYPES), default="listops", help="the generated task")
     parser.add_argument("--tiny", action="store_true", help="toy sizes on CPU: the rehearsal of the GPU stage")
     parser.add_argument("--out", type=Path, default=common.DEFAULT_RESULTS_DIR, help="where the results files go")
     parser.add_argument("--tag", default=None, help="results file tag (default: the card, or 'cpu-tiny' with --tiny)")
     parser.add_argument("--work-dir", type=Path, default=None, help="data and runs (default: a folder under /tmp)")
-    parser.add_argument("--max-steps", type=int, default=None, help="training steps per model (default: 3000)")
-    parser.add_argument("--train-seconds", type=float, default=None, help="wall-clock cap per model (default: 180)")
+    parser.add_argument("--max-steps", type=int, default=None, help="training steps per model (default: the task's)")
+    parser.add_argument("--train-seconds", type=float, default=None, help="wall-clock cap per model (default: task's)")
     parser.add_argument("--workers", type=int, default=None, help="tokenization processes (default: all cores)")
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    sizes = dict(TINY if args.tiny else FULL)
+    full, tiny = (FULL, TINY) if args.task == "listops" else (PATHFINDER_FULL, PATHFINDER_TINY)
+    sizes = dict(tiny if args.tiny else full)
     for name in ("max_steps", "train_seconds"):
         if getattr(args, name) is not None:
             sizes[name] = getattr(args, name)
     device = "cpu" if args.tiny else "cuda"
     tag = args.tag or ("cpu-tiny" if args.tiny else common.device_tag(common.resolve_device(device)))
-    work_dir = args.work_dir or Path(f"/tmp/lra_listops_budget_{tag}")
+    work_dir = args.work_dir or Path(f"/tmp/lra_{args.task}_budget_{tag}")
     workers = args.workers or (1 if args.tiny else os.cpu_count() or 1)
-    data_dir = work_dir / "listops-1000"
-    generation_s = generate(data_dir, sizes)
-    print(f"=== ListOps generated in {generation_s:.1f} s: {data_dir}", flush=True)
+    data_dir = work_dir / ("listops-1000" if args.task == "listops" else "pathfinder-data")
+    generation_s = generate(args.task, data_dir, sizes, workers)
+    print(f"=== {args.task} generated in {generation_s:.1f} s: {data_dir}", flush=True)
     runs = []
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.out / f"lra_listops_{tag}"
-    for attention_type in ATTENTION_TYPES:
-        runs.append(train_one(attention_type, data_dir, work_dir, sizes, workers, device))
+    stem = args.out / f"lra_{args.task}_{tag}"
+    for attention_type in ATTENTION_TYPES[args.task]:
+        runs.append(train_one(args.task, attention_type, data_dir, work_dir, sizes, workers, device))
         # rewritten after every model: a stage cut off by its time limit keeps the first model's result
         common.write_text(
             stem.with_suffix(".json"), json.dumps(dict(sizes=sizes, generation_s=generation_s, runs=runs), indent=2)
         )
-        common.write_text(stem.with_suffix(".md"), render_markdown(tag, sizes, generation_s, runs, device))
+        common.write_text(stem.with_suffix(".md"), render_markdown(args.task, tag, sizes, generation_s, runs, device))
     print(stem.with_suffix(".md").read_text())
     return 0
 
