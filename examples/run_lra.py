@@ -30,8 +30,8 @@ import platform
 import re
 import shlex
 import sys
-from collections.abc import Mapping, Sequence, Sized
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,9 +42,24 @@ if any(importlib.util.find_spec(name) is None for name in ("lra", "image_process
     sys.path.insert(0, str(REPO_ROOT))
 
 import datasets
+import lra_run_state
 import numpy as np
 import torch
 import transformers
+from lra_run_state import (
+    GENERATED_TASKS,
+    HUB_TASKS,
+    MNIST_TASKS,
+    RUN_RECORD,
+    check_checkpoint_matches,
+    clear_earlier_run,
+    describe_data,
+    generate_data,
+    generated_data_dir,
+    mark_generated_data,
+    resolve_checkpoint,
+    run_record,
+)
 from lra_training import UsageError, parse_config_overrides, plot_learning_curves, task_defaults
 from transformers import (
     AutoConfig,
@@ -68,7 +83,6 @@ from las_attention import LAS_IMPLEMENTATIONS
 from lra import listops as listops_generator
 from lra import pathfinder as pathfinder_generator
 from lra.faults import kill_point
-from lra.hub_data import HUB_SOURCES
 from lra.tasks import (
     PATHFINDER_DEFAULT_DIFFICULTY,
     PATHFINDER_DEFAULT_RESOLUTION,
@@ -80,12 +94,6 @@ from lra.validation import check_int
 
 logger = logging.getLogger(__name__)
 
-#: Tasks whose data our own generators produce, so they need no `--data_dir` (the task registry says which).
-GENERATED_TASKS = tuple(name for name, spec in TASK_SPECS.items() if spec.generated)
-#: Sequential / permuted MNIST: idx files of MNIST or Fashion-MNIST (`--mnist_labels`).
-MNIST_TASKS = ("smnist", "pmnist")
-#: Tasks whose source is a Hub data set, read with `datasets.load_dataset` when there is no `--data_dir`.
-HUB_TASKS = tuple(HUB_SOURCES)
 #: LaSConfig fields shown on the model card.
 CARD_CONFIG_FIELDS = (
     "attention_type",
@@ -107,32 +115,6 @@ CARD_CONFIG_FIELDS = (
 )
 #: Measured values shown on the model card (the accuracies also go into its model-index).
 CARD_RESULT_KEYS = ("test_accuracy", "eval_accuracy", "test_loss", "eval_loss")
-#: Written next to every saved model (each checkpoint and the final one): what a checkpoint must share with the run
-#: that resumes it (see `run_record`).
-RUN_RECORD = "lra_run.json"
-#: LaSConfig / PretrainedConfig keys that are bookkeeping, not the model: they differ between a new config and the
-#: same config saved and loaded again, so they are left out of the run record.
-UNRECORDED_CONFIG_KEYS = (
-    "transformers_version",
-    "_name_or_path",
-    "architectures",
-    "dtype",
-    "torch_dtype",
-    "_attn_implementation_autoset",
-    "auto_map",
-    "return_dict",
-    "output_attentions",
-    "output_hidden_states",
-    "use_cache",
-)
-#: DataArguments that say where files go or how fast they are made, not what the data are: not in the run record.
-UNRECORDED_DATA_FIELDS = (
-    "cache_dir",
-    "generated_data_root",
-    "generate_workers",
-    "preprocessing_num_workers",
-    "overwrite_output_dir",
-)
 #: The generators' argument names as they appear in their error messages -> this script's flags.
 GENERATE_FLAGS = {
     name: f"--generate_{name}"
@@ -415,186 +397,9 @@ def validate_data_arguments(data_args: DataArguments) -> None:
         ) from None
 
 
-def checkpoint_is_complete(checkpoint: str | os.PathLike[str]) -> bool:
-    """Whether a checkpoint's save finished: Trainer writes `trainer_state.json` last, after the weights, optimizer,
-    scheduler and RNG states, so a save killed midway leaves it missing (or cut short)."""
-    try:
-        json.loads((Path(checkpoint) / "trainer_state.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return True
-
-
-def checkpoint_folders(output_dir: str | os.PathLike[str]) -> list[Path]:
-    """The `checkpoint-<step>` folders of output_dir, newest (highest step) first."""
-    folders = [path for path in Path(output_dir).glob("checkpoint-*") if path.is_dir() and path.name[11:].isdigit()]
-    return sorted(folders, key=lambda path: int(path.name[11:]), reverse=True)
-
-
-def last_complete_checkpoint(output_dir: str | os.PathLike[str]) -> Path | None:
-    """The newest complete checkpoint in output_dir; newer ones whose save was interrupted are skipped (warning)."""
-    for folder in checkpoint_folders(output_dir):
-        if checkpoint_is_complete(folder):
-            return folder
-        logger.warning(f"Skipping {folder}: its save was interrupted (no readable trainer_state.json)")
-    return None
-
-
-def resolve_checkpoint(training_args: TrainingArguments, data_args: DataArguments) -> str | None:
-    """The checkpoint to resume from: `--resume_from_checkpoint PATH`, or `True` for the last complete one in
-    output_dir. A new training run into an output_dir holding checkpoints is refused unless --overwrite_output_dir:
-    its checkpoints would mix with the earlier run's, and a later resume would pick the wrong ones."""
-    value = training_args.resume_from_checkpoint
-    output_dir = training_args.output_dir
-    if value is None or value.lower() in ("false", "none", ""):
-        earlier = checkpoint_folders(output_dir) if os.path.isdir(output_dir) else []
-        if earlier and training_args.do_train and not data_args.overwrite_output_dir:
-            names = ", ".join(path.name for path in earlier[:3]) + (", ..." if len(earlier) > 3 else "")
-            raise UsageError(
-                f"{output_dir} holds checkpoints of an earlier run ({names}): pass "
-                "--resume_from_checkpoint True to continue it, or --overwrite_output_dir to start over "
-                "(deletes them)"
-            )
-        return None
-    if value.lower() in ("true", "last"):
-        last = last_complete_checkpoint(output_dir) if os.path.isdir(output_dir) else None
-        if last is None:
-            raise UsageError(
-                f"--resume_from_checkpoint True: no checkpoint to resume in {output_dir} (no "
-                "checkpoint-* folder whose save completed)"
-            )
-        return str(last)
-    if not os.path.isdir(value):
-        raise UsageError(f"--resume_from_checkpoint {value}: no such folder")
-    if not checkpoint_is_complete(value):
-        raise UsageError(
-            f"--resume_from_checkpoint {value}: incomplete checkpoint (no readable trainer_state.json, "
-            "its save was interrupted); pass an earlier one"
-        )
-    return value
-
-
-def clear_earlier_run(output_dir: str | os.PathLike[str]) -> None:
-    """--overwrite_output_dir: delete the checkpoints and run record of the earlier run in output_dir."""
-    import shutil
-
-    for folder in checkpoint_folders(output_dir):
-        logger.warning(f"--overwrite_output_dir: deleting {folder} of an earlier run")
-        shutil.rmtree(folder)
-    (Path(output_dir) / RUN_RECORD).unlink(missing_ok=True)
-
-
-def run_record(data_args: DataArguments, config) -> dict[str, Any]:
-    """What a checkpoint must share with the run that resumes it: the task, the model config (attention type
-    included) and the data settings; as JSON values, so that it compares equal with the copy read back."""
-    model = {key: value for key, value in config.to_dict().items() if key not in UNRECORDED_CONFIG_KEYS}
-    data = {key: value for key, value in asdict(data_args).items() if key not in UNRECORDED_DATA_FIELDS}
-    if data_args.data_dir is not None:  # generation settings do not apply to a local copy; where it lies does
-        data = {key: value for key, value in data.items() if not key.startswith("generate_")}
-        data["data_dir"] = str(Path(data_args.data_dir).expanduser().resolve())
-    if data_args.task != "pathfinder":
-        data = {key: value for key, value in data.items() if not key.startswith("pathfinder_")}
-    record = {"task": data_args.task, "attention_type": config.attention_type, "model": model, "data": data}
-    return json.loads(json.dumps(record, sort_keys=True, default=str))
-
-
-def _differences(saved: Any, current: Any, prefix: str = "") -> list[str]:
-    """`name: saved -> current` for each leaf where two run records differ."""
-    if isinstance(saved, dict) and isinstance(current, dict):
-        return [
-            line
-            for key in sorted(set(saved) | set(current))
-            for line in _differences(saved.get(key), current.get(key), f"{prefix}{key}.")
-        ]
-    return [] if saved == current else [f"{prefix.rstrip('.')}: {saved!r} there, {current!r} here"]
-
-
-def check_checkpoint_matches(checkpoint: str, record: dict[str, Any]) -> None:
-    """Refuse to resume `checkpoint` with a run that differs from the one that saved it (one line, exit code 2).
-
-    A checkpoint saved before run records existed is compared on the model card's config fields.
-    """
-    saved_file = Path(checkpoint) / RUN_RECORD
-    if saved_file.is_file():
-        saved = json.loads(saved_file.read_text())
-        current = record
-    else:
-        saved_config = json.loads((Path(checkpoint) / "config.json").read_text())
-        saved = {name: saved_config.get(name) for name in CARD_CONFIG_FIELDS}
-        current = {name: record["model"].get(name) for name in CARD_CONFIG_FIELDS}
-    differences = _differences(saved, current)
-    if differences:
-        shown = "; ".join(differences[:3]) + (f"; and {len(differences) - 3} more" if len(differences) > 3 else "")
-        raise UsageError(
-            f"--resume_from_checkpoint: {checkpoint} belongs to another run ({shown}); resume with the "
-            "same task, attention type, model config and data settings, or start a new run"
-        )
-
-
 # ---------------------------------------------------------------------------------------------------------------------
 # Data
 # ---------------------------------------------------------------------------------------------------------------------
-
-
-#: The file that marks a folder of generated data as complete and loadable.
-GENERATED_MARKER = ".complete"
-
-
-def generated_data_dir(data_args: DataArguments) -> Path:
-    """The cache folder of generated data: one per task and set of generation parameters."""
-    root = data_args.generated_data_root or os.path.join(
-        os.environ.get("LAS_TRANSFORMERS_CACHE", os.path.join(Path.home(), ".cache", "las-transformers")), "lra"
-    )
-    if data_args.task == "listops":
-        name = (
-            f"listops-train{data_args.generate_num_train}-val{data_args.generate_num_val}-test{data_args.generate_num_test}"
-            f"-len{data_args.generate_min_length}-{data_args.generate_max_length}-seed{data_args.generate_seed}"
-        )
-    else:
-        name = (
-            f"pathfinder{data_args.pathfinder_resolution}-difficulty{data_args.pathfinder_difficulty}"
-            f"-n{data_args.generate_num_images}-seed{data_args.generate_seed}"
-        )
-    return Path(root).expanduser() / name
-
-
-def generate_data(data_args: DataArguments, folder: Path) -> None:
-    """Run the task's generator into `folder` unless an earlier run completed it (a marker file says so).
-
-    The marker is written by `mark_generated_data` once the data loaded, so a folder whose generation or load
-    failed is made again (the generators resume or replace what they find there).
-    """
-    if (folder / GENERATED_MARKER).is_file():
-        logger.info(f"Reusing the generated data in {folder}")
-        return
-    logger.info(f"Generating {data_args.task} data into {folder} (done once; later runs reuse it)")
-    if data_args.task == "listops":
-        listops_generator.generate_listops(
-            folder / "listops-1000",
-            num_train=data_args.generate_num_train,
-            num_val=data_args.generate_num_val,
-            num_test=data_args.generate_num_test,
-            seed=data_args.generate_seed,
-            min_length=data_args.generate_min_length,
-            max_length=data_args.generate_max_length,
-            overwrite=True,  # our own cache folder, not marked complete: whatever is there is an unfinished attempt
-        )
-    else:
-        pathfinder_generator.generate_pathfinder(
-            folder,
-            resolution=data_args.pathfinder_resolution,
-            difficulty=data_args.pathfinder_difficulty,
-            num_images=data_args.generate_num_images,
-            seed=data_args.generate_seed,
-            workers=data_args.generate_workers,
-        )
-
-
-def mark_generated_data(data_args: DataArguments, folder: Path) -> None:
-    """Record that the generated data in `folder` are complete and load: later runs reuse them."""
-    marker = folder / GENERATED_MARKER
-    if not marker.is_file():
-        marker.write_text(json.dumps(asdict(data_args), indent=2))
 
 
 def task_options(data_args: DataArguments) -> dict[str, Any]:
@@ -634,54 +439,6 @@ def load_datasets(data_args: DataArguments, training_args: TrainingArguments, to
             num_proc=data_args.preprocessing_num_workers,
         )
     return encoded
-
-
-def describe_data(data_args: DataArguments, data: Mapping[str, Sized]) -> str:
-    """One paragraph for the model card: where the data came from, the split sizes, and whether the run's accuracy
-    can be compared with published LRA numbers (only on the full task)."""
-    defaults = DataArguments(task=data_args.task)
-    sizes = " / ".join(f"{len(data[split]):,}" for split in ("train", "validation", "test") if split in data)
-    if data_args.task in MNIST_TASKS:
-        dataset = "Fashion-MNIST" if data_args.mnist_labels == "fashion" else "MNIST"
-        order = "in pMNIST's fixed permuted order" if data_args.task == "pmnist" else "row-major"
-        source = f"{dataset} from the idx files of a local copy, as sequences of 784 pixels {order}"
-        generated_as_lra = True  # not an LRA task: "comparable" here means the full standard splits
-    elif data_args.data_dir is not None:
-        source = f"the LRA {data_args.task} files of a local copy of the official data"
-        generated_as_lra = True
-    elif data_args.task in HUB_TASKS:
-        source = f"the Hub data set {HUB_SOURCES[data_args.task].repo_id}, converted as the LRA {data_args.task} task"
-        generated_as_lra = True
-    elif data_args.task == "listops":
-        source = (
-            f"ListOps generated by the las-transformers generator (seed {data_args.generate_seed}), expressions of "
-            f"{data_args.generate_min_length} to {data_args.generate_max_length} tokens"
-        )
-        names = (
-            "generate_num_train",
-            "generate_num_val",
-            "generate_num_test",
-            "generate_min_length",
-            "generate_max_length",
-        )
-        generated_as_lra = all(getattr(data_args, n) == getattr(defaults, n) for n in names)
-    else:
-        source = (
-            f"Pathfinder {data_args.pathfinder_resolution}x{data_args.pathfinder_resolution}, contour length "
-            f"{data_args.pathfinder_difficulty}, generated by the las-transformers generator "
-            f"(seed {data_args.generate_seed}, {data_args.generate_num_images:,} images)"
-        )
-        generated_as_lra = data_args.generate_num_images == defaults.generate_num_images and (
-            data_args.pathfinder_resolution,
-            data_args.pathfinder_difficulty,
-        ) == (PATHFINDER_DEFAULT_RESOLUTION, PATHFINDER_DEFAULT_DIFFICULTY)
-    trimmed = any(
-        getattr(data_args, n) is not None for n in ("max_train_samples", "max_eval_samples", "max_test_samples")
-    )
-    text = f"{source}; train / validation / test: {sizes} examples."
-    if not generated_as_lra or trimmed:
-        text += " This is smaller or other than the standard task, so published accuracies are not comparable."
-    return text
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -906,7 +663,7 @@ def run(argv: Sequence[str], callbacks: Sequence[TrainerCallback] = ()) -> dict[
     config = build_config(model_args, data_args, model_defaults, info)
     record = run_record(data_args, config)
     if checkpoint is not None:
-        check_checkpoint_matches(checkpoint, record)
+        check_checkpoint_matches(checkpoint, record, fallback_fields=CARD_CONFIG_FIELDS)
 
     logging.basicConfig(
         format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
@@ -918,7 +675,8 @@ def run(argv: Sequence[str], callbacks: Sequence[TrainerCallback] = ()) -> dict[
     log_level = training_args.get_process_log_level()
     datasets.utils.logging.set_verbosity(log_level)
     transformers.utils.logging.set_verbosity(log_level)
-    logger.setLevel(min(log_level, logging.INFO) if training_args.should_log else log_level)
+    for script_logger in (logger, lra_run_state.logger):
+        script_logger.setLevel(min(log_level, logging.INFO) if training_args.should_log else log_level)
     logger.debug(f"Training/evaluation parameters {training_args}")
 
     tokenizer = load_tokenizer(model_args, data_args.task)
