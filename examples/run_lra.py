@@ -21,6 +21,8 @@ with the measured test accuracy; `--push_to_hub --hub_model_id user/name` upload
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import importlib.util
 import json
 import logging
@@ -54,13 +56,23 @@ from lra_run_state import (
     check_checkpoint_matches,
     clear_earlier_run,
     describe_data,
+    differences_from_benchmark,
     generate_data,
     generated_data_dir,
     mark_generated_data,
     resolve_checkpoint,
+    resume_requested,
     run_record,
 )
-from lra_training import UsageError, parse_config_overrides, plot_learning_curves, task_defaults
+from lra_training import (
+    UsageError,
+    check_number,
+    lock_folder,
+    parse_config_overrides,
+    plot_learning_curves,
+    task_defaults,
+)
+from training_checks import NonFiniteError, StopOnNonFinite
 from transformers import (
     AutoConfig,
     AutoImageProcessor,
@@ -328,6 +340,7 @@ def parse_arguments(argv: Sequence[str]) -> tuple[ModelArguments, DataArguments,
         raise UsageError(f"--data_dir {data_args.data_dir} does not exist")
     validate_training_arguments(training_args)
     validate_data_arguments(data_args)
+    validate_run_plan(model_args, data_args, training_args)
     return model_args, data_args, training_args, defaults["model"]
 
 
@@ -340,12 +353,47 @@ def check_flag(name: str, value: Any, why: str = "") -> None:
 
 
 def validate_training_arguments(training_args: TrainingArguments) -> None:
-    """Refuse the TrainingArguments that would fail deep inside torch, or only after the data were generated."""
-    learning_rate = training_args.learning_rate
-    if not (math.isfinite(learning_rate) and learning_rate >= 0):
-        raise UsageError(f"--learning_rate must be a finite number >= 0, not {learning_rate}")
+    """Refuse the TrainingArguments that torch or Trainer would reject only after the data were generated and loaded
+    (`--seed -1`, `--adam_beta1 1.5`), or would take and act on wrongly without a word (a NaN weight decay makes
+    every weight NaN; a negative `--max_grad_norm` turns clipping off)."""
+    # NaN passes every comparison Trainer makes, infinity most: no float setting may be either.
+    for setting in dataclasses.fields(training_args):
+        value = getattr(training_args, setting.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UsageError(f"--{setting.name} must be a finite number, not {value}")
+    check_number("--learning_rate", training_args.learning_rate, minimum=0)
+    check_number("--weight_decay", training_args.weight_decay, minimum=0)
+    for name in ("adam_beta1", "adam_beta2"):
+        check_number(f"--{name}", getattr(training_args, name), minimum=0, maximum=1, exclusive_maximum=True)
+    check_number(
+        "--adam_epsilon",
+        training_args.adam_epsilon,
+        minimum=0,
+        exclusive_minimum=True,
+        why=" (with 0, a weight whose gradient is 0, such as the padding embedding, becomes 0 / 0 = NaN)",
+    )
+    check_number("--max_grad_norm", training_args.max_grad_norm, minimum=0, why=" (0 turns clipping off)")
+    check_number(
+        "--label_smoothing_factor", training_args.label_smoothing_factor, minimum=0, maximum=1, exclusive_maximum=True
+    )
+    check_number("--warmup_steps", training_args.warmup_steps, minimum=0)
+    check_number("--eval_delay", training_args.eval_delay, minimum=0)
+    if training_args.neftune_noise_alpha is not None:
+        check_number("--neftune_noise_alpha", training_args.neftune_noise_alpha, minimum=0)
+    for name in ("logging_steps", "save_steps", "eval_steps"):
+        if getattr(training_args, name) is not None:
+            check_number(f"--{name}", getattr(training_args, name), minimum=0, exclusive_minimum=True)
+    # random, numpy and torch all take seeds in [0, 2**32): set_seed fails on others, but only once the data are ready.
+    for name in ("seed", "data_seed"):
+        if getattr(training_args, name) is not None:
+            check_number(f"--{name}", getattr(training_args, name), minimum=0, maximum=2**32 - 1)
     for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
         check_flag(name, getattr(training_args, name))
+    if training_args.eval_accumulation_steps is not None:
+        check_flag("eval_accumulation_steps", training_args.eval_accumulation_steps)
+    if training_args.save_total_limit is not None:  # Trainer reads 0 and below as "no limit"
+        check_flag("save_total_limit", training_args.save_total_limit, why="; omit it to keep every checkpoint")
+    check_number("--dataloader_num_workers", training_args.dataloader_num_workers, minimum=0)
     if training_args.do_train and training_args.max_steps <= 0 and not training_args.num_train_epochs > 0:
         raise UsageError(f"--num_train_epochs must be > 0 (or --max_steps > 0), not {training_args.num_train_epochs}")
 
@@ -355,6 +403,10 @@ def validate_data_arguments(data_args: DataArguments) -> None:
     split empty, or fail only after minutes of data generation."""
     if data_args.max_length is not None:
         check_flag("max_length", data_args.max_length, why="; omit it for the task's length")
+        if TASK_SPECS[data_args.task].input_kind == "pixels":
+            raise UsageError(
+                f"--max_length applies to token tasks; {data_args.task} images have a fixed number of pixels: omit it"
+            )
     for name in ("max_train_samples", "max_eval_samples", "max_test_samples"):
         if getattr(data_args, name) is not None:
             check_flag(
@@ -395,6 +447,30 @@ def validate_data_arguments(data_args: DataArguments) -> None:
                 "difficulty=", "--pathfinder_difficulty="
             )
         ) from None
+
+
+def validate_run_plan(model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments) -> None:
+    """Refuse a run that would do nothing, evaluate an untrained model as if it were one, or write into a file."""
+    if not (training_args.do_train or training_args.do_eval or training_args.do_predict):
+        raise UsageError("nothing to do: --do_train, --do_eval and --do_predict are all False")
+    if not training_args.do_train:
+        if resume_requested(training_args.resume_from_checkpoint):
+            raise UsageError(
+                "--resume_from_checkpoint continues a training run, but --do_train is False; to evaluate a "
+                "checkpoint, pass it as --model_name_or_path"
+            )
+        if not model_args.model_name_or_path:
+            raise UsageError(
+                "--do_train False evaluates an existing model: pass it with --model_name_or_path (without one the "
+                "model would be a new one with random weights, and its card would describe an untrained model)"
+            )
+    for flag, path in (
+        ("--output_dir", training_args.output_dir),
+        ("--cache_dir", data_args.cache_dir),
+        ("--generated_data_root", data_args.generated_data_root),
+    ):
+        if path is not None and Path(path).expanduser().exists() and not Path(path).expanduser().is_dir():
+            raise UsageError(f"{flag} {path} is a file, not a folder")
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -577,13 +653,21 @@ class LRATrainer(Trainer):
         task: str,
         command: str,
         data_description: str | None = None,
+        comparable: bool = True,
+        evaluated_model: str | None = None,
         run_record: dict[str, Any] | None = None,
         **kwargs,
     ):
+        """Args beyond Trainer's: the `task`, the `command` line and the `data_description` shown on the card;
+        `comparable`: whether the data are the benchmark's (else the card quotes no published accuracy beside the
+        measured one); `evaluated_model`: the checkpoint an evaluation-only run evaluated (the card then says this
+        run trained nothing); `run_record`: written next to every saved model (`RUN_RECORD`)."""
         super().__init__(*args, **kwargs)
         self.task = task
         self.command = command
         self.data_description = data_description
+        self.comparable = comparable
+        self.evaluated_model = evaluated_model
         self.run_record = run_record
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
@@ -617,11 +701,15 @@ class LRATrainer(Trainer):
             attention_type=config.attention_type,
             results={key: value for key, value in self.measured_results().items() if key in CARD_RESULT_KEYS},
             config={name: getattr(config, name) for name in CARD_CONFIG_FIELDS},
-            training_args={name: getattr(self.args, name) for name in CARD_TRAINING_FIELDS},
+            # An evaluation-only run used none of its training arguments: the card shows none.
+            training_args=None
+            if self.evaluated_model
+            else {name: getattr(self.args, name) for name in CARD_TRAINING_FIELDS},
             machine=describe_machine(self.args),
             command=self.command,
-            paper_accuracy=paper_accuracy(self.task, config.attention_type),
+            paper_accuracy=paper_accuracy(self.task, config.attention_type) if self.comparable else None,
             data_description=self.data_description,
+            evaluated_model=self.evaluated_model,
         )
         card.save(os.path.join(self.args.output_dir, "README.md"))
 
@@ -658,13 +746,33 @@ def accuracy_metric(task: str):
 def run(argv: Sequence[str], callbacks: Sequence[TrainerCallback] = ()) -> dict[str, float]:
     """Train / evaluate / test as the arguments say; return every metric of the run."""
     model_args, data_args, training_args, model_defaults = parse_arguments(argv)
-    checkpoint = resolve_checkpoint(training_args, data_args)
     info = lra.task_info(data_args.task, **task_options(data_args))
     config = build_config(model_args, data_args, model_defaults, info)
     record = run_record(data_args, config)
-    if checkpoint is not None:
-        check_checkpoint_matches(checkpoint, record, fallback_fields=CARD_CONFIG_FIELDS)
+    # One run per output_dir at a time: two would mix their weights, config and card. The main process holds it for
+    # the processes of a distributed run.
+    is_main = training_args.process_index == 0
+    with lock_folder(training_args.output_dir, "--output_dir") if is_main else contextlib.nullcontext():
+        checkpoint = resolve_checkpoint(training_args, data_args)
+        if checkpoint is not None:
+            check_checkpoint_matches(checkpoint, record, fallback_fields=CARD_CONFIG_FIELDS)
+        return train_and_evaluate(
+            argv, model_args, data_args, training_args, info, config, record, checkpoint, callbacks
+        )
 
+
+def train_and_evaluate(
+    argv: Sequence[str],
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    training_args: TrainingArguments,
+    info: lra.TaskInfo,
+    config: LaSConfig,
+    record: dict[str, Any],
+    checkpoint: str | None,
+    callbacks: Sequence[TrainerCallback],
+) -> dict[str, float]:
+    """The run proper, once its arguments are checked and its output_dir is locked."""
     logging.basicConfig(
         format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
         datefmt="%m/%d/%Y %H:%M:%S",
@@ -700,10 +808,13 @@ def run(argv: Sequence[str], callbacks: Sequence[TrainerCallback] = ()) -> dict[
         processing_class=tokenizer if tokenizer is not None else load_image_processor(model_args, data_args),
         data_collator=lra.LRADataCollator(pad_token_id=info.pad_token_id or 0),
         compute_metrics=accuracy_metric(data_args.task),
-        callbacks=list(callbacks),
+        # A run whose numbers turn NaN or infinite stops with an error before it saves them or writes a card.
+        callbacks=[StopOnNonFinite(), *callbacks],
         task=data_args.task,
         command=describe_command(argv),
         data_description=describe_data(data_args, data),
+        comparable=not differences_from_benchmark(data_args, data),
+        evaluated_model=None if training_args.do_train else model_args.model_name_or_path,
         run_record=record,
     )
 
@@ -715,8 +826,6 @@ def run(argv: Sequence[str], callbacks: Sequence[TrainerCallback] = ()) -> dict[
         trainer.log_metrics("train", train_metrics)
         trainer.save_metrics("train", train_metrics)
         metrics.update(train_metrics)
-    else:
-        trainer.save_model()  # an evaluation-only run still leaves a loadable model beside its card
 
     for split, prefix, wanted in (
         ("validation", "eval", training_args.do_eval),
@@ -728,6 +837,8 @@ def run(argv: Sequence[str], callbacks: Sequence[TrainerCallback] = ()) -> dict[
             trainer.log_metrics(prefix, split_metrics)
             trainer.save_metrics(prefix, split_metrics)
             metrics.update(split_metrics)
+    if not training_args.do_train:
+        trainer.save_model()  # an evaluation-only run leaves the model it evaluated (and found finite) beside its card
 
     trainer.save_state()
     trainer.create_model_card()
@@ -751,7 +862,7 @@ def main(argv: Sequence[str] | None = None, callbacks: Sequence[TrainerCallback]
     except UsageError as error:
         print(f"run_lra.py: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
-    except lra.LRADataError as error:  # missing or malformed data: the message names the file (and line)
+    except (lra.LRADataError, NonFiniteError) as error:  # bad data (the message names the file), or a diverged run
         print(f"run_lra.py: error: {error}", file=sys.stderr)
         raise SystemExit(1) from None
 
