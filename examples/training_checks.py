@@ -62,7 +62,7 @@ def check_finite_model(model: torch.nn.Module, *, step: int, gradients: bool = F
         gradients: check the gradients (call after the backward pass and before the optimizer step) instead of the
             weights.
     """
-    what = "gradient" if gradients else "weights"
+    what = "gradients" if gradients else "weights"
     named = ((name, param.grad if gradients else param) for name, param in model.named_parameters())
     name = first_non_finite(named)
     if name is not None:
