@@ -839,3 +839,32 @@ def test_a_card_off_the_benchmark_says_so_and_quotes_no_paper_number(trained):
     assert "so published accuracies are not comparable" in card
     test_row = next(line for line in card.splitlines() if line.startswith("| test |"))
     assert test_row.endswith("| - |"), test_row  # the paper's 53.05% is not set beside it
+
+
+@pytest.mark.slow  # two training runs in subprocesses, through the shell script
+def test_quickstart_prints_the_conclusion_its_numbers_support(tmp_path):
+    compare_runs = import_example("compare_runs")
+    output_dir = tmp_path / "quickstart"
+    sizes = {"NUM_TRAIN": "40", "NUM_VAL": "10", "NUM_TEST": "20", "MIN_LENGTH": "5", "MAX_LENGTH": "30"}
+    env = {
+        **SUBPROCESS_ENV,
+        **sizes,
+        "EPOCHS": "1",
+        "BATCH_SIZE": "8",
+        "EVAL_STEPS": "5",
+        "MODEL": TINY_MODEL,
+        "OUTPUT_DIR": str(output_dir),
+        "PYTHON": sys.executable,
+        "LAS_TRANSFORMERS_CACHE": str(tmp_path / "cache"),
+    }
+    process = subprocess.run(
+        ["bash", str(EXAMPLES / "quickstart.sh")], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert process.returncode == 0, process.stderr[-3000:]
+    rows = [
+        compare_runs.summarize(output_dir / name, label) for name, label in (("las", "LaS"), ("softmax", "softmax"))
+    ]
+    expected = compare_runs.compare_accuracies(*rows)  # from the runs' own files
+    assert f"Conclusion: {expected}" in process.stdout
+    assert f"Conclusion: {expected}" in (output_dir / "comparison.md").read_text()
+    assert rows[0]["test examples"] == 20
