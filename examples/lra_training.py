@@ -1,14 +1,16 @@
 # Copyright 2026 The las-transformers authors. Licensed under the Apache License, Version 2.0.
 """Helpers shared by `run_lra.py`, `compare_runs.py` and the study runner: per-task defaults, config overrides,
-number checks, the output-folder lock, learning curves.
+number checks (and the TrainingArguments checks built on them), the output-folder lock, learning curves.
 
-Kept out of `run_lra.py` so that the training script reads top to bottom like `run_glue.py`. Standard library only
-(matplotlib is imported where a plot is drawn), so importing it is cheap.
+Kept out of `run_lra.py` so that the training script reads top to bottom like `run_glue.py`. Standard library only at
+import time (`lra.validation` and matplotlib are imported where they are used), so importing it is cheap and needs
+no install: `compare_runs.py` runs from a bare checkout.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import json
 import math
@@ -17,7 +19,10 @@ import socket
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from transformers import TrainingArguments
 
 #: The per-task default files, `configs/<task>.json`.
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
@@ -118,7 +123,7 @@ def parse_config_overrides(text: str | None) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Number checks
+# Number checks, and the TrainingArguments checked with them
 # ---------------------------------------------------------------------------------------------------------------------
 
 
@@ -154,6 +159,62 @@ def check_number(
         if maximum is not None:
             bounds.append(f"{'<' if exclusive_maximum else '<='} {maximum:g}")
         raise UsageError(f"{name} must be a finite number {' and '.join(bounds)}, not {value:g}{why}")
+
+
+def check_flag(name: str, value: Any, why: str = "") -> None:
+    """The package's integer check (`lra.validation.check_int`, >= 1) for the flag `--name`, as a `UsageError`."""
+    from lra.validation import check_int  # here: compare_runs.py imports this module without the package on its path
+
+    try:
+        check_int(f"--{name}", value, why=why)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+
+
+def validate_training_arguments(training_args: TrainingArguments) -> None:
+    """Refuse the TrainingArguments that torch or Trainer would reject only after the data were generated and loaded
+    (`--seed -1`, `--adam_beta1 1.5`), or would take and act on wrongly without a word (a NaN weight decay makes
+    every weight NaN; a negative `--max_grad_norm` turns clipping off)."""
+    # NaN passes every comparison Trainer makes, infinity most: no float setting may be either.
+    for setting in dataclasses.fields(training_args):
+        value = getattr(training_args, setting.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UsageError(f"--{setting.name} must be a finite number, not {value}")
+    check_number("--learning_rate", training_args.learning_rate, minimum=0)
+    check_number("--weight_decay", training_args.weight_decay, minimum=0)
+    for name in ("adam_beta1", "adam_beta2"):
+        check_number(f"--{name}", getattr(training_args, name), minimum=0, maximum=1, exclusive_maximum=True)
+    check_number(
+        "--adam_epsilon",
+        training_args.adam_epsilon,
+        minimum=0,
+        exclusive_minimum=True,
+        why=" (with 0, a weight whose gradient is 0, such as the padding embedding, becomes 0 / 0 = NaN)",
+    )
+    check_number("--max_grad_norm", training_args.max_grad_norm, minimum=0, why=" (0 turns clipping off)")
+    check_number(
+        "--label_smoothing_factor", training_args.label_smoothing_factor, minimum=0, maximum=1, exclusive_maximum=True
+    )
+    check_number("--warmup_steps", training_args.warmup_steps, minimum=0)
+    check_number("--eval_delay", training_args.eval_delay, minimum=0)
+    if training_args.neftune_noise_alpha is not None:
+        check_number("--neftune_noise_alpha", training_args.neftune_noise_alpha, minimum=0)
+    for name in ("logging_steps", "save_steps", "eval_steps"):
+        if getattr(training_args, name) is not None:
+            check_number(f"--{name}", getattr(training_args, name), minimum=0, exclusive_minimum=True)
+    # random, numpy and torch all take seeds in [0, 2**32): set_seed fails on others, but only once the data are ready.
+    for name in ("seed", "data_seed"):
+        if getattr(training_args, name) is not None:
+            check_number(f"--{name}", getattr(training_args, name), minimum=0, maximum=2**32 - 1)
+    for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
+        check_flag(name, getattr(training_args, name))
+    if training_args.eval_accumulation_steps is not None:
+        check_flag("eval_accumulation_steps", training_args.eval_accumulation_steps)
+    if training_args.save_total_limit is not None:  # Trainer reads 0 and below as "no limit"
+        check_flag("save_total_limit", training_args.save_total_limit, why="; omit it to keep every checkpoint")
+    check_number("--dataloader_num_workers", training_args.dataloader_num_workers, minimum=0)
+    if training_args.do_train and training_args.max_steps <= 0 and not training_args.num_train_epochs > 0:
+        raise UsageError(f"--num_train_epochs must be > 0 (or --max_steps > 0), not {training_args.num_train_epochs}")
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -17,12 +17,18 @@ At the end, `output_dir` holds the final model with its remote code (`modeling_l
 `image_processing_las.py`), the tokenizer (token tasks) or the image processor (pixel tasks),
 `{train,eval,test,all}_results.json`, `trainer_state.json`, `learning_curves.png` and a model card (`README.md`)
 with the measured test accuracy; `--push_to_hub --hub_model_id user/name` uploads all of it.
+
+Every argument is checked before any data work (a bad one: one line on stderr, exit code 2). A run holds a lock on
+its `output_dir` (`lra_training.lock_folder`): a second run into the same folder is refused while the first lives.
+A run whose weights, gradients, losses or metrics turn NaN or infinite stops (exit code 1) before it saves that step
+or writes a card (`training_checks.StopOnNonFinite`). `--do_train False` evaluates the model of
+`--model_name_or_path`, and its card says that this run trained nothing. Resuming and generated data:
+`lra_run_state`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import importlib.util
 import json
 import logging
@@ -66,11 +72,12 @@ from lra_run_state import (
 )
 from lra_training import (
     UsageError,
-    check_number,
+    check_flag,
     lock_folder,
     parse_config_overrides,
     plot_learning_curves,
     task_defaults,
+    validate_training_arguments,
 )
 from training_checks import NonFiniteError, StopOnNonFinite
 from transformers import (
@@ -102,7 +109,6 @@ from lra.tasks import (
     PATHFINDER_RESOLUTIONS,
     TASK_SPECS,
 )
-from lra.validation import check_int
 
 logger = logging.getLogger(__name__)
 
@@ -342,60 +348,6 @@ def parse_arguments(argv: Sequence[str]) -> tuple[ModelArguments, DataArguments,
     validate_data_arguments(data_args)
     validate_run_plan(model_args, data_args, training_args)
     return model_args, data_args, training_args, defaults["model"]
-
-
-def check_flag(name: str, value: Any, why: str = "") -> None:
-    """The package's integer check (`lra.validation.check_int`, >= 1) for the flag `--name`, as a `UsageError`."""
-    try:
-        check_int(f"--{name}", value, why=why)
-    except ValueError as error:
-        raise UsageError(str(error)) from None
-
-
-def validate_training_arguments(training_args: TrainingArguments) -> None:
-    """Refuse the TrainingArguments that torch or Trainer would reject only after the data were generated and loaded
-    (`--seed -1`, `--adam_beta1 1.5`), or would take and act on wrongly without a word (a NaN weight decay makes
-    every weight NaN; a negative `--max_grad_norm` turns clipping off)."""
-    # NaN passes every comparison Trainer makes, infinity most: no float setting may be either.
-    for setting in dataclasses.fields(training_args):
-        value = getattr(training_args, setting.name)
-        if isinstance(value, float) and not math.isfinite(value):
-            raise UsageError(f"--{setting.name} must be a finite number, not {value}")
-    check_number("--learning_rate", training_args.learning_rate, minimum=0)
-    check_number("--weight_decay", training_args.weight_decay, minimum=0)
-    for name in ("adam_beta1", "adam_beta2"):
-        check_number(f"--{name}", getattr(training_args, name), minimum=0, maximum=1, exclusive_maximum=True)
-    check_number(
-        "--adam_epsilon",
-        training_args.adam_epsilon,
-        minimum=0,
-        exclusive_minimum=True,
-        why=" (with 0, a weight whose gradient is 0, such as the padding embedding, becomes 0 / 0 = NaN)",
-    )
-    check_number("--max_grad_norm", training_args.max_grad_norm, minimum=0, why=" (0 turns clipping off)")
-    check_number(
-        "--label_smoothing_factor", training_args.label_smoothing_factor, minimum=0, maximum=1, exclusive_maximum=True
-    )
-    check_number("--warmup_steps", training_args.warmup_steps, minimum=0)
-    check_number("--eval_delay", training_args.eval_delay, minimum=0)
-    if training_args.neftune_noise_alpha is not None:
-        check_number("--neftune_noise_alpha", training_args.neftune_noise_alpha, minimum=0)
-    for name in ("logging_steps", "save_steps", "eval_steps"):
-        if getattr(training_args, name) is not None:
-            check_number(f"--{name}", getattr(training_args, name), minimum=0, exclusive_minimum=True)
-    # random, numpy and torch all take seeds in [0, 2**32): set_seed fails on others, but only once the data are ready.
-    for name in ("seed", "data_seed"):
-        if getattr(training_args, name) is not None:
-            check_number(f"--{name}", getattr(training_args, name), minimum=0, maximum=2**32 - 1)
-    for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
-        check_flag(name, getattr(training_args, name))
-    if training_args.eval_accumulation_steps is not None:
-        check_flag("eval_accumulation_steps", training_args.eval_accumulation_steps)
-    if training_args.save_total_limit is not None:  # Trainer reads 0 and below as "no limit"
-        check_flag("save_total_limit", training_args.save_total_limit, why="; omit it to keep every checkpoint")
-    check_number("--dataloader_num_workers", training_args.dataloader_num_workers, minimum=0)
-    if training_args.do_train and training_args.max_steps <= 0 and not training_args.num_train_epochs > 0:
-        raise UsageError(f"--num_train_epochs must be > 0 (or --max_steps > 0), not {training_args.num_train_epochs}")
 
 
 def validate_data_arguments(data_args: DataArguments) -> None:
