@@ -780,21 +780,24 @@ def test_a_checkpoint_without_its_optimizer_is_not_resumed(trained, lra_data, da
     assert "incomplete checkpoint (missing: optimizer.pt)" in attempt(str(output_dir / "checkpoint-2"))
 
 
+def evaluation_only_args(model: Path, output_dir: Path, lra_data, datasets_cache) -> list[str]:
+    """A tiny run that evaluates `model` on the ListOps fixture without training it."""
+    return tiny_run_args(
+        "listops",
+        lra_data["listops"],
+        output_dir,
+        datasets_cache,
+        "--do_train",
+        "False",
+        "--model_name_or_path",
+        str(model),
+    )
+
+
 def test_an_evaluation_only_run_says_it_trained_nothing(trained, lra_data, datasets_cache, tmp_path):
     finished, _ = trained("listops")
     output_dir = tmp_path / "evaluated"
-    metrics = run_lra.main(
-        tiny_run_args(
-            "listops",
-            lra_data["listops"],
-            output_dir,
-            datasets_cache,
-            "--do_train",
-            "False",
-            "--model_name_or_path",
-            str(finished),
-        )
-    )
+    metrics = run_lra.main(evaluation_only_args(finished, output_dir, lra_data, datasets_cache))
     assert "train_loss" not in metrics and 0 <= metrics["test_accuracy"] <= 1
     card = (output_dir / "README.md").read_text()
     assert f"it evaluated `{finished}` as given" in card
@@ -814,18 +817,7 @@ def test_evaluating_a_model_with_nan_weights_fails_and_writes_no_card(trained, l
     model.save_pretrained(broken)
     output_dir = tmp_path / "evaluated"
     with pytest.raises(SystemExit) as exit_info:
-        run_lra.main(
-            tiny_run_args(
-                "listops",
-                lra_data["listops"],
-                output_dir,
-                datasets_cache,
-                "--do_train",
-                "False",
-                "--model_name_or_path",
-                str(broken),
-            )
-        )
+        run_lra.main(evaluation_only_args(broken, output_dir, lra_data, datasets_cache))
     assert exit_info.value.code == 1
     assert_no_card_and_finite_saves(output_dir)
 

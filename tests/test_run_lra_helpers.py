@@ -16,6 +16,7 @@ import torch
 
 from tests.utils import EXAMPLES, SUBPROCESS_ENV, import_example
 
+run_lra = import_example("run_lra")
 run_state = import_example("lra_run_state")
 lra_training = import_example("lra_training")
 training_checks = import_example("training_checks")
@@ -41,25 +42,9 @@ def make_checkpoint(folder: Path, skip: tuple[str, ...] = ()) -> Path:
     return folder
 
 
-def data_args(task: str = "listops", **fields) -> types.SimpleNamespace:
-    """The fields of run_lra's DataArguments the helpers read, at run_lra's defaults for the task."""
-    values = dict(
-        task=task,
-        data_dir=None,
-        max_length=None,
-        mnist_labels="digits",
-        pathfinder_resolution=32,
-        pathfinder_difficulty=14,
-        generate_seed=0,
-        generate_min_length=500,
-        generate_max_length=2000,
-        generate_num_images=200_000,
-        max_train_samples=None,
-        max_eval_samples=None,
-        max_test_samples=None,
-    )
-    values.update(fields)
-    return types.SimpleNamespace(**values)
+def data_args(task: str = "listops", **fields):
+    """run_lra's DataArguments for the task (its own defaults) with `fields` set."""
+    return run_lra.DataArguments(task=task, **fields)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
