@@ -17,21 +17,28 @@ At the end, `output_dir` holds the final model with its remote code (`modeling_l
 `image_processing_las.py`), the tokenizer (token tasks) or the image processor (pixel tasks),
 `{train,eval,test,all}_results.json`, `trainer_state.json`, `learning_curves.png` and a model card (`README.md`)
 with the measured test accuracy; `--push_to_hub --hub_model_id user/name` uploads all of it.
+
+Every argument is checked before any data work (a bad one: one line on stderr, exit code 2). A run holds a lock on
+its `output_dir` (`lra_training.lock_folder`): a second run into the same folder is refused while the first lives.
+A run whose weights, gradients, losses or metrics turn NaN or infinite stops (exit code 1) before it saves that step
+or writes a card (`training_checks.StopOnNonFinite`). `--do_train False` evaluates the model of
+`--model_name_or_path`, and its card says that this run trained nothing. Resuming and generated data:
+`lra_run_state`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import logging
-import math
 import os
 import platform
 import re
 import shlex
 import sys
-from collections.abc import Mapping, Sequence, Sized
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,10 +49,36 @@ if any(importlib.util.find_spec(name) is None for name in ("lra", "image_process
     sys.path.insert(0, str(REPO_ROOT))
 
 import datasets
+import lra_run_state
 import numpy as np
 import torch
 import transformers
-from lra_training import UsageError, parse_config_overrides, plot_learning_curves, task_defaults
+from lra_run_state import (
+    GENERATED_TASKS,
+    HUB_TASKS,
+    MNIST_TASKS,
+    RUN_RECORD,
+    check_checkpoint_matches,
+    clear_earlier_run,
+    describe_data,
+    differences_from_benchmark,
+    generate_data,
+    generated_data_dir,
+    mark_generated_data,
+    resolve_checkpoint,
+    resume_requested,
+    run_record,
+)
+from lra_training import (
+    UsageError,
+    check_flag,
+    lock_folder,
+    parse_config_overrides,
+    plot_learning_curves,
+    task_defaults,
+    validate_training_arguments,
+)
+from training_checks import NonFiniteError, StopOnNonFinite
 from transformers import (
     AutoConfig,
     AutoImageProcessor,
@@ -69,7 +102,6 @@ from las_attention import LAS_IMPLEMENTATIONS
 from lra import listops as listops_generator
 from lra import pathfinder as pathfinder_generator
 from lra.faults import kill_point
-from lra.hub_data import HUB_SOURCES
 from lra.tasks import (
     PATHFINDER_DEFAULT_DIFFICULTY,
     PATHFINDER_DEFAULT_RESOLUTION,
@@ -78,16 +110,9 @@ from lra.tasks import (
     TASK_SPECS,
 )
 from lra.tokenization import pixel_pool_processor_settings, pooled_side
-from lra.validation import check_int
 
 logger = logging.getLogger(__name__)
 
-#: Tasks whose data our own generators produce, so they need no `--data_dir` (the task registry says which).
-GENERATED_TASKS = tuple(name for name, spec in TASK_SPECS.items() if spec.generated)
-#: Sequential / permuted MNIST: idx files of MNIST or Fashion-MNIST (`--mnist_labels`).
-MNIST_TASKS = ("smnist", "pmnist")
-#: Tasks whose source is a Hub data set, read with `datasets.load_dataset` when there is no `--data_dir`.
-HUB_TASKS = tuple(HUB_SOURCES)
 #: LaSConfig fields shown on the model card.
 CARD_CONFIG_FIELDS = (
     "attention_type",
@@ -109,33 +134,6 @@ CARD_CONFIG_FIELDS = (
 )
 #: Measured values shown on the model card (the accuracies also go into its model-index).
 CARD_RESULT_KEYS = ("test_accuracy", "eval_accuracy", "test_loss", "eval_loss")
-#: Written next to every saved model (each checkpoint and the final one): what a checkpoint must share with the run
-#: that resumes it (see `run_record`).
-RUN_RECORD = "lra_run.json"
-#: LaSConfig / PretrainedConfig keys that are bookkeeping, not the model: they differ between a new config and the
-#: same config saved and loaded again, so they are left out of the run record.
-UNRECORDED_CONFIG_KEYS = (
-    "transformers_version",
-    "_name_or_path",
-    "architectures",
-    "dtype",
-    "torch_dtype",
-    "_attn_implementation_autoset",
-    "auto_map",
-    "return_dict",
-    "output_attentions",
-    "output_hidden_states",
-    "use_cache",
-)
-#: DataArguments that say where files go or how fast they are made, not what the data are: not in the run record.
-UNRECORDED_DATA_FIELDS = (
-    "cache_dir",
-    "generated_data_root",
-    "generate_workers",
-    "preprocessing_num_workers",
-    "overwrite_output_dir",
-    "early_stopping_patience",  # when to stop, not what the checkpoint is: a resume may change it
-)
 #: The test split's predictions, one row per example (`save_predictions`).
 TEST_PREDICTIONS = "test_predictions.csv"
 #: The generators' argument names as they appear in their error messages -> this script's flags.
@@ -372,26 +370,8 @@ def parse_arguments(argv: Sequence[str]) -> tuple[ModelArguments, DataArguments,
             "--early_stopping_patience needs --load_best_model_at_end True and --metric_for_best_model (e.g. "
             "accuracy), with evaluations during training (--eval_strategy steps or epoch)"
         )
+    validate_run_plan(model_args, data_args, training_args)
     return model_args, data_args, training_args, defaults["model"]
-
-
-def check_flag(name: str, value: Any, why: str = "") -> None:
-    """The package's integer check (`lra.validation.check_int`, >= 1) for the flag `--name`, as a `UsageError`."""
-    try:
-        check_int(f"--{name}", value, why=why)
-    except ValueError as error:
-        raise UsageError(str(error)) from None
-
-
-def validate_training_arguments(training_args: TrainingArguments) -> None:
-    """Refuse the TrainingArguments that would fail deep inside torch, or only after the data were generated."""
-    learning_rate = training_args.learning_rate
-    if not (math.isfinite(learning_rate) and learning_rate >= 0):
-        raise UsageError(f"--learning_rate must be a finite number >= 0, not {learning_rate}")
-    for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
-        check_flag(name, getattr(training_args, name))
-    if training_args.do_train and training_args.max_steps <= 0 and not training_args.num_train_epochs > 0:
-        raise UsageError(f"--num_train_epochs must be > 0 (or --max_steps > 0), not {training_args.num_train_epochs}")
 
 
 def validate_data_arguments(data_args: DataArguments) -> None:
@@ -399,6 +379,10 @@ def validate_data_arguments(data_args: DataArguments) -> None:
     split empty, or fail only after minutes of data generation."""
     if data_args.max_length is not None:
         check_flag("max_length", data_args.max_length, why="; omit it for the task's length")
+        if TASK_SPECS[data_args.task].input_kind == "pixels":
+            raise UsageError(
+                f"--max_length applies to token tasks; {data_args.task} images have a fixed number of pixels: omit it"
+            )
     for name in ("max_train_samples", "max_eval_samples", "max_test_samples"):
         if getattr(data_args, name) is not None:
             check_flag(
@@ -452,186 +436,33 @@ def validate_data_arguments(data_args: DataArguments) -> None:
         ) from None
 
 
-def checkpoint_is_complete(checkpoint: str | os.PathLike[str]) -> bool:
-    """Whether a checkpoint's save finished: Trainer writes `trainer_state.json` last, after the weights, optimizer,
-    scheduler and RNG states, so a save killed midway leaves it missing (or cut short)."""
-    try:
-        json.loads((Path(checkpoint) / "trainer_state.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return True
-
-
-def checkpoint_folders(output_dir: str | os.PathLike[str]) -> list[Path]:
-    """The `checkpoint-<step>` folders of output_dir, newest (highest step) first."""
-    folders = [path for path in Path(output_dir).glob("checkpoint-*") if path.is_dir() and path.name[11:].isdigit()]
-    return sorted(folders, key=lambda path: int(path.name[11:]), reverse=True)
-
-
-def last_complete_checkpoint(output_dir: str | os.PathLike[str]) -> Path | None:
-    """The newest complete checkpoint in output_dir; newer ones whose save was interrupted are skipped (warning)."""
-    for folder in checkpoint_folders(output_dir):
-        if checkpoint_is_complete(folder):
-            return folder
-        logger.warning(f"Skipping {folder}: its save was interrupted (no readable trainer_state.json)")
-    return None
-
-
-def resolve_checkpoint(training_args: TrainingArguments, data_args: DataArguments) -> str | None:
-    """The checkpoint to resume from: `--resume_from_checkpoint PATH`, or `True` for the last complete one in
-    output_dir. A new training run into an output_dir holding checkpoints is refused unless --overwrite_output_dir:
-    its checkpoints would mix with the earlier run's, and a later resume would pick the wrong ones."""
-    value = training_args.resume_from_checkpoint
-    output_dir = training_args.output_dir
-    if value is None or value.lower() in ("false", "none", ""):
-        earlier = checkpoint_folders(output_dir) if os.path.isdir(output_dir) else []
-        if earlier and training_args.do_train and not data_args.overwrite_output_dir:
-            names = ", ".join(path.name for path in earlier[:3]) + (", ..." if len(earlier) > 3 else "")
+def validate_run_plan(model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments) -> None:
+    """Refuse a run that would do nothing, evaluate an untrained model as if it were one, or write into a file."""
+    if not (training_args.do_train or training_args.do_eval or training_args.do_predict):
+        raise UsageError("nothing to do: --do_train, --do_eval and --do_predict are all False")
+    if not training_args.do_train:
+        if resume_requested(training_args.resume_from_checkpoint):
             raise UsageError(
-                f"{output_dir} holds checkpoints of an earlier run ({names}): pass "
-                "--resume_from_checkpoint True to continue it, or --overwrite_output_dir to start over "
-                "(deletes them)"
+                "--resume_from_checkpoint continues a training run, but --do_train is False; to evaluate a "
+                "checkpoint, pass it as --model_name_or_path"
             )
-        return None
-    if value.lower() in ("true", "last"):
-        last = last_complete_checkpoint(output_dir) if os.path.isdir(output_dir) else None
-        if last is None:
+        if not model_args.model_name_or_path:
             raise UsageError(
-                f"--resume_from_checkpoint True: no checkpoint to resume in {output_dir} (no "
-                "checkpoint-* folder whose save completed)"
+                "--do_train False evaluates an existing model: pass it with --model_name_or_path (without one the "
+                "model would be a new one with random weights, and its card would describe an untrained model)"
             )
-        return str(last)
-    if not os.path.isdir(value):
-        raise UsageError(f"--resume_from_checkpoint {value}: no such folder")
-    if not checkpoint_is_complete(value):
-        raise UsageError(
-            f"--resume_from_checkpoint {value}: incomplete checkpoint (no readable trainer_state.json, "
-            "its save was interrupted); pass an earlier one"
-        )
-    return value
-
-
-def clear_earlier_run(output_dir: str | os.PathLike[str]) -> None:
-    """--overwrite_output_dir: delete the checkpoints and run record of the earlier run in output_dir."""
-    import shutil
-
-    for folder in checkpoint_folders(output_dir):
-        logger.warning(f"--overwrite_output_dir: deleting {folder} of an earlier run")
-        shutil.rmtree(folder)
-    (Path(output_dir) / RUN_RECORD).unlink(missing_ok=True)
-
-
-def run_record(data_args: DataArguments, config) -> dict[str, Any]:
-    """What a checkpoint must share with the run that resumes it: the task, the model config (attention type
-    included) and the data settings; as JSON values, so that it compares equal with the copy read back."""
-    model = {key: value for key, value in config.to_dict().items() if key not in UNRECORDED_CONFIG_KEYS}
-    data = {key: value for key, value in asdict(data_args).items() if key not in UNRECORDED_DATA_FIELDS}
-    if data_args.data_dir is not None:  # generation settings do not apply to a local copy; where it lies does
-        data = {key: value for key, value in data.items() if not key.startswith("generate_")}
-        data["data_dir"] = str(Path(data_args.data_dir).expanduser().resolve())
-    if data_args.task != "pathfinder":
-        data = {key: value for key, value in data.items() if not key.startswith("pathfinder_")}
-    record = {"task": data_args.task, "attention_type": config.attention_type, "model": model, "data": data}
-    return json.loads(json.dumps(record, sort_keys=True, default=str))
-
-
-def _differences(saved: Any, current: Any, prefix: str = "") -> list[str]:
-    """`name: saved -> current` for each leaf where two run records differ."""
-    if isinstance(saved, dict) and isinstance(current, dict):
-        return [
-            line
-            for key in sorted(set(saved) | set(current))
-            for line in _differences(saved.get(key), current.get(key), f"{prefix}{key}.")
-        ]
-    return [] if saved == current else [f"{prefix.rstrip('.')}: {saved!r} there, {current!r} here"]
-
-
-def check_checkpoint_matches(checkpoint: str, record: dict[str, Any]) -> None:
-    """Refuse to resume `checkpoint` with a run that differs from the one that saved it (one line, exit code 2).
-
-    A checkpoint saved before run records existed is compared on the model card's config fields.
-    """
-    saved_file = Path(checkpoint) / RUN_RECORD
-    if saved_file.is_file():
-        saved = json.loads(saved_file.read_text())
-        current = record
-    else:
-        saved_config = json.loads((Path(checkpoint) / "config.json").read_text())
-        saved = {name: saved_config.get(name) for name in CARD_CONFIG_FIELDS}
-        current = {name: record["model"].get(name) for name in CARD_CONFIG_FIELDS}
-    differences = _differences(saved, current)
-    if differences:
-        shown = "; ".join(differences[:3]) + (f"; and {len(differences) - 3} more" if len(differences) > 3 else "")
-        raise UsageError(
-            f"--resume_from_checkpoint: {checkpoint} belongs to another run ({shown}); resume with the "
-            "same task, attention type, model config and data settings, or start a new run"
-        )
+    for flag, path in (
+        ("--output_dir", training_args.output_dir),
+        ("--cache_dir", data_args.cache_dir),
+        ("--generated_data_root", data_args.generated_data_root),
+    ):
+        if path is not None and Path(path).expanduser().exists() and not Path(path).expanduser().is_dir():
+            raise UsageError(f"{flag} {path} is a file, not a folder")
 
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Data
 # ---------------------------------------------------------------------------------------------------------------------
-
-
-#: The file that marks a folder of generated data as complete and loadable.
-GENERATED_MARKER = ".complete"
-
-
-def generated_data_dir(data_args: DataArguments) -> Path:
-    """The cache folder of generated data: one per task and set of generation parameters."""
-    root = data_args.generated_data_root or os.path.join(
-        os.environ.get("LAS_TRANSFORMERS_CACHE", os.path.join(Path.home(), ".cache", "las-transformers")), "lra"
-    )
-    if data_args.task == "listops":
-        name = (
-            f"listops-train{data_args.generate_num_train}-val{data_args.generate_num_val}-test{data_args.generate_num_test}"
-            f"-len{data_args.generate_min_length}-{data_args.generate_max_length}-seed{data_args.generate_seed}"
-        )
-    else:
-        name = (
-            f"pathfinder{data_args.pathfinder_resolution}-difficulty{data_args.pathfinder_difficulty}"
-            f"-n{data_args.generate_num_images}-seed{data_args.generate_seed}"
-        )
-    return Path(root).expanduser() / name
-
-
-def generate_data(data_args: DataArguments, folder: Path) -> None:
-    """Run the task's generator into `folder` unless an earlier run completed it (a marker file says so).
-
-    The marker is written by `mark_generated_data` once the data loaded, so a folder whose generation or load
-    failed is made again (the generators resume or replace what they find there).
-    """
-    if (folder / GENERATED_MARKER).is_file():
-        logger.info(f"Reusing the generated data in {folder}")
-        return
-    logger.info(f"Generating {data_args.task} data into {folder} (done once; later runs reuse it)")
-    if data_args.task == "listops":
-        listops_generator.generate_listops(
-            folder / "listops-1000",
-            num_train=data_args.generate_num_train,
-            num_val=data_args.generate_num_val,
-            num_test=data_args.generate_num_test,
-            seed=data_args.generate_seed,
-            min_length=data_args.generate_min_length,
-            max_length=data_args.generate_max_length,
-            overwrite=True,  # our own cache folder, not marked complete: whatever is there is an unfinished attempt
-        )
-    else:
-        pathfinder_generator.generate_pathfinder(
-            folder,
-            resolution=data_args.pathfinder_resolution,
-            difficulty=data_args.pathfinder_difficulty,
-            num_images=data_args.generate_num_images,
-            seed=data_args.generate_seed,
-            workers=data_args.generate_workers,
-        )
-
-
-def mark_generated_data(data_args: DataArguments, folder: Path) -> None:
-    """Record that the generated data in `folder` are complete and load: later runs reuse them."""
-    marker = folder / GENERATED_MARKER
-    if not marker.is_file():
-        marker.write_text(json.dumps(asdict(data_args), indent=2))
 
 
 def task_options(data_args: DataArguments) -> dict[str, Any]:
@@ -672,60 +503,6 @@ def load_datasets(data_args: DataArguments, training_args: TrainingArguments, to
             pixel_pool_size=data_args.pixel_pool_size,
         )
     return encoded
-
-
-def describe_data(data_args: DataArguments, data: Mapping[str, Sized]) -> str:
-    """One paragraph for the model card: where the data came from, the split sizes, and whether the run's accuracy
-    can be compared with published LRA numbers (only on the full task)."""
-    defaults = DataArguments(task=data_args.task)
-    sizes = " / ".join(f"{len(data[split]):,}" for split in ("train", "validation", "test") if split in data)
-    if data_args.task in MNIST_TASKS:
-        dataset = "Fashion-MNIST" if data_args.mnist_labels == "fashion" else "MNIST"
-        order = "in pMNIST's fixed permuted order" if data_args.task == "pmnist" else "row-major"
-        source = f"{dataset} from the idx files of a local copy, as sequences of 784 pixels {order}"
-        generated_as_lra = True  # not an LRA task: "comparable" here means the full standard splits
-    elif data_args.data_dir is not None:
-        source = f"the LRA {data_args.task} files of a local copy of the official data"
-        generated_as_lra = True
-    elif data_args.task in HUB_TASKS:
-        source = f"the Hub data set {HUB_SOURCES[data_args.task].repo_id}, converted as the LRA {data_args.task} task"
-        generated_as_lra = True
-    elif data_args.task == "listops":
-        source = (
-            f"ListOps generated by the las-transformers generator (seed {data_args.generate_seed}), expressions of "
-            f"{data_args.generate_min_length} to {data_args.generate_max_length} tokens"
-        )
-        names = (
-            "generate_num_train",
-            "generate_num_val",
-            "generate_num_test",
-            "generate_min_length",
-            "generate_max_length",
-        )
-        generated_as_lra = all(getattr(data_args, n) == getattr(defaults, n) for n in names)
-    else:
-        source = (
-            f"Pathfinder {data_args.pathfinder_resolution}x{data_args.pathfinder_resolution}, contour length "
-            f"{data_args.pathfinder_difficulty}, generated by the las-transformers generator "
-            f"(seed {data_args.generate_seed}, {data_args.generate_num_images:,} images)"
-        )
-        generated_as_lra = data_args.generate_num_images == defaults.generate_num_images and (
-            data_args.pathfinder_resolution,
-            data_args.pathfinder_difficulty,
-        ) == (PATHFINDER_DEFAULT_RESOLUTION, PATHFINDER_DEFAULT_DIFFICULTY)
-    trimmed = any(
-        getattr(data_args, n) is not None for n in ("max_train_samples", "max_eval_samples", "max_test_samples")
-    )
-    if data_args.pixel_pool_size > 1:
-        side = pooled_side(
-            lra.task_info(data_args.task, **task_options(data_args)).max_length, data_args.pixel_pool_size
-        )
-        source += f", averaged over {data_args.pixel_pool_size}x{data_args.pixel_pool_size} blocks to {side}x{side}"
-        trimmed = True
-    text = f"{source}; train / validation / test: {sizes} examples."
-    if not generated_as_lra or trimmed:
-        text += " This is smaller or other than the standard task, so published accuracies are not comparable."
-    return text
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -872,13 +649,21 @@ class LRATrainer(Trainer):
         task: str,
         command: str,
         data_description: str | None = None,
+        comparable: bool = True,
+        evaluated_model: str | None = None,
         run_record: dict[str, Any] | None = None,
         **kwargs,
     ):
+        """Args beyond Trainer's: the `task`, the `command` line and the `data_description` shown on the card;
+        `comparable`: whether the data are the benchmark's (else the card quotes no published accuracy beside the
+        measured one); `evaluated_model`: the checkpoint an evaluation-only run evaluated (the card then says this
+        run trained nothing); `run_record`: written next to every saved model (`RUN_RECORD`)."""
         super().__init__(*args, **kwargs)
         self.task = task
         self.command = command
         self.data_description = data_description
+        self.comparable = comparable
+        self.evaluated_model = evaluated_model
         self.run_record = run_record
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
@@ -912,11 +697,15 @@ class LRATrainer(Trainer):
             attention_type=config.attention_type,
             results={key: value for key, value in self.measured_results().items() if key in CARD_RESULT_KEYS},
             config={name: getattr(config, name) for name in CARD_CONFIG_FIELDS},
-            training_args={name: getattr(self.args, name) for name in CARD_TRAINING_FIELDS},
+            # An evaluation-only run used none of its training arguments: the card shows none.
+            training_args=None
+            if self.evaluated_model
+            else {name: getattr(self.args, name) for name in CARD_TRAINING_FIELDS},
             machine=describe_machine(self.args),
             command=self.command,
-            paper_accuracy=paper_accuracy(self.task, config.attention_type),
+            paper_accuracy=paper_accuracy(self.task, config.attention_type) if self.comparable else None,
             data_description=self.data_description,
+            evaluated_model=self.evaluated_model,
         )
         card.save(os.path.join(self.args.output_dir, "README.md"))
 
@@ -973,13 +762,33 @@ def save_predictions(prediction, path: Path) -> None:
 def run(argv: Sequence[str], callbacks: Sequence[TrainerCallback] = ()) -> dict[str, float]:
     """Train / evaluate / test as the arguments say; return every metric of the run."""
     model_args, data_args, training_args, model_defaults = parse_arguments(argv)
-    checkpoint = resolve_checkpoint(training_args, data_args)
     info = lra.task_info(data_args.task, **task_options(data_args))
     config = build_config(model_args, data_args, model_defaults, info)
     record = run_record(data_args, config)
-    if checkpoint is not None:
-        check_checkpoint_matches(checkpoint, record)
+    # One run per output_dir at a time: two would mix their weights, config and card. The main process holds it for
+    # the processes of a distributed run.
+    is_main = training_args.process_index == 0
+    with lock_folder(training_args.output_dir, "--output_dir") if is_main else contextlib.nullcontext():
+        checkpoint = resolve_checkpoint(training_args, data_args)
+        if checkpoint is not None:
+            check_checkpoint_matches(checkpoint, record, fallback_fields=CARD_CONFIG_FIELDS)
+        return train_and_evaluate(
+            argv, model_args, data_args, training_args, info, config, record, checkpoint, callbacks
+        )
 
+
+def train_and_evaluate(
+    argv: Sequence[str],
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    training_args: TrainingArguments,
+    info: lra.TaskInfo,
+    config: LaSConfig,
+    record: dict[str, Any],
+    checkpoint: str | None,
+    callbacks: Sequence[TrainerCallback],
+) -> dict[str, float]:
+    """The run proper, once its arguments are checked and its output_dir is locked."""
     logging.basicConfig(
         format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
         datefmt="%m/%d/%Y %H:%M:%S",
@@ -990,7 +799,8 @@ def run(argv: Sequence[str], callbacks: Sequence[TrainerCallback] = ()) -> dict[
     log_level = training_args.get_process_log_level()
     datasets.utils.logging.set_verbosity(log_level)
     transformers.utils.logging.set_verbosity(log_level)
-    logger.setLevel(min(log_level, logging.INFO) if training_args.should_log else log_level)
+    for script_logger in (logger, lra_run_state.logger):
+        script_logger.setLevel(min(log_level, logging.INFO) if training_args.should_log else log_level)
     logger.debug(f"Training/evaluation parameters {training_args}")
 
     tokenizer = load_tokenizer(model_args, data_args.task)
@@ -1014,10 +824,13 @@ def run(argv: Sequence[str], callbacks: Sequence[TrainerCallback] = ()) -> dict[
         processing_class=tokenizer if tokenizer is not None else load_image_processor(model_args, data_args),
         data_collator=lra.LRADataCollator(pad_token_id=info.pad_token_id or 0),
         compute_metrics=accuracy_metric(data_args.task),
-        callbacks=[*callbacks, *early_stopping(data_args)],
+        # A run whose numbers turn NaN or infinite stops with an error before it saves them or writes a card.
+        callbacks=[StopOnNonFinite(), *callbacks, *early_stopping(data_args)],
         task=data_args.task,
         command=describe_command(argv),
         data_description=describe_data(data_args, data),
+        comparable=not differences_from_benchmark(data_args, data),
+        evaluated_model=None if training_args.do_train else model_args.model_name_or_path,
         run_record=record,
     )
 
@@ -1029,8 +842,6 @@ def run(argv: Sequence[str], callbacks: Sequence[TrainerCallback] = ()) -> dict[
         trainer.log_metrics("train", train_metrics)
         trainer.save_metrics("train", train_metrics)
         metrics.update(train_metrics)
-    else:
-        trainer.save_model()  # an evaluation-only run still leaves a loadable model beside its card
 
     for split, prefix, wanted in (
         ("validation", "eval", training_args.do_eval),
@@ -1049,6 +860,8 @@ def run(argv: Sequence[str], callbacks: Sequence[TrainerCallback] = ()) -> dict[
             trainer.log_metrics(prefix, split_metrics)
             trainer.save_metrics(prefix, split_metrics)
             metrics.update(split_metrics)
+    if not training_args.do_train:
+        trainer.save_model()  # an evaluation-only run leaves the model it evaluated (and found finite) beside its card
 
     trainer.save_state()
     trainer.create_model_card()
@@ -1072,7 +885,7 @@ def main(argv: Sequence[str] | None = None, callbacks: Sequence[TrainerCallback]
     except UsageError as error:
         print(f"run_lra.py: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
-    except lra.LRADataError as error:  # missing or malformed data: the message names the file (and line)
+    except (lra.LRADataError, NonFiniteError) as error:  # bad data (the message names the file), or a diverged run
         print(f"run_lra.py: error: {error}", file=sys.stderr)
         raise SystemExit(1) from None
 

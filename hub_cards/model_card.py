@@ -185,6 +185,7 @@ def render_model_card(
     paper_accuracy: float | None = None,
     code_url: str | None = None,
     data_description: str | None = None,
+    evaluated_model: str | None = None,
 ) -> ModelCard:
     """Render the model card of a LaS model trained on one LRA task.
 
@@ -208,6 +209,9 @@ def render_model_card(
         code_url: URL of the las-transformers repository, for the pointer to its README.
         data_description: what the model was trained and evaluated on, as free text (e.g. a generated set smaller
             than the LRA task); shown above the results, so that a reader does not compare unlike numbers.
+        evaluated_model: set for a run that evaluated an existing model without training it: the checkpoint (folder
+            or Hub id) it evaluated. The card then says that this run trained nothing, instead of presenting a
+            training setup.
 
     Returns:
         The card; ``card.save(path)`` writes README.md, ``card.push_to_hub(repo_id)`` uploads it.
@@ -293,5 +297,6 @@ def render_model_card(
         machine=machine,
         code_url=code_url,
         data_description=data_description,
+        evaluated_model=evaluated_model,
         citation=LAS_CITATION,
     )

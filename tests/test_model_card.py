@@ -113,3 +113,10 @@ def test_pmnist_card_is_not_called_an_lra_task_and_its_example_permutes(tmp_path
     assert "Accuracy on pMNIST" in card.text
     # The example's image processor applies the pixel order (tests/test_image_processor.py checks it is lra's).
     assert "AutoImageProcessor" in card.text and "pMNIST's fixed pixel order" in card.text
+
+
+def test_an_evaluation_only_card_says_it_trained_nothing() -> None:
+    text = _listops_card(training_args=None, evaluated_model="runs/listops-las").text
+    assert "it evaluated `runs/listops-las` as given" in text
+    assert "Training arguments:" not in text
+    assert "evaluated `" not in _listops_card().text  # a training run's card says nothing of the kind

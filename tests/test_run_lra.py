@@ -32,6 +32,7 @@ from tests.utils import (
 )
 
 run_lra = import_example("run_lra")
+run_state = import_example("lra_run_state")
 import lra  # noqa: E402  (after run_lra, which puts the repository on sys.path when needed)
 
 LISTOPS_EXPRESSION = "( ( ( [MAX 2 ) 9 ) ] )"
@@ -366,6 +367,36 @@ def test_bad_arguments_exit_with_one_line(lra_data, tmp_path):
         (["--task", "pathfinder", "--pathfinder_resolution", "48"], "Invalid --pathfinder_resolution=48"),
         (["--task", "smnist"], "apt-get install dataset-fashion-mnist"),
         (["--task", "pmnist", "--data_dir", ".", "--mnist_labels", "letters"], "--mnist_labels must be one of"),
+        # Numbers torch or Trainer would refuse only after the data work, or take and turn into NaN weights:
+        (["--task", "listops", "--seed", "-1"], "--seed must be a finite number >= 0 and <= 4.29497e+09, not -1"),
+        (["--task", "listops", "--data_seed", "-5"], "--data_seed must be a finite number >= 0"),
+        (["--task", "listops", "--adam_beta1", "1.5"], "--adam_beta1 must be a finite number >= 0 and < 1, not 1.5"),
+        (["--task", "listops", "--adam_beta2", "-0.1"], "--adam_beta2 must be a finite number >= 0 and < 1"),
+        (["--task", "listops", "--adam_epsilon", "-1"], "--adam_epsilon must be a finite number > 0, not -1"),
+        (["--task", "listops", "--adam_epsilon", "0"], "--adam_epsilon must be a finite number > 0, not 0"),
+        (["--task", "listops", "--weight_decay", "nan"], "--weight_decay must be a finite number, not nan"),
+        (["--task", "listops", "--weight_decay", "-0.1"], "--weight_decay must be a finite number >= 0"),
+        (["--task", "listops", "--max_grad_norm", "-1"], "--max_grad_norm must be a finite number >= 0"),
+        (["--task", "listops", "--max_grad_norm", "inf"], "--max_grad_norm must be a finite number, not inf"),
+        (["--task", "listops", "--num_train_epochs", "inf"], "--num_train_epochs must be a finite number, not inf"),
+        (["--task", "listops", "--warmup_steps", "nan"], "--warmup_steps must be a finite number, not nan"),
+        (["--task", "listops", "--label_smoothing_factor", "1"], "--label_smoothing_factor must be a finite number"),
+        (["--task", "listops", "--save_total_limit", "0"], "--save_total_limit must be an int >= 1"),
+        (["--task", "listops", "--eval_accumulation_steps", "0"], "--eval_accumulation_steps must be an int >= 1"),
+        (["--task", "listops", "--dataloader_num_workers", "-1"], "--dataloader_num_workers must be a finite number"),
+        (["--task", "listops", "--save_steps", "-5"], "--save_steps must be a finite number > 0"),
+        (["--task", "pathfinder", "--max_length", "64"], "--max_length applies to token tasks"),
+        # What the run would do:
+        (["--task", "listops", "--do_train", "False"], "--do_train False evaluates an existing model"),
+        (
+            ["--task", "listops", "--do_train", "False", "--resume_from_checkpoint", "True"],
+            "--resume_from_checkpoint continues a training run, but --do_train is False",
+        ),
+        (
+            ["--task", "listops", "--do_train", "False", "--do_eval", "False", "--do_predict", "False"]
+            + ["--eval_strategy", "no", "--load_best_model_at_end", "False"],  # else Trainer turns do_eval on
+            "nothing to do",
+        ),
     ],
 )
 def test_more_bad_arguments_in_process(argv, message, tmp_path, capsys):
@@ -428,18 +459,18 @@ def tiny_generated_listops_argv(tmp_path) -> list[str]:
 
 def test_generated_listops_is_reused(tmp_path):
     model_args, data_args, training_args, _ = run_lra.parse_arguments(tiny_generated_listops_argv(tmp_path))
-    folder = run_lra.generated_data_dir(data_args)
+    folder = run_state.generated_data_dir(data_args)
     assert folder.parent == tmp_path / "gen" and "train6" in folder.name
     tokenizer = lra.get_tokenizer("listops")
     run_lra.load_datasets(data_args, training_args, tokenizer)
     train_file = folder / "listops-1000" / "basic_train.tsv"
     assert len(train_file.read_text().splitlines()) == 1 + 6
-    assert (folder / run_lra.GENERATED_MARKER).is_file()  # generated and loaded
+    assert (folder / run_state.GENERATED_MARKER).is_file()  # generated and loaded
     stamp = train_file.stat().st_mtime_ns
     run_lra.load_datasets(data_args, training_args, tokenizer)  # second run: nothing regenerated
     assert train_file.stat().st_mtime_ns == stamp
     assert (
-        run_lra.generated_data_dir(
+        run_state.generated_data_dir(
             run_lra.parse_arguments(
                 [
                     "--task",
@@ -458,14 +489,15 @@ def test_generated_listops_is_reused(tmp_path):
 
     # The model card says what the data were, and that a small generated set is not the LRA task.
     sizes = {"train": range(6), "validation": range(2), "test": range(2)}
-    description = run_lra.describe_data(data_args, sizes)
+    description = run_state.describe_data(data_args, sizes)
     assert description.startswith(
         "ListOps generated by the las-transformers generator (seed 0), expressions of 5 to 60"
     )
     assert "train / validation / test: 6 / 2 / 2 examples." in description
     assert "published accuracies are not comparable" in description
     lra_sized = run_lra.parse_arguments(["--task", "listops", "--output_dir", str(tmp_path / "o")])[1]
-    assert "not comparable" not in run_lra.describe_data(lra_sized, sizes)
+    full_sizes = {"train": range(96_000), "validation": range(2_000), "test": range(2_000)}
+    assert "not comparable" not in run_state.describe_data(lra_sized, full_sizes)
 
 
 def test_config_precedence(tmp_path):
@@ -563,12 +595,12 @@ def test_killed_checkpoint_save_resumes_from_the_last_complete_one(lra_data, dat
     assert exit_info.value.code == 2
 
     recorder = RecordSteps()
-    with caplog.at_level("WARNING", logger="run_lra"):
+    with caplog.at_level("WARNING", logger="lra_run_state"):
         run_lra.main(args(killed, "--resume_from_checkpoint", "True"), callbacks=[recorder])
     assert f"Skipping {killed / 'checkpoint-4'}: its save was interrupted" in caplog.text
     assert recorder.start_step == 2 and recorder.steps == [3, 4]
     assert _file_hashes(killed / "checkpoint-2") == complete  # nothing earlier was lost or touched
-    assert run_lra.checkpoint_is_complete(killed / "checkpoint-4")
+    assert run_state.checkpoint_is_complete(killed / "checkpoint-4")
 
     run_lra.main(args(tmp_path / "uninterrupted"))
     expected, resumed = _training_logs(tmp_path / "uninterrupted"), _training_logs(killed)
@@ -582,7 +614,7 @@ def test_resume_of_another_run_is_refused_and_changes_nothing(trained, lra_data,
     shutil.copytree(finished, output_dir)
     before = _file_hashes(output_dir)
     capsys.readouterr()  # the fixture's training output
-    assert json.loads((output_dir / "checkpoint-2" / run_lra.RUN_RECORD).read_text())["attention_type"] == "las"
+    assert json.loads((output_dir / "checkpoint-2" / run_state.RUN_RECORD).read_text())["attention_type"] == "las"
 
     def attempt(*extra: str) -> str:
         with pytest.raises(SystemExit) as exit_info:
@@ -622,7 +654,7 @@ def test_resume_of_another_run_is_refused_and_changes_nothing(trained, lra_data,
         )
     )
     assert sorted(path.name for path in output_dir.glob("checkpoint-*")) == ["checkpoint-1"]
-    for record in (output_dir / run_lra.RUN_RECORD, output_dir / "checkpoint-1" / run_lra.RUN_RECORD):
+    for record in (output_dir / run_state.RUN_RECORD, output_dir / "checkpoint-1" / run_state.RUN_RECORD):
         assert json.loads(record.read_text())["attention_type"] == "softmax"
 
 
@@ -630,7 +662,7 @@ def test_generated_data_are_marked_complete_only_once_they_load(tmp_path, monkey
     import lra.listops
 
     _, data_args, training_args, _ = run_lra.parse_arguments(tiny_generated_listops_argv(tmp_path))
-    folder = run_lra.generated_data_dir(data_args)
+    folder = run_state.generated_data_dir(data_args)
     validation = folder / "listops-1000" / "basic_val.tsv"
     real_generator = lra.listops.generate_listops
 
@@ -642,8 +674,189 @@ def test_generated_data_are_marked_complete_only_once_they_load(tmp_path, monkey
     monkeypatch.setattr(lra.listops, "generate_listops", faulty_generator)
     with pytest.raises(lra.LRAFormatError, match=rf"{validation}: only the header, no example"):
         run_lra.load_datasets(data_args, training_args, lra.get_tokenizer("listops"))
-    assert not (folder / run_lra.GENERATED_MARKER).exists()
+    assert not (folder / run_state.GENERATED_MARKER).exists()
     monkeypatch.undo()
     data = run_lra.load_datasets(data_args, training_args, lra.get_tokenizer("listops"))  # generated again
     assert {split: len(part) for split, part in data.items()} == {"train": 6, "validation": 2, "test": 2}
-    assert (folder / run_lra.GENERATED_MARKER).is_file()
+    assert (folder / run_state.GENERATED_MARKER).is_file()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# 8. Non-finite numbers, a locked output_dir, evaluation-only runs, incomplete checkpoints, cards off the benchmark
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+class PoisonWeights(TrainerCallback):
+    """The fault: the optimizer step of `step` leaves a NaN in the first weight, as a diverging update does."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_optimizer_step(self, args, state, control, model=None, **kwargs):
+        if state.global_step + 1 == self.step:  # Trainer counts the step after this event
+            with torch.no_grad():
+                next(model.parameters()).view(-1)[0] = float("nan")
+
+
+def assert_no_card_and_finite_saves(output_dir: Path) -> None:
+    """What a diverged run may leave: checkpoints of its finite steps, never a card or a final model."""
+    from safetensors.torch import load_file
+
+    assert not (output_dir / "README.md").exists() and not (output_dir / "model.safetensors").exists()
+    for checkpoint in output_dir.glob("checkpoint-*"):
+        for name, tensor in load_file(checkpoint / "model.safetensors").items():
+            assert torch.isfinite(tensor).all(), f"{checkpoint.name}: {name}"
+
+
+@pytest.mark.parametrize(
+    "fault",
+    ["nan weights at step 3", "initializer_range=1e30", "las_alpha_max=1e39", "--learning_rate 1e30"],
+)
+def test_a_run_that_turns_non_finite_stops_with_an_error_and_no_card(
+    fault, lra_data, datasets_cache, tmp_path, capsys
+):
+    extra, callbacks = [], []
+    if fault.startswith("nan weights"):
+        callbacks = [PoisonWeights(step=3)]
+    elif fault.startswith("--"):
+        extra = fault.split()
+    else:
+        extra = ["--config_overrides", f"{TINY_MODEL},{fault}"]
+    output_dir = tmp_path / "run"
+    argv = tiny_run_args("listops", lra_data["listops"], output_dir, datasets_cache, "--max_steps", "4", *extra)
+    with pytest.raises(SystemExit) as exit_info:
+        run_lra.main(argv, callbacks=callbacks)
+    last_line = capsys.readouterr().err.strip().splitlines()[-1]
+    if exit_info.value.code == 2:  # refused up front (a config check of the model): as good, if it names the field
+        assert fault.split("=")[0] in last_line, last_line
+    else:
+        assert exit_info.value.code == 1 and "run_lra.py: error: training became non-finite at step" in last_line
+    assert_no_card_and_finite_saves(output_dir)
+    if fault.startswith("nan weights"):
+        assert "step 3: the weights of" in last_line
+        assert sorted(path.name for path in output_dir.glob("checkpoint-*")) == ["checkpoint-2"]
+
+
+def test_a_second_run_into_a_busy_output_dir_is_refused(lra_data, datasets_cache, tmp_path, capsys):
+    """Two runs writing one folder would leave one's config and card beside the other's weights."""
+    lra_training = import_example("lra_training")
+    output_dir = tmp_path / "run"
+    with lra_training.lock_folder(output_dir, "--output_dir"):  # the first run, still going
+        with pytest.raises(SystemExit) as exit_info:
+            run_lra.main(tiny_run_args("listops", lra_data["listops"], output_dir, datasets_cache))
+        assert exit_info.value.code == 2
+        stderr = capsys.readouterr().err
+        assert len(stderr.strip().splitlines()) == 1, stderr
+        assert f"--output_dir {output_dir} is in use by another run (pid {os.getpid()} on" in stderr
+        assert sorted(path.name for path in output_dir.iterdir()) == [lra_training.LOCK_FILE]  # nothing written
+
+
+def test_an_output_dir_that_is_a_file_is_refused_before_any_work(lra_data, datasets_cache, tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(SystemExit) as exit_info:
+        run_lra.main(tiny_run_args("listops", lra_data["listops"], tmp_path / "file", datasets_cache))
+    assert exit_info.value.code == 2
+    assert f"--output_dir {tmp_path / 'file'} is a file, not a folder" in capsys.readouterr().err
+
+
+def test_a_checkpoint_without_its_optimizer_is_not_resumed(trained, lra_data, datasets_cache, tmp_path, capsys):
+    finished, _ = trained("listops")
+    output_dir = tmp_path / "run"
+    shutil.copytree(finished, output_dir)
+    (output_dir / "checkpoint-2" / "optimizer.pt").unlink()  # resuming would restart the Adam moments silently
+    capsys.readouterr()
+
+    def attempt(value: str) -> str:
+        with pytest.raises(SystemExit) as exit_info:
+            run_lra.main(
+                tiny_run_args(
+                    "listops", lra_data["listops"], output_dir, datasets_cache, "--resume_from_checkpoint", value
+                )
+            )
+        assert exit_info.value.code == 2
+        return capsys.readouterr().err
+
+    assert "no checkpoint to resume" in attempt("True")
+    assert "incomplete checkpoint (missing: optimizer.pt)" in attempt(str(output_dir / "checkpoint-2"))
+
+
+def evaluation_only_args(model: Path, output_dir: Path, lra_data, datasets_cache) -> list[str]:
+    """A tiny run that evaluates `model` on the ListOps fixture without training it."""
+    return tiny_run_args(
+        "listops",
+        lra_data["listops"],
+        output_dir,
+        datasets_cache,
+        "--do_train",
+        "False",
+        "--model_name_or_path",
+        str(model),
+    )
+
+
+def test_an_evaluation_only_run_says_it_trained_nothing(trained, lra_data, datasets_cache, tmp_path):
+    finished, _ = trained("listops")
+    output_dir = tmp_path / "evaluated"
+    metrics = run_lra.main(evaluation_only_args(finished, output_dir, lra_data, datasets_cache))
+    assert "train_loss" not in metrics and 0 <= metrics["test_accuracy"] <= 1
+    card = (output_dir / "README.md").read_text()
+    assert f"it evaluated `{finished}` as given" in card
+    assert "Training arguments:" not in card and "| learning_rate |" not in card
+    # The weights it evaluated are the ones it leaves.
+    evaluated = AutoModelForSequenceClassification.from_pretrained(output_dir).state_dict()
+    for name, tensor in AutoModelForSequenceClassification.from_pretrained(finished).state_dict().items():
+        torch.testing.assert_close(evaluated[name], tensor, rtol=0, atol=0)
+
+
+def test_evaluating_a_model_with_nan_weights_fails_and_writes_no_card(trained, lra_data, datasets_cache, tmp_path):
+    finished, _ = trained("listops")
+    broken = tmp_path / "broken"
+    model = AutoModelForSequenceClassification.from_pretrained(finished)
+    with torch.no_grad():
+        next(model.parameters()).fill_(float("nan"))
+    model.save_pretrained(broken)
+    output_dir = tmp_path / "evaluated"
+    with pytest.raises(SystemExit) as exit_info:
+        run_lra.main(evaluation_only_args(broken, output_dir, lra_data, datasets_cache))
+    assert exit_info.value.code == 1
+    assert_no_card_and_finite_saves(output_dir)
+
+
+def test_a_card_off_the_benchmark_says_so_and_quotes_no_paper_number(trained):
+    """The fixture is a few rows of the ListOps files, cut to 128 tokens: nothing like the LRA task."""
+    output_dir, _ = trained("listops")
+    card = (output_dir / "README.md").read_text()
+    assert "train split of 20 examples, not 96,000" in card
+    assert "sequences cut to 128 tokens, not 2,048" in card
+    assert "so published accuracies are not comparable" in card
+    test_row = next(line for line in card.splitlines() if line.startswith("| test |"))
+    assert test_row.endswith("| - |"), test_row  # the paper's 53.05% is not set beside it
+
+
+@pytest.mark.slow  # two training runs in subprocesses, through the shell script
+def test_quickstart_prints_the_conclusion_its_numbers_support(tmp_path):
+    compare_runs = import_example("compare_runs")
+    output_dir = tmp_path / "quickstart"
+    sizes = {"NUM_TRAIN": "40", "NUM_VAL": "10", "NUM_TEST": "20", "MIN_LENGTH": "5", "MAX_LENGTH": "30"}
+    env = {
+        **SUBPROCESS_ENV,
+        **sizes,
+        "EPOCHS": "1",
+        "BATCH_SIZE": "8",
+        "EVAL_STEPS": "5",
+        "MODEL": TINY_MODEL,
+        "OUTPUT_DIR": str(output_dir),
+        "PYTHON": sys.executable,
+        "LAS_TRANSFORMERS_CACHE": str(tmp_path / "cache"),
+    }
+    process = subprocess.run(
+        ["bash", str(EXAMPLES / "quickstart.sh")], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert process.returncode == 0, process.stderr[-3000:]
+    rows = [
+        compare_runs.summarize(output_dir / name, label) for name, label in (("las", "LaS"), ("softmax", "softmax"))
+    ]
+    expected = compare_runs.compare_accuracies(*rows)  # from the runs' own files
+    assert f"Conclusion: {expected}" in process.stdout
+    assert f"Conclusion: {expected}" in (output_dir / "comparison.md").read_text()
+    assert rows[0]["test examples"] == 20

@@ -51,6 +51,8 @@ from types import ModuleType
 import numpy as np
 from PIL import Image
 
+from lra.tasks import TASK_SPECS
+
 __all__ = [
     "EXAMPLES",
     "REPO_ROOT",
@@ -527,8 +529,7 @@ def tiny_run_args(task: str, data_dir: Path, output_dir: Path, cache_dir: Path, 
         str(output_dir),
         "--config_overrides",
         TINY_MODEL,
-        "--max_length",
-        "128",
+        *(["--max_length", "128"] if TASK_SPECS[task].input_kind != "pixels" else []),  # pixel tasks: fixed length
         "--max_steps",
         "2",
         "--per_device_train_batch_size",
