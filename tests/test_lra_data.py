@@ -392,7 +392,7 @@ def test_mnist_labels_option_names_the_classes(tmp_path: Path, cache: Path, capl
 
 
 def _rewrite_idx(path: Path, change) -> None:
-    """Apply ``change`` to the uncompressed bytes of a gzipped idx file."""
+    """Apply `change` to the uncompressed bytes of a gzipped idx file."""
     import gzip
 
     path.write_bytes(gzip.compress(change(gzip.decompress(path.read_bytes()))))

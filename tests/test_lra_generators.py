@@ -43,7 +43,7 @@ _REFERENCE_OPERATORS = {
 
 
 def _parse_official(tokens: list[str], pos: int = 0) -> tuple[int, int, int]:
-    """Parse one node written as ``( * (n+1) [OP c0 ) c1 ) ... ] )``; return (value, length, next pos).
+    """Parse one node written as `( * (n+1) [OP c0 ) c1 ) ... ] )`; return (value, length, next pos).
 
     Checks the parenthesis layout exactly; the length excludes parentheses.
     """
@@ -295,7 +295,7 @@ _NEIGHBOURS = [(dr, dc) for dr in (-1, 0, 1) for dc in (-1, 0, 1) if (dr, dc) !=
 
 
 def _flood(mask: np.ndarray, start: tuple[int, int]) -> np.ndarray:
-    """Pixels 8-connected to ``start`` within ``mask`` (empty if start is off the mask)."""
+    """Pixels 8-connected to `start` within `mask` (empty if start is off the mask)."""
     seen = np.zeros_like(mask, dtype=bool)
     if not mask[start]:
         return seen
