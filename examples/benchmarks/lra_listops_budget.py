@@ -36,15 +36,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 from common import markdown_table  # noqa: E402
 
+from configuration_las import ATTENTION_TYPES  # noqa: E402
+from lra import listops  # noqa: E402
+
 EXAMPLES_DIR = common.REPO_ROOT / "examples"
-ATTENTION_TYPES = ("las", "softmax")
-# The GPU stage's sizes; --tiny replaces them (see TINY).
+# The comparison this stage makes: LaS against its softmax baseline (both are `LaSConfig.attention_type` values).
+COMPARED_ATTENTION_TYPES = ("las", "softmax")
+assert set(COMPARED_ATTENTION_TYPES) <= set(ATTENTION_TYPES)
+# The GPU stage's sizes: the LRA's ListOps, which are the generator's defaults; --tiny replaces them (see TINY).
 FULL = dict(
-    num_train=96_000,
-    num_val=2_000,
-    num_test=2_000,
-    min_length=500,
-    max_length=2_000,
+    num_train=listops.DEFAULT_NUM_TRAIN,
+    num_val=listops.DEFAULT_NUM_VAL,
+    num_test=listops.DEFAULT_NUM_TEST,
+    min_length=listops.DEFAULT_MIN_LENGTH,
+    max_length=listops.DEFAULT_MAX_LENGTH,
     seq_length=None,
     max_steps=3_000,
     train_seconds=180.0,
@@ -258,7 +263,7 @@ def main(argv=None) -> int:
     runs = []
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.out / f"lra_listops_{tag}"
-    for attention_type in ATTENTION_TYPES:
+    for attention_type in COMPARED_ATTENTION_TYPES:
         runs.append(train_one(attention_type, data_dir, work_dir, sizes, workers, device))
         # rewritten after every model: a stage cut off by its time limit keeps the first model's result
         common.write_text(
