@@ -27,6 +27,7 @@ from lra.pathfinder import (
     generate_pathfinder,
     pathfinder_params,
 )
+from tests.utils import listops_generate_flags
 
 SPLITS = ("train", "val", "test")
 
@@ -265,21 +266,7 @@ def test_listops_cli_helpers(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     parser = argparse.ArgumentParser()
     listops.add_generate_listops_arguments(parser)
     args = parser.parse_args(
-        [
-            "--out",
-            str(tmp_path),
-            "--num-train",
-            "3",
-            "--num-val",
-            "1",
-            "--num-test",
-            "1",
-            "--min-length",
-            "10",
-            "--max-length",
-            "40",
-            "--no-progress",
-        ]
+        ["--out", str(tmp_path), *listops_generate_flags(num_train=3, min_length=10, max_length=40)]
     )
     assert (args.seed, args.max_depth, args.max_args) == (0, 10, 10)
     listops.run_generate_listops(args)

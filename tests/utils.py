@@ -38,8 +38,10 @@ Example:
 from __future__ import annotations
 
 import gzip
+import hashlib
 import importlib
 import io
+import json
 import os
 import pickle
 import sys
@@ -57,8 +59,10 @@ __all__ = [
     "SUBPROCESS_ENV",
     "TASK_FLAGS",
     "TINY_MODEL",
+    "file_hashes",
     "import_example",
     "tiny_run_args",
+    "training_logs",
     "ARCHIVE",
     "CIFAR10_NAMES",
     "IMDB_REVIEWS",
@@ -66,6 +70,7 @@ __all__ = [
     "PATHFINDER_EMPTY_IMAGE",
     "RETRIEVAL_ROWS",
     "cifar_batch",
+    "listops_generate_flags",
     "listops_rows",
     "mnist_split",
     "make_all_releases",
@@ -132,6 +137,20 @@ def listops_rows(split: str, sizes: tuple[int, int, int] = (20, 5, 5)) -> list[t
         tokens, value = _listops_expression(index + 1)
         rows.append((" ".join(tokens), value))
     return rows
+
+
+def listops_generate_flags(
+    num_train: int = 2, num_val: int = 1, num_test: int = 1, min_length: int = 3, max_length: int = 30
+) -> list[str]:
+    """The size flags of a small `python -m lra generate listops` run (after `--out`), without a progress bar."""
+    sizes = {
+        "--num-train": num_train,
+        "--num-val": num_val,
+        "--num-test": num_test,
+        "--min-length": min_length,
+        "--max-length": max_length,
+    }
+    return [*(part for flag, value in sizes.items() for part in (flag, str(value))), "--no-progress"]
 
 
 def make_listops_release(root: Path, sizes: tuple[int, int, int] = (20, 5, 5)) -> Path:
@@ -511,6 +530,21 @@ def import_example(name: str) -> ModuleType:
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
     return importlib.import_module(Path(name).name)
+
+
+def training_logs(output_dir: Path) -> list[dict]:
+    """The training-loss entries of a run's `trainer_state.json` (what two runs that should match compare)."""
+    history = json.loads((output_dir / "trainer_state.json").read_text())["log_history"]
+    return [entry for entry in history if "loss" in entry]
+
+
+def file_hashes(folder: Path) -> dict[str, str]:
+    """Relative path -> sha256 of every file below `folder`: to prove that a refused command wrote nothing."""
+    return {
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
 
 
 def tiny_run_args(task: str, data_dir: Path, output_dir: Path, cache_dir: Path, *extra: str) -> list[str]:
