@@ -682,30 +682,13 @@ def test_cli_bad_arguments_give_one_line_and_status_2(args: list[str]) -> None:
 @pytest.mark.slow  # subprocesses
 def test_cli_export_and_missing_data(tmp_path: Path) -> None:
     archive = make_listops_release(tmp_path / "data")
-    result = _run_cli(
-        "export",
-        "listops",
-        "--data-dir",
-        str(archive),
-        "--out",
-        str(tmp_path / "out"),
-        "--cache-dir",
-        str(tmp_path / "cache"),
-    )
+    export = ("export", "listops", "--data-dir", str(archive), "--out", str(tmp_path / "out"))
+    result = _run_cli(*export, "--cache-dir", str(tmp_path / "cache"))
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "out" / "listops" / "train-00000-of-00001.parquet").is_file()
 
     shutil.rmtree(archive / "listops-1000")
-    result = _run_cli(
-        "export",
-        "listops",
-        "--data-dir",
-        str(archive),
-        "--out",
-        str(tmp_path / "out"),
-        "--cache-dir",
-        str(tmp_path / "cache"),
-    )
+    result = _run_cli(*export, "--cache-dir", str(tmp_path / "cache"))
     assert result.returncode == 1
     assert "basic_train.tsv" in result.stderr and "Traceback" not in result.stderr
 
