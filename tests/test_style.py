@@ -1,14 +1,19 @@
-"""scripts/check_docstrings.py: one docstring markup (Markdown code spans), found and rewritten in docstrings only."""
+"""The house rules are checked, not applied once: `make check` (ruff and one docstring markup) runs in CI before the
+tests, and the fake Hub's patched libraries are pinned to the releases it was tested with.
+
+scripts/check_docstrings.py: one docstring markup (Markdown code spans), found and rewritten in docstrings only."""
 
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
+from tests.support import hub_server
 from tests.utils import REPO_ROOT
 
 _spec = importlib.util.spec_from_file_location("check_docstrings", REPO_ROOT / "scripts" / "check_docstrings.py")
@@ -77,3 +82,26 @@ def test_unparsable_file_is_named(tmp_path: Path) -> None:
 def test_repository_docstrings_use_one_markup(capsys) -> None:
     # `make check` runs this too; here it also guards a checkout tested without `make check`.
     assert check_docstrings.main([]) == 0, capsys.readouterr().out
+
+
+def test_ci_runs_make_check_before_the_tests_and_check_covers_ruff_and_docstrings() -> None:
+    ci = (REPO_ROOT / ".ci" / "run").read_text()
+    assert ci.index("make check") < ci.index("make test")
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    check = makefile.split("\ncheck:", 1)[1].split("\n\n", 1)[0]
+    for command in ("ruff check .", "ruff format --check .", "scripts/check_docstrings.py"):
+        assert command in check, check
+    assert "--fix" not in check  # check changes nothing; `make style` fixes
+
+
+def test_test_extra_has_ruff_and_pins_what_the_fake_hub_patches() -> None:
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    extra = {
+        re.split(r"[<>=!~ ]", spec, maxsplit=1)[0].lower(): spec for spec in project["optional-dependencies"]["test"]
+    }
+    assert "ruff" in extra and ">=" in extra["ruff"]
+    patched = {dotted.split(".")[0] for dotted in hub_server._client_patches("http://x", Path("h"), Path("d"))}
+    assert patched == {"huggingface_hub", "transformers", "datasets"}
+    for library in patched:
+        assert "<" in extra.get(library, ""), f"the test extra does not bound {library} from above: {extra}"
