@@ -17,18 +17,16 @@ that the archive unpacks to, a folder holding either of them, or the task folder
 
 Task, source layout and splits:
 
-============  ====================================================================  ==========================
-task          files read                                                            train / validation / test
-============  ====================================================================  ==========================
-listops       `listops-1000/basic_{train,val,test}.tsv` (`Source\\tTarget`)      the three files
-text          `aclImdb/{train,test}/{neg,pos}/*.txt` or `aclImdb_v1.tar.gz`     train / **test** / test
-retrieval     `tsv_data/new_aan_pairs.{train,eval,test}.tsv` (5 columns)          the three files
-image         `cifar-10-batches-py/` or `cifar-10-python.tar.gz`                45k / last 5k of train / test
-pathfinder    `pathfinder{32,64,128,256}/curv_*/metadata/<k>.npy` + `imgs/`      80% / 10% / 10%, in order
-pathx         `pathfinder128/curv_contour_length_14/`                             80% / 10% / 10%, in order
-smnist        `{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]` (MNIST idx)     54k / last 6k of train / t10k
-pmnist        the same files, pixels in one fixed seeded order                      as smnist
-============  ====================================================================  ==========================
+| task | files read | train / validation / test |
+|---|---|---|
+| listops | `listops-1000/basic_{train,val,test}.tsv` (`Source\\tTarget`) | the three files |
+| text | `aclImdb/{train,test}/{neg,pos}/*.txt` or `aclImdb_v1.tar.gz` | train / **test** / test |
+| retrieval | `tsv_data/new_aan_pairs.{train,eval,test}.tsv` (5 columns) | the three files |
+| image | `cifar-10-batches-py/` or `cifar-10-python.tar.gz` | 45k / last 5k of train / test |
+| pathfinder | `pathfinder{32,64,128,256}/curv_*/metadata/<k>.npy` + `imgs/` | 80% / 10% / 10%, in order |
+| pathx | `pathfinder128/curv_contour_length_14/` | 80% / 10% / 10%, in order |
+| smnist | `{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]` (MNIST idx) | 54k / last 6k of train / t10k |
+| pmnist | the same files, pixels in one fixed seeded order | as smnist |
 
 Conventions (each one deliberate; the docstrings of the builders give the details):
 

@@ -7,15 +7,13 @@ and the same conversions (the grayscale rule of `image_processing_las`, the vali
 the training split). Only the order of the IMDb reviews may differ from the local `aclImdb` listing: the Hub copy
 keeps its own order (`neg` then `pos`), and has no file names to sort by.
 
-============  =================================  ===============  ======================================
-task          default repository (config)        columns          train / validation / test
-============  =================================  ===============  ======================================
-text          `stanfordnlp/imdb` (plain_text)   text, label      train / **test** / test (as S4)
-image         `uoft-cs/cifar10` (plain_text)    img, label       first 90% / last 10% of train / test
-============  =================================  ===============  ======================================
+| task | default repository (config) | columns | train / validation / test |
+|---|---|---|---|
+| text | `stanfordnlp/imdb` (plain_text) | text, label | train / **test** / test (as S4) |
+| image | `uoft-cs/cifar10` (plain_text) | img, label | first 90% / last 10% of train / test |
 
-Adding a task is one entry of `HUB_SOURCES` (say sMNIST: ``HubSource("ylecun/mnist", "mnist", "image",
-"image")`` with the builder's validation fraction).
+Adding a task is one entry of `HUB_SOURCES` (say sMNIST: `HubSource("ylecun/mnist", "mnist", "image",
+"image")` with the builder's validation fraction).
 """
 
 from __future__ import annotations

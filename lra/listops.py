@@ -341,8 +341,8 @@ def generate_listops(
     """Generate ListOps and write `basic_{train,val,test}.tsv` into `out_dir`.
 
     `out_dir` is the task folder (the official `listops-1000`). Samples
-    are unique across all splits and satisfy ``min_length < length <
-    max_length``; train is filled first, then val, then test. The same
+    are unique across all splits and satisfy `min_length < length <
+    max_length`; train is filled first, then val, then test. The same
     arguments give byte-identical files.
 
     All splits are written into a temporary folder inside `out_dir` and

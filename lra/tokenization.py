@@ -2,19 +2,18 @@
 
 Token ids (the same specials for every text task):
 
-==========  =========================================================================================
-id          token
-==========  =========================================================================================
-0           `<pad>`
-1           `<unk>`
-2           `<eos>`, appended to every sequence (as S4 does); `max_length` counts it
-ListOps     3..12 the digits `0`..`9`; 13 `[MAX`, 14 `[MIN`, 15 `[MED`, 16 `[SM`, 17 `]`
-            (vocabulary 18). The parentheses of the release's format carry no information and are
-            dropped by the tokenizer's normalizer, so `decode(encode(s))` gives `s` without them.
-Text,       byte `b` of the UTF-8 encoding -> id `3 + b` (3..258, vocabulary 259): every byte is
-Retrieval   one token and `decode(encode(s), skip_special_tokens=True) == s` for any string.
-            Text that happens to spell `<eos>` is encoded as bytes too (`split_special_tokens`).
-==========  =========================================================================================
+| id | token |
+|---|---|
+| 0 | `<pad>` |
+| 1 | `<unk>` |
+| 2 | `<eos>`, appended to every sequence (as S4 does); `max_length` counts it |
+| ListOps | 3..12 the digits `0`..`9`; 13 `[MAX`, 14 `[MIN`, 15 `[MED`, 16 `[SM`, 17 `]` (vocabulary 18) |
+| Text, Retrieval | byte `b` of the UTF-8 encoding -> id `3 + b` (3..258, vocabulary 259) |
+
+ListOps: the parentheses of the release's format carry no information and are dropped by the tokenizer's normalizer,
+so `decode(encode(s))` gives `s` without them. Text and Retrieval: every byte is one token and
+`decode(encode(s), skip_special_tokens=True) == s` for any string; text that happens to spell `<eos>` is encoded as
+bytes too (`split_special_tokens`).
 
 Image, Pathfinder, Path-X, sMNIST and pMNIST have no tokenizer: their pixels are the input (see `encode`).
 
@@ -95,17 +94,15 @@ def task_info(task: str, **options: Any) -> TaskInfo:
     """Describe `task` (options as in `lra.load_lra`: `pathfinder` takes `resolution` /
     `difficulty`, `smnist` / `pmnist` take `labels`, which sets `label_names`).
 
-    ====================  ===========  ==========  ==========  ==========
-    task                  num_labels   input_kind  max_length  vocab_size
-    ====================  ===========  ==========  ==========  ==========
-    listops               10           tokens      2048        18
-    text                  2            tokens      4096        259
-    retrieval             2            pair        4000        259
-    image                 10           pixels      1024        256
-    pathfinder (32)       2            pixels      1024        256
-    pathx                 2            pixels      16384       256
-    smnist, pmnist        10           pixels      784         256
-    ====================  ===========  ==========  ==========  ==========
+    | task | num_labels | input_kind | max_length | vocab_size |
+    |---|---|---|---|---|
+    | listops | 10 | tokens | 2048 | 18 |
+    | text | 2 | tokens | 4096 | 259 |
+    | retrieval | 2 | pair | 4000 | 259 |
+    | image | 10 | pixels | 1024 | 256 |
+    | pathfinder (32) | 2 | pixels | 1024 | 256 |
+    | pathx | 2 | pixels | 16384 | 256 |
+    | smnist, pmnist | 10 | pixels | 784 | 256 |
     """
     config_name = resolve_config_name(task, **options)  # validates task and options
     builder = builder_class(task)

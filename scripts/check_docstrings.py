@@ -5,7 +5,7 @@
 Docstrings use Google-style sections (`Args:`, `Returns:`, `Raises:`) and single backticks around names and literals,
 with square brackets around a backticked class name for a link (as in the model files). This flags the
 reStructuredText markup that crept in elsewhere (the patterns are in `_RULES`): roles, double-backtick literals, field
-lists and a line that ends in a double colon to open a literal block.
+lists, simple tables and a line that ends in a double colon to open a literal block.
 
 Only docstrings are read (module, class and function ones), not other strings: code that writes Markdown or reST for
 others is left alone.
@@ -13,8 +13,8 @@ others is left alone.
     python scripts/check_docstrings.py [PATH ...]          # report, exit 1 if anything is found (make check)
     python scripts/check_docstrings.py --fix [PATH ...]    # rewrite what can be rewritten, in place (make style)
 
-Paths default to the Python files git lists (tracked, or untracked and not ignored). Field lists are reported but
-not rewritten: they need a section.
+Paths default to the Python files git lists (tracked, or untracked and not ignored). Field lists and tables are
+reported but not rewritten: they need a section, or a Markdown table.
 """
 
 from __future__ import annotations
@@ -35,15 +35,17 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 #   ``"sdpa"``             ->  `"sdpa"`
 #   :param x: / :returns:  ->  an Args: / Returns: section (by hand)
 #   "Example::"            ->  "Example:" (the indented block below stays)
+#   ====  ====  tables     ->  | a | b | tables (by hand)
 _RULES: tuple[tuple[str, re.Pattern[str], str | None], ...] = (
     (
         "reST role",
         re.compile(r":(?:py:)?(?:func|class|meth|attr|mod|data|obj|exc|const|ref|doc):`~?([^`]+)`"),
         r"`\1`",
     ),
-    ("reST double-backtick literal", re.compile(r"``([^`\n]+?)``"), r"`\1`"),
-    ("reST field list", re.compile(r"^\s*:(?:param|type|returns?|rtype|raises?)\b[^:]*:", re.MULTILINE), None),
+    ("reST double-backtick literal", re.compile(r"``((?:[^`\n]|\n(?![ \t]*\n))+?)``"), r"`\1`"),
+    ("reST field list", re.compile(r"^[ \t]*:(?:param|type|returns?|rtype|raises?)\b[^:\n]*:", re.MULTILINE), None),
     ("reST literal-block marker '::'", re.compile(r"(?<=[^\s:]):: *$", re.MULTILINE), ":"),
+    ("reST table (write a Markdown table)", re.compile(r"^ *=+(?: +=+)+ *$", re.MULTILINE), None),
 )
 
 
@@ -79,18 +81,22 @@ def _docstring_line_ranges(source: str, path: Path) -> list[tuple[int, int]]:
 
 
 def check_source(source: str, path: Path, fix: bool = False) -> tuple[list[Finding], str]:
-    """The findings in the docstrings of `source`, and the source with what can be rewritten rewritten (if `fix`)."""
+    """The findings in the docstrings of `source`, and the source with what can be rewritten rewritten (if `fix`).
+
+    Each docstring is matched as one block, so a literal that wraps onto the next line is found too.
+    """
     lines = source.splitlines(keepends=True)
     findings: list[Finding] = []
-    for start, end in _docstring_line_ranges(source, path):
-        for index in range(start, end):
-            line = lines[index]
-            for rule, pattern, replacement in _RULES:
-                if pattern.search(line):
-                    findings.append(Finding(path, index + 1, rule, line))
-                    if fix and replacement is not None:
-                        line = pattern.sub(replacement, line)
-            lines[index] = line
+    for start, end in reversed(_docstring_line_ranges(source, path)):  # from the end: a fix may change line counts
+        block = "".join(lines[start:end])
+        for rule, pattern, replacement in _RULES:
+            for match in pattern.finditer(block):
+                line = start + block.count("\n", 0, match.start())
+                findings.append(Finding(path, line + 1, rule, lines[line]))
+            if fix and replacement is not None:
+                block = pattern.sub(replacement, block)
+        lines[start:end] = [block]
+    findings.sort(key=lambda finding: (finding.line, finding.rule))
     return findings, "".join(lines)
 
 
@@ -130,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             print(finding)
         remaining += len(findings)
     if remaining:
-        hint = "" if args.fix else " (`make style` rewrites all but field lists)"
+        hint = "" if args.fix else " (`make style` rewrites all but field lists and tables)"
         print(f"{remaining} docstring line(s) with reStructuredText markup{hint}", file=sys.stderr)
     return 1 if remaining else 0
 

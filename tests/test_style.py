@@ -27,13 +27,18 @@ RST_SOURCE = textwrap.dedent(
     Example::
 
         load_lra("listops")
+
+    ====  ====
+    a     b
+    ====  ====
     """
 
     MARKDOWN = "``not a docstring``, :func:`left alone`::"
 
 
     class Reader:
-        """Reads ``x``."""
+        """Reads ``x`` and ``a
+        wrapped one``."""
 
         def read(self, path):
             """Read a file.
@@ -47,27 +52,30 @@ RST_SOURCE = textwrap.dedent(
 def test_finds_rst_markup_in_docstrings_only(tmp_path: Path) -> None:
     findings, unchanged = check_docstrings.check_source(RST_SOURCE, tmp_path / "m.py")
     assert unchanged == RST_SOURCE
-    by_line = {(f.line, f.rule) for f in findings}
-    assert by_line == {
+    assert {(f.line, f.rule) for f in findings} == {
         (2, "reST role"),
         (2, "reST double-backtick literal"),
         (4, "reST literal-block marker '::'"),
-        (13, "reST double-backtick literal"),
-        (18, "reST field list"),
+        (8, "reST table (write a Markdown table)"),
+        (10, "reST table (write a Markdown table)"),
+        (17, "reST double-backtick literal"),  # twice: one of them wraps onto line 18
+        (23, "reST field list"),
     }
+    assert len(findings) == 8
 
 
-def test_fix_rewrites_to_markdown_and_leaves_field_lists_reported(tmp_path: Path, capsys) -> None:
+def test_fix_rewrites_to_markdown_and_leaves_tables_and_field_lists_reported(tmp_path: Path, capsys) -> None:
     path = tmp_path / "m.py"
     path.write_text(RST_SOURCE)
-    assert check_docstrings.main(["--fix", str(path)]) == 1  # the field list needs a hand-written section
+    assert check_docstrings.main(["--fix", str(path)]) == 1  # the table and the field list need a hand
     fixed = path.read_text()
     assert '"""Module: see `lra.load_lra` and `lra/tasks.py`.' in fixed
-    assert "\nExample:\n" in fixed and '"""Reads `x`."""' in fixed
+    assert "\nExample:\n" in fixed and '"""Reads `x` and `a\n    wrapped one`."""' in fixed
     assert 'MARKDOWN = "``not a docstring``, :func:`left alone`::"' in fixed
-    out = capsys.readouterr().out
-    assert out.count("\n") == 1 and "reST field list" in out and ":18:" in out
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split(": ", 1)[0].rsplit(":", 1)[1] for line in out] == ["8", "10", "23"], out
 
+    fixed = fixed.replace("====  ====\na     b\n====  ====", "| a | b |\n|---|---|")
     path.write_text(fixed.replace(":param path: where", "Args:\n        path: where"))
     assert check_docstrings.main([str(path)]) == 0
 
