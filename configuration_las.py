@@ -254,8 +254,11 @@ class LaSConfig(PreTrainedConfig):
         initializer_range (`float`, *optional*, defaults to 0.02):
             Standard deviation of the normal initialisation of linear and embedding weights.
         attention_query_block_size (`int`, *optional*, defaults to 512):
-            The eager backend computes scores for this many queries at a time, so its memory is
-            O(block x length) instead of O(length^2). A speed/memory knob only: results do not depend on it.
+            Queries per block of the eager and sdpa kernels: the eager kernel (also used by `"sdpa"` for
+            bidirectional attention) computes scores for this many queries at a time, so its memory is O(block x
+            length) instead of O(length^2); the causal sdpa kernel makes one SDPA call per block (with fewer queries
+            where the decay would leave the dtype's range). `"flex_attention"` does not use it. A speed/memory knob
+            only: results do not depend on it.
         pad_token_id (`int`, *optional*, defaults to 0):
             Id of the padding token.
         tie_word_embeddings (`bool`, *optional*, defaults to `False`):

@@ -8,9 +8,9 @@ LaS attention (Zimerman & Wolf, ICML 2024), for one head c with decay rate alpha
 where M is the (causal and padding) mask and AP is a 1-D average pooling over every row of the attention matrix.
 The math lives in `las_attention.py` (one function, `las_attention`, for every backend); this file holds the modules.
 
-`save_pretrained` copies this file and its two relatively imported siblings (`configuration_las.py`,
-`las_attention.py`) beside the checkpoint, so that it loads with `trust_remote_code=True` where this package is not
-installed.
+`save_pretrained` copies this file and its three relatively imported siblings (`configuration_las.py`,
+`las_attention.py`, `image_processing_las.py`) beside the checkpoint, so that it loads with `trust_remote_code=True`
+where this package is not installed.
 """
 
 from __future__ import annotations

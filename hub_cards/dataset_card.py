@@ -1,8 +1,8 @@
-"""Dataset card for Long Range Arena tasks exported as Parquet (``python -m lra export``).
+"""Dataset card for Long Range Arena tasks exported as Parquet (`python -m lra export`).
 
-The card is a pure function of its YAML metadata: ``configs`` (one per task, with its
-``data_files``) and ``dataset_info`` (features and split sizes), exactly what
-``DatasetDict.push_to_hub`` writes and ``datasets.load_dataset`` reads. So the same function renders
+The card is a pure function of its YAML metadata: `configs` (one per task, with its
+`data_files`) and `dataset_info` (features and split sizes), exactly what
+`DatasetDict.push_to_hub` writes and `datasets.load_dataset` reads. So the same function renders
 the card of a local export folder and, after a push, of the Hub repository, and a card that already
 lists other tasks keeps them: merge the new task into the metadata, render again.
 """
@@ -38,14 +38,14 @@ class _Subset:
 
 def _task_of(config_name: str) -> str | None:
     """The task of a configuration (its title and description come from the task registry): configurations are
-    named after the task, or for Pathfinder variants ``pathfinder<R>_<folder>``, so it is the longest task name the
+    named after the task, or for Pathfinder variants `pathfinder<R>_<folder>`, so it is the longest task name the
     configuration starts with."""
     matches = [task for task in TASK_SPECS if config_name.startswith(task)]
     return max(matches, key=len) if matches else None
 
 
 def _describe_features(features: Features | None) -> tuple[list[str], list[str]]:
-    """``name: type`` strings of the features, and the class names of the ``label`` feature."""
+    """`name: type` strings of the features, and the class names of the `label` feature."""
     if features is None:
         return [], []
     described, labels = [], []
@@ -77,11 +77,11 @@ def render_dataset_card(
     """Render the card of an LRA export from its metadata.
 
     Args:
-        card_data: metadata with ``configs`` and ``dataset_info`` as written by ``datasets``
-            (:class:`MetadataConfigs` / :class:`DatasetInfosDict`); fields of
-            :func:`default_card_data` that are missing are added.
+        card_data: metadata with `configs` and `dataset_info` as written by `datasets`
+            (`MetadataConfigs` / `DatasetInfosDict`); fields of
+            `default_card_data` that are missing are added.
         repo_id: the Hub repository, shown in the usage example (a local path otherwise).
-        template_path: the Jinja template (default: ``dataset_card_template.md`` next to this module).
+        template_path: the Jinja template (default: `dataset_card_template.md` next to this module).
 
     Raises:
         ValueError: if the metadata lists no configuration.

@@ -1,11 +1,11 @@
 """Model cards for LaS models trained on the Long Range Arena.
 
-:func:`render_model_card` fills ``model_card_template.md`` (next to this file) and returns a
-``huggingface_hub.ModelCard`` whose YAML header carries a ``model-index`` with the measured
+`render_model_card` fills `model_card_template.md` (next to this file) and returns a
+`huggingface_hub.ModelCard` whose YAML header carries a `model-index` with the measured
 accuracy, so the Hub shows it as an evaluation result. Every number on the card comes from the
-arguments: when no accuracy is given, the card says "not evaluated" and has no ``model-index``.
+arguments: when no accuracy is given, the card says "not evaluated" and has no `model-index`.
 
-Example::
+Example:
 
     card = render_model_card(
         model_id="me/las-listops",
@@ -84,7 +84,7 @@ def task_type(spec: TaskSpec) -> str:
 
 
 def input_example(spec: TaskSpec) -> str:
-    """Python lines that build ``inputs`` for the usage example (``model_id`` and the imports are in scope)."""
+    """Python lines that build `inputs` for the usage example (`model_id` and the imports are in scope)."""
     if spec.input_kind == "pair":
         return _RETRIEVAL_EXAMPLE
     if spec.input_kind == "tokens":
@@ -161,7 +161,7 @@ def _rows(values: Mapping[str, Any] | None) -> list[tuple[str, str]]:
 
 
 def _measured_splits(results: Mapping[str, Any]) -> list[tuple[str, str, float]]:
-    """``(split, result key, accuracy)`` for each split whose accuracy is in ``results``."""
+    """`(split, result key, accuracy)` for each split whose accuracy is in `results`."""
     found = []
     for split, keys in _SPLIT_KEYS:
         for key in keys:
@@ -190,22 +190,22 @@ def render_model_card(
     """Render the model card of a LaS model trained on one LRA task.
 
     Args:
-        model_id: the Hub repository id (``"user/name"``), used in the usage example.
-        task: LRA task (listops, text, retrieval, image, pathfinder, pathx; ``"Path-X"`` works), or smnist,
+        model_id: the Hub repository id (`"user/name"`), used in the usage example.
+        task: LRA task (listops, text, retrieval, image, pathfinder, pathx; `"Path-X"` works), or smnist,
             pmnist.
-        attention_type: ``LaSConfig.attention_type`` (``"las"``, ``"las_chunk"``, ``"softmax"``).
-        results: measured metrics, as ``Trainer.evaluate`` returns them: ``"test_accuracy"`` and
-            ``"eval_accuracy"`` (fractions in [0, 1]) become model-index entries (test first);
-            every other entry is listed under "Other measurements". ``None`` or no accuracy:
+        attention_type: `LaSConfig.attention_type` (`"las"`, `"las_chunk"`, `"softmax"`).
+        results: measured metrics, as `Trainer.evaluate` returns them: `"test_accuracy"` and
+            `"eval_accuracy"` (fractions in [0, 1]) become model-index entries (test first);
+            every other entry is listed under "Other measurements". `None` or no accuracy:
             the card says "not evaluated" and has no model-index.
-        config: model hyperparameters to show (e.g. a subset of ``LaSConfig.to_dict()``).
+        config: model hyperparameters to show (e.g. a subset of `LaSConfig.to_dict()`).
         dataset_id: the Hub dataset the model was trained and evaluated on, if any.
         training_args: training arguments to show (learning rate, batch size, epochs...).
         machine: the hardware the run used, as free text.
         command: the command line that trained the model.
         paper_accuracy: the LaS paper's accuracy on this task, in percent as published (a value
-            of at most 1 is read as a fraction; ``lra.TASK_SPECS[task].paper_accuracy``); shown next to
-            the measured one with :data:`lra.tasks.PAPER_SOURCE`, never in the model-index.
+            of at most 1 is read as a fraction; `lra.TASK_SPECS[task].paper_accuracy`); shown next to
+            the measured one with `lra.tasks.PAPER_SOURCE`, never in the model-index.
         code_url: URL of the las-transformers repository, for the pointer to its README.
         data_description: what the model was trained and evaluated on, as free text (e.g. a generated set smaller
             than the LRA task); shown above the results, so that a reader does not compare unlike numbers.
@@ -214,10 +214,10 @@ def render_model_card(
             training setup.
 
     Returns:
-        The card; ``card.save(path)`` writes README.md, ``card.push_to_hub(repo_id)`` uploads it.
+        The card; `card.save(path)` writes README.md, `card.push_to_hub(repo_id)` uploads it.
 
     Raises:
-        ValueError: unknown task, empty ``model_id``, or an accuracy that is not a fraction.
+        ValueError: unknown task, empty `model_id`, or an accuracy that is not a fraction.
     """
     if not model_id or not isinstance(model_id, str):
         raise ValueError("model_id must be a non-empty repository id.")

@@ -1,18 +1,18 @@
-"""The Long Range Arena (LRA) for Hugging Face ``datasets`` and ``transformers``, plus sequential and permuted
-MNIST (``smnist`` / ``pmnist``, which the LaS paper also reports).
+"""The Long Range Arena (LRA) for Hugging Face `datasets` and `transformers`, plus sequential and permuted
+MNIST (`smnist` / `pmnist`, which the LaS paper also reports).
 
-* :func:`load_lra` prepares a task from a local copy of its data and returns a ``DatasetDict``
-  (train / validation / test); see :mod:`lra.builders` for the layouts and split conventions.
-* :func:`get_tokenizer`, :func:`encode` and :class:`LRADataCollator` turn it into model inputs;
-  :func:`task_info` says what a model needs to know (classes, length, input kind, vocabulary).
-* ``python -m lra generate listops|pathfinder`` writes the synthetic tasks, ``python -m lra export``
+* `load_lra` prepares a task from a local copy of its data and returns a `DatasetDict`
+  (train / validation / test); see `lra.builders` for the layouts and split conventions.
+* `get_tokenizer`, `encode` and `LRADataCollator` turn it into model inputs;
+  `task_info` says what a model needs to know (classes, length, input kind, vocabulary).
+* `python -m lra generate listops|pathfinder` writes the synthetic tasks, `python -m lra export`
   writes a task as Parquet with a dataset card (and pushes it to the Hub).
-* :data:`LRA_METRIC_PATH` is the local ``evaluate`` metric: ``evaluate.load(LRA_METRIC_PATH)``.
-* :data:`TASK_SPECS` (:mod:`lra.tasks`) is the task registry: titles, labels, input kinds, lengths, the paper's
-  accuracy, and so on, for each of :data:`TASKS`.
+* `LRA_METRIC_PATH` is the local `evaluate` metric: `evaluate.load(LRA_METRIC_PATH)`.
+* `TASK_SPECS` (`lra.tasks`) is the task registry: titles, labels, input kinds, lengths, the paper's
+  accuracy, and so on, for each of `TASKS`.
 
-Names are imported lazily, so ``python -m lra generate ...`` does not pay for importing ``datasets``
-and ``transformers``.
+Names are imported lazily, so `python -m lra generate ...` does not pay for importing `datasets`
+and `transformers`.
 """
 
 from __future__ import annotations

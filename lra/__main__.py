@@ -1,4 +1,4 @@
-"""Command line of the ``lra`` package.
+"""Command line of the `lra` package.
 
 ::
 
@@ -23,7 +23,7 @@ from . import TASKS
 
 
 class _ArgumentParser(argparse.ArgumentParser):
-    """An ``ArgumentParser`` whose usage errors are a single line, pointing at ``--help``."""
+    """An `ArgumentParser` whose usage errors are a single line, pointing at `--help`."""
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
@@ -70,7 +70,7 @@ def _run_export(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``python -m lra`` parser; each command stores its handler as ``args.run``."""
+    """The `python -m lra` parser; each command stores its handler as `args.run`."""
     from .listops import add_generate_listops_arguments
     from .pathfinder import add_generate_pathfinder_arguments
 

@@ -1,60 +1,58 @@
-"""The six Long Range Arena tasks, and sequential / permuted MNIST, as ``datasets`` builders that read a local
+"""The six Long Range Arena tasks, and sequential / permuted MNIST, as `datasets` builders that read a local
 copy of the data.
 
-The builders download nothing: the official archive (``lra_release.gz``) is no longer served, and
+The builders download nothing: the official archive (`lra_release.gz`) is no longer served, and
 IMDb and CIFAR-10 were never part of it. Each builder reads a user's local copy in its official
-layout and turns it into a :class:`datasets.DatasetDict` with the splits ``train``, ``validation``
-and ``test``. Without ``data_dir``, :func:`load_lra` reads the tasks whose source is on the Hub
-(IMDb, CIFAR-10) with ``datasets.load_dataset`` instead (:mod:`lra.hub_data`).
-:func:`load_lra` is the entry point::
+layout and turns it into a `datasets.DatasetDict` with the splits `train`, `validation`
+and `test`. Without `data_dir`, `load_lra` reads the tasks whose source is on the Hub
+(IMDb, CIFAR-10) with `datasets.load_dataset` instead (`lra.hub_data`).
+`load_lra` is the entry point:
 
     >>> from lra import load_lra
     >>> listops = load_lra("listops", data_dir="~/data/lra_release")
     >>> pathx = load_lra("pathx", data_dir="~/data/lra_release")
 
-``data_dir`` may be the archive root (``lra_release/``), the doubled ``lra_release/lra_release/``
+`data_dir` may be the archive root (`lra_release/`), the doubled `lra_release/lra_release/`
 that the archive unpacks to, a folder holding either of them, or the task folder itself.
 
 Task, source layout and splits:
 
-============  ====================================================================  ==========================
-task          files read                                                            train / validation / test
-============  ====================================================================  ==========================
-listops       ``listops-1000/basic_{train,val,test}.tsv`` (``Source\\tTarget``)      the three files
-text          ``aclImdb/{train,test}/{neg,pos}/*.txt`` or ``aclImdb_v1.tar.gz``     train / **test** / test
-retrieval     ``tsv_data/new_aan_pairs.{train,eval,test}.tsv`` (5 columns)          the three files
-image         ``cifar-10-batches-py/`` or ``cifar-10-python.tar.gz``                45k / last 5k of train / test
-pathfinder    ``pathfinder{32,64,128,256}/curv_*/metadata/<k>.npy`` + ``imgs/``      80% / 10% / 10%, in order
-pathx         ``pathfinder128/curv_contour_length_14/``                             80% / 10% / 10%, in order
-smnist        ``{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]`` (MNIST idx)     54k / last 6k of train / t10k
-pmnist        the same files, pixels in one fixed seeded order                      as smnist
-============  ====================================================================  ==========================
+| task | files read | train / validation / test |
+|---|---|---|
+| listops | `listops-1000/basic_{train,val,test}.tsv` (`Source\\tTarget`) | the three files |
+| text | `aclImdb/{train,test}/{neg,pos}/*.txt` or `aclImdb_v1.tar.gz` | train / **test** / test |
+| retrieval | `tsv_data/new_aan_pairs.{train,eval,test}.tsv` (5 columns) | the three files |
+| image | `cifar-10-batches-py/` or `cifar-10-python.tar.gz` | 45k / last 5k of train / test |
+| pathfinder | `pathfinder{32,64,128,256}/curv_*/metadata/<k>.npy` + `imgs/` | 80% / 10% / 10%, in order |
+| pathx | `pathfinder128/curv_contour_length_14/` | 80% / 10% / 10%, in order |
+| smnist | `{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]` (MNIST idx) | 54k / last 6k of train / t10k |
+| pmnist | the same files, pixels in one fixed seeded order | as smnist |
 
 Conventions (each one deliberate; the docstrings of the builders give the details):
 
 * Text: IMDb has no validation split; like S4 we use the test reviews as validation split too. The
-  unlabelled ``train/unsup`` reviews are not part of the task and are not read.
-* Image: grayscale is the luma ``0.299 R + 0.587 G + 0.114 B`` rounded to the nearest integer, halves
-  up, computed exactly in integers: ``(299 R + 587 G + 114 B + 500) // 1000``.
+  unlabelled `train/unsup` reviews are not part of the task and are not read.
+* Image: grayscale is the luma `0.299 R + 0.587 G + 0.114 B` rounded to the nearest integer, halves
+  up, computed exactly in integers: `(299 R + 587 G + 114 B + 500) // 1000`.
 * Pathfinder: the metadata files are sorted by their integer stem and their lines are taken in
   order; the first 80% of the images are train, the next 10% validation, the last 10% test
-  (``n // 10`` images each for validation and test).
-* Sequential MNIST (``smnist``, not an LRA task; the LaS paper reports it): the 28x28 images as 784
-  pixels, row-major; validation is the last 10% of the training file (6,000 of 60,000). ``pmnist``
-  reorders the 784 positions by :func:`pmnist_permutation`, the same for everyone. The files may be
-  MNIST or Fashion-MNIST (same format): the option ``labels="digits"`` (default) or ``"fashion"``
+  (`n // 10` images each for validation and test).
+* Sequential MNIST (`smnist`, not an LRA task; the LaS paper reports it): the 28x28 images as 784
+  pixels, row-major; validation is the last 10% of the training file (6,000 of 60,000). `pmnist`
+  reorders the 784 positions by `pmnist_permutation`, the same for everyone. The files may be
+  MNIST or Fashion-MNIST (same format): the option `labels="digits"` (default) or `"fashion"`
   names the classes.
-* Labels are :class:`datasets.ClassLabel`: ListOps ``"0"``..``"9"``, Text ``neg``/``pos`` (the
-  aclImdb folder names, as in the Hub's ``imdb`` data set), Retrieval ``unrelated``/``related``
+* Labels are `datasets.ClassLabel`: ListOps `"0"`..`"9"`, Text `neg`/`pos` (the
+  aclImdb folder names, as in the Hub's `imdb` data set), Retrieval `unrelated`/`related`
   (whether the two papers are linked by a citation), Image the CIFAR-10 class names, Pathfinder
-  ``disconnected``/``connected`` (whether the two markers lie on the same path), sMNIST / pMNIST
-  ``"0"``..``"9"`` or the Fashion-MNIST class names (:data:`MNIST_LABELS`).
+  `disconnected`/`connected` (whether the two markers lie on the same path), sMNIST / pMNIST
+  `"0"`..`"9"` or the Fashion-MNIST class names (`MNIST_LABELS`).
 
 Bad input never passes silently: a missing or incomplete data dir raises
-:class:`LRADataNotFoundError` naming the files expected and where they come from, a malformed row
-raises :class:`LRAFormatError` with its file and line (an idx file: wrong magic number, truncated,
+`LRADataNotFoundError` naming the files expected and where they come from, a malformed row
+raises `LRAFormatError` with its file and line (an idx file: wrong magic number, truncated,
 or image and label counts that differ), and a Pathfinder image that cannot be decoded
-(the release ships an empty ``pathfinder32/curv_baseline/imgs/0/sample_172.png``) is skipped with a
+(the release ships an empty `pathfinder32/curv_baseline/imgs/0/sample_172.png`) is skipped with a
 warning that names it, plus one summary warning per split.
 """
 
@@ -154,10 +152,10 @@ class LRAFormatError(LRADataError, ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class _Layout:
-    """One way a task's data can be laid out: a ``folder`` holding all of ``entries``.
+    """One way a task's data can be laid out: a `folder` holding all of `entries`.
 
-    ``folder`` is a relative path such as ``"listops-1000"`` or ``"pathfinder32/curv_baseline"``
-    (``""`` for files that sit directly in an archive root, like a tarball); ``entries`` are files or
+    `folder` is a relative path such as `"listops-1000"` or `"pathfinder32/curv_baseline"`
+    (`""` for files that sit directly in an archive root, like a tarball); `entries` are files or
     directories inside it.
     """
 
@@ -181,10 +179,10 @@ class _Source:
 
 
 def _candidate_roots(data_dir: Path, folder: str) -> list[Path]:
-    """Folders that may be ``folder`` of the release, given what ``data_dir`` may point at.
+    """Folders that may be `folder` of the release, given what `data_dir` may point at.
 
-    ``data_dir`` can be above the archive (prefixes) or inside the task folder's path (every tail of
-    ``folder``, down to ``data_dir`` itself being the task folder).
+    `data_dir` can be above the archive (prefixes) or inside the task folder's path (every tail of
+    `folder`, down to `data_dir` itself being the task folder).
     """
     parts = PurePosixPath(folder).parts if folder else ()
     candidates: list[Path] = []
@@ -242,7 +240,7 @@ def _not_found_message(
 
 
 def _files_below(path: Path) -> list[Path]:
-    """``path`` itself if it is a file, else every file below it, at any depth, in a fixed order."""
+    """`path` itself if it is a file, else every file below it, at any depth, in a fixed order."""
     if not path.is_dir():
         return [path]
     files = []
@@ -286,7 +284,7 @@ _INTEGER_LABEL = re.compile(r"[0-9]+(?:\.0*)?")  # "1" or "1.0": the AAN files w
 
 
 def _parse_label(raw: str, num_classes: int, where: str) -> int:
-    """Read a class index written as an integer (``"3"``) or an integral float (``"3.0"``)."""
+    """Read a class index written as an integer (`"3"`) or an integral float (`"3.0"`)."""
     if not _INTEGER_LABEL.fullmatch(raw):
         raise LRAFormatError(f"{where}: label {raw!r} is not an integer")
     label = int(float(raw))
@@ -296,11 +294,11 @@ def _parse_label(raw: str, num_classes: int, where: str) -> int:
 
 
 def _read_tsv(path: Path, num_columns: int, header: Sequence[str] | None = None) -> Iterator[tuple[int, list[str]]]:
-    """Yield ``(line number, fields)`` for each row of a tab-separated UTF-8 file.
+    """Yield `(line number, fields)` for each row of a tab-separated UTF-8 file.
 
     Rows are split on tabs and nothing else: quote characters are part of the text (a CSV reader
-    would swallow the unbalanced quotes of the AAN documents), and only ``\\n`` ends a line (a stray
-    ``\\r`` inside a document stays). ``header``, when given, must be the first line. A file without
+    would swallow the unbalanced quotes of the AAN documents), and only `\\n` ends a line (a stray
+    `\\r` inside a document stays). `header`, when given, must be the first line. A file without
     a data row (zero bytes, or the header only) is an error: it would leave its split empty.
     """
     rows = 0
@@ -327,14 +325,14 @@ def _read_tsv(path: Path, num_columns: int, header: Sequence[str] | None = None)
 
 
 def _natural_key(name: str) -> tuple[Any, ...]:
-    """Sort key that orders embedded numbers by value: ``2_7.txt`` before ``10_1.txt``."""
+    """Sort key that orders embedded numbers by value: `2_7.txt` before `10_1.txt`."""
     return tuple(int(part) if index % 2 else part for index, part in enumerate(re.split(r"(\d+)", name)))
 
 
 def _stream_tarball(
     tarball: Path, wanted: Callable[[tuple[str, ...]], bool]
 ) -> Iterator[tuple[tuple[str, ...], bytes]]:
-    """Yield ``(path parts, contents)`` of the regular files of a ``.tar.gz`` that ``wanted`` accepts.
+    """Yield `(path parts, contents)` of the regular files of a `.tar.gz` that `wanted` accepts.
 
     The tarball is read as a forward-only stream: nothing is extracted to disk, and the members are
     seen in the archive's order.
@@ -350,7 +348,7 @@ def _stream_tarball(
 
 
 def _split_bounds(num_examples: int, fractions: Mapping[str, float]) -> dict[str, slice]:
-    """Contiguous slices for the splits: the later splits get ``int(fraction * n)``, train the rest."""
+    """Contiguous slices for the splits: the later splits get `int(fraction * n)`, train the rest."""
     sizes = {split: int(fraction * num_examples) for split, fraction in fractions.items()}
     sizes["train"] = num_examples - sum(sizes.values())
     bounds, start = {}, 0
@@ -368,14 +366,14 @@ def _split_bounds(num_examples: int, fractions: Mapping[str, float]) -> dict[str
 class _LRABuilder(datasets.GeneratorBasedBuilder):
     """What the LRA builders share.
 
-    * The dataset name defaults to ``lra_<task>`` (datasets would name every builder of this module
-      ``builders``), so each task gets its own cache folder.
-    * ``hash`` defaults to a hash of this module's code, and the config id carries a fingerprint of
+    * The dataset name defaults to `lra_<task>` (datasets would name every builder of this module
+      `builders`), so each task gets its own cache folder.
+    * `hash` defaults to a hash of this module's code, and the config id carries a fingerprint of
       the source files: a cached preparation is reused only for the same code and the same files.
-    * :meth:`_locate` finds the source files below ``config.data_dir``.
+    * `_locate` finds the source files below `config.data_dir`.
 
-    Subclasses set ``TASK``, ``ORIGIN`` (where the files come from, for error messages) and implement
-    :meth:`_layouts`; ``LABEL_NAMES`` comes from the task registry (:data:`lra.tasks.TASK_SPECS`).
+    Subclasses set `TASK`, `ORIGIN` (where the files come from, for error messages) and implement
+    `_layouts`; `LABEL_NAMES` comes from the task registry (`lra.tasks.TASK_SPECS`).
     """
 
     VERSION = datasets.Version("1.0.0")
@@ -414,7 +412,7 @@ class _LRABuilder(datasets.GeneratorBasedBuilder):
 
     @classmethod
     def label_names(cls, config_name: str) -> tuple[str, ...]:
-        """The class names of a config: ``LABEL_NAMES``, except where a config option chooses them (MNIST)."""
+        """The class names of a config: `LABEL_NAMES`, except where a config option chooses them (MNIST)."""
         return cls.LABEL_NAMES
 
     def _label_feature(self) -> datasets.ClassLabel:
@@ -455,7 +453,7 @@ _LRA_CITATION = """\
 
 
 class _TsvBuilder(_LRABuilder):
-    """A task stored as one tab-separated file per split, all in ``FOLDER``."""
+    """A task stored as one tab-separated file per split, all in `FOLDER`."""
 
     FOLDER: ClassVar[str]
     FILES: ClassVar[Mapping[str, str]]  # split -> file name
@@ -472,11 +470,11 @@ class _TsvBuilder(_LRABuilder):
 
 
 class ListOpsBuilder(_TsvBuilder):
-    """ListOps: nested ``MAX``/``MIN``/``MED``/``SM`` expressions over digits; the label is the value.
+    """ListOps: nested `MAX`/`MIN`/`MED`/`SM` expressions over digits; the label is the value.
 
-    Reads ``listops-1000/basic_{train,val,test}.tsv`` (header ``Source\\tTarget``). ``text`` is the
+    Reads `listops-1000/basic_{train,val,test}.tsv` (header `Source\\tTarget`). `text` is the
     source exactly as written, parentheses included; the tokenizer drops them.
-    Features: ``text`` (string), ``label`` (ClassLabel ``"0"``..``"9"``).
+    Features: `text` (string), `label` (ClassLabel `"0"`..`"9"`).
     """
 
     TASK = "listops"
@@ -501,10 +499,10 @@ class ListOpsBuilder(_TsvBuilder):
 class RetrievalBuilder(_TsvBuilder):
     """Retrieval: do two papers of the ACL Anthology Network cite each other? (byte-level, two towers)
 
-    Reads ``tsv_data/new_aan_pairs.{train,eval,test}.tsv``: no header, five tab-separated columns
-    ``label, id1, id2, text1, text2``; the label may be written ``0``/``1`` or ``0.0``/``1.0``.
+    Reads `tsv_data/new_aan_pairs.{train,eval,test}.tsv`: no header, five tab-separated columns
+    `label, id1, id2, text1, text2`; the label may be written `0`/`1` or `0.0`/`1.0`.
     Texts are kept exactly, quote characters included; the paper ids are not kept.
-    Features: ``text1``, ``text2`` (string), ``label`` (ClassLabel ``unrelated``/``related``).
+    Features: `text1`, `text2` (string), `label` (ClassLabel `unrelated`/`related`).
     """
 
     TASK = "retrieval"
@@ -540,13 +538,13 @@ class RetrievalBuilder(_TsvBuilder):
 class TextBuilder(_LRABuilder):
     """Text: IMDb movie review sentiment, byte-level.
 
-    Reads the Large Movie Review Dataset: the extracted ``aclImdb/{train,test}/{neg,pos}/*.txt`` or
-    the tarball ``aclImdb_v1.tar.gz`` itself (members are streamed, nothing is extracted). Both give
-    the same rows in the same order: ``neg`` then ``pos``, files in natural order of their names
-    (``<id>_<rating>.txt``). From the tarball one split's reviews (about 33 MB) are buffered to sort
-    them. Splits follow S4: train = ``train``, validation = ``test``, test = ``test``.
-    Features: ``text`` (string, the review as written, HTML line breaks included), ``label``
-    (ClassLabel ``neg``/``pos``).
+    Reads the Large Movie Review Dataset: the extracted `aclImdb/{train,test}/{neg,pos}/*.txt` or
+    the tarball `aclImdb_v1.tar.gz` itself (members are streamed, nothing is extracted). Both give
+    the same rows in the same order: `neg` then `pos`, files in natural order of their names
+    (`<id>_<rating>.txt`). From the tarball one split's reviews (about 33 MB) are buffered to sort
+    them. Splits follow S4: train = `train`, validation = `test`, test = `test`.
+    Features: `text` (string, the review as written, HTML line breaks included), `label`
+    (ClassLabel `neg`/`pos`).
     """
 
     TASK = "text"
@@ -604,14 +602,14 @@ class TextBuilder(_LRABuilder):
                 )
 
     def _reviews_from_folder(self, root: Path, split: str) -> Iterator[tuple[int, str, bytes, str]]:
-        """Yield ``(label, file name, contents, path)`` of a split's reviews, in row order."""
+        """Yield `(label, file name, contents, path)` of a split's reviews, in row order."""
         for label, label_name in enumerate(self.LABEL_NAMES):
             paths = sorted((root / split / label_name).glob("*.txt"), key=lambda path: _natural_key(path.name))
             for path in paths:
                 yield label, path.name, path.read_bytes(), str(path)
 
     def _reviews_from_tarball(self, tarball: Path, split: str) -> Iterator[tuple[int, str, bytes, str]]:
-        """Same as :meth:`_reviews_from_folder`, read from the tarball."""
+        """Same as `_reviews_from_folder`, read from the tarball."""
 
         def wanted(parts: tuple[str, ...]) -> bool:  # aclImdb/<split>/<neg|pos>/<name>.txt
             return (
@@ -639,8 +637,8 @@ class _NumpyArrayUnpickler(pickle.Unpickler):
     """Unpickler for the CIFAR-10 batches that only rebuilds numpy arrays.
 
     The batches are pickles: refusing every other global means a tampered file cannot run code.
-    The batches were written with numpy 1 (``numpy.core``); numpy 2 calls that module ``numpy._core``.
-    ``_codecs.encode`` is how Python 3 writes bytes in pickle protocols up to 2 (copies re-pickled
+    The batches were written with numpy 1 (`numpy.core`); numpy 2 calls that module `numpy._core`.
+    `_codecs.encode` is how Python 3 writes bytes in pickle protocols up to 2 (copies re-pickled
     with Python 3 use it).
     """
 
@@ -659,15 +657,15 @@ class _NumpyArrayUnpickler(pickle.Unpickler):
 
 
 def _grayscale(rgb_planes: np.ndarray) -> np.ndarray:
-    """Luma of CIFAR rows (``n x 3072``: the R, G and B planes), as ``n x 1024`` uint8.
+    """Luma of CIFAR rows (`n x 3072`: the R, G and B planes), as `n x 1024` uint8.
 
-    The rule of :func:`image_processing_las.rgb_to_grayscale`, which the model's image processor applies too.
+    The rule of `image_processing_las.rgb_to_grayscale`, which the model's image processor applies too.
     """
     return rgb_to_grayscale(rgb_planes.reshape(len(rgb_planes), 3, -1), channel_axis=1)
 
 
 def _read_cifar_batch(data: bytes, where: str) -> tuple[np.ndarray, np.ndarray]:
-    """Decode one pickled CIFAR-10 batch into (grayscale pixels ``n x 1024``, labels ``n``)."""
+    """Decode one pickled CIFAR-10 batch into (grayscale pixels `n x 1024`, labels `n`)."""
     try:
         # encoding="bytes" is the official recipe for these Python 2 pickles.
         batch = _NumpyArrayUnpickler(io.BytesIO(data), encoding="bytes").load()
@@ -688,11 +686,11 @@ def _read_cifar_batch(data: bytes, where: str) -> tuple[np.ndarray, np.ndarray]:
 class ImageBuilder(_LRABuilder):
     """Image: CIFAR-10 as sequences of 1,024 grayscale pixels.
 
-    Reads the CIFAR-10 python version: the tarball ``cifar-10-python.tar.gz`` (streamed) or its
-    extracted ``cifar-10-batches-py/`` folder (``data_batch_1`` .. ``data_batch_5``, ``test_batch``).
+    Reads the CIFAR-10 python version: the tarball `cifar-10-python.tar.gz` (streamed) or its
+    extracted `cifar-10-batches-py/` folder (`data_batch_1` .. `data_batch_5`, `test_batch`).
     train = the first 90% of the 50,000 training images in batch order (45,000), validation = the last
-    10% (5,000), test = ``test_batch``. Pixels are the rounded luma, row-major (see the module doc).
-    Features: ``pixels`` (1,024 uint8), ``label`` (ClassLabel, the CIFAR-10 class names).
+    10% (5,000), test = `test_batch`. Pixels are the rounded luma, row-major (see the module doc).
+    Features: `pixels` (1,024 uint8), `label` (ClassLabel, the CIFAR-10 class names).
     """
 
     TASK = "image"
@@ -761,8 +759,8 @@ class ImageBuilder(_LRABuilder):
 
 @dataclasses.dataclass
 class PathfinderConfig(datasets.BuilderConfig):
-    """A Pathfinder variant: image side ``resolution`` (32, 64, 128, 256) and contour length
-    ``difficulty`` (6, 9, 14). LRA's Pathfinder is 32 / 14; Path-X is 128 / 14."""
+    """A Pathfinder variant: image side `resolution` (32, 64, 128, 256) and contour length
+    `difficulty` (6, 9, 14). LRA's Pathfinder is 32 / 14; Path-X is 128 / 14."""
 
     resolution: int = PATHFINDER_DEFAULT_RESOLUTION
     difficulty: int = PATHFINDER_DEFAULT_DIFFICULTY
@@ -780,7 +778,7 @@ class PathfinderConfig(datasets.BuilderConfig):
 
 
 def pathfinder_config_name(resolution: int, difficulty: int) -> str:
-    """Name of the predefined config, e.g. ``pathfinder32_curv_contour_length_14``."""
+    """Name of the predefined config, e.g. `pathfinder32_curv_contour_length_14`."""
     return f"pathfinder{resolution}_{PATHFINDER_DIFFICULTIES[difficulty]}"
 
 
@@ -798,11 +796,11 @@ class _UnreadableImage(Exception):
 
 
 def _read_grayscale_png(path: Path, resolution: int, where: str) -> np.ndarray:
-    """Pixels of a ``resolution`` x ``resolution`` image in grayscale, row-major, as uint8.
+    """Pixels of a `resolution` x `resolution` image in grayscale, row-major, as uint8.
 
     The release's images are 8-bit grayscale and are kept as they are; any other 8-bit mode goes
-    through :func:`image_processing_las.image_to_grayscale`, the rule of the model's image processor.
-    Raises :class:`_UnreadableImage` for a file that cannot be decoded, and :class:`LRAFormatError`
+    through `image_processing_las.image_to_grayscale`, the rule of the model's image processor.
+    Raises `_UnreadableImage` for a file that cannot be decoded, and `LRAFormatError`
     for one of another size or of a mode with more than 8 bits (that is a wrong data set, not a
     damaged file).
     """
@@ -829,16 +827,16 @@ def _read_grayscale_png(path: Path, resolution: int, where: str) -> np.ndarray:
 class PathfinderBuilder(_LRABuilder):
     """Pathfinder and Path-X: are the two marked dots connected by a path? (sequences of pixels)
 
-    Reads ``pathfinder{R}/{curv_baseline|curv_contour_length_9|curv_contour_length_14}/``: the
-    metadata files ``metadata/<k>.npy`` are text despite their name, one line per image
-    (``imgs/<k> sample_<i>.png <i> <label>``); the images are ``imgs/<k>/sample_<i>.png``, 8-bit
+    Reads `pathfinder{R}/{curv_baseline|curv_contour_length_9|curv_contour_length_14}/`: the
+    metadata files `metadata/<k>.npy` are text despite their name, one line per image
+    (`imgs/<k> sample_<i>.png <i> <label>`); the images are `imgs/<k>/sample_<i>.png`, 8-bit
     grayscale. Metadata files are taken in order of their integer stem, lines in file order; the
     first 80% of images are train, the next 10% validation, the last 10% test.
 
     Images are read one at a time with Pillow and written as uint8, so even Path-X (200k x 16,384
     pixels) is prepared in constant memory. An image that cannot be decoded is skipped with a warning
     naming it, and each split ends with one warning counting the skipped images.
-    Features: ``pixels`` (R*R uint8), ``label`` (ClassLabel ``disconnected``/``connected``).
+    Features: `pixels` (R*R uint8), `label` (ClassLabel `disconnected`/`connected`).
     """
 
     TASK = "pathfinder"
@@ -901,7 +899,7 @@ class PathfinderBuilder(_LRABuilder):
         ]
 
     def _read_metadata(self, metadata_dir: Path) -> list[_ImageRecord]:
-        """All metadata lines, files in order of their integer stem (``2.npy`` before ``10.npy``)."""
+        """All metadata lines, files in order of their integer stem (`2.npy` before `10.npy`)."""
         files = []
         for path in metadata_dir.glob("*.npy"):
             if not path.stem.isdigit():
@@ -996,22 +994,22 @@ def _pmnist_permutation(num_pixels: int) -> np.ndarray:
 
 
 def pmnist_permutation(num_pixels: int = _MNIST_SIDE**2) -> np.ndarray:
-    """The fixed pixel order of pMNIST: position ``i`` of a sequence holds pixel ``perm[i]`` of the
-    row-major 28x28 image (``num_pixels=196``: of the 14x14 image of ``encode(..., pixel_pool_size=2)``, with
-    ``RandomState(PMNIST_SEED).permutation(196)``).
+    """The fixed pixel order of pMNIST: position `i` of a sequence holds pixel `perm[i]` of the
+    row-major 28x28 image (`num_pixels=196`: of the 14x14 image of `encode(..., pixel_pool_size=2)`, with
+    `RandomState(PMNIST_SEED).permutation(196)`).
 
-    ``perm = numpy.random.RandomState(PMNIST_SEED).permutation(784)``: NumPy's legacy ``RandomState``
+    `perm = numpy.random.RandomState(PMNIST_SEED).permutation(784)`: NumPy's legacy `RandomState`
     stream is frozen (NEP 19), so every NumPy version gives the same array. It starts
-    ``[693, 85, 647, 392, 765, ...]``; the full list is also in the prepared data set's
-    ``info.description``.
+    `[693, 85, 647, 392, 765, ...]`; the full list is also in the prepared data set's
+    `info.description`.
     """
     return _pmnist_permutation(num_pixels)
 
 
 @dataclasses.dataclass
 class MNISTConfig(datasets.BuilderConfig):
-    """Sequential MNIST: ``permuted`` selects pMNIST, ``labels`` the class names (``"digits"`` for
-    MNIST, ``"fashion"`` for Fashion-MNIST; the files have the same format, so the data cannot say)."""
+    """Sequential MNIST: `permuted` selects pMNIST, `labels` the class names (`"digits"` for
+    MNIST, `"fashion"` for Fashion-MNIST; the files have the same format, so the data cannot say)."""
 
     permuted: bool = False
     labels: str = "digits"
@@ -1023,7 +1021,7 @@ class MNISTConfig(datasets.BuilderConfig):
 
 
 def mnist_config_name(permuted: bool, labels: str) -> str:
-    """Name of the predefined config: ``smnist``, ``pmnist``, ``smnist_fashion``, ``pmnist_fashion``."""
+    """Name of the predefined config: `smnist`, `pmnist`, `smnist_fashion`, `pmnist_fashion`."""
     task = "pmnist" if permuted else "smnist"
     return task if labels == "digits" else f"{task}_{labels}"
 
@@ -1031,9 +1029,9 @@ def mnist_config_name(permuted: bool, labels: str) -> str:
 def _read_idx(path: Path, kind: str) -> np.ndarray:
     """The array stored in an idx file of unsigned bytes (plain or gzipped), checked against its header.
 
-    ``kind`` is ``"images"`` (magic ``0x00000803``: n x rows x cols) or ``"labels"`` (``0x00000801``:
+    `kind` is `"images"` (magic `0x00000803`: n x rows x cols) or `"labels"` (`0x00000801`:
     n). A wrong magic number, a file shorter or longer than its header announces, and a damaged gzip
-    stream are :class:`LRAFormatError`\\ s naming the file.
+    stream are `LRAFormatError`\\ s naming the file.
     """
     ndim = 3 if kind == "images" else 1
     expected_magic = 0x0800 + ndim  # 0x08: unsigned byte, then the number of dimensions
@@ -1085,16 +1083,16 @@ class SequentialMNISTBuilder(_LRABuilder):
     """Sequential MNIST (sMNIST) and permuted MNIST (pMNIST): classify a 28x28 image read pixel by pixel.
 
     Not an LRA task; the LaS paper reports both. Reads the four idx files of MNIST or of
-    Fashion-MNIST (same format), all gzipped or all plain, in ``data_dir`` itself:
-    ``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``, ``t10k-images-idx3-ubyte``,
-    ``t10k-labels-idx1-ubyte`` (each with or without ``.gz``). train = the first 90% of the training
+    Fashion-MNIST (same format), all gzipped or all plain, in `data_dir` itself:
+    `train-images-idx3-ubyte`, `train-labels-idx1-ubyte`, `t10k-images-idx3-ubyte`,
+    `t10k-labels-idx1-ubyte` (each with or without `.gz`). train = the first 90% of the training
     file (54,000 of 60,000), validation = its last 10% (6,000), test = the t10k files (10,000).
-    ``pmnist`` reorders every sequence by :func:`pmnist_permutation`.
+    `pmnist` reorders every sequence by `pmnist_permutation`.
 
-    Which classes the labels 0..9 stand for is not in the files: the config option ``labels``
-    (``"digits"``, the default, or ``"fashion"``) says it. A data dir whose path names
-    ``fashion`` loaded with ``labels="digits"`` gets a warning.
-    Features: ``pixels`` (784 uint8), ``label`` (ClassLabel, :data:`MNIST_LABELS`).
+    Which classes the labels 0..9 stand for is not in the files: the config option `labels`
+    (`"digits"`, the default, or `"fashion"`) says it. A data dir whose path names
+    `fashion` loaded with `labels="digits"` gets a warning.
+    Features: `pixels` (784 uint8), `label` (ClassLabel, `MNIST_LABELS`).
     """
 
     TASK = "smnist"
@@ -1208,8 +1206,8 @@ def _check_task(task: str) -> None:
 
 
 def builder_class(task: str) -> type[_LRABuilder]:
-    """The builder class of a task (``pathfinder`` and ``pathx`` share :class:`PathfinderBuilder`, ``smnist``
-    and ``pmnist`` :class:`SequentialMNISTBuilder`)."""
+    """The builder class of a task (`pathfinder` and `pathx` share `PathfinderBuilder`, `smnist`
+    and `pmnist` `SequentialMNISTBuilder`)."""
     _check_task(task)
     return _BUILDERS[task]
 
@@ -1217,9 +1215,9 @@ def builder_class(task: str) -> type[_LRABuilder]:
 def resolve_config_name(task: str, **options: Any) -> str:
     """Validate a task's options and return the name of the builder config they select.
 
-    ``pathfinder`` takes ``resolution`` (32, 64, 128, 256; default 32) and ``difficulty`` (6, 9, 14;
-    default 14); ``smnist`` and ``pmnist`` take ``labels`` (``"digits"``, the default, or
-    ``"fashion"``); the other tasks take none. Raises :class:`ValueError` listing the valid tasks, options
+    `pathfinder` takes `resolution` (32, 64, 128, 256; default 32) and `difficulty` (6, 9, 14;
+    default 14); `smnist` and `pmnist` take `labels` (`"digits"`, the default, or
+    `"fashion"`); the other tasks take none. Raises `ValueError` listing the valid tasks, options
     or values.
     """
     _check_task(task)
@@ -1251,7 +1249,7 @@ def load_lra_builder(
     cache_dir: str | os.PathLike[str] | None = None,
     **options: Any,
 ) -> _LRABuilder:
-    """The configured (not yet prepared) builder of an LRA task; see :func:`load_lra`."""
+    """The configured (not yet prepared) builder of an LRA task; see `load_lra`."""
     config_name = resolve_config_name(task, **options)
     return builder_class(task)(
         cache_dir=None if cache_dir is None else str(cache_dir),
@@ -1273,33 +1271,33 @@ def load_lra(
 ) -> datasets.DatasetDict:
     """Prepare (once; later calls hit the cache) and load an LRA task from a local copy of its data.
 
-    Without ``data_dir``, the tasks whose source is published on the Hub (``text``: IMDb, ``image``:
-    CIFAR-10; see :mod:`lra.hub_data`) read it with ``datasets.load_dataset`` instead, and give the
+    Without `data_dir`, the tasks whose source is published on the Hub (`text`: IMDb, `image`:
+    CIFAR-10; see `lra.hub_data`) read it with `datasets.load_dataset` instead, and give the
     same features, splits and conversions.
 
     Args:
-        task: one of :data:`TASKS`: ``listops``, ``text``, ``retrieval``, ``image``, ``pathfinder``,
-            ``pathx``, and (not LRA tasks) ``smnist``, ``pmnist``.
-        data_dir: the archive root, the doubled ``lra_release/lra_release``, or the task folder
-            (for ``text`` / ``image`` the folder holding ``aclImdb`` / ``aclImdb_v1.tar.gz`` and
-            ``cifar-10-batches-py`` / ``cifar-10-python.tar.gz``; for ``smnist`` / ``pmnist`` the
+        task: one of `TASKS`: `listops`, `text`, `retrieval`, `image`, `pathfinder`,
+            `pathx`, and (not LRA tasks) `smnist`, `pmnist`.
+        data_dir: the archive root, the doubled `lra_release/lra_release`, or the task folder
+            (for `text` / `image` the folder holding `aclImdb` / `aclImdb_v1.tar.gz` and
+            `cifar-10-batches-py` / `cifar-10-python.tar.gz`; for `smnist` / `pmnist` the
             folder holding the four idx files).
-        cache_dir: where the prepared Arrow files go (default: ``HF_DATASETS_CACHE``).
+        cache_dir: where the prepared Arrow files go (default: `HF_DATASETS_CACHE`).
         num_proc: processes for the preparation (useful for Pathfinder / Path-X, whose images are
             decoded one by one).
-        download_mode: ``"force_redownload"`` prepares again even if a cache exists.
-        repo_id: without ``data_dir``, the Hub data set to read instead of the task's default
-            (``stanfordnlp/imdb``, ``uoft-cs/cifar10``); ``revision`` its branch, tag or commit.
-        **options: ``pathfinder``: ``resolution`` (32, 64, 128, 256) and ``difficulty`` (6, 9, 14);
-            ``smnist`` / ``pmnist``: ``labels`` (``"digits"`` for MNIST, ``"fashion"`` for Fashion-MNIST).
+        download_mode: `"force_redownload"` prepares again even if a cache exists.
+        repo_id: without `data_dir`, the Hub data set to read instead of the task's default
+            (`stanfordnlp/imdb`, `uoft-cs/cifar10`); `revision` its branch, tag or commit.
+        **options: `pathfinder`: `resolution` (32, 64, 128, 256) and `difficulty` (6, 9, 14);
+            `smnist` / `pmnist`: `labels` (`"digits"` for MNIST, `"fashion"` for Fashion-MNIST).
 
     Returns:
-        A :class:`datasets.DatasetDict` with ``train``, ``validation`` and ``test``.
+        A `datasets.DatasetDict` with `train`, `validation` and `test`.
 
     Raises:
         ValueError: unknown task or option.
-        LRADataNotFoundError: missing or incomplete data (a :class:`FileNotFoundError`).
-        LRAFormatError: a malformed file, with its path and line (a :class:`ValueError`).
+        LRADataNotFoundError: missing or incomplete data (a `FileNotFoundError`).
+        LRAFormatError: a malformed file, with its path and line (a `ValueError`).
     """
     from .hub_data import HUB_SOURCES, load_lra_from_hub  # here: lra.hub_data imports this module
 

@@ -1,18 +1,18 @@
 """Export an LRA task as Parquet with a dataset card, locally and optionally to the Hub.
 
-The output is what the Hub serves today (no loading script): ``OUT/<config>/<split>-NNNNN-of-NNNNN.parquet``
-and ``OUT/README.md`` whose YAML ``configs`` point at those files, so
-``datasets.load_dataset(OUT, config)`` works offline and ``load_dataset(repo_id, config)`` after a
+The output is what the Hub serves today (no loading script): `OUT/<config>/<split>-NNNNN-of-NNNNN.parquet`
+and `OUT/README.md` whose YAML `configs` point at those files, so
+`datasets.load_dataset(OUT, config)` works offline and `load_dataset(repo_id, config)` after a
 push. Several tasks can share one folder or repository: each export adds or replaces its own
 configuration and keeps the others.
 
 A local export never leaves a half-written state behind, even when killed: the existing README is
 read (and must be valid) before any work, the shards and the new README are written into a staging
-folder ``OUT/.lra-export-tmp-<config>``, and only then swapped in: the previous ``OUT/<config>`` is
-moved aside to ``OUT/.lra-export-old-<config>``, the new one moved in, the README replaced (the
-commit point), the old folder deleted. The next export into ``OUT`` finishes or rolls back a swap that
-was interrupted, so ``OUT`` always ends up with the old or the new export, never a mix. A README that
-this exporter did not write is never replaced without ``overwrite=True`` (``--overwrite``). Only one
+folder `OUT/.lra-export-tmp-<config>`, and only then swapped in: the previous `OUT/<config>` is
+moved aside to `OUT/.lra-export-old-<config>`, the new one moved in, the README replaced (the
+commit point), the old folder deleted. The next export into `OUT` finishes or rolls back a swap that
+was interrupted, so `OUT` always ends up with the old or the new export, never a mix. A README that
+this exporter did not write is never replaced without `overwrite=True` (`--overwrite`). Only one
 export should write into a folder at a time.
 """
 
@@ -49,14 +49,14 @@ logger = logging.getLogger(__name__)
 
 def export_config_name(task: str, **options: Any) -> str:
     """The configuration name of an export: the task, or for Pathfinder variants other than the
-    default (32 x 32, contour length 14) the builder's config name, e.g. ``pathfinder64_curv_baseline``."""
+    default (32 x 32, contour length 14) the builder's config name, e.g. `pathfinder64_curv_baseline`."""
     config_name = resolve_config_name(task, **options)
     return task if config_name == resolve_config_name(task) else config_name
 
 
 def _write_parquet(dataset: datasets.DatasetDict, folder: Path, max_shard_bytes: int) -> None:
-    """Write each split as ``<split>-NNNNN-of-NNNNN.parquet`` shards (the names ``push_to_hub`` uses)
-    into the new folder ``folder``."""
+    """Write each split as `<split>-NNNNN-of-NNNNN.parquet` shards (the names `push_to_hub` uses)
+    into the new folder `folder`."""
     folder.mkdir(parents=True)
     for split, part in dataset.items():
         num_shards = max(1, math.ceil(part.data.nbytes / max_shard_bytes))
@@ -67,10 +67,10 @@ def _write_parquet(dataset: datasets.DatasetDict, folder: Path, max_shard_bytes:
 
 
 def _existing_card_data(readme: Path, overwrite: bool) -> DatasetCardData:
-    """The metadata of ``readme`` to add a configuration to; checked before anything is written.
+    """The metadata of `readme` to add a configuration to; checked before anything is written.
 
-    Raises :class:`LRAFormatError` for a README with unreadable YAML, or one that this exporter did not write
-    (unless ``overwrite``, which starts a fresh card).
+    Raises `LRAFormatError` for a README with unreadable YAML, or one that this exporter did not write
+    (unless `overwrite`, which starts a fresh card).
     """
     if not readme.is_file():
         return default_card_data()
@@ -91,7 +91,7 @@ def _existing_card_data(readme: Path, overwrite: bool) -> DatasetCardData:
 
 
 def _recover_interrupted_swaps(out_dir: Path) -> None:
-    """Finish or undo the swaps of exports into ``out_dir`` that were killed (see the module docstring).
+    """Finish or undo the swaps of exports into `out_dir` that were killed (see the module docstring).
 
     The README replacement is the commit point: while the staging folder still holds the new README, the
     export had not committed, so its configuration folder is rolled back to the one set aside; once the README
@@ -111,7 +111,7 @@ def _recover_interrupted_swaps(out_dir: Path) -> None:
 
 
 def _swap_in(staging: Path, out_dir: Path, config_name: str) -> None:
-    """Move the staged configuration folder and README into ``out_dir``, the README last (the commit)."""
+    """Move the staged configuration folder and README into `out_dir`, the README last (the commit)."""
     target, aside = out_dir / config_name, out_dir / f"{_ASIDE_PREFIX}{config_name}"
     if target.exists():
         os.replace(target, aside)
@@ -153,27 +153,27 @@ def export_lra(
     overwrite: bool = False,
     **options: Any,
 ) -> Path:
-    """Load an LRA task (see :func:`lra.load_lra`) and write it as Parquet plus a dataset card.
+    """Load an LRA task (see `lra.load_lra`) and write it as Parquet plus a dataset card.
 
     Args:
-        task: one of :data:`lra.TASKS`.
+        task: one of `lra.TASKS`.
         data_dir: the local copy of the task's data.
-        out_dir: the export folder; ``out_dir/README.md`` is created or updated.
-        cache_dir: the ``datasets`` cache for the preparation.
+        out_dir: the export folder; `out_dir/README.md` is created or updated.
+        cache_dir: the `datasets` cache for the preparation.
         push_to_hub: a dataset repository id: also push the task there as configuration
-            ``export_config_name(task)`` and update the repository's card.
+            `export_config_name(task)` and update the repository's card.
         token: Hub token for the push (default: the logged-in one).
         max_shard_bytes: split a split into Parquet files of about this many (uncompressed) bytes.
-        overwrite: replace an ``out_dir/README.md`` that this exporter did not write.
-        **options: task options (``pathfinder``: ``resolution``, ``difficulty``).
+        overwrite: replace an `out_dir/README.md` that this exporter did not write.
+        **options: task options (`pathfinder`: `resolution`, `difficulty`).
 
     Returns:
-        ``out_dir``.
+        `out_dir`.
 
     Raises:
-        LRAFormatError: ``out_dir/README.md`` has a broken YAML header, or was not written by this exporter
-            (without ``overwrite``); nothing is written then.
-        OSError: ``out_dir`` cannot be created or written.
+        LRAFormatError: `out_dir/README.md` has a broken YAML header, or was not written by this exporter
+            (without `overwrite`); nothing is written then.
+        OSError: `out_dir` cannot be created or written.
     """
     config_name = export_config_name(task, **options)
     out_dir = Path(out_dir)

@@ -1,21 +1,19 @@
-"""LRA tasks whose source data is published on the Hugging Face Hub, read with ``datasets.load_dataset``.
+"""LRA tasks whose source data is published on the Hugging Face Hub, read with `datasets.load_dataset`.
 
-When :func:`lra.load_lra` gets no ``data_dir``, a task listed in :data:`HUB_SOURCES` reads its source data set from
-the Hub (or from the ``datasets`` cache, offline, once it has been read) and turns it into exactly what the local
-builder gives: the same features (``text`` / ``pixels`` and a ``ClassLabel`` with the same names), the same splits
-and the same conversions (the grayscale rule of :mod:`image_processing_las`, the validation split cut from the end of
-the training split). Only the order of the IMDb reviews may differ from the local ``aclImdb`` listing: the Hub copy
-keeps its own order (``neg`` then ``pos``), and has no file names to sort by.
+When `lra.load_lra` gets no `data_dir`, a task listed in `HUB_SOURCES` reads its source data set from
+the Hub (or from the `datasets` cache, offline, once it has been read) and turns it into exactly what the local
+builder gives: the same features (`text` / `pixels` and a `ClassLabel` with the same names), the same splits
+and the same conversions (the grayscale rule of `image_processing_las`, the validation split cut from the end of
+the training split). Only the order of the IMDb reviews may differ from the local `aclImdb` listing: the Hub copy
+keeps its own order (`neg` then `pos`), and has no file names to sort by.
 
-============  =================================  ===============  ======================================
-task          default repository (config)        columns          train / validation / test
-============  =================================  ===============  ======================================
-text          ``stanfordnlp/imdb`` (plain_text)   text, label      train / **test** / test (as S4)
-image         ``uoft-cs/cifar10`` (plain_text)    img, label       first 90% / last 10% of train / test
-============  =================================  ===============  ======================================
+| task | default repository (config) | columns | train / validation / test |
+|---|---|---|---|
+| text | `stanfordnlp/imdb` (plain_text) | text, label | train / **test** / test (as S4) |
+| image | `uoft-cs/cifar10` (plain_text) | img, label | first 90% / last 10% of train / test |
 
-Adding a task is one entry of :data:`HUB_SOURCES` (say sMNIST: ``HubSource("ylecun/mnist", "mnist", "image",
-"image")`` with the builder's validation fraction).
+Adding a task is one entry of `HUB_SOURCES` (say sMNIST: `HubSource("ylecun/mnist", "mnist", "image",
+"image")` with the builder's validation fraction).
 """
 
 from __future__ import annotations
@@ -51,14 +49,14 @@ class HubSource:
 
     Attributes:
         repo_id: the default dataset repository.
-        config_name: its config (``None``: the repository's default).
-        kind: ``"text"`` (a string column, kept as it is) or ``"image"`` (an image column, turned into row-major
-            grayscale ``pixels`` by :func:`image_processing_las.image_to_grayscale`).
+        config_name: its config (`None`: the repository's default).
+        kind: `"text"` (a string column, kept as it is) or `"image"` (an image column, turned into row-major
+            grayscale `pixels` by `image_processing_las.image_to_grayscale`).
         column: the text or image column.
-        label_column: the column of class indices (a ``ClassLabel`` whose names must be the task's).
+        label_column: the column of class indices (a `ClassLabel` whose names must be the task's).
         source_splits: our split -> the Hub split it is read from.
-        validation_fraction: when set, ``validation`` is the last fraction of the Hub's ``train`` split and
-            ``train`` the rest (as the local builder cuts it).
+        validation_fraction: when set, `validation` is the last fraction of the Hub's `train` split and
+            `train` the rest (as the local builder cuts it).
     """
 
     repo_id: str
@@ -95,7 +93,7 @@ def load_lra_from_hub(
     num_proc: int | None = None,
     download_mode: datasets.DownloadMode | str | None = None,
 ) -> datasets.DatasetDict:
-    """The task from its Hub data set (``repo_id`` defaults to the one of :data:`HUB_SOURCES`); see the module doc.
+    """The task from its Hub data set (`repo_id` defaults to the one of `HUB_SOURCES`); see the module doc.
 
     Raises:
         ValueError: the task has no Hub source.
@@ -138,7 +136,7 @@ def load_lra_from_hub(
 def _source_splits(
     raw: datasets.DatasetDict, source: HubSource, repo_id: str, features: datasets.Features
 ) -> dict[str, datasets.Dataset]:
-    """Our train / validation / test, read from the Hub splits as ``source`` says."""
+    """Our train / validation / test, read from the Hub splits as `source` says."""
     missing = sorted(set(source.source_splits.values()) - set(raw))
     if missing:
         raise LRAFormatError(f"{repo_id}: no split {', '.join(missing)} (found {', '.join(raw)})")
@@ -169,7 +167,7 @@ def _check_columns(dataset: datasets.Dataset, source: HubSource, labels: dataset
 def _convert(
     dataset: datasets.Dataset, source: HubSource, features: datasets.Features, where: str, num_proc: int | None
 ) -> datasets.Dataset:
-    """Hub rows -> the local builder's features (``text`` or ``pixels``, and ``label``)."""
+    """Hub rows -> the local builder's features (`text` or `pixels`, and `label`)."""
     num_classes = features["label"].num_classes
     length = features["pixels"].length if source.kind == "image" else None
 

@@ -4,17 +4,17 @@ The algorithm follows the official LRA ListOps generator
 (google-research/long-range-arena): random expression trees over the operators
 MIN, MAX, MED (median, truncated to an int) and SM (sum modulo 10) with digit
 leaves, filtered by length, de-duplicated and written as
-``basic_{train,val,test}.tsv`` with a ``Source\\tTarget`` header.
+`basic_{train,val,test}.tsv` with a `Source\\tTarget` header.
 
 Unlike the official script this one takes a seed, so a data set can be rebuilt
 byte for byte, and it writes atomically, so an interrupted run never leaves a
 half-written split behind.
 
-String form of a node with ``n`` children ``c0 .. c(n-1)``::
+String form of a node with `n` children `c0 .. c(n-1)`:
 
     ( * (n + 1)   [OP c0 )   c1 )   ...   c(n-1) )   ] )
 
-e.g. ``( ( ( [MAX 2 ) 9 ) ] )``. ``[MAX`` is a single token and ``]`` closes
+e.g. `( ( ( [MAX 2 ) 9 ) ] )`. `[MAX` is a single token and `]` closes
 the operator. The length of an expression counts its tokens without the
 parentheses: 1 for a digit, 2 + the children's lengths for an operator node.
 """
@@ -95,15 +95,15 @@ def sample_listops_tree(
     max_args: int = 10,
     length_cap: int | None = None,
 ) -> tuple[ListOpsTree | None, int]:
-    """Draw one random expression tree; return ``(tree, length)``.
+    """Draw one random expression tree; return `(tree, length)`.
 
-    A node at ``depth`` (the root is at depth 1) becomes an operator node when
-    ``depth < max_depth`` and a uniform draw is ``<= 0.25``; it then gets a
-    uniformly drawn operator and ``randint(2, max_args)`` children at
-    ``depth + 1``. Otherwise it is a uniform digit.
+    A node at `depth` (the root is at depth 1) becomes an operator node when
+    `depth < max_depth` and a uniform draw is `<= 0.25`; it then gets a
+    uniformly drawn operator and `randint(2, max_args)` children at
+    `depth + 1`. Otherwise it is a uniform digit.
 
-    If ``length_cap`` is given, sampling stops as soon as the length reaches
-    it and ``(None, length_so_far)`` is returned. Such a tree would be rejected
+    If `length_cap` is given, sampling stops as soon as the length reaches
+    it and `(None, length_so_far)` is returned. Such a tree would be rejected
     by the length filter anyway, so stopping early changes nothing about the
     accepted samples and spares building the occasional huge tree.
     """
@@ -189,10 +189,10 @@ def listops_tree_value(tree: ListOpsTree) -> int:
 
 
 def listops_value(source: str) -> int:
-    """Evaluate an expression in the official string form, e.g. ``( ( ( [MAX 2 ) 9 ) ] )``.
+    """Evaluate an expression in the official string form, e.g. `( ( ( [MAX 2 ) 9 ) ] )`.
 
     Parentheses must balance but are otherwise ignored, as the LRA tokenizer
-    ignores them; ``[OP`` opens an operator and ``]`` closes it.
+    ignores them; `[OP` opens an operator and `]` closes it.
 
     Raises:
         ValueError: naming the problem (unknown token, unbalanced parenthesis,
@@ -270,7 +270,7 @@ def validate_listops_arguments(
     max_depth: int,
     max_args: int,
 ) -> None:
-    """Check the arguments of :func:`generate_listops`: ValueError naming the first bad one."""
+    """Check the arguments of `generate_listops`: ValueError naming the first bad one."""
     for name, value in (("num_train", num_train), ("num_val", num_val), ("num_test", num_test)):
         check_int(name, value, why=" (an empty split cannot be trained on or scored)")
     for name, value in (("seed", seed), ("min_length", min_length), ("max_length", max_length)):
@@ -299,7 +299,7 @@ def _sample_rows(
     max_depth: int,
     max_args: int,
 ) -> Iterator[str]:
-    """Yield an endless stream of unique ``"source\\tlabel\\n"`` rows passing the length filter."""
+    """Yield an endless stream of unique `"source\\tlabel\\n"` rows passing the length filter."""
     # Digests instead of the sources themselves: 100k sources of ~1,000 tokens
     # would hold hundreds of MB; a stable hash (unlike hash()) keeps runs reproducible.
     seen: set[bytes] = set()
@@ -338,25 +338,25 @@ def generate_listops(
     progress: bool = True,
     overwrite: bool = False,
 ) -> dict[str, Path]:
-    """Generate ListOps and write ``basic_{train,val,test}.tsv`` into ``out_dir``.
+    """Generate ListOps and write `basic_{train,val,test}.tsv` into `out_dir`.
 
-    ``out_dir`` is the task folder (the official ``listops-1000``). Samples
-    are unique across all splits and satisfy ``min_length < length <
-    max_length``; train is filled first, then val, then test. The same
+    `out_dir` is the task folder (the official `listops-1000`). Samples
+    are unique across all splits and satisfy `min_length < length <
+    max_length`; train is filled first, then val, then test. The same
     arguments give byte-identical files.
 
-    All splits are written into a temporary folder inside ``out_dir`` and
+    All splits are written into a temporary folder inside `out_dir` and
     moved into place only once every split is complete, so an interrupted run
     leaves any earlier files untouched and no partial split behind (the
     temporary folders of a killed run are removed by the next one). Existing
-    ``basic_*.tsv`` files are replaced only with ``overwrite=True``.
+    `basic_*.tsv` files are replaced only with `overwrite=True`.
 
     Returns:
-        ``{"train": path, "val": path, "test": path}``.
+        `{"train": path, "val": path, "test": path}`.
 
     Raises:
         ValueError: on invalid counts (each split needs at least one sample),
-            seed or length/depth bounds, or existing files without ``overwrite``.
+            seed or length/depth bounds, or existing files without `overwrite`.
     """
     validate_listops_arguments(num_train, num_val, num_test, seed, min_length, max_length, max_depth, max_args)
     out_dir = Path(out_dir)
@@ -398,7 +398,7 @@ def generate_listops(
 
 
 def add_generate_listops_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the ``generate listops`` options to ``parser``."""
+    """Add the `generate listops` options to `parser`."""
     parser.add_argument(
         "--out",
         required=True,
@@ -425,7 +425,7 @@ def add_generate_listops_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_generate_listops(args: argparse.Namespace) -> None:
-    """Run :func:`generate_listops` from parsed command-line arguments and print the paths."""
+    """Run `generate_listops` from parsed command-line arguments and print the paths."""
     paths = generate_listops(
         args.out,
         num_train=args.num_train,

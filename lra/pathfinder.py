@@ -1,12 +1,12 @@
 """Seeded generator for the synthetic Pathfinder / Path-X tasks of the Long Range Arena.
 
 The algorithm follows the official Pathfinder generator (Linsley et al., 2018,
-as used by the LRA): two target "snakes" made of ``contour_length``
+as used by the LRA): two target "snakes" made of `contour_length`
 short paddles, each next paddle placed on a circle around the end of the
 previous one with the direction drawn with weight
-``(1 - occupancy) * cos^2(min(|dtheta| * continuity, pi/2))``; overlapping
+`(1 - occupancy) * cos^2(min(|dtheta| * continuity, pi/2))`; overlapping
 candidates are rejected and redrawn; then distractor snakes of
-``contour_length // 3`` paddles; then two circular markers, one on the start
+`contour_length // 3` paddles; then two circular markers, one on the start
 of the first snake and one on the end of the same snake (label 1) or of the
 other snake (label 0). The image is the pixel-wise maximum of all layers,
 written as an 8-bit grayscale PNG.
@@ -14,17 +14,17 @@ written as an 8-bit grayscale PNG.
 Choices of this implementation (the description leaves them open):
 
 * Paddles are joined end to end, so every snake is one unbroken stroke; the
-  ``margin`` is the blank gap (in pixels, 8-neighbourhood) kept between
+  `margin` is the blank gap (in pixels, 8-neighbourhood) kept between
   different snakes and markers. Hence in every image the two markers are
   connected through drawn pixels exactly when the label is 1.
-* Strokes are rasterised in numpy by supersampling (``antialias_scale`` sub-
+* Strokes are rasterised in numpy by supersampling (`antialias_scale` sub-
   pixels per pixel side): a sub-pixel is inked when its centre lies within
   half the thickness of the paddle. Strokes are never thinner than
-  ``0.75 / antialias_scale`` on each side, which keeps them unbroken.
-* ``distractor_budget`` is the number of distractor paddles: there are
-  ``distractor_budget // (contour_length // 3)`` distractor snakes, so the
+  `0.75 / antialias_scale` on each side, which keeps them unbroken.
+* `distractor_budget` is the number of distractor paddles: there are
+  `distractor_budget // (contour_length // 3)` distractor snakes, so the
   amount of clutter is the same at every difficulty.
-* ``seed_distance`` is the least distance between the two markers. The target
+* `seed_distance` is the least distance between the two markers. The target
   geometry is accepted only if BOTH possible marker pairs (same snake and other
   snake) satisfy it and keep clear of the other snake, so the label cannot be
   read off the snakes' shapes; the label only picks the end that is marked.
@@ -109,7 +109,7 @@ class PathfinderParams:
         margin: blank pixels kept between different snakes and markers (>= 1).
         marker_radius: radius of the two circular markers.
         seed_distance: least distance between the two marker centres.
-        continuity: turning stiffness; turns beyond ``pi / (2 * continuity)``
+        continuity: turning stiffness; turns beyond `pi / (2 * continuity)`
             have zero weight.
         antialias_scale: sub-pixels per pixel side used for anti-aliasing.
         distractor_budget: distractor paddles per image (see module docstring).
@@ -172,7 +172,7 @@ class PathfinderParams:
         """Half stroke width, floored so that rasterised strokes stay unbroken.
 
         A sub-pixel is inked when its centre is within this radius of the
-        paddle; every point lies within ``sqrt(2)/2`` sub-pixel of some centre,
+        paddle; every point lies within `sqrt(2)/2` sub-pixel of some centre,
         so a radius above that (0.75 sub-pixel) leaves no gaps.
         """
         return max(self.thickness / 2, 0.75 / self.antialias_scale)
@@ -265,20 +265,20 @@ class _Stamp:
         return grid[self.row : self.row + height, self.col : self.col + width]
 
     def hits(self, grid: np.ndarray) -> bool:
-        """Whether any inked pixel of the stamp is set in the boolean ``grid``."""
+        """Whether any inked pixel of the stamp is set in the boolean `grid`."""
         return bool((self.window(grid) & self.mask).any())
 
     def paint(self, canvas: np.ndarray) -> None:
-        """Combine into ``canvas`` by pixel-wise maximum."""
+        """Combine into `canvas` by pixel-wise maximum."""
         window = self.window(canvas)
         np.maximum(window, self.coverage, out=window)
 
 
 def _render_capsule(start: np.ndarray, end: np.ndarray, radius: float, scale: int, resolution: int) -> _Stamp:
-    """Rasterise the points within ``radius`` of segment start-end (a disc when start == end).
+    """Rasterise the points within `radius` of segment start-end (a disc when start == end).
 
     Points are (row, col) in pixel units; pixel (r, c) covers [r, r+1) x [c, c+1).
-    Coverage is the fraction of the pixel's ``scale x scale`` sub-pixel centres inside.
+    Coverage is the fraction of the pixel's `scale x scale` sub-pixel centres inside.
     """
     top = max(0, math.floor(min(start[0], end[0]) - radius))
     left = max(0, math.floor(min(start[1], end[1]) - radius))
@@ -337,8 +337,8 @@ def _candidate_directions(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Candidate angles for the next paddle and their continuity weights.
 
-    The first paddle may point anywhere. Later ones turn by ``dtheta`` from the
-    current heading with weight ``cos^2(min(|dtheta| * continuity, pi/2))``;
+    The first paddle may point anywhere. Later ones turn by `dtheta` from the
+    current heading with weight `cos^2(min(|dtheta| * continuity, pi/2))`;
     only the turns with non-zero weight are considered, jittered so that the
     directions are continuous rather than a fixed fan.
     """
@@ -363,7 +363,7 @@ def _path_occupancy(start: np.ndarray, ends: np.ndarray, forbidden: np.ndarray, 
 
 
 def _weighted_choice(rng: np.random.Generator, weights: np.ndarray) -> int:
-    """Index drawn with probability proportional to ``weights`` (some must be > 0)."""
+    """Index drawn with probability proportional to `weights` (some must be > 0)."""
     cumulative = np.cumsum(weights)
     index = int(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right"))
     # Guard against the draw landing exactly on the total through rounding.
@@ -375,7 +375,7 @@ def _try_grow_snake(
 ) -> _Snake | None:
     """Grow one snake from a random free start, or return None when it gets stuck.
 
-    ``blocked`` marks pixels that other snakes (dilated by the margin) occupy.
+    `blocked` marks pixels that other snakes (dilated by the margin) occupy.
     A new paddle must also not overlap the snake's earlier paddles, except the
     last two, which necessarily share pixels around the joint being extended.
     """
@@ -448,8 +448,8 @@ class PathfinderSample:
         distractor_mask: inked pixels of all distractor snakes.
         marker_mask: inked pixels of the two markers.
         marker_centers: the two marker centres, (row, col) in pixel units;
-            ``int()`` of each coordinate gives the pixel.
-        marker_snakes: index into ``snake_masks`` of the snake each marker sits on.
+            `int()` of each coordinate gives the pixel.
+        marker_snakes: index into `snake_masks` of the snake each marker sits on.
     """
 
     image: np.ndarray
@@ -474,7 +474,7 @@ def _markers_fit(
     """Check the marker geometry for BOTH labels so that acceptance does not depend on the label.
 
     Markers sit on (snake 0, start), (snake 0, end) and (snake 1, end); either
-    pair with the first must be ``seed_distance`` apart, each marker must keep
+    pair with the first must be `seed_distance` apart, each marker must keep
     the margin from the snake it does not sit on, and the two markers of a
     pair must not touch.
     """
@@ -547,10 +547,10 @@ def draw_pathfinder_sample(rng: np.random.Generator, params: PathfinderParams, l
     """Draw one Pathfinder image with the given label (1: markers on the same snake).
 
     A sample whose snakes or markers cannot be placed is redrawn from scratch
-    up to ``params.image_attempts`` times.
+    up to `params.image_attempts` times.
 
     Raises:
-        ValueError: if ``label`` is not 0 or 1.
+        ValueError: if `label` is not 0 or 1.
         RuntimeError: if no valid image was found (parameters too crowded).
     """
     if label not in (0, 1):
@@ -573,7 +573,7 @@ def _image_rng(seed: int, resolution: int, difficulty: int, index: int) -> np.ra
 
 
 def draw_indexed_pathfinder_sample(seed: int, resolution: int, difficulty: int, index: int) -> PathfinderSample:
-    """The sample that :func:`generate_pathfinder` writes as image number ``index`` (0-based, over all batches).
+    """The sample that `generate_pathfinder` writes as image number `index` (0-based, over all batches).
 
     The label is a fair coin flip from the image's own random stream.
     """
@@ -605,7 +605,7 @@ def _batch_paths(task_dir: Path, batch: int) -> tuple[Path, Path]:
 
 
 def _batch_is_complete(task_dir: Path, batch: int, size: int) -> bool:
-    """A batch is complete when its metadata lists ``size`` images that all exist."""
+    """A batch is complete when its metadata lists `size` images that all exist."""
     images, metadata = _batch_paths(task_dir, batch)
     if not metadata.is_file():
         return False
@@ -620,9 +620,9 @@ def _write_json_atomically(path: Path, content: object) -> None:
 
 
 def incomplete_generation(task_dir: str | os.PathLike[str], num_listed: int) -> str | None:
-    """Why a folder written by :func:`generate_pathfinder` must not be loaded, or None when it may be.
+    """Why a folder written by `generate_pathfinder` must not be loaded, or None when it may be.
 
-    ``num_listed`` is the number of images its metadata files list. A folder without our settings file
+    `num_listed` is the number of images its metadata files list. A folder without our settings file
     (such as a copy of the official release) is not checked. One with it must hold the completion record
     that the generator writes last, and exactly the image count recorded there.
     """
@@ -648,7 +648,7 @@ def incomplete_generation(task_dir: str | os.PathLike[str], num_listed: int) -> 
 
 
 def _remove_extra_batches(task_dir: Path, num_batches: int) -> None:
-    """Delete batches numbered ``num_batches`` and up: left by an earlier run with a larger ``num_images``.
+    """Delete batches numbered `num_batches` and up: left by an earlier run with a larger `num_images`.
 
     Only called once the settings file proved the batches are this generator's, made with the same
     settings, so nothing is lost that the same command could not write again. Metadata goes first, so
@@ -732,23 +732,23 @@ def generate_pathfinder(
     images_per_folder: int = DEFAULT_IMAGES_PER_FOLDER,
     progress: bool = True,
 ) -> Path:
-    """Generate a Pathfinder variant in the official layout under the archive root ``out_dir``.
+    """Generate a Pathfinder variant in the official layout under the archive root `out_dir`.
 
-    Writes ``out_dir/pathfinder{resolution}/{curv_...}/imgs/<k>/sample_<i>.png``
-    and ``.../metadata/<k>.npy`` (text: one line ``imgs/<k> sample_<i>.png <i> <label>``
-    per image), ``images_per_folder`` images per batch ``k``. Image number
-    ``k * images_per_folder + i`` is :func:`draw_indexed_pathfinder_sample` of
-    that index, so the output depends only on the seed, never on ``workers``.
+    Writes `out_dir/pathfinder{resolution}/{curv_...}/imgs/<k>/sample_<i>.png`
+    and `.../metadata/<k>.npy` (text: one line `imgs/<k> sample_<i>.png <i> <label>`
+    per image), `images_per_folder` images per batch `k`. Image number
+    `k * images_per_folder + i` is `draw_indexed_pathfinder_sample` of
+    that index, so the output depends only on the seed, never on `workers`.
 
     Each batch is written to a temporary folder and moved into place when
     complete, metadata last; a rerun with the same settings skips complete
-    batches, and removes the batches beyond ``num_images`` that an earlier, larger
-    run left. ``.pathfinder-complete.json`` (the image count) is written last and
-    removed when a run starts: :func:`lra.load_lra` refuses a folder without it.
+    batches, and removes the batches beyond `num_images` that an earlier, larger
+    run left. `.pathfinder-complete.json` (the image count) is written last and
+    removed when a run starts: `lra.load_lra` refuses a folder without it.
     Only one generator should write into a folder at a time.
 
     Returns:
-        The task folder, e.g. ``out_dir/pathfinder32/curv_contour_length_14``.
+        The task folder, e.g. `out_dir/pathfinder32/curv_contour_length_14`.
 
     Raises:
         ValueError: on unsupported resolution/difficulty, invalid counts (fewer
@@ -806,7 +806,7 @@ def validate_pathfinder_arguments(
     workers: int = DEFAULT_WORKERS,
     images_per_folder: int = DEFAULT_IMAGES_PER_FOLDER,
 ) -> PathfinderParams:
-    """Check the arguments of :func:`generate_pathfinder` (ValueError naming the bad one); return the preset."""
+    """Check the arguments of `generate_pathfinder` (ValueError naming the bad one); return the preset."""
     params = pathfinder_params(resolution, difficulty)
     check_int("num_images", num_images, least=0)
     check_int("seed", seed, least=0)
@@ -826,7 +826,7 @@ def validate_pathfinder_arguments(
 
 
 def add_generate_pathfinder_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the ``generate pathfinder`` options to ``parser``."""
+    """Add the `generate pathfinder` options to `parser`."""
     parser.add_argument(
         "--out", required=True, type=Path, help="archive root; writes OUT/pathfinder{RES}/{curv_...}/imgs and metadata"
     )
@@ -859,7 +859,7 @@ def add_generate_pathfinder_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_generate_pathfinder(args: argparse.Namespace) -> None:
-    """Run :func:`generate_pathfinder` from parsed command-line arguments and print the task folder."""
+    """Run `generate_pathfinder` from parsed command-line arguments and print the task folder."""
     task_dir = generate_pathfinder(
         args.out,
         resolution=args.resolution,

@@ -1,12 +1,12 @@
 """The task registry: every fact about one task of the package, in one place.
 
-The builders (:mod:`lra.builders`), the tokenizers and :func:`lra.task_info` (:mod:`lra.tokenization`), the model and
-dataset cards (:mod:`hub_cards`) and ``examples/run_lra.py`` read a task's name, title, labels, input kind, default
+The builders (`lra.builders`), the tokenizers and `lra.task_info` (`lra.tokenization`), the model and
+dataset cards (`hub_cards`) and `examples/run_lra.py` read a task's name, title, labels, input kind, default
 length, text columns, chance level, whether our generators make its data, whether it belongs to the LRA, its Hub
-source and the paper's accuracy from :data:`TASK_SPECS`. The one deliberate copy is the ``evaluate`` module in
-``lra/lra_accuracy/``, which is loaded on its own and cannot import this package; a test checks that it agrees.
+source and the paper's accuracy from `TASK_SPECS`. The one deliberate copy is the `evaluate` module in
+`lra/lra_accuracy/`, which is loaded on its own and cannot import this package; a test checks that it agrees.
 
-This module imports nothing but the standard library, so ``python -m lra`` and the cards read it cheaply.
+This module imports nothing but the standard library, so `python -m lra` and the cards read it cheaply.
 """
 
 from __future__ import annotations
@@ -148,22 +148,22 @@ class TaskSpec:
     """Everything the package states about one task.
 
     Attributes:
-        name: the task's name (``"pathx"``), as :func:`lra.load_lra` takes it.
-        title: short title (``"Path-X"``); :attr:`full_title` adds ``"LRA "`` for the LRA tasks.
+        name: the task's name (`"pathx"`), as `lra.load_lra` takes it.
+        title: short title (`"Path-X"`); `full_title` adds `"LRA "` for the LRA tasks.
         summary: what the task is, in one phrase (model cards add the number of classes).
         data_title: the title of its configuration on a dataset card.
         data_description: its description on a dataset card (the data, the split convention, the source files).
-        labels: the class names in label order (for sMNIST / pMNIST: the ``"digits"`` option's; see
-            :data:`MNIST_LABELS`).
-        input_kind: ``"tokens"`` (one sequence), ``"pair"`` (two documents, a two-tower model) or ``"pixels"``.
-        default_length: tokens per sequence (``<eos>`` included; per document for pairs) or pixels per image, at
+        labels: the class names in label order (for sMNIST / pMNIST: the `"digits"` option's; see
+            `MNIST_LABELS`).
+        input_kind: `"tokens"` (one sequence), `"pair"` (two documents, a two-tower model) or `"pixels"`.
+        default_length: tokens per sequence (`<eos>` included; per document for pairs) or pixels per image, at
             the default options.
         text_columns: the columns a tokenizer reads (empty for pixel tasks).
-        generated: our seeded generator makes its data, so ``run_lra.py`` needs no ``--data_dir`` (Path-X can be
-            generated too, with ``--resolution 128``, but at 200,000 images of 16,384 pixels not implicitly).
+        generated: our seeded generator makes its data, so `run_lra.py` needs no `--data_dir` (Path-X can be
+            generated too, with `--resolution 128`, but at 200,000 images of 16,384 pixels not implicitly).
         in_lra: one of the six tasks of the Long Range Arena (sMNIST and pMNIST are not; they are not part of the
             LRA average).
-        hub_repo: the Hub data set read when :func:`lra.load_lra` gets no ``data_dir`` (:mod:`lra.hub_data`).
+        hub_repo: the Hub data set read when `lra.load_lra` gets no `data_dir` (`lra.hub_data`).
     """
 
     name: str
@@ -181,7 +181,7 @@ class TaskSpec:
 
     @property
     def full_title(self) -> str:
-        """The task's name in a model-index and in results: ``"LRA ListOps"``, ``"sMNIST"``."""
+        """The task's name in a model-index and in results: `"LRA ListOps"`, `"sMNIST"`."""
         return f"LRA {self.title}" if self.in_lra else self.title
 
     @property
@@ -191,7 +191,7 @@ class TaskSpec:
 
     @property
     def paper_accuracy(self) -> float | None:
-        """The LaS paper's test accuracy in percent (:data:`PAPER_SOURCE`); ``None`` where it reports a failure."""
+        """The LaS paper's test accuracy in percent (`PAPER_SOURCE`); `None` where it reports a failure."""
         return PAPER_ACCURACY[_LAS_ROW][self.name]
 
 
@@ -321,10 +321,10 @@ LRA_TASKS: tuple[str, ...] = tuple(name for name, spec in TASK_SPECS.items() if 
 
 
 def normalize_task(task: str) -> str:
-    """Canonical task name: ``"Path-X"``, ``"path_x"`` and ``"pathx"`` all give ``"pathx"``.
+    """Canonical task name: `"Path-X"`, `"path_x"` and `"pathx"` all give `"pathx"`.
 
     Raises:
-        ValueError: for a name that is not one of :data:`TASKS` (the message lists them).
+        ValueError: for a name that is not one of `TASKS` (the message lists them).
     """
     key = str(task).lower().replace("-", "").replace("_", "").replace(" ", "")
     if key not in TASK_SPECS:

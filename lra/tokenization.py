@@ -2,25 +2,24 @@
 
 Token ids (the same specials for every text task):
 
-==========  =========================================================================================
-id          token
-==========  =========================================================================================
-0           ``<pad>``
-1           ``<unk>``
-2           ``<eos>``, appended to every sequence (as S4 does); ``max_length`` counts it
-ListOps     3..12 the digits ``0``..``9``; 13 ``[MAX``, 14 ``[MIN``, 15 ``[MED``, 16 ``[SM``, 17 ``]``
-            (vocabulary 18). The parentheses of the release's format carry no information and are
-            dropped by the tokenizer's normalizer, so ``decode(encode(s))`` gives ``s`` without them.
-Text,       byte ``b`` of the UTF-8 encoding -> id ``3 + b`` (3..258, vocabulary 259): every byte is
-Retrieval   one token and ``decode(encode(s), skip_special_tokens=True) == s`` for any string.
-            Text that happens to spell ``<eos>`` is encoded as bytes too (``split_special_tokens``).
-==========  =========================================================================================
+| id | token |
+|---|---|
+| 0 | `<pad>` |
+| 1 | `<unk>` |
+| 2 | `<eos>`, appended to every sequence (as S4 does); `max_length` counts it |
+| ListOps | 3..12 the digits `0`..`9`; 13 `[MAX`, 14 `[MIN`, 15 `[MED`, 16 `[SM`, 17 `]` (vocabulary 18) |
+| Text, Retrieval | byte `b` of the UTF-8 encoding -> id `3 + b` (3..258, vocabulary 259) |
 
-Image, Pathfinder, Path-X, sMNIST and pMNIST have no tokenizer: their pixels are the input (see :func:`encode`).
+ListOps: the parentheses of the release's format carry no information and are dropped by the tokenizer's normalizer,
+so `decode(encode(s))` gives `s` without them. Text and Retrieval: every byte is one token and
+`decode(encode(s), skip_special_tokens=True) == s` for any string; text that happens to spell `<eos>` is encoded as
+bytes too (`split_special_tokens`).
 
-All tokenizers are plain :class:`transformers.PreTrainedTokenizerFast` objects built with the
-``tokenizers`` library; ``save_pretrained`` writes ``tokenizer.json`` and
-``AutoTokenizer.from_pretrained(folder)`` loads them back without remote code.
+Image, Pathfinder, Path-X, sMNIST and pMNIST have no tokenizer: their pixels are the input (see `encode`).
+
+All tokenizers are plain `transformers.PreTrainedTokenizerFast` objects built with the
+`tokenizers` library; `save_pretrained` writes `tokenizer.json` and
+`AutoTokenizer.from_pretrained(folder)` loads them back without remote code.
 """
 
 from __future__ import annotations
@@ -75,13 +74,13 @@ class TaskInfo:
         task: the task name.
         num_labels: number of classes.
         label_names: the class names, in label order.
-        input_kind: ``"tokens"`` (``input_ids`` of one sequence), ``"pair"`` (``input_ids`` of two
-            documents, shaped ``(2, length)``: a two-tower model) or ``"pixels"`` (``pixel_values``,
-            or pixel intensities as ``input_ids``).
-        max_length: default sequence length (tokens: including ``<eos>``; pair: per document;
+        input_kind: `"tokens"` (`input_ids` of one sequence), `"pair"` (`input_ids` of two
+            documents, shaped `(2, length)`: a two-tower model) or `"pixels"` (`pixel_values`,
+            or pixel intensities as `input_ids`).
+        max_length: default sequence length (tokens: including `<eos>`; pair: per document;
             pixels: the number of pixels).
         vocab_size: ids the inputs use (pixels as ids: 256).
-        pad_token_id: padding id, ``None`` for pixels (fixed length).
+        pad_token_id: padding id, `None` for pixels (fixed length).
     """
 
     task: str
@@ -94,20 +93,18 @@ class TaskInfo:
 
 
 def task_info(task: str, **options: Any) -> TaskInfo:
-    """Describe ``task`` (options as in :func:`lra.load_lra`: ``pathfinder`` takes ``resolution`` /
-    ``difficulty``, ``smnist`` / ``pmnist`` take ``labels``, which sets ``label_names``).
+    """Describe `task` (options as in `lra.load_lra`: `pathfinder` takes `resolution` /
+    `difficulty`, `smnist` / `pmnist` take `labels`, which sets `label_names`).
 
-    ====================  ===========  ==========  ==========  ==========
-    task                  num_labels   input_kind  max_length  vocab_size
-    ====================  ===========  ==========  ==========  ==========
-    listops               10           tokens      2048        18
-    text                  2            tokens      4096        259
-    retrieval             2            pair        4000        259
-    image                 10           pixels      1024        256
-    pathfinder (32)       2            pixels      1024        256
-    pathx                 2            pixels      16384       256
-    smnist, pmnist        10           pixels      784         256
-    ====================  ===========  ==========  ==========  ==========
+    | task | num_labels | input_kind | max_length | vocab_size |
+    |---|---|---|---|---|
+    | listops | 10 | tokens | 2048 | 18 |
+    | text | 2 | tokens | 4096 | 259 |
+    | retrieval | 2 | pair | 4000 | 259 |
+    | image | 10 | pixels | 1024 | 256 |
+    | pathfinder (32) | 2 | pixels | 1024 | 256 |
+    | pathx | 2 | pixels | 16384 | 256 |
+    | smnist, pmnist | 10 | pixels | 784 | 256 |
     """
     config_name = resolve_config_name(task, **options)  # validates task and options
     builder = builder_class(task)
@@ -140,7 +137,7 @@ def task_info(task: str, **options: Any) -> TaskInfo:
 
 
 def _wrap(backend: Tokenizer, task: str, **kwargs: Any) -> PreTrainedTokenizerFast:
-    """Give a ``tokenizers`` backend the specials and appended ``<eos>`` every LRA tokenizer has."""
+    """Give a `tokenizers` backend the specials and appended `<eos>` every LRA tokenizer has."""
     pad, unk, eos = SPECIAL_TOKENS
     backend.post_processor = processors.TemplateProcessing(
         single=f"$A {eos}", pair=f"$A {eos} $B {eos}", special_tokens=[(eos, EOS_TOKEN_ID)]
@@ -182,11 +179,11 @@ def _byte_tokenizer(task: str) -> PreTrainedTokenizerFast:
 
 
 def get_tokenizer(task: str) -> PreTrainedTokenizerFast:
-    """The tokenizer of a text task: word-level for ``listops``, byte-level for ``text`` and ``retrieval``.
+    """The tokenizer of a text task: word-level for `listops`, byte-level for `text` and `retrieval`.
 
-    Ids are listed in this module's documentation; ``model_max_length`` is the task's default length.
-    Raises :class:`ValueError` for the pixel tasks (``image``, ``pathfinder``, ``pathx``, ``smnist``,
-    ``pmnist``), which have no tokenizer: their pixels are used directly.
+    Ids are listed in this module's documentation; `model_max_length` is the task's default length.
+    Raises `ValueError` for the pixel tasks (`image`, `pathfinder`, `pathx`, `smnist`,
+    `pmnist`), which have no tokenizer: their pixels are used directly.
     """
     if task not in TASKS:
         raise ValueError(f"Unknown LRA task {task!r}; the tasks are: {', '.join(TASKS)}")
@@ -206,7 +203,7 @@ def get_tokenizer(task: str) -> PreTrainedTokenizerFast:
 def _tokenize(
     tokenizer: PreTrainedTokenizerFast, texts: Sequence[str], max_length: int
 ) -> tuple[list[list[int]], list[bool]]:
-    """Token ids of ``texts`` cut to ``max_length`` (``<eos>`` kept), and whether each text was cut."""
+    """Token ids of `texts` cut to `max_length` (`<eos>` kept), and whether each text was cut."""
     encoded = tokenizer(
         list(texts),
         truncation=True,
@@ -227,7 +224,7 @@ def _tokenize(
 
 
 def _pad_documents(documents: Sequence[Sequence[int]], pad_token_id: int) -> tuple[list[list[int]], list[list[int]]]:
-    """Stack documents into one ``(num_documents, longest)`` matrix of ids and one of mask."""
+    """Stack documents into one `(num_documents, longest)` matrix of ids and one of mask."""
     length = max(len(document) for document in documents)
     ids = [list(document) + [pad_token_id] * (length - len(document)) for document in documents]
     mask = [[1] * len(document) + [0] * (length - len(document)) for document in documents]
@@ -242,7 +239,7 @@ def _encode_text_batch(
     max_length: int,
     truncation: bool,
 ) -> dict[str, list]:
-    """``datasets.map`` function: tokenize one or two text columns of a batch."""
+    """`datasets.map` function: tokenize one or two text columns of a batch."""
     documents = [_tokenize(tokenizer, batch[column], max_length) for column in columns]
     num_truncated = [sum(flags) for flags in zip(*(truncated for _, truncated in documents))]
     if not truncation and any(num_truncated):
@@ -266,17 +263,17 @@ def _encode_text_batch(
 
 
 def _scale_pixels(batch: dict[str, Any]) -> dict[str, Any]:
-    """Format transform: uint8 ``pixel_values`` -> float32 in [0, 1], computed when rows are read.
+    """Format transform: uint8 `pixel_values` -> float32 in [0, 1], computed when rows are read.
 
-    The scaling of the model's image processor (:func:`image_processing_las.scale_pixels`), so a
+    The scaling of the model's image processor (`image_processing_las.scale_pixels`), so a
     model gets the same values from a data set row as from the image through a pipeline.
     """
     return {**batch, "pixel_values": scale_pixels(batch["pixel_values"])}
 
 
 def pooled_side(num_pixels: int, pool_size: int) -> int:
-    """The side of a square image of ``num_pixels`` after ``pool_size x pool_size`` averaging (a ValueError if the
-    image is not square or its side not a multiple of ``pool_size``)."""
+    """The side of a square image of `num_pixels` after `pool_size x pool_size` averaging (a ValueError if the
+    image is not square or its side not a multiple of `pool_size`)."""
     side = math.isqrt(num_pixels)
     if side * side != num_pixels or side % pool_size:
         raise ValueError(
@@ -287,8 +284,8 @@ def pooled_side(num_pixels: int, pool_size: int) -> int:
 
 
 def pixel_pool_processor_settings(task: str, num_pixels: int, pool_size: int) -> dict[str, Any]:
-    """The :class:`LaSImageProcessor` settings that give a checkpoint's pipeline the pixels that
-    ``encode(task, ..., pixel_pool_size=pool_size)`` gives the model: the pooled size, Pillow's box filter, and for
+    """The `LaSImageProcessor` settings that give a checkpoint's pipeline the pixels that
+    `encode(task, ..., pixel_pool_size=pool_size)` gives the model: the pooled size, Pillow's box filter, and for
     pMNIST the permutation of the pooled image."""
     side = math.isqrt(num_pixels) if pool_size == 1 else pooled_side(num_pixels, pool_size)
     settings: dict[str, Any] = {"size": {"height": side, "width": side}}
@@ -300,10 +297,9 @@ def pixel_pool_processor_settings(task: str, num_pixels: int, pool_size: int) ->
 
 
 def _pool_pixels(task: str, dataset: datasets.Dataset, pool_size: int, num_proc: int | None) -> datasets.Dataset:
-    """The ``pixels`` column averaged over ``pool_size x pool_size`` blocks: the mean rounded half up, in uint8
-    (exactly Pillow's ``Image.reduce``, which the image processor uses for a box resize by a whole factor)."""
+    """The `pixels` column averaged over `pool_size x pool_size` blocks: the mean rounded half up, in uint8
+    (exactly Pillow's `Image.reduce`, which the image processor uses for a box resize by a whole factor)."""
     num_pixels = len(dataset[0]["pixels"]) if len(dataset) else task_info(task).max_length
-    side = math.isqrt(num_pixels)
     small = pooled_side(num_pixels, pool_size)
     # pMNIST rows are permuted: back to image order, pool, then the pooled image's own fixed permutation.
     unpermute = np.argsort(pmnist_permutation(num_pixels)) if task == "pmnist" else None
@@ -400,30 +396,30 @@ def encode(
     pixels_as: Literal["values", "ids"] = "values",
     pixel_pool_size: int = 1,
 ) -> datasets.Dataset | datasets.DatasetDict:
-    """Turn an LRA split (or all splits) from :func:`lra.load_lra` into model inputs.
+    """Turn an LRA split (or all splits) from `lra.load_lra` into model inputs.
 
-    * ``listops``, ``text``: ``input_ids`` (int32, ending in ``<eos>``), ``attention_mask`` and
-      ``labels``. Sequences are not padded: :class:`LRADataCollator` pads each batch.
-    * ``retrieval``: ``input_ids`` and ``attention_mask`` shaped ``(2, length)`` per example, the two
+    * `listops`, `text`: `input_ids` (int32, ending in `<eos>`), `attention_mask` and
+      `labels`. Sequences are not padded: `LRADataCollator` pads each batch.
+    * `retrieval`: `input_ids` and `attention_mask` shaped `(2, length)` per example, the two
       documents padded to the longer one; the collator pads the last axis across the batch.
-    * ``image``, ``pathfinder``, ``pathx``, ``smnist``, ``pmnist``: ``pixel_values`` (float32 in
-      [0, 1], computed from the stored uint8 when rows are read; keep ``Trainer``'s column removal
-      happy: nothing else is needed) and ``labels``; with ``pixels_as="ids"``, ``input_ids`` (the intensities 0..255 as
+    * `image`, `pathfinder`, `pathx`, `smnist`, `pmnist`: `pixel_values` (float32 in
+      [0, 1], computed from the stored uint8 when rows are read; keep `Trainer`'s column removal
+      happy: nothing else is needed) and `labels`; with `pixels_as="ids"`, `input_ids` (the intensities 0..255 as
       token ids, vocabulary 256) instead.
 
     Args:
         task: the task the data belongs to.
-        dataset: a ``Dataset`` or ``DatasetDict`` as returned by :func:`lra.load_lra`.
-        max_length: tokens per sequence (per document for ``retrieval``), ``<eos>`` included.
-            Defaults to :func:`task_info`'s ``max_length``: 2048, 4096, 4000. Ignored for pixels.
-        tokenizer: defaults to :func:`get_tokenizer` of the task.
-        truncation: cut longer sequences to ``max_length`` (LRA's convention; how many were cut is
-            logged as a warning). With ``False`` a longer sequence raises :class:`ValueError`.
+        dataset: a `Dataset` or `DatasetDict` as returned by `lra.load_lra`.
+        max_length: tokens per sequence (per document for `retrieval`), `<eos>` included.
+            Defaults to `task_info`'s `max_length`: 2048, 4096, 4000. Ignored for pixels.
+        tokenizer: defaults to `get_tokenizer` of the task.
+        truncation: cut longer sequences to `max_length` (LRA's convention; how many were cut is
+            logged as a warning). With `False` a longer sequence raises `ValueError`.
         num_proc: processes for the tokenization.
-        pixels_as: ``"values"`` (float ``pixel_values``) or ``"ids"`` (``input_ids``), pixel tasks only.
-        pixel_pool_size: pixel tasks only: average every ``k x k`` block of the square image (the mean rounded half
-            up, as the image processor of :func:`pixel_pool_processor_settings` does it), e.g. 2: 28x28 -> 14x14,
-            784 -> 196 pixels. pMNIST is pooled in image order, then ordered by ``pmnist_permutation(196)``.
+        pixels_as: `"values"` (float `pixel_values`) or `"ids"` (`input_ids`), pixel tasks only.
+        pixel_pool_size: pixel tasks only: average every `k x k` block of the square image (the mean rounded half
+            up, as the image processor of `pixel_pool_processor_settings` does it), e.g. 2: 28x28 -> 14x14,
+            784 -> 196 pixels. pMNIST is pooled in image order, then ordered by `pmnist_permutation(196)`.
     """
     if pixels_as not in ("values", "ids"):
         raise ValueError(f"pixels_as must be 'values' or 'ids', got {pixels_as!r}")
@@ -451,12 +447,12 @@ def encode(
 
 @dataclasses.dataclass
 class LRADataCollator:
-    """Batch examples from :func:`encode` into tensors, padding ``input_ids`` / ``attention_mask``.
+    """Batch examples from `encode` into tensors, padding `input_ids` / `attention_mask`.
 
     Sequences are padded on their last axis to the longest in the batch (rounded up to
-    ``pad_to_multiple_of``), so the same collator serves single sequences ``(batch, length)``,
-    document pairs ``(batch, 2, length)`` and fixed-length pixels. ``labels`` and ``input_ids``
-    become int64, ``attention_mask`` int64, ``pixel_values`` float32.
+    `pad_to_multiple_of`), so the same collator serves single sequences `(batch, length)`,
+    document pairs `(batch, 2, length)` and fixed-length pixels. `labels` and `input_ids`
+    become int64, `attention_mask` int64, `pixel_values` float32.
     """
 
     pad_token_id: int = PAD_TOKEN_ID

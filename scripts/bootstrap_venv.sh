@@ -6,10 +6,11 @@
 #   bash scripts/bootstrap_venv.sh            # .venv
 #   VENV=/path/to/venv bash scripts/bootstrap_venv.sh
 #
-# torch is installed first and pinned (the one pin of the repository): on our machines `torch==2.13.0` is the CPU
+# torch is installed first and pinned exactly: on our machines `torch==2.13.0` is the CPU
 # build from local disk, while an unpinned torch would pull a multi-GB CUDA build. Then this package with its test
-# extra (`pip install -e ".[test]"`). A stamp in the venv records what was installed, so a rerun skips pip unless the
-# pin or pyproject.toml changed. Prints the venv's python on the last line of stdout.
+# extra (`pip install -e ".[test]"`: pytest, ruff for `make check`, and the Hub client releases the tests were checked
+# with). A stamp in the venv records what was installed, so a rerun skips pip unless the pin or pyproject.toml changed.
+# Prints the venv's python on the last line of stdout.
 set -euo pipefail
 
 TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}

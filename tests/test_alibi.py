@@ -1,4 +1,4 @@
-"""The ALiBi baseline (`attention_type="alibi"`, `position_bias="alibi"`) against a literal definition, on every path."""
+"""The ALiBi baseline (`attention_type="alibi"`, `position_bias="alibi"`) against a literal definition, every path."""
 
 from __future__ import annotations
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib
 import json
 import math
 import os
@@ -11,6 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from configuration_las import ATTENTION_TYPES
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = REPO_ROOT / "examples" / "benchmarks"
@@ -109,7 +112,7 @@ def test_train_throughput_smoke_writes_results(smoke_runs):
         "peak_mem_mib",
         "time_vs_softmax",
     } <= set(rows[0])
-    assert [r["attention_type"] for r in rows] == ["las", "las_chunk", "softmax"]
+    assert [r["attention_type"] for r in rows] == list(ATTENTION_TYPES)
     for row in rows:
         assert row["status"] == "ok" and row["attn_implementation"] == "sdpa"  # the CPU default
         tokens_per_s, step_ms = float(row["tokens_per_s"]), float(row["step_ms"])
@@ -124,13 +127,28 @@ def test_train_throughput_smoke_writes_results(smoke_runs):
     assert targets.count("PASS") + targets.count("FAIL") == 1
 
 
-def _import_attention_benchmark():
+def _import_benchmark(name: str):
     sys.path.insert(0, str(BENCHMARKS))
     try:
-        import attention
+        return importlib.import_module(name)
     finally:
         sys.path.remove(str(BENCHMARKS))
-    return attention
+
+
+def test_train_throughput_reads_task_facts_from_the_registry_and_the_model_modules():
+    # It once had its own table: vocabulary 32 / 260 where the tokenizers have 18 / 259.
+    lra = pytest.importorskip("lra")
+    pytest.importorskip("datasets")
+    train_throughput = _import_benchmark("train_throughput")
+    args = train_throughput.parse_args(["--device", "cpu"])
+    assert args.tasks == ["listops", "text"] and args.attention_types == list(ATTENTION_TYPES)
+    for task in args.tasks:
+        setup, info = train_throughput.task_setup(task, args), lra.task_info(task)
+        assert (setup["model"]["vocab_size"], setup["model"]["num_labels"]) == (info.vocab_size, info.num_labels)
+        assert setup["source"].startswith(f"examples/configs/{task}.json")
+    assert train_throughput.parse_args(["--device", "cpu", "--tasks", "listops"]).tasks == ["listops"]
+    with pytest.raises(SystemExit):  # not a token task: its model does not read token ids
+        train_throughput.parse_args(["--device", "cpu", "--tasks", "image"])
 
 
 def test_check_reference_is_the_definition_whole_and_per_chunk():
@@ -139,7 +157,7 @@ def test_check_reference_is_the_definition_whole_and_per_chunk():
 
     from las_attention import las_attention, las_attention_reference
 
-    attention = _import_attention_benchmark()
+    attention = _import_benchmark("attention")
     generator = torch.Generator().manual_seed(0)
     query, key, value = (torch.randn(2, 3, 50, 8, generator=generator, dtype=torch.float64) for _ in range(3))
     alphas = torch.tensor([0.0, 0.05, 0.5], dtype=torch.float64)
@@ -155,7 +173,7 @@ def test_check_skips_a_reference_over_its_memory_budget(tmp_path, capsys):
     # In process, without --threads (which would set torch's threads for the rest of the session). The whole-sequence
     # reference (4 x 2 heads x 64^2 x 4 bytes = 128 KiB) is over the 40 KB budget: skipped with a
     # message; the LaS-chunk reference (chunks of 32: 32 KiB) fits and is checked.
-    attention = _import_attention_benchmark()
+    attention = _import_benchmark("attention")
     status = attention.main(
         [
             "--device",
@@ -197,7 +215,7 @@ def test_check_skips_a_reference_over_its_memory_budget(tmp_path, capsys):
 
 
 def test_targets_judge_las_sdpa_against_sdpa():
-    attention = _import_attention_benchmark()
+    attention = _import_benchmark("attention")
 
     def row(method, length, mode, time_ms, mem):
         return dict(

@@ -10,7 +10,6 @@ whose processes did not synchronise, saw other data, or scaled the loss by the w
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -20,7 +19,7 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification
 
-from tests.utils import REPO_ROOT, import_example, make_listops_release, tiny_run_args
+from tests.utils import REPO_ROOT, import_example, make_listops_release, tiny_run_args, training_logs
 
 run_lra = import_example("run_lra")
 
@@ -41,11 +40,6 @@ def _args(data_dir: Path, cache_dir: Path, output_dir: Path, per_device_batch: i
         "--dataloader_drop_last",
         "True",
     )
-
-
-def _training_logs(output_dir: Path) -> list[dict]:
-    history = json.loads((output_dir / "trainer_state.json").read_text())["log_history"]
-    return [entry for entry in history if "loss" in entry]
 
 
 @pytest.mark.slow  # two torchrun processes and a 1-process run
@@ -89,7 +83,7 @@ def test_two_process_run_matches_one_process_run(tmp_path):
     assert sorted(p.name for p in two.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
     assert "2 processes" in (two / "README.md").read_text()  # the card records the world size
 
-    expected, measured = _training_logs(one), _training_logs(two)
+    expected, measured = training_logs(one), training_logs(two)
     assert [e["step"] for e in measured] == [e["step"] for e in expected] == list(range(1, STEPS + 1))
     assert [e["learning_rate"] for e in measured] == [e["learning_rate"] for e in expected]
     assert [e["loss"] for e in measured] == pytest.approx([e["loss"] for e in expected], rel=1e-5)

@@ -26,7 +26,9 @@ from tests.utils import (
     REPO_ROOT,
     RETRIEVAL_ROWS,
     cifar_batch,
+    file_hashes,
     idx_bytes,
+    listops_generate_flags,
     listops_rows,
     make_all_releases,
     make_image_release,
@@ -392,7 +394,7 @@ def test_mnist_labels_option_names_the_classes(tmp_path: Path, cache: Path, capl
 
 
 def _rewrite_idx(path: Path, change) -> None:
-    """Apply ``change`` to the uncompressed bytes of a gzipped idx file."""
+    """Apply `change` to the uncompressed bytes of a gzipped idx file."""
     import gzip
 
     path.write_bytes(gzip.compress(change(gzip.decompress(path.read_bytes()))))
@@ -680,30 +682,13 @@ def test_cli_bad_arguments_give_one_line_and_status_2(args: list[str]) -> None:
 @pytest.mark.slow  # subprocesses
 def test_cli_export_and_missing_data(tmp_path: Path) -> None:
     archive = make_listops_release(tmp_path / "data")
-    result = _run_cli(
-        "export",
-        "listops",
-        "--data-dir",
-        str(archive),
-        "--out",
-        str(tmp_path / "out"),
-        "--cache-dir",
-        str(tmp_path / "cache"),
-    )
+    export = ("export", "listops", "--data-dir", str(archive), "--out", str(tmp_path / "out"))
+    result = _run_cli(*export, "--cache-dir", str(tmp_path / "cache"))
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "out" / "listops" / "train-00000-of-00001.parquet").is_file()
 
     shutil.rmtree(archive / "listops-1000")
-    result = _run_cli(
-        "export",
-        "listops",
-        "--data-dir",
-        str(archive),
-        "--out",
-        str(tmp_path / "out"),
-        "--cache-dir",
-        str(tmp_path / "cache"),
-    )
+    result = _run_cli(*export, "--cache-dir", str(tmp_path / "cache"))
     assert result.returncode == 1
     assert "basic_train.tsv" in result.stderr and "Traceback" not in result.stderr
 
@@ -716,17 +701,7 @@ def test_cli_generated_synthetic_tasks_load(tmp_path: Path, cache: Path) -> None
         "listops",
         "--out",
         str(archive / "listops-1000"),
-        "--num-train",
-        "8",
-        "--num-val",
-        "2",
-        "--num-test",
-        "2",
-        "--min-length",
-        "10",
-        "--max-length",
-        "60",
-        "--no-progress",
+        *listops_generate_flags(num_train=8, num_val=2, num_test=2, min_length=10, max_length=60),
     )
     pathfinder = _run_cli(
         "generate", "pathfinder", "--out", str(archive), "--num", "10", "--images-per-folder", "4", "--no-progress"
@@ -755,16 +730,6 @@ def test_import_lra_is_light() -> None:
 # ---------------------------------------------------------------------------------------------------
 # Faults: changed sources, incomplete or empty data, killed generation and export
 # ---------------------------------------------------------------------------------------------------
-
-
-def _file_hashes(folder: Path) -> dict[str, str]:
-    import hashlib
-
-    return {
-        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
-        for path in sorted(folder.rglob("*"))
-        if path.is_file()
-    }
 
 
 def _split_sizes(dataset: datasets.DatasetDict) -> dict[str, int]:
@@ -869,12 +834,12 @@ def test_killed_or_shrunk_pathfinder_generation_never_loads_silently(tmp_path: P
     assert sorted(path.name for path in (task_dir / "metadata").iterdir()) == ["0.npy", "1.npy", "2.npy"]
     with pytest.raises(LRADataNotFoundError, match="generation did not finish .*12 image"):
         lra.load_lra("pathfinder", tmp_path, cache_dir=cache, difficulty=6)
-    first_batches = _file_hashes(task_dir / "imgs")
+    first_batches = file_hashes(task_dir / "imgs")
 
     finished = _generate_pathfinder_cli(tmp_path, 40)  # the same command again completes it
     assert finished.returncode == 0, finished.stderr
     assert {
-        name: digest for name, digest in _file_hashes(task_dir / "imgs").items() if name in first_batches
+        name: digest for name, digest in file_hashes(task_dir / "imgs").items() if name in first_batches
     } == first_batches  # the batches written before the kill were kept as they were
     assert _split_sizes(lra.load_lra("pathfinder", tmp_path, cache_dir=cache, difficulty=6)) == {
         "train": 32,
@@ -930,14 +895,14 @@ def test_killed_reexport_keeps_the_previous_export(tmp_path: Path, cache: Path, 
     new_data = make_listops_release(tmp_path / "new", sizes=(6, 3, 3))
     out = tmp_path / "export"
     lra.export_lra("listops", old_data, out, cache_dir=cache)
-    before = _file_hashes(out)
+    before = file_hashes(out)
 
     killed = _export_cli(new_data, out, cache, kill_at=kill_at)
     assert killed.returncode == -9, killed.stderr
     # The next export (another task into the same folder) finds the interrupted one and rolls it back.
     retrieval = make_retrieval_release(tmp_path / "retrieval")
     lra.export_lra("retrieval", retrieval, out, cache_dir=cache)
-    after = _file_hashes(out)
+    after = file_hashes(out)
     assert {name: digest for name, digest in after.items() if name.startswith("listops/")} == {
         name: digest for name, digest in before.items() if name.startswith("listops/")
     }
@@ -969,34 +934,18 @@ def test_export_checks_the_readme_before_writing(tmp_path: Path, cache: Path) ->
 
     text = readme.read_text()
     readme.write_text(text.replace("configs:", "configs: [unclosed", 1))  # broken YAML in the exporter's README
-    shards = _file_hashes(out / "listops")
+    shards = file_hashes(out / "listops")
     result = _export_cli(archive, out, cache)
     assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "its YAML header cannot be read" in result.stderr
-    assert _file_hashes(out / "listops") == shards  # validated before any shard was written
+    assert file_hashes(out / "listops") == shards  # validated before any shard was written
 
 
 @pytest.mark.slow  # subprocesses
 @pytest.mark.parametrize(
     "command",
     [
-        [
-            "generate",
-            "listops",
-            "--out",
-            "{file}/listops-1000",
-            "--num-train",
-            "2",
-            "--num-val",
-            "1",
-            "--num-test",
-            "1",
-            "--min-length",
-            "3",
-            "--max-length",
-            "30",
-            "--no-progress",
-        ],
+        ["generate", "listops", "--out", "{file}/listops-1000", *listops_generate_flags()],
         ["generate", "pathfinder", "--out", "{file}", "--num", "10", "--no-progress"],
         ["export", "listops", "--data-dir", "{data}", "--out", "{file}", "--cache-dir", "{cache}"],
     ],
@@ -1015,24 +964,8 @@ def test_cli_output_path_that_is_a_file_gives_one_line(tmp_path: Path, command: 
 @pytest.mark.slow  # subprocesses
 def test_cli_listops_generator_refuses_existing_data(tmp_path: Path) -> None:
     archive = make_listops_release(tmp_path)
-    before = _file_hashes(archive)
-    result = _run_cli(
-        "generate",
-        "listops",
-        "--out",
-        str(archive / "listops-1000"),
-        "--num-train",
-        "2",
-        "--num-val",
-        "1",
-        "--num-test",
-        "1",
-        "--min-length",
-        "3",
-        "--max-length",
-        "30",
-        "--no-progress",
-    )
+    before = file_hashes(archive)
+    result = _run_cli("generate", "listops", "--out", str(archive / "listops-1000"), *listops_generate_flags())
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "already holds basic_train.tsv" in result.stderr and "--overwrite" in result.stderr
-    assert _file_hashes(archive) == before
+    assert file_hashes(archive) == before

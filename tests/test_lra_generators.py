@@ -27,6 +27,7 @@ from lra.pathfinder import (
     generate_pathfinder,
     pathfinder_params,
 )
+from tests.utils import listops_generate_flags
 
 SPLITS = ("train", "val", "test")
 
@@ -43,7 +44,7 @@ _REFERENCE_OPERATORS = {
 
 
 def _parse_official(tokens: list[str], pos: int = 0) -> tuple[int, int, int]:
-    """Parse one node written as ``( * (n+1) [OP c0 ) c1 ) ... ] )``; return (value, length, next pos).
+    """Parse one node written as `( * (n+1) [OP c0 ) c1 ) ... ] )`; return (value, length, next pos).
 
     Checks the parenthesis layout exactly; the length excludes parentheses.
     """
@@ -265,21 +266,7 @@ def test_listops_cli_helpers(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     parser = argparse.ArgumentParser()
     listops.add_generate_listops_arguments(parser)
     args = parser.parse_args(
-        [
-            "--out",
-            str(tmp_path),
-            "--num-train",
-            "3",
-            "--num-val",
-            "1",
-            "--num-test",
-            "1",
-            "--min-length",
-            "10",
-            "--max-length",
-            "40",
-            "--no-progress",
-        ]
+        ["--out", str(tmp_path), *listops_generate_flags(num_train=3, min_length=10, max_length=40)]
     )
     assert (args.seed, args.max_depth, args.max_args) == (0, 10, 10)
     listops.run_generate_listops(args)
@@ -295,7 +282,7 @@ _NEIGHBOURS = [(dr, dc) for dr in (-1, 0, 1) for dc in (-1, 0, 1) if (dr, dc) !=
 
 
 def _flood(mask: np.ndarray, start: tuple[int, int]) -> np.ndarray:
-    """Pixels 8-connected to ``start`` within ``mask`` (empty if start is off the mask)."""
+    """Pixels 8-connected to `start` within `mask` (empty if start is off the mask)."""
     seen = np.zeros_like(mask, dtype=bool)
     if not mask[start]:
         return seen

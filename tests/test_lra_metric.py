@@ -29,7 +29,7 @@ PUBLISHED_ROWS = {
 def private_evaluate_modules_cache(tmp_path_factory: pytest.TempPathFactory):
     """Keep evaluate's copy of the metric script out of ~/.cache for this session.
 
-    evaluate imports loaded scripts as the package ``evaluate_modules``, found through a folder it
+    evaluate imports loaded scripts as the package `evaluate_modules`, found through a folder it
     appends to sys.path once. If some earlier test already imported that package, its folder has
     to stay (a new one would not be searched), so only a fresh process is redirected.
     """

@@ -7,6 +7,7 @@ process boundary (exit codes, remote code in a clean interpreter) start subproce
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -26,9 +27,11 @@ from tests.utils import (
     REPO_ROOT,
     SUBPROCESS_ENV,
     TINY_MODEL,
+    file_hashes,
     import_example,
     make_all_releases,
     tiny_run_args,
+    training_logs,
 )
 
 run_lra = import_example("run_lra")
@@ -174,26 +177,25 @@ class RecordSteps(TrainerCallback):
         self.steps.append(state.global_step)
 
 
-def _training_logs(output_dir: Path) -> list[dict]:
-    history = json.loads((output_dir / "trainer_state.json").read_text())["log_history"]
-    return [entry for entry in history if "loss" in entry]
+def four_step_listops_args(lra_data: dict, datasets_cache: Path, output_dir: Path, *extra: str) -> list[str]:
+    """A 4-step ListOps run with checkpoints at steps 2 and 4, no evaluation and no prediction: the resume tests'."""
+    return tiny_run_args(
+        "listops",
+        lra_data["listops"],
+        output_dir,
+        datasets_cache,
+        "--max_steps",
+        "4",
+        "--do_eval",
+        "False",
+        "--do_predict",
+        "False",
+        *extra,
+    )
 
 
 def test_resume_after_crash_matches_an_uninterrupted_run(lra_data, datasets_cache, tmp_path):
-    def args(output_dir: Path, *extra: str) -> list[str]:
-        return tiny_run_args(
-            "listops",
-            lra_data["listops"],
-            output_dir,
-            datasets_cache,
-            "--max_steps",
-            "4",
-            "--do_eval",
-            "False",
-            "--do_predict",
-            "False",
-            *extra,
-        )
+    args = functools.partial(four_step_listops_args, lra_data, datasets_cache)
 
     run_lra.main(args(tmp_path / "uninterrupted"))
 
@@ -207,7 +209,7 @@ def test_resume_after_crash_matches_an_uninterrupted_run(lra_data, datasets_cach
     run_lra.main(args(interrupted, "--resume_from_checkpoint", "True"), callbacks=[recorder])
     assert recorder.start_step == 2 and recorder.steps == [3, 4]  # continued, not restarted
 
-    expected, resumed = _training_logs(tmp_path / "uninterrupted"), _training_logs(interrupted)
+    expected, resumed = training_logs(tmp_path / "uninterrupted"), training_logs(interrupted)
     assert [e["step"] for e in resumed] == [e["step"] for e in expected] == [1, 2, 3, 4]
     # The scheduler state came back: exactly the same learning rate at every step.
     assert [e["learning_rate"] for e in resumed] == [e["learning_rate"] for e in expected]
@@ -544,32 +546,9 @@ def test_config_precedence(tmp_path):
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def _file_hashes(folder: Path) -> dict[str, str]:
-    import hashlib
-
-    return {
-        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
-        for path in sorted(folder.rglob("*"))
-        if path.is_file()
-    }
-
-
 @pytest.mark.slow
 def test_killed_checkpoint_save_resumes_from_the_last_complete_one(lra_data, datasets_cache, tmp_path, caplog):
-    def args(output_dir: Path, *extra: str) -> list[str]:
-        return tiny_run_args(
-            "listops",
-            lra_data["listops"],
-            output_dir,
-            datasets_cache,
-            "--max_steps",
-            "4",
-            "--do_eval",
-            "False",
-            "--do_predict",
-            "False",
-            *extra,
-        )
+    args = functools.partial(four_step_listops_args, lra_data, datasets_cache)
 
     killed = tmp_path / "killed"
     # SIGKILL halfway through the second checkpoint's save: weights written, no optimizer, no trainer_state.json.
@@ -584,7 +563,7 @@ def test_killed_checkpoint_save_resumes_from_the_last_complete_one(lra_data, dat
     assert process.returncode == -9, process.stderr[-2000:]
     assert (killed / "checkpoint-4" / "model.safetensors").is_file()
     assert not (killed / "checkpoint-4" / "trainer_state.json").exists()
-    complete = _file_hashes(killed / "checkpoint-2")
+    complete = file_hashes(killed / "checkpoint-2")
 
     # Naming the partial checkpoint is refused in one line; a new run into the folder too.
     with pytest.raises(SystemExit) as exit_info:
@@ -599,11 +578,11 @@ def test_killed_checkpoint_save_resumes_from_the_last_complete_one(lra_data, dat
         run_lra.main(args(killed, "--resume_from_checkpoint", "True"), callbacks=[recorder])
     assert f"Skipping {killed / 'checkpoint-4'}: its save was interrupted" in caplog.text
     assert recorder.start_step == 2 and recorder.steps == [3, 4]
-    assert _file_hashes(killed / "checkpoint-2") == complete  # nothing earlier was lost or touched
+    assert file_hashes(killed / "checkpoint-2") == complete  # nothing earlier was lost or touched
     assert run_state.checkpoint_is_complete(killed / "checkpoint-4")
 
     run_lra.main(args(tmp_path / "uninterrupted"))
-    expected, resumed = _training_logs(tmp_path / "uninterrupted"), _training_logs(killed)
+    expected, resumed = training_logs(tmp_path / "uninterrupted"), training_logs(killed)
     assert [e["learning_rate"] for e in resumed] == [e["learning_rate"] for e in expected]
     assert [e["loss"] for e in resumed] == pytest.approx([e["loss"] for e in expected], rel=1e-4)
 
@@ -612,7 +591,7 @@ def test_resume_of_another_run_is_refused_and_changes_nothing(trained, lra_data,
     finished, _ = trained("listops")
     output_dir = tmp_path / "finished"
     shutil.copytree(finished, output_dir)
-    before = _file_hashes(output_dir)
+    before = file_hashes(output_dir)
     capsys.readouterr()  # the fixture's training output
     assert json.loads((output_dir / "checkpoint-2" / run_state.RUN_RECORD).read_text())["attention_type"] == "las"
 
@@ -634,7 +613,7 @@ def test_resume_of_another_run_is_refused_and_changes_nothing(trained, lra_data,
         "--max_train_samples", "4", "--resume_from_checkpoint", "True"
     )
     assert "holds checkpoints of an earlier run (checkpoint-2)" in attempt("--attention_type", "softmax")
-    assert _file_hashes(output_dir) == before  # nothing was written
+    assert file_hashes(output_dir) == before  # nothing was written
 
     # --overwrite_output_dir starts over: the earlier checkpoints go, the new run's record says softmax.
     run_lra.main(

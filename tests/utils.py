@@ -1,32 +1,32 @@
-"""Helpers shared by the test modules: tiny copies of the LRA data, and tiny ``run_lra.py`` runs.
+"""Helpers shared by the test modules: tiny copies of the LRA data, and tiny `run_lra.py` runs.
 
-No test module imports another: what two of them need lives here (the loopback Hub is in ``tests/support/``).
+No test module imports another: what two of them need lives here (the loopback Hub is in `tests/support/`).
 
 Tiny copies of the Long Range Arena data, laid out exactly like the real sources.
 
-Every ``make_*`` function writes into a given folder (use pytest's ``tmp_path``) and returns the
-folder to pass as ``data_dir`` to :func:`lra.load_lra`. The content is deterministic, and the
-``*_rows`` / ``*_image`` helpers give the values that were written, so tests can compare values.
+Every `make_*` function writes into a given folder (use pytest's `tmp_path`) and returns the
+folder to pass as `data_dir` to `lra.load_lra`. The content is deterministic, and the
+`*_rows` / `*_image` helpers give the values that were written, so tests can compare values.
 
 Layouts, as in the originals:
 
-* the LRA archive: ``lra_release/listops-1000/basic_{train,val,test}.tsv`` at the top and, in the
-  doubled folder, ``lra_release/lra_release/tsv_data/new_aan_pairs.{train,eval,test}.tsv`` and
-  ``lra_release/lra_release/pathfinder{32,128}/curv_*/{metadata/<k>.npy, imgs/<k>/sample_<i>.png}``;
-  the functions return the archive root ``<root>/lra_release``;
-* IMDb: ``aclImdb/{train,test}/{neg,pos}/<id>_<rating>.txt`` (plus ``train/unsup``, which the task
-  ignores) or the tarball ``aclImdb_v1.tar.gz`` holding that folder; returns ``<root>``;
-* CIFAR-10: ``cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}`` (pickles) or the
-  tarball ``cifar-10-python.tar.gz`` holding that folder; returns ``<root>``;
-* MNIST / Fashion-MNIST: ``{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]`` (idx files, big-endian
-  header) in ``<root>/mnist``; returns that folder.
+* the LRA archive: `lra_release/listops-1000/basic_{train,val,test}.tsv` at the top and, in the
+  doubled folder, `lra_release/lra_release/tsv_data/new_aan_pairs.{train,eval,test}.tsv` and
+  `lra_release/lra_release/pathfinder{32,128}/curv_*/{metadata/<k>.npy, imgs/<k>/sample_<i>.png}`;
+  the functions return the archive root `<root>/lra_release`;
+* IMDb: `aclImdb/{train,test}/{neg,pos}/<id>_<rating>.txt` (plus `train/unsup`, which the task
+  ignores) or the tarball `aclImdb_v1.tar.gz` holding that folder; returns `<root>`;
+* CIFAR-10: `cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}` (pickles) or the
+  tarball `cifar-10-python.tar.gz` holding that folder; returns `<root>`;
+* MNIST / Fashion-MNIST: `{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]` (idx files, big-endian
+  header) in `<root>/mnist`; returns that folder.
 
 Sizes (kept tiny; all splits non-empty): ListOps 20/5/5 rows; Retrieval 8/3/3 pairs; Text 6 train and
 4 test reviews; Image 5 batches of 4 training images (18 train / 2 validation) and 4 test images;
 Pathfinder 22 images of 32x32 in 11 metadata files (18/2/2); Path-X 10 images of 128x128 (8/1/1);
 MNIST 20 training images (18 train / 2 validation) and 5 test images.
 
-Example::
+Example:
 
     from tests.utils import make_all_releases
 
@@ -38,8 +38,10 @@ Example::
 from __future__ import annotations
 
 import gzip
+import hashlib
 import importlib
 import io
+import json
 import os
 import pickle
 import sys
@@ -59,8 +61,10 @@ __all__ = [
     "SUBPROCESS_ENV",
     "TASK_FLAGS",
     "TINY_MODEL",
+    "file_hashes",
     "import_example",
     "tiny_run_args",
+    "training_logs",
     "ARCHIVE",
     "CIFAR10_NAMES",
     "IMDB_REVIEWS",
@@ -68,6 +72,7 @@ __all__ = [
     "PATHFINDER_EMPTY_IMAGE",
     "RETRIEVAL_ROWS",
     "cifar_batch",
+    "listops_generate_flags",
     "listops_rows",
     "mnist_split",
     "make_all_releases",
@@ -126,7 +131,7 @@ def _listops_expression(seed: int, depth: int = 0) -> tuple[list[str], int]:
 
 
 def listops_rows(split: str, sizes: tuple[int, int, int] = (20, 5, 5)) -> list[tuple[str, int]]:
-    """``(source, target)`` rows of a fixture split (``"train"``, ``"val"``, ``"test"``)."""
+    """`(source, target)` rows of a fixture split (`"train"`, `"val"`, `"test"`)."""
     offset = {"train": 0, "val": sizes[0], "test": sizes[0] + sizes[1]}[split]
     count = dict(zip(("train", "val", "test"), sizes))[split]
     rows = []
@@ -136,8 +141,22 @@ def listops_rows(split: str, sizes: tuple[int, int, int] = (20, 5, 5)) -> list[t
     return rows
 
 
+def listops_generate_flags(
+    num_train: int = 2, num_val: int = 1, num_test: int = 1, min_length: int = 3, max_length: int = 30
+) -> list[str]:
+    """The size flags of a small `python -m lra generate listops` run (after `--out`), without a progress bar."""
+    sizes = {
+        "--num-train": num_train,
+        "--num-val": num_val,
+        "--num-test": num_test,
+        "--min-length": min_length,
+        "--max-length": max_length,
+    }
+    return [*(part for flag, value in sizes.items() for part in (flag, str(value))), "--no-progress"]
+
+
 def make_listops_release(root: Path, sizes: tuple[int, int, int] = (20, 5, 5)) -> Path:
-    """Write ``lra_release/listops-1000/basic_{train,val,test}.tsv``; return the archive root."""
+    """Write `lra_release/listops-1000/basic_{train,val,test}.tsv`; return the archive root."""
     folder = Path(root) / ARCHIVE / "listops-1000"
     folder.mkdir(parents=True, exist_ok=True)
     for split in ("train", "val", "test"):
@@ -177,7 +196,7 @@ RETRIEVAL_ROWS: dict[str, list[tuple[str, str, str, str, str]]] = {
 
 
 def make_retrieval_release(root: Path) -> Path:
-    """Write ``lra_release/lra_release/tsv_data/new_aan_pairs.{train,eval,test}.tsv``; return the archive root."""
+    """Write `lra_release/lra_release/tsv_data/new_aan_pairs.{train,eval,test}.tsv`; return the archive root."""
     folder = Path(root) / _DOUBLED / "tsv_data"
     folder.mkdir(parents=True, exist_ok=True)
     for split, rows in RETRIEVAL_ROWS.items():
@@ -214,7 +233,7 @@ _IMDB_UNSUP = {"0_0.txt": "Unlabelled review: not part of the task.", "1_0.txt":
 
 
 def _imdb_files() -> Iterator[tuple[str, bytes]]:
-    """``(path inside the archive, contents)`` of the fixture's aclImdb folder."""
+    """`(path inside the archive, contents)` of the fixture's aclImdb folder."""
     yield "aclImdb/README", b"Large Movie Review Dataset v1.0 (fixture)\n"
     yield "aclImdb/imdb.vocab", b"the\nand\n"
     for split, labels in IMDB_REVIEWS.items():
@@ -226,7 +245,7 @@ def _imdb_files() -> Iterator[tuple[str, bytes]]:
 
 
 def make_text_release(root: Path, as_tarball: bool = False) -> Path:
-    """Write ``aclImdb/`` or ``aclImdb_v1.tar.gz``; return ``root``, the folder holding it."""
+    """Write `aclImdb/` or `aclImdb_v1.tar.gz`; return `root`, the folder holding it."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     # Reversed member order: the builder must not depend on the order of a tarball's members.
@@ -243,7 +262,7 @@ _CIFAR_BATCH_SIZE = 4
 
 
 def cifar_batch(name: str) -> tuple[np.ndarray, list[int]]:
-    """The ``(data, labels)`` of a fixture batch: ``data`` is ``n x 3072`` uint8 (R, G, B planes)."""
+    """The `(data, labels)` of a fixture batch: `data` is `n x 3072` uint8 (R, G, B planes)."""
     seed = 6 if name == "test_batch" else int(name.rsplit("_", 1)[1])
     rng = np.random.default_rng(seed)
     data = rng.integers(0, 256, size=(_CIFAR_BATCH_SIZE, 3072), dtype=np.uint8)
@@ -272,7 +291,7 @@ def _cifar_files() -> Iterator[tuple[str, bytes]]:
 
 
 def make_image_release(root: Path, as_tarball: bool = True) -> Path:
-    """Write ``cifar-10-python.tar.gz`` or ``cifar-10-batches-py/``; return ``root``, the folder holding it."""
+    """Write `cifar-10-python.tar.gz` or `cifar-10-batches-py/`; return `root`, the folder holding it."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     _write_tree(root, _cifar_files(), tarball="cifar-10-python.tar.gz" if as_tarball else None)
@@ -291,7 +310,7 @@ PATHFINDER_EMPTY_IMAGE = "imgs/0/sample_1.png"
 
 
 def pathfinder_image(index: int, resolution: int) -> np.ndarray:
-    """Pixels (``resolution x resolution`` uint8) of fixture image number ``index``."""
+    """Pixels (`resolution x resolution` uint8) of fixture image number `index`."""
     return np.random.default_rng(1000 + index).integers(0, 256, size=(resolution, resolution), dtype=np.uint8)
 
 
@@ -307,12 +326,12 @@ def make_pathfinder_release(
     images_per_folder: int = 2,
     empty_png: bool = False,
 ) -> Path:
-    """Write ``lra_release/lra_release/pathfinder{R}/{curv_...}/``; return the archive root.
+    """Write `lra_release/lra_release/pathfinder{R}/{curv_...}/`; return the archive root.
 
-    Image number ``k * images_per_folder + i`` is ``imgs/<k>/sample_<i>.png`` and is listed on line
-    ``i + 1`` of ``metadata/<k>.npy`` as ``imgs/<k> sample_<i>.png <i> <label>``. The default gives
-    11 metadata files, so sorting them as text (``10`` before ``2``) would give another order.
-    ``empty_png=True`` truncates :data:`PATHFINDER_EMPTY_IMAGE` to 0 bytes, like the release's
+    Image number `k * images_per_folder + i` is `imgs/<k>/sample_<i>.png` and is listed on line
+    `i + 1` of `metadata/<k>.npy` as `imgs/<k> sample_<i>.png <i> <label>`. The default gives
+    11 metadata files, so sorting them as text (`10` before `2`) would give another order.
+    `empty_png=True` truncates `PATHFINDER_EMPTY_IMAGE` to 0 bytes, like the release's
     broken image.
     """
     folder = Path(root) / _DOUBLED / f"pathfinder{resolution}" / _DIFFICULTY_FOLDERS[difficulty]
@@ -331,7 +350,7 @@ def make_pathfinder_release(
 
 
 def make_pathx_release(root: Path, n: int = 10) -> Path:
-    """Write Path-X (``pathfinder128/curv_contour_length_14``, 128x128 images); return the archive root."""
+    """Write Path-X (`pathfinder128/curv_contour_length_14`, 128x128 images); return the archive root."""
     return make_pathfinder_release(root, resolution=128, difficulty=14, n=n, images_per_folder=5)
 
 
@@ -346,7 +365,7 @@ MNIST_FILES = {
 
 
 def mnist_split(split: str, sizes: tuple[int, int] = (20, 5)) -> tuple[np.ndarray, np.ndarray]:
-    """``(images n x 28 x 28 uint8, labels n uint8)`` of a fixture file pair (``"train"`` or ``"t10k"``)."""
+    """`(images n x 28 x 28 uint8, labels n uint8)` of a fixture file pair (`"train"` or `"t10k"`)."""
     count = sizes[0] if split == "train" else sizes[1]
     rng = np.random.default_rng(7 if split == "train" else 8)
     images = rng.integers(0, 256, size=(count, 28, 28), dtype=np.uint8)
@@ -356,13 +375,13 @@ def mnist_split(split: str, sizes: tuple[int, int] = (20, 5)) -> tuple[np.ndarra
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
-    """An idx file of unsigned bytes: magic ``0x00000800 + ndim``, the dimensions (big-endian int32), the data."""
+    """An idx file of unsigned bytes: magic `0x00000800 + ndim`, the dimensions (big-endian int32), the data."""
     header = (0x0800 + array.ndim).to_bytes(4, "big") + b"".join(size.to_bytes(4, "big") for size in array.shape)
     return header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
 
 
 def make_mnist_release(root: Path, gz: bool = True, sizes: tuple[int, int] = (20, 5)) -> Path:
-    """Write the four idx files (gzipped like the originals, or plain) into ``root/mnist``; return that folder."""
+    """Write the four idx files (gzipped like the originals, or plain) into `root/mnist`; return that folder."""
     folder = Path(root) / "mnist"
     folder.mkdir(parents=True, exist_ok=True)
     for split, (images_name, labels_name) in MNIST_FILES.items():
@@ -382,10 +401,10 @@ def make_mnist_release(root: Path, gz: bool = True, sizes: tuple[int, int] = (20
 
 
 def make_all_releases(root: Path) -> dict[str, Path]:
-    """Write every fixture under ``root`` and return ``{task: data_dir}`` for every task of :data:`lra.TASKS`.
+    """Write every fixture under `root` and return `{task: data_dir}` for every task of `lra.TASKS`.
 
-    The LRA archive is ``root/lra_release``; IMDb (extracted folder) and CIFAR-10 (tarball) sit in
-    ``root`` next to it, where the other tasks' data dir would also find them.
+    The LRA archive is `root/lra_release`; IMDb (extracted folder) and CIFAR-10 (tarball) sit in
+    `root` next to it, where the other tasks' data dir would also find them.
     """
     root = Path(root)
     archive = make_listops_release(root)
@@ -408,7 +427,7 @@ def make_all_releases(root: Path) -> dict[str, Path]:
 
 
 def _write_tree(root: Path, files: Iterator[tuple[str, bytes]], tarball: str | None) -> None:
-    """Write ``files`` (relative path, contents) under ``root``, or into ``root/tarball`` (gzip)."""
+    """Write `files` (relative path, contents) under `root`, or into `root/tarball` (gzip)."""
     if tarball is None:
         for name, data in files:
             path = root / name
@@ -440,7 +459,7 @@ configs:
 
 
 def _write_hub_layout(folder: Path, splits: dict[str, object], title: str) -> Path:
-    """``plain_text/<split>-00000-of-00001.parquet`` for each ``datasets.Dataset`` and the README's configs."""
+    """`plain_text/<split>-00000-of-00001.parquet` for each `datasets.Dataset` and the README's configs."""
     folder = Path(folder)
     (folder / "plain_text").mkdir(parents=True, exist_ok=True)
     for split, dataset in splits.items():
@@ -451,7 +470,7 @@ def _write_hub_layout(folder: Path, splits: dict[str, object], title: str) -> Pa
 
 
 def imdb_hub_rows(split: str) -> list[dict]:
-    """The fixture's IMDb rows as the Hub copy orders them: ``neg`` then ``pos``."""
+    """The fixture's IMDb rows as the Hub copy orders them: `neg` then `pos`."""
     return [
         {"text": text, "label": label}
         for label, name in enumerate(("neg", "pos"))
@@ -460,7 +479,7 @@ def imdb_hub_rows(split: str) -> list[dict]:
 
 
 def write_imdb_hub_repo(folder: Path) -> Path:
-    """``stanfordnlp/imdb``'s layout: columns ``text`` (string), ``label`` (ClassLabel neg/pos); splits train, test
+    """`stanfordnlp/imdb`'s layout: columns `text` (string), `label` (ClassLabel neg/pos); splits train, test
     and unsupervised (label -1, not part of the task)."""
     import datasets
 
@@ -481,7 +500,7 @@ def cifar_images(name: str) -> tuple[list[Image.Image], list[int]]:
 
 
 def write_cifar10_hub_repo(folder: Path) -> Path:
-    """``uoft-cs/cifar10``'s layout: columns ``img`` (Image), ``label`` (ClassLabel, the CIFAR-10 names); the train
+    """`uoft-cs/cifar10`'s layout: columns `img` (Image), `label` (ClassLabel, the CIFAR-10 names); the train
     split holds the five training batches in order, test the test batch."""
     import datasets
 
@@ -508,11 +527,26 @@ TASK_FLAGS = {"pathx": ["--attention_type", "las_chunk", "--config_overrides", T
 
 
 def import_example(name: str) -> ModuleType:
-    """Import a script of ``examples/`` (``"run_lra"``) or of a folder below it (``"study/run_study"``) as a module."""
+    """Import a script of `examples/` (`"run_lra"`) or of a folder below it (`"study/run_study"`) as a module."""
     folder = EXAMPLES / Path(name).parent
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
     return importlib.import_module(Path(name).name)
+
+
+def training_logs(output_dir: Path) -> list[dict]:
+    """The training-loss entries of a run's `trainer_state.json` (what two runs that should match compare)."""
+    history = json.loads((output_dir / "trainer_state.json").read_text())["log_history"]
+    return [entry for entry in history if "loss" in entry]
+
+
+def file_hashes(folder: Path) -> dict[str, str]:
+    """Relative path -> sha256 of every file below `folder`: to prove that a refused command wrote nothing."""
+    return {
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
 
 
 def tiny_run_args(task: str, data_dir: Path, output_dir: Path, cache_dir: Path, *extra: str) -> list[str]:

@@ -1,7 +1,8 @@
 """Helpers shared by the benchmark scripts: timing, peak memory, machine description, tables and result files.
 
-Nothing here imports `datasets`, `evaluate` or the `lra` package: the benchmarks must run on a bare GPU machine that
-has only torch, transformers and matplotlib.
+Nothing here imports `datasets`, `evaluate` or the `lra` package: attention.py and block_mask.py run on a bare GPU
+machine that has only torch, transformers and matplotlib. train_throughput.py reads the tasks' vocabularies from
+`lra.task_info` (which needs `datasets`), and lra_listops_budget.py trains through run_lra.py (`datasets`, `evaluate`).
 """
 
 from __future__ import annotations

@@ -37,16 +37,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 from common import markdown_table  # noqa: E402
 
+from configuration_las import ATTENTION_TYPES  # noqa: E402
+from lra import listops  # noqa: E402
+
 EXAMPLES_DIR = common.REPO_ROOT / "examples"
-#: The compared attention types per task.
-ATTENTION_TYPES = {"listops": ("las", "softmax"), "pathfinder": ("las", "softmax", "alibi")}
-# The GPU stages' sizes; --tiny replaces them (see TINY).
+#: The compared attention types per task (each a `LaSConfig.attention_type` value).
+COMPARED_ATTENTION_TYPES = {"listops": ("las", "softmax"), "pathfinder": ("las", "softmax", "alibi")}
+assert {name for names in COMPARED_ATTENTION_TYPES.values() for name in names} <= set(ATTENTION_TYPES)
+# The GPU stages' sizes (ListOps: the LRA's, which are the generator's defaults); --tiny replaces them (see TINY).
 FULL = dict(
-    num_train=96_000,
-    num_val=2_000,
-    num_test=2_000,
-    min_length=500,
-    max_length=2_000,
+    num_train=listops.DEFAULT_NUM_TRAIN,
+    num_val=listops.DEFAULT_NUM_VAL,
+    num_test=listops.DEFAULT_NUM_TEST,
+    min_length=listops.DEFAULT_MIN_LENGTH,
+    max_length=listops.DEFAULT_MAX_LENGTH,
     seq_length=None,
     max_steps=3_000,
     train_seconds=180.0,
@@ -224,7 +228,7 @@ def train_one(
 
 
 def render_markdown(task: str, tag: str, sizes: dict, generation_s: float, runs: list[dict], device: str) -> str:
-    names = " vs ".join(ATTENTION_TYPES[task])
+    names = " vs ".join(COMPARED_ATTENTION_TYPES[task])
     out = [f"# {'ListOps' if task == 'listops' else 'Pathfinder-32'}, {names} at an equal training budget ({tag})", ""]
     out.append(f"- machine: {common.machine_line(common.resolve_device(device))}")
     out.append(f"- command: `{common.command_line()}`")
@@ -266,7 +270,9 @@ def _percent(value: float | None) -> str:
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--task", choices=tuple(ATTENTION_TYPES), default="listops", help="the generated task")
+    parser.add_argument(
+        "--task", choices=tuple(COMPARED_ATTENTION_TYPES), default="listops", help="the generated task"
+    )
     parser.add_argument("--tiny", action="store_true", help="toy sizes on CPU: the rehearsal of the GPU stage")
     parser.add_argument("--out", type=Path, default=common.DEFAULT_RESULTS_DIR, help="where the results files go")
     parser.add_argument("--tag", default=None, help="results file tag (default: the card, or 'cpu-tiny' with --tiny)")
@@ -294,7 +300,7 @@ def main(argv=None) -> int:
     runs = []
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.out / f"lra_{args.task}_{tag}"
-    for attention_type in ATTENTION_TYPES[args.task]:
+    for attention_type in COMPARED_ATTENTION_TYPES[args.task]:
         runs.append(train_one(args.task, attention_type, data_dir, work_dir, sizes, workers, device))
         # rewritten after every model: a stage cut off by its time limit keeps the first model's result
         common.write_text(

@@ -3,9 +3,12 @@
 LaSForSequenceClassification, for attention_type las / las_chunk / softmax, on the ListOps and Text model setups.
 
 Model sizes, sequence length and batch come from `examples/configs/<task>.json` ('model' section: LaSConfig fields;
-'data.max_length'; 'training.per_device_train_batch_size'), with built-in fallbacks when a file is missing;
-`--hidden-size --layers --length --batch` override them. On CPU the batch defaults to 1 (the configs' 50 / 16 are GPU
-batches). Inputs are random token ids at full length (no padding); only the model's step is timed, no data loading.
+'data.max_length'; 'training.per_device_train_batch_size'), as `examples/run_lra.py` reads them; the vocabulary, the
+number of labels and the default length from the task registry (`lra.task_info`, which needs `datasets`), the
+attention types and backends from the model modules (`configuration_las.ATTENTION_TYPES`,
+`las_attention.LAS_IMPLEMENTATIONS`). `--hidden-size --layers --length --batch` override the sizes. On CPU the batch
+defaults to 1 (the configs' 50 / 16 are GPU batches). Inputs are random token ids at full length (no padding); only
+the model's step is timed, no data loading.
 
     python examples/benchmarks/train_throughput.py --device cpu --threads 1 --length 2048
     python examples/benchmarks/train_throughput.py --device cuda --attn-implementation sdpa flex_attention
@@ -32,18 +35,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 from common import fmt_mib, fmt_ms, fmt_ratio, markdown_table  # noqa: E402
 
-from configuration_las import LaSConfig  # noqa: E402
+from configuration_las import ATTENTION_TYPES, LaSConfig  # noqa: E402
+from las_attention import LAS_IMPLEMENTATIONS  # noqa: E402
+from lra.tasks import TASK_SPECS  # noqa: E402  (the registry: standard library only)
 from modeling_las import LaSForSequenceClassification  # noqa: E402
 
 CONFIG_DIR = common.REPO_ROOT / "examples" / "configs"
-ATTENTION_TYPES = ("las", "las_chunk", "softmax")
-IMPLEMENTATIONS = ("eager", "sdpa", "flex_attention")
-# Used when examples/configs/<task>.json is missing; the same values as those files when this was written.
-FALLBACK_TASKS = {
-    "listops": dict(model=dict(hidden_size=128, num_hidden_layers=4, num_attention_heads=8), length=2048, batch=50),
-    "text": dict(model=dict(hidden_size=128, num_hidden_layers=4, num_attention_heads=8), length=4096, batch=16),
-}
-TASK_VOCAB_AND_LABELS = {"listops": (32, 10), "text": (260, 2)}  # ListOps: 15 symbols + specials; Text: bytes
+# The tasks whose model reads one token sequence: the ones this benchmark's random token ids fit.
+TOKEN_TASKS = tuple(name for name, spec in TASK_SPECS.items() if spec.input_kind == "tokens")
 STEP_TIME_TARGET = 1.3  # LaS step time / softmax step time, same backend
 # The rows judged on CPU (every row is judged on CUDA): the ListOps model's LaS step through sdpa, whose softmax twin
 # is torch's SDPA itself.
@@ -74,24 +73,30 @@ CSV_COLUMNS = (
 )
 
 
+def task_facts(task: str):
+    """`lra.task_info(task)`: vocabulary, labels and default length, as `run_lra.py` builds the model from them."""
+    try:
+        from lra import task_info
+    except ImportError as error:
+        raise SystemExit(
+            f"train_throughput.py reads the task's vocabulary from lra.task_info, which needs `{error.name}` "
+            "(not importable here; on a GPU image carry it as a wheel: examples/benchmarks/fetch_gpu_wheels.sh)"
+        ) from error
+    return task_info(task)
+
+
 def task_setup(task: str, args) -> dict:
     """LaSConfig kwargs, length, batch and where they came from, for one task."""
     path = CONFIG_DIR / f"{task}.json"
-    if path.exists():
-        raw = json.loads(path.read_text())
-        model = {k: v for k, v in raw.get("model", {}).items() if not k.startswith("_")}
-        length = raw.get("data", {}).get("max_length", FALLBACK_TASKS[task]["length"])
-        batch = raw.get("training", {}).get("per_device_train_batch_size", FALLBACK_TASKS[task]["batch"])
-        source = str(path.relative_to(common.REPO_ROOT))
-    else:
-        model, length, batch = (
-            dict(FALLBACK_TASKS[task]["model"]),
-            FALLBACK_TASKS[task]["length"],
-            FALLBACK_TASKS[task]["batch"],
-        )
-        source = "built-in defaults (config file missing)"
-    vocab_size, num_labels = TASK_VOCAB_AND_LABELS[task]
-    model.update(vocab_size=vocab_size, num_labels=num_labels)
+    if not path.is_file():
+        raise SystemExit(f"train_throughput.py: no model setup for {task!r}: {path} is missing")
+    raw = json.loads(path.read_text())
+    facts = task_facts(task)
+    model = {k: v for k, v in raw.get("model", {}).items() if not k.startswith("_")}
+    model.update(vocab_size=facts.vocab_size, num_labels=facts.num_labels, pad_token_id=facts.pad_token_id)
+    length = raw.get("data", {}).get("max_length", facts.max_length)
+    batch = raw.get("training", {}).get("per_device_train_batch_size", 1)
+    source = str(path.relative_to(common.REPO_ROOT)) + " + lra.task_info"
     if args.hidden_size is not None:
         model["hidden_size"] = args.hidden_size
     if args.layers is not None:
@@ -276,12 +281,12 @@ def parse_args(argv=None):
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
     common.add_common_arguments(parser, default_repeats=None, default_warmup=None)
-    parser.add_argument("--tasks", nargs="+", choices=sorted(FALLBACK_TASKS), default=["listops", "text"])
+    parser.add_argument("--tasks", nargs="+", choices=TOKEN_TASKS, default=list(TOKEN_TASKS))
     parser.add_argument("--attention-types", nargs="+", choices=ATTENTION_TYPES, default=list(ATTENTION_TYPES))
     parser.add_argument(
         "--attn-implementation",
         nargs="+",
-        choices=IMPLEMENTATIONS,
+        choices=LAS_IMPLEMENTATIONS,
         default=None,
         help="default: sdpa and flex_attention on CUDA, sdpa on CPU",
     )

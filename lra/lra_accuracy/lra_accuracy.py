@@ -1,7 +1,7 @@
 """LRA accuracy: the Long Range Arena classification accuracy, and the LRA average over tasks.
 
-Load it offline from this folder (``evaluate.load("accuracy")`` would fetch its script from the
-Hub)::
+Load it offline from this folder (`evaluate.load("accuracy")` would fetch its script from the
+Hub):
 
     import evaluate
     metric = evaluate.load("/path/to/lra/lra_accuracy", "listops")   # config name = LRA task
@@ -9,9 +9,9 @@ Hub)::
     # {'accuracy': 0.666..., 'listops_accuracy': 0.666...}
 
 This file is copied on its own into evaluate's module cache before it is imported: it must not
-import anything from this repository. So the task names, the chance levels, :func:`normalize_task`
-and the published rows quoted below are deliberate copies of the task registry (``lra/tasks.py``);
-``tests/test_lra_metric.py`` checks that they agree with it.
+import anything from this repository. So the task names, the chance levels, `normalize_task`
+and the published rows quoted below are deliberate copies of the task registry (`lra/tasks.py`);
+`tests/test_lra_metric.py` checks that they agree with it.
 """
 
 from __future__ import annotations
@@ -80,10 +80,10 @@ _CITATION = """\
 
 
 def normalize_task(task: str) -> str:
-    """Canonical task name: ``"Path-X"``, ``"path_x"`` and ``"pathx"`` all give ``"pathx"``.
+    """Canonical task name: `"Path-X"`, `"path_x"` and `"pathx"` all give `"pathx"`.
 
     Raises:
-        ValueError: for a name that is not one of :data:`TASKS` (the message lists them).
+        ValueError: for a name that is not one of `TASKS` (the message lists them).
     """
     key = str(task).lower().replace("-", "").replace("_", "").replace(" ", "")
     if key not in TASKS:
@@ -116,25 +116,25 @@ def lra_average(scores: Mapping[str, float | str | None], *, scale: str = "auto"
 
     The other convention seen in later papers (the S4 paper lists the Transformer at 53.66),
     where a failed Path-X counts as 50% (chance), is returned too, as
-    ``"average_fail_as_chance"``.
+    `"average_fail_as_chance"`.
 
-    Path-X FAILS when its entry is missing, ``None``, NaN, a marker such as ``"FAIL"``, or a
+    Path-X FAILS when its entry is missing, `None`, NaN, a marker such as `"FAIL"`, or a
     score that does not beat chance (50%), as in the LRA paper, where FAIL means the model stayed
     at chance. The five other tasks must all be present with a number: averaging fewer of them
     would not be the LRA average.
 
     Args:
-        scores: task -> accuracy. Task names are normalised (``"ListOps"``, ``"Path-X"``...).
-        scale: ``"percent"`` (36.37), ``"fraction"`` (0.3637) or ``"auto"``: fraction when every
+        scores: task -> accuracy. Task names are normalised (`"ListOps"`, `"Path-X"`...).
+        scale: `"percent"` (36.37), `"fraction"` (0.3637) or `"auto"`: fraction when every
             score is at most 1. The averages are returned on the same scale.
 
     Returns:
-        ``average`` (mean over the tasks counted), ``average_fail_as_chance``, ``tasks_averaged``,
-        ``failed`` (task names), ``per_task`` (task -> score, or ``"FAIL"``) and ``scale``.
+        `average` (mean over the tasks counted), `average_fail_as_chance`, `tasks_averaged`,
+        `failed` (task names), `per_task` (task -> score, or `"FAIL"`) and `scale`.
 
     Raises:
         ValueError: an unknown task name or one outside the LRA (sMNIST, pMNIST), a missing or
-            non-numeric score for a task other than Path-X, or a bad ``scale``.
+            non-numeric score for a task other than Path-X, or a bad `scale`.
     """
     normalized: dict[str, float | str | None] = {}
     for task, value in scores.items():
@@ -180,7 +180,7 @@ def lra_average(scores: Mapping[str, float | str | None], *, scale: str = "auto"
 
 
 def accuracy(predictions: Sequence[int], references: Sequence[int]) -> float:
-    """Fraction of ``predictions`` equal to ``references``."""
+    """Fraction of `predictions` equal to `references`."""
     if len(predictions) != len(references):
         raise ValueError(f"{len(predictions)} predictions for {len(references)} references.")
     if len(predictions) == 0:
