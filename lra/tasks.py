@@ -163,7 +163,7 @@ class TaskSpec:
             generated too, with ``--resolution 128``, but at 200,000 images of 16,384 pixels not implicitly).
         in_lra: one of the six tasks of the Long Range Arena (sMNIST and pMNIST are not; they are not part of the
             LRA average).
-        hub_repo: the Hub data set read when :func:`lra.load_lra` gets no ``data_dir`` (:mod:`lra.hub_data`).
+        hub_repo: the Hub data set read when :func:`lra.load_lra` gets no ``data_dir`` (:mod:`lra.builders.hub`).
     """
 
     name: str

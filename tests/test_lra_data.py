@@ -650,6 +650,18 @@ def _run_cli(*args: str) -> subprocess.CompletedProcess:
     )
 
 
+def _tiny_listops_cli(out: str) -> list[str]:
+    """``python -m lra`` arguments that generate a tiny ListOps (2 / 1 / 1 short expressions) into ``out``."""
+    return [
+        "generate",
+        "listops",
+        "--out",
+        out,
+        *("--num-train", "2", "--num-val", "1", "--num-test", "1", "--min-length", "3", "--max-length", "30"),
+        "--no-progress",
+    ]
+
+
 @pytest.mark.slow  # subprocesses
 @pytest.mark.parametrize(
     "args",
@@ -680,30 +692,13 @@ def test_cli_bad_arguments_give_one_line_and_status_2(args: list[str]) -> None:
 @pytest.mark.slow  # subprocesses
 def test_cli_export_and_missing_data(tmp_path: Path) -> None:
     archive = make_listops_release(tmp_path / "data")
-    result = _run_cli(
-        "export",
-        "listops",
-        "--data-dir",
-        str(archive),
-        "--out",
-        str(tmp_path / "out"),
-        "--cache-dir",
-        str(tmp_path / "cache"),
-    )
+    export = ("export", "listops", "--data-dir", str(archive), "--out", str(tmp_path / "out"))
+    result = _run_cli(*export, "--cache-dir", str(tmp_path / "cache"))
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "out" / "listops" / "train-00000-of-00001.parquet").is_file()
 
     shutil.rmtree(archive / "listops-1000")
-    result = _run_cli(
-        "export",
-        "listops",
-        "--data-dir",
-        str(archive),
-        "--out",
-        str(tmp_path / "out"),
-        "--cache-dir",
-        str(tmp_path / "cache"),
-    )
+    result = _run_cli(*export, "--cache-dir", str(tmp_path / "cache"))
     assert result.returncode == 1
     assert "basic_train.tsv" in result.stderr and "Traceback" not in result.stderr
 
@@ -980,23 +975,7 @@ def test_export_checks_the_readme_before_writing(tmp_path: Path, cache: Path) ->
 @pytest.mark.parametrize(
     "command",
     [
-        [
-            "generate",
-            "listops",
-            "--out",
-            "{file}/listops-1000",
-            "--num-train",
-            "2",
-            "--num-val",
-            "1",
-            "--num-test",
-            "1",
-            "--min-length",
-            "3",
-            "--max-length",
-            "30",
-            "--no-progress",
-        ],
+        _tiny_listops_cli("{file}/listops-1000"),
         ["generate", "pathfinder", "--out", "{file}", "--num", "10", "--no-progress"],
         ["export", "listops", "--data-dir", "{data}", "--out", "{file}", "--cache-dir", "{cache}"],
     ],
@@ -1016,23 +995,7 @@ def test_cli_output_path_that_is_a_file_gives_one_line(tmp_path: Path, command: 
 def test_cli_listops_generator_refuses_existing_data(tmp_path: Path) -> None:
     archive = make_listops_release(tmp_path)
     before = _file_hashes(archive)
-    result = _run_cli(
-        "generate",
-        "listops",
-        "--out",
-        str(archive / "listops-1000"),
-        "--num-train",
-        "2",
-        "--num-val",
-        "1",
-        "--num-test",
-        "1",
-        "--min-length",
-        "3",
-        "--max-length",
-        "30",
-        "--no-progress",
-    )
+    result = _run_cli(*_tiny_listops_cli(str(archive / "listops-1000")))
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "already holds basic_train.tsv" in result.stderr and "--overwrite" in result.stderr
     assert _file_hashes(archive) == before
