@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
@@ -26,6 +27,7 @@ from tests.utils import (
     REPO_ROOT,
     RETRIEVAL_ROWS,
     cifar_batch,
+    fail_opening,
     idx_bytes,
     listops_rows,
     make_all_releases,
@@ -306,6 +308,46 @@ def test_unreadable_png_is_skipped_with_warnings_naming_it(tmp_path: Path, caplo
     assert len(dataset["train"]) == 17  # image 1 of 0..17 is gone, the others stay in order
     expected = _expected_pathfinder(range(0, 18), 32)
     assert _rows(dataset["train"]) == expected[:1] + expected[2:]
+
+
+@pytest.mark.parametrize("code", [errno.EACCES, errno.EIO, errno.EMFILE], ids=["EACCES", "EIO", "EMFILE"])
+def test_pathfinder_image_that_cannot_be_read_fails_naming_it_and_is_not_cached(
+    tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch, code: int
+) -> None:
+    """Only the release's empty file is skipped: a fault of the moment must not be prepared, cached, as a gap."""
+    archive = make_pathfinder_release(tmp_path)
+    image = archive / "lra_release/pathfinder32/curv_contour_length_14/imgs/3/sample_1.png"
+    with monkeypatch.context() as fault:
+        fail_opening(fault, image, OSError(code, os.strerror(code), str(image)))
+        with pytest.raises(lra.LRAReadError) as raised:
+            lra.load_lra("pathfinder", archive, cache_dir=cache)
+    assert str(raised.value).startswith(
+        f"{image} (listed at {image.parents[2] / 'metadata/3.npy'}:2) cannot be read: "
+        f"{os.strerror(code)} ({errno.errorcode[code]})"
+    )
+    # The cause gone, the next load reads every image (7 of train is imgs/3/sample_1.png).
+    train = lra.load_lra("pathfinder", archive, cache_dir=cache)["train"]
+    assert _rows(train) == _expected_pathfinder(range(0, 18), 32)
+
+
+@pytest.mark.slow  # worker processes
+def test_error_in_a_worker_process_reaches_the_user_as_ours(
+    tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With num_proc > 1 datasets' pool loses the cause of its generic error: the file must still be named."""
+    archive = make_pathfinder_release(tmp_path)
+    image = archive / "lra_release/pathfinder32/curv_contour_length_14/imgs/3/sample_1.png"
+    fail_opening(monkeypatch, image, OSError(errno.EIO, os.strerror(errno.EIO), str(image)))  # forked workers too
+    with pytest.raises(lra.LRAReadError, match=rf"^{image} \(listed at .*3.npy:2\) cannot be read: .* \(EIO\)"):
+        lra.load_lra("pathfinder", archive, cache_dir=cache, num_proc=2)
+
+
+def test_damaged_pathfinder_png_is_an_error_not_a_skip(tmp_path: Path, cache: Path) -> None:
+    archive = make_pathfinder_release(tmp_path)
+    image = archive / "lra_release/pathfinder32/curv_contour_length_14/imgs/2/sample_0.png"
+    image.write_bytes(image.read_bytes()[:60])  # cut inside the pixel data: not empty, not the release's case
+    with pytest.raises(LRAFormatError, match=rf"{image} \(listed at .*metadata/2.npy:1\): not a readable PNG"):
+        lra.load_lra("pathfinder", archive, cache_dir=cache)
 
 
 @pytest.mark.parametrize(

@@ -37,6 +37,7 @@ Example::
 
 from __future__ import annotations
 
+import builtins
 import gzip
 import importlib
 import io
@@ -58,6 +59,7 @@ __all__ = [
     "TASK_FLAGS",
     "TINY_MODEL",
     "import_example",
+    "fail_opening",
     "tiny_run_args",
     "ARCHIVE",
     "CIFAR10_NAMES",
@@ -553,3 +555,27 @@ def tiny_run_args(task: str, data_dir: Path, output_dir: Path, cache_dir: Path, 
         *TASK_FLAGS.get(task, []),
         *extra,
     ]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Faults
+# ---------------------------------------------------------------------------------------------------
+
+
+def fail_opening(monkeypatch, path: Path, error: OSError) -> None:
+    """Make every ``open`` of ``path`` in this process raise ``error``.
+
+    A file the process cannot read, whatever reads it (Pillow opens with ``builtins.open``, pathlib with
+    ``io.open``), and whoever runs the tests: ``chmod 000`` stops no root user. Pass ``monkeypatch`` (or one of its
+    contexts, to lift the fault within a test).
+    """
+    real_open = builtins.open
+    path = Path(path)
+
+    def failing_open(file, *args, **kwargs):
+        if isinstance(file, (str, os.PathLike)) and Path(file) == path:
+            raise error
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", failing_open)
+    monkeypatch.setattr(io, "open", failing_open)

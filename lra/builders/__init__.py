@@ -53,9 +53,11 @@ Conventions (each one deliberate; the docstrings of the builders give the detail
 Bad input never passes silently: a missing or incomplete data dir raises
 :class:`LRADataNotFoundError` naming the files expected and where they come from, a malformed row
 raises :class:`LRAFormatError` with its file and line (an idx file: wrong magic number, truncated,
-or image and label counts that differ), and a Pathfinder image that cannot be decoded
-(the release ships an empty ``pathfinder32/curv_baseline/imgs/0/sample_172.png``) is skipped with a
-warning that names it, plus one summary warning per split.
+or image and label counts that differ), and a file that exists but cannot be read (permission denied, an I/O
+error, a folder where a file belongs) raises :class:`LRAReadError` naming it; nothing is cached then. The one
+exception is the release's own fault: an empty Pathfinder image (the release ships an empty
+``pathfinder32/curv_baseline/imgs/0/sample_172.png``) is skipped with a warning that names it, plus one summary
+warning per split.
 
 The package is split by source, as S4 splits its data loaders; each module imports only those above it here:
 
@@ -69,7 +71,7 @@ The package is split by source, as S4 splits its data loaders; each module impor
 """
 
 from ..tasks import CIFAR10_LABELS, MNIST_LABELS, PATHFINDER_DIFFICULTIES, PATHFINDER_RESOLUTIONS, TASKS
-from .base import LRADataError, LRADataNotFoundError, LRAFormatError
+from .base import LRADataError, LRADataNotFoundError, LRAFormatError, LRAReadError
 from .loading import load_lra
 from .mnist import PMNIST_SEED, MNISTConfig, SequentialMNISTBuilder, mnist_config_name, pmnist_permutation
 from .pixels import ImageBuilder, PathfinderBuilder, PathfinderConfig, pathfinder_config_name
@@ -81,6 +83,7 @@ __all__ = [
     "LRADataError",
     "LRADataNotFoundError",
     "LRAFormatError",
+    "LRAReadError",
     "ListOpsBuilder",
     "TextBuilder",
     "RetrievalBuilder",

@@ -5,7 +5,9 @@ Every module of :mod:`lra.builders` builds on this one; it imports no builder.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
 import functools
 import hashlib
 import os
@@ -41,6 +43,42 @@ class LRADataNotFoundError(LRADataError, FileNotFoundError):
 
 class LRAFormatError(LRADataError, ValueError):
     """A source file is malformed; the message names the file (and line, where there is one)."""
+
+
+class LRAReadError(LRADataError, OSError):
+    """A source file exists but cannot be read (permission denied, an I/O error, too many open files, a folder where
+    a file belongs); the message names it. Nothing is prepared or cached: fix the cause and load again."""
+
+
+def _os_error_reason(error: OSError) -> str:
+    """``"Permission denied (EACCES)"``: the system's words and the errno name, which users search for."""
+    reason = error.strerror or str(error) or type(error).__name__
+    name = errno.errorcode.get(error.errno) if error.errno is not None else None
+    return f"{reason} ({name})" if name else reason
+
+
+@contextlib.contextmanager
+def _reading(path: Path | str, *, listed_at: str | None = None, missing_hint: str | None = None) -> Iterator[None]:
+    """Turn an :class:`OSError` raised while reading ``path`` into an :class:`LRADataError` that names it.
+
+    Where the error would otherwise surface matters: ``datasets`` wraps whatever a generator raises in its
+    generic "An error occurred while generating the dataset", and :func:`lra.load_lra` unwraps only our errors,
+    so that the last line a user reads names the file. A missing file is :class:`LRADataNotFoundError`, any
+    other failure :class:`LRAReadError`. Wrap only the reading itself, not the decoding: a damaged gzip or
+    PNG is a format error, which the caller reports as such.
+    """
+    name = f"{path} (listed at {listed_at})" if listed_at else str(path)
+    try:
+        yield
+    except LRADataError:
+        raise
+    except FileNotFoundError:
+        raise LRADataNotFoundError(f"{name} is missing" + (f": {missing_hint}" if missing_hint else "")) from None
+    except OSError as error:
+        raise LRAReadError(
+            f"{name} cannot be read: {_os_error_reason(error)}; nothing was prepared or cached: fix the cause "
+            "and load again"
+        ) from None
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -200,7 +238,7 @@ def _read_tsv(path: Path, num_columns: int, header: Sequence[str] | None = None)
     a data row (zero bytes, or the header only) is an error: it would leave its split empty.
     """
     rows = 0
-    with open(path, "rb") as file:
+    with _reading(path), open(path, "rb") as file:
         for line_number, raw_line in enumerate(file, start=1):
             where = f"{path}:{line_number}"
             try:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 import datasets
 from datasets.exceptions import DatasetGenerationError
 
+from . import base
 from .base import LRADataError, LRAFormatError
 from .hub import HUB_SOURCES, load_lra_from_hub
 from .registry import load_lra_builder, resolve_config_name
@@ -70,8 +72,9 @@ def load_lra(
         builder.download_and_prepare(num_proc=num_proc, download_mode=download_mode)
     except DatasetGenerationError as error:
         # datasets wraps every error raised while generating; ours already say which file is wrong.
-        if isinstance(error.__cause__, LRADataError):
-            raise error.__cause__ from None
+        cause = _our_cause(error)
+        if cause is not None:
+            raise cause from None
         raise
     # The builders refuse empty sources where they know the file; this catches what is left (every image of a
     # Pathfinder split unreadable), which datasets would otherwise report as "corresponds to no data".
@@ -82,3 +85,24 @@ def load_lra(
                 f"(see the warnings above for skipped files)"
             )
     return builder.as_dataset()
+
+
+# How a worker's error reaches the parent when num_proc > 1: the pool sends datasets' generic error, whose cause is
+# lost on the way, with the worker's traceback text as cause instead. Ours is the first exception printed there.
+_WORKER_ERROR = re.compile(
+    rf"^{re.escape(base.__name__)}\.(?P<name>LRA\w*Error): (?P<message>.*?)"
+    r"\n\n(?:The above exception|During handling)",
+    re.MULTILINE | re.DOTALL,
+)
+
+
+def _our_cause(error: DatasetGenerationError) -> LRADataError | None:
+    """The :class:`LRADataError` that made the generation fail, raised in this process or in a worker; else None."""
+    cause = error.__cause__
+    if isinstance(cause, LRADataError):
+        return cause
+    match = _WORKER_ERROR.search(str(cause or ""))
+    error_class = getattr(base, match["name"], None) if match else None
+    if isinstance(error_class, type) and issubclass(error_class, LRADataError):
+        return error_class(match["message"])
+    return None

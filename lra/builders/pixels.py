@@ -14,7 +14,6 @@ from typing import Any
 import datasets
 import numpy as np
 import PIL.Image
-from PIL import UnidentifiedImageError
 
 from image_processing_las import image_to_grayscale, rgb_to_grayscale
 
@@ -30,11 +29,13 @@ from ..tasks import (
 )
 from .base import (
     _LRA_RELEASE,
+    LRADataError,
     LRADataNotFoundError,
     LRAFormatError,
     _Layout,
     _LRABuilder,
     _parse_label,
+    _reading,
     _Source,
     _split_bounds,
     _stream_tarball,
@@ -205,37 +206,44 @@ class _ImageRecord:
     where: str  # "<metadata file>:<line>", for error messages
 
 
-class _UnreadableImage(Exception):
-    """An image file that exists but cannot be decoded (empty or truncated)."""
-
-
-def _read_grayscale_png(path: Path, resolution: int, where: str) -> np.ndarray:
-    """Pixels of a ``resolution`` x ``resolution`` image in grayscale, row-major, as uint8.
+def _read_grayscale_png(path: Path, resolution: int, where: str) -> np.ndarray | None:
+    """Pixels of a ``resolution`` x ``resolution`` image in grayscale, row-major, as uint8; None for an empty file.
 
     The release's images are 8-bit grayscale and are kept as they are; any other 8-bit mode goes
     through :func:`image_processing_las.image_to_grayscale`, the rule of the model's image processor.
-    Raises :class:`_UnreadableImage` for a file that cannot be decoded, and :class:`LRAFormatError`
-    for one of another size or of a mode with more than 8 bits (that is a wrong data set, not a
-    damaged file).
+
+    An empty file is the one fault the release itself has (``pathfinder32/curv_baseline/imgs/0/sample_172.png``),
+    and the only one skipped: it stays what it is until the file is replaced, which changes the cache key. Every
+    other failure is an error naming the file, so that a fault of the moment (permission denied, an I/O error,
+    too many open files) is never prepared and cached as a missing image: :class:`LRAReadError` when the file
+    cannot be read, :class:`LRADataNotFoundError` when it is missing, and :class:`LRAFormatError` when it is
+    not a PNG of this size with at most 8 bits per pixel (a damaged file, a wrong data set, a decompression bomb:
+    the size is checked from the header, before the pixels are decoded).
     """
+    listed = f"{path} (listed at {where})"
+    with _reading(path, listed_at=where, missing_hint="the Pathfinder data is incomplete"):
+        data = path.read_bytes()  # read apart from decoding: an OSError here is the file system's, not the PNG's
+    if not data:
+        return None
     try:
-        with PIL.Image.open(path) as image:
-            image.load()
+        with PIL.Image.open(io.BytesIO(data)) as image:
             if image.size != (resolution, resolution):
                 raise LRAFormatError(
-                    f"{path} (listed at {where}): expected a {resolution}x{resolution} grayscale "
-                    f"image, found {image.size[0]}x{image.size[1]} mode {image.mode}"
+                    f"{listed}: expected a {resolution}x{resolution} grayscale image, found "
+                    f"{image.size[0]}x{image.size[1]} mode {image.mode}"
                 )
-            try:
-                return image_to_grayscale(image).reshape(-1)
-            except ValueError as error:
-                raise LRAFormatError(f"{path} (listed at {where}): {error}") from None
-    except FileNotFoundError:
-        raise LRADataNotFoundError(
-            f"{path} (listed at {where}) is missing: the Pathfinder data is incomplete"
+            image.load()
+            gray = image_to_grayscale(image)
+    except LRADataError:
+        raise
+    except ValueError as error:  # image_to_grayscale's refusal of a mode (PIL's own are OSErrors)
+        raise LRAFormatError(f"{listed}: {error}") from None
+    except Exception as error:  # PIL reports damaged files, and decompression bombs, in many ways
+        raise LRAFormatError(
+            f"{listed}: not a readable PNG ({type(error).__name__}: {error}); only empty files, as the release "
+            "has, are skipped"
         ) from None
-    except (UnidentifiedImageError, OSError, SyntaxError) as error:  # PIL reports damaged PNGs in all three ways
-        raise _UnreadableImage(f"{path}: {error}") from None
+    return gray.reshape(-1)
 
 
 class PathfinderBuilder(_LRABuilder):
@@ -248,8 +256,9 @@ class PathfinderBuilder(_LRABuilder):
     first 80% of images are train, the next 10% validation, the last 10% test.
 
     Images are read one at a time with Pillow and written as uint8, so even Path-X (200k x 16,384
-    pixels) is prepared in constant memory. An image that cannot be decoded is skipped with a warning
-    naming it, and each split ends with one warning counting the skipped images.
+    pixels) is prepared in constant memory. An empty image (the release has one) is skipped with a warning
+    naming it, and each split ends with one warning counting the skipped images; any other image that cannot be
+    read or decoded is an error naming it (see :func:`_read_grayscale_png`).
     Features: ``pixels`` (R*R uint8), ``label`` (ClassLabel ``disconnected``/``connected``).
     """
 
@@ -328,7 +337,8 @@ class PathfinderBuilder(_LRABuilder):
 
     def _read_metadata_file(self, path: Path) -> Iterator[_ImageRecord]:
         try:
-            lines = path.read_text(encoding="ascii").splitlines()
+            with _reading(path):
+                lines = path.read_text(encoding="ascii").splitlines()
         except UnicodeDecodeError:
             raise LRAFormatError(f"{path}: not a Pathfinder metadata file (text lines expected)") from None
         for line_number, line in enumerate(lines, start=1):
@@ -347,11 +357,11 @@ class PathfinderBuilder(_LRABuilder):
     ) -> Iterator[tuple[Any, dict[str, Any]]]:
         skipped = []
         for record in records:
-            try:
-                pixels = _read_grayscale_png(root / record.path, self.config.resolution, record.where)
-            except _UnreadableImage as error:
-                logger.warning("Skipping unreadable Pathfinder image %s", error)
-                skipped.append(str(root / record.path))
+            path = root / record.path
+            pixels = _read_grayscale_png(path, self.config.resolution, record.where)
+            if pixels is None:
+                logger.warning("Skipping the empty Pathfinder image %s (listed at %s)", path, record.where)
+                skipped.append(str(path))
                 continue
             # A list of Python ints: datasets turns it into Arrow about twice as fast as a numpy array
             # (which it would split into numpy scalars).
