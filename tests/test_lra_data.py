@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import datasets
@@ -831,6 +832,49 @@ def test_text_split_without_one_class_is_refused(tmp_path: Path, cache: Path) ->
     for review in (root / "aclImdb/test/pos").iterdir():
         review.unlink()
     with pytest.raises(LRADataNotFoundError, match=rf"{root / 'aclImdb/test/pos'} holds no review .*both classes"):
+        lra.load_lra("text", root, cache_dir=cache)
+
+
+@pytest.mark.parametrize("fraction", [0.9, 0.99], ids=["cut-at-90%", "cut-in-gzip-trailer"])
+def test_cut_imdb_tarball_is_an_error_naming_it(tmp_path: Path, cache: Path, fraction: float) -> None:
+    """tar alone reads a cut stream as a shorter archive: the gzip stream's end must be checked."""
+    tarball = make_text_release(tmp_path, as_tarball=True) / "aclImdb_v1.tar.gz"
+    data = tarball.read_bytes()
+    tarball.write_bytes(data[: int(len(data) * fraction)])
+    with pytest.raises(LRAFormatError, match=rf"^{tarball}: not a complete \.tar\.gz \(.*\); a cut download"):
+        lra.load_lra("text", tarball.parent, cache_dir=cache)
+
+
+def test_partly_extracted_imdb_folder_is_refused_by_its_review_lists(tmp_path: Path, cache: Path) -> None:
+    root = make_text_release(tmp_path)
+    (root / "aclImdb/train/pos/3_8.txt").unlink()
+    with pytest.raises(
+        LRADataNotFoundError,
+        match=rf"^{root / 'aclImdb/train/pos'} holds 2 reviews, but {root / 'aclImdb/train/urls_pos.txt'} lists 3: "
+        r"the copy is incomplete",
+    ):
+        lra.load_lra("text", root, cache_dir=cache)
+
+
+def test_imdb_tarball_is_checked_against_its_review_lists(tmp_path: Path, cache: Path) -> None:
+    folder = make_text_release(tmp_path / "folder")
+    (folder / "aclImdb/test/neg/1_2.txt").unlink()
+    tarball = tmp_path / "tarball" / "aclImdb_v1.tar.gz"
+    tarball.parent.mkdir()
+    with tarfile.open(tarball, "w:gz") as tar:  # complete as a tar.gz, short of one review
+        tar.add(folder / "aclImdb", arcname="aclImdb")
+    with pytest.raises(LRADataNotFoundError, match=rf"^{tarball}:aclImdb/test/neg holds 1 reviews, but .* lists 2"):
+        lra.load_lra("text", tarball.parent, cache_dir=cache)
+
+
+def test_imdb_folder_without_review_lists_must_be_balanced(tmp_path: Path, cache: Path) -> None:
+    root = make_text_release(tmp_path)
+    for urls in root.glob("aclImdb/*/urls_*.txt"):
+        urls.unlink()
+    dataset = lra.load_lra("text", root, cache_dir=cache)  # a balanced copy without lists loads
+    assert {split: len(part) for split, part in dataset.items()} == {"train": 6, "validation": 4, "test": 4}
+    (root / "aclImdb/train/neg/7_2.txt").unlink()  # as a partly extracted folder
+    with pytest.raises(LRADataNotFoundError, match=r"^The train reviews are unbalanced \(2 in .*neg, 3 in .*pos\)"):
         lra.load_lra("text", root, cache_dir=cache)
 
 

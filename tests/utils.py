@@ -14,8 +14,9 @@ Layouts, as in the originals:
   doubled folder, ``lra_release/lra_release/tsv_data/new_aan_pairs.{train,eval,test}.tsv`` and
   ``lra_release/lra_release/pathfinder{32,128}/curv_*/{metadata/<k>.npy, imgs/<k>/sample_<i>.png}``;
   the functions return the archive root ``<root>/lra_release``;
-* IMDb: ``aclImdb/{train,test}/{neg,pos}/<id>_<rating>.txt`` (plus ``train/unsup``, which the task
-  ignores) or the tarball ``aclImdb_v1.tar.gz`` holding that folder; returns ``<root>``;
+* IMDb: ``aclImdb/{train,test}/{neg,pos}/<id>_<rating>.txt`` and the lists ``aclImdb/{train,test}/urls_*.txt``
+  (one line per review; plus ``train/unsup``, which the task ignores) or the tarball ``aclImdb_v1.tar.gz`` holding
+  that folder; returns ``<root>``;
 * CIFAR-10: ``cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}`` (pickles) or the
   tarball ``cifar-10-python.tar.gz`` holding that folder; returns ``<root>``;
 * MNIST / Fashion-MNIST: ``{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]`` (idx files, big-endian
@@ -221,6 +222,9 @@ def _imdb_files() -> Iterator[tuple[str, bytes]]:
         for label, reviews in labels.items():
             for name, text in reviews.items():
                 yield f"aclImdb/{split}/{label}/{name}", text.encode("utf-8")
+            # The release's list of the reviews' pages, one line per review: how a copy says how many it holds.
+            urls = "".join(f"http://www.imdb.com/title/tt{index:07d}/usercomments\n" for index in range(len(reviews)))
+            yield f"aclImdb/{split}/urls_{label}.txt", urls.encode("ascii")
     for name, text in _IMDB_UNSUP.items():
         yield f"aclImdb/train/unsup/{name}", text.encode("utf-8")
 

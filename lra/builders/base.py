@@ -9,6 +9,7 @@ import contextlib
 import dataclasses
 import errno
 import functools
+import gzip
 import hashlib
 import os
 import re
@@ -92,11 +93,13 @@ class _Layout:
 
     ``folder`` is a relative path such as ``"listops-1000"`` or ``"pathfinder32/curv_baseline"``
     (``""`` for files that sit directly in an archive root, like a tarball); ``entries`` are files or
-    directories inside it.
+    directories inside it. ``optional`` entries are read where they exist (IMDb's lists of reviews): they do not
+    select a layout, but they count in the fingerprint.
     """
 
     folder: str
     entries: tuple[str, ...]
+    optional: tuple[str, ...] = ()
 
     def describe(self) -> str:
         prefix = f"{self.folder}/" if self.folder else ""
@@ -197,7 +200,8 @@ def _fingerprint(source: _Source) -> str:
     A file rewritten with the same size and an mtime set back to its old value is not noticed.
     """
     stats = []
-    for entry in source.layout.entries:
+    optional = [entry for entry in source.layout.optional if source.path(entry).exists()]
+    for entry in (*source.layout.entries, *optional):
         for item in _files_below(source.path(entry)):
             stat = item.stat()
             stats.append(f"{item.relative_to(source.root)}:{stat.st_size}:{stat.st_mtime_ns}")
@@ -271,16 +275,24 @@ def _stream_tarball(
     """Yield ``(path parts, contents)`` of the regular files of a ``.tar.gz`` that ``wanted`` accepts.
 
     The tarball is read as a forward-only stream: nothing is extracted to disk, and the members are
-    seen in the archive's order.
+    seen in the archive's order. The whole gzip stream is read, to its end, so that gzip checks its
+    length and checksum: a cut download is an error even where the cut falls between two members (tar
+    itself would then just see fewer members).
     """
-    try:
-        with tarfile.open(tarball, mode="r|gz") as tar:
-            for member in tar:
-                parts = PurePosixPath(member.name).parts
-                if member.isfile() and wanted(parts):
-                    yield parts, tar.extractfile(member).read()
-    except (tarfile.TarError, EOFError, zlib.error, OSError) as error:  # truncated or not a .tar.gz
-        raise LRAFormatError(f"{tarball}: not a readable .tar.gz ({error})") from None
+    with _reading(tarball):  # outside: gzip reports a damaged stream as an OSError too, which is a format error
+        try:
+            with gzip.open(tarball, "rb") as stream:
+                with tarfile.open(fileobj=stream, mode="r|") as tar:
+                    for member in tar:
+                        parts = PurePosixPath(member.name).parts
+                        if member.isfile() and wanted(parts):
+                            yield parts, tar.extractfile(member).read()
+                while stream.read(1 << 20):  # tar stops at its end-of-archive blocks; gzip checks the stream's end
+                    pass
+        except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as error:
+            raise LRAFormatError(
+                f"{tarball}: not a complete .tar.gz ({error}); a cut download or copy? Fetch or copy it again"
+            ) from None
 
 
 def _split_bounds(num_examples: int, fractions: Mapping[str, float]) -> dict[str, slice]:

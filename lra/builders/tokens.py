@@ -17,6 +17,7 @@ from .base import (
     _natural_key,
     _parse_label,
     _read_tsv,
+    _reading,
     _Source,
     _stream_tarball,
 )
@@ -119,6 +120,13 @@ class TextBuilder(_LRABuilder):
     them. Splits follow S4: train = ``train``, validation = ``test``, test = ``test``.
     Features: ``text`` (string, the review as written, HTML line breaks included), ``label``
     (ClassLabel ``neg``/``pos``).
+
+    A copy that would load short is refused, not read: a tarball whose gzip stream ends early or fails its
+    checksum (a cut download), and a folder or tarball whose review counts are not what it declares. The
+    release declares them itself: ``aclImdb/<split>/urls_<label>.txt`` lists one URL per review (12,500 in each of
+    the four), and the count of ``*.txt`` reviews must match it. A copy without these lists (a hand-made subset,
+    a test fixture) must hold as many ``neg`` as ``pos`` reviews in each split, as the release does (a partly
+    extracted folder seldom does); a subset that is unbalanced on purpose declares its counts with the lists.
     """
 
     TASK = "text"
@@ -133,13 +141,16 @@ class TextBuilder(_LRABuilder):
     ]
     _TARBALL = "aclImdb_v1.tar.gz"
     _SOURCE_SPLITS = {"train": "train", "validation": "test", "test": "test"}
+    #: Reviews per class and split in the release (and lines of each urls_<label>.txt).
+    RELEASE_REVIEWS_PER_CLASS = 12_500
 
     def _info(self) -> datasets.DatasetInfo:
         return self._dataset_info({"text": datasets.Value("string"), "label": self._label_feature()})
 
     def _layouts(self, config: datasets.BuilderConfig) -> tuple[_Layout, ...]:
         folders = tuple(f"{split}/{label}" for split in ("train", "test") for label in self.LABEL_NAMES)
-        return _Layout("aclImdb", folders), _Layout("", (self._TARBALL,))
+        lists = tuple(f"{split}/urls_{label}.txt" for split in ("train", "test") for label in self.LABEL_NAMES)
+        return _Layout("aclImdb", folders, optional=lists), _Layout("", (self._TARBALL,))
 
     def _split_generators(self, dl_manager: datasets.DownloadManager) -> list[datasets.SplitGenerator]:
         source = self._locate()
@@ -149,10 +160,11 @@ class TextBuilder(_LRABuilder):
         ]
 
     def _generate_examples(self, source: _Source, source_split: str) -> Iterator[tuple[Any, dict[str, Any]]]:
-        if source.layout.entries == (self._TARBALL,):
-            reviews = self._reviews_from_tarball(source.path(self._TARBALL), source_split)
+        if self._from_tarball(source):
+            reviews, listed = self._read_tarball(source.path(self._TARBALL), source_split)
         else:
             reviews = self._reviews_from_folder(source.root, source_split)
+            listed = self._listed_in_folder(source.root, source_split)
         counts = [0] * len(self.LABEL_NAMES)
         for label, name, data, where in reviews:
             try:
@@ -161,31 +173,70 @@ class TextBuilder(_LRABuilder):
                 raise LRAFormatError(f"{where}: not valid UTF-8 ({error.reason})") from None
             counts[label] += 1
             yield f"{self.LABEL_NAMES[label]}/{name}", {"text": text, "label": label}
-        # A split with one class only trains or scores a constant classifier: refuse it.
-        for label_name, count in zip(self.LABEL_NAMES, counts):
+        self._check_counts(source, source_split, counts, listed)
+
+    def _from_tarball(self, source: _Source) -> bool:
+        return source.layout.entries == (self._TARBALL,)
+
+    def _folder(self, source: _Source, split: str, name: str) -> str:
+        """How messages name ``aclImdb/<split>/<name>``: a path, or a member of the tarball."""
+        if self._from_tarball(source):
+            return f"{source.path(self._TARBALL)}:aclImdb/{split}/{name}"
+        return str(source.root / split / name)
+
+    def _check_counts(self, source: _Source, split: str, counts: list[int], listed: Mapping[str, int]) -> None:
+        """Refuse a split that lacks a class, or whose review counts differ from the copy's own (see the class doc)."""
+        folders = {label: self._folder(source, split, label) for label in self.LABEL_NAMES}
+        # A split with one class only trains or scores a constant classifier.
+        for label, count in zip(self.LABEL_NAMES, counts):
             if count == 0:
-                from_tarball = source.layout.entries == (self._TARBALL,)
-                folder = (
-                    f"{source.path(self._TARBALL)}:aclImdb/{source_split}/{label_name}"
-                    if from_tarball
-                    else str(source.root / source_split / label_name)
-                )
                 raise LRADataNotFoundError(
-                    f"{folder} holds no review (*.txt): the {source_split} reviews must have "
+                    f"{folders[label]} holds no review (*.txt): the {split} reviews must have "
                     f"both classes ({' and '.join(self.LABEL_NAMES)}); expected {self.ORIGIN}"
                 )
+        for label, count in zip(self.LABEL_NAMES, counts):
+            if label in listed and count != listed[label]:
+                manifest = self._folder(source, split, f"urls_{label}.txt")
+                raise LRADataNotFoundError(
+                    f"{folders[label]} holds {count:,} reviews, but {manifest} lists {listed[label]:,}: the copy "
+                    f"is incomplete (a partly extracted or cut {self._TARBALL}?); extract the tarball again, or "
+                    "read the tarball itself"
+                )
+        if not listed and len(set(counts)) > 1:
+            found = ", ".join(f"{count:,} in {folders[label]}" for label, count in zip(self.LABEL_NAMES, counts))
+            raise LRADataNotFoundError(
+                f"The {split} reviews are unbalanced ({found}); the release has "
+                f"{self.RELEASE_REVIEWS_PER_CLASS:,} of each, so the copy is probably incomplete (a partly extracted "
+                f"{self._TARBALL}?). Extract it again; a subset unbalanced on purpose declares its counts as the "
+                f"release does, with aclImdb/{split}/urls_<label>.txt listing one line per review"
+            )
+
+    def _listed_in_folder(self, root: Path, split: str) -> dict[str, int]:
+        """Label -> number of reviews ``aclImdb/<split>/urls_<label>.txt`` lists, for the lists that exist."""
+        listed = {}
+        for label in self.LABEL_NAMES:
+            path = root / split / f"urls_{label}.txt"
+            if path.exists():
+                with _reading(path):
+                    listed[label] = len(path.read_bytes().splitlines())
+        return listed
 
     def _reviews_from_folder(self, root: Path, split: str) -> Iterator[tuple[int, str, bytes, str]]:
         """Yield ``(label, file name, contents, path)`` of a split's reviews, in row order."""
         for label, label_name in enumerate(self.LABEL_NAMES):
             paths = sorted((root / split / label_name).glob("*.txt"), key=lambda path: _natural_key(path.name))
             for path in paths:
-                yield label, path.name, path.read_bytes(), str(path)
+                with _reading(path):
+                    data = path.read_bytes()
+                yield label, path.name, data, str(path)
 
-    def _reviews_from_tarball(self, tarball: Path, split: str) -> Iterator[tuple[int, str, bytes, str]]:
-        """Same as :meth:`_reviews_from_folder`, read from the tarball."""
+    def _read_tarball(self, tarball: Path, split: str) -> tuple[Iterator[tuple[int, str, bytes, str]], dict[str, int]]:
+        """The reviews of :meth:`_reviews_from_folder` and the lists of :meth:`_listed_in_folder`, from the tarball."""
+        lists = {f"urls_{label}.txt": label for label in self.LABEL_NAMES}
 
-        def wanted(parts: tuple[str, ...]) -> bool:  # aclImdb/<split>/<neg|pos>/<name>.txt
+        def wanted(parts: tuple[str, ...]) -> bool:  # aclImdb/<split>/<neg|pos>/<name>.txt or aclImdb/<split>/urls_*
+            if len(parts) >= 3 and parts[-3:-1] == ("aclImdb", split) and parts[-1] in lists:
+                return True
             return (
                 len(parts) >= 4
                 and parts[-4:-2] == ("aclImdb", split)
@@ -193,10 +244,12 @@ class TextBuilder(_LRABuilder):
                 and parts[-1].endswith(".txt")
             )
 
-        reviews = [
-            (self.LABEL_NAMES.index(parts[-2]), parts[-1], data, f"{tarball}:{'/'.join(parts)}")
-            for parts, data in _stream_tarball(tarball, wanted)
-        ]
+        reviews, listed = [], {}
+        for parts, data in _stream_tarball(tarball, wanted):
+            if parts[-2] == split:
+                listed[lists[parts[-1]]] = len(data.splitlines())
+            else:
+                reviews.append((self.LABEL_NAMES.index(parts[-2]), parts[-1], data, f"{tarball}:{'/'.join(parts)}"))
         # A tarball's member order is arbitrary: sort like the folder listing.
         reviews.sort(key=lambda review: (review[0], _natural_key(review[1])))
-        return iter(reviews)
+        return iter(reviews), listed
