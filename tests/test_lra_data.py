@@ -288,6 +288,31 @@ def test_malformed_row_names_file_and_line(tmp_path: Path, task, file, line, con
     assert message in str(raised.value)
 
 
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("( ( [max 2 ) 9 ] )", "token 1, '[max', is not in ListOps' vocabulary"),
+        ("( ( [MAXX 2 ) 9 ] )", "token 1, '[MAXX', is not in ListOps' vocabulary"),
+        ("( ( [SM \u0663 ) 9 ] )", "token 2, '\u0663', is not in ListOps' vocabulary"),  # ARABIC-INDIC DIGIT THREE
+        ("( ( [MIN \uff12 ) 9 ] )", "token 2, '\uff12', is not in ListOps' vocabulary"),  # FULLWIDTH DIGIT TWO
+        ("( ( [MED 12 ) 9 ] )", "token 2, '12', is not in ListOps' vocabulary"),
+        ("", "the source '' has no token"),
+        ("( )", "the source '( )' has no token"),
+        ("( ( [MAX 2\x00 ) 9 ] )", "a NUL byte at column 11"),
+    ],
+    ids=["lowercase", "misspelt", "arabic-indic", "fullwidth", "two-digits", "empty", "parens-only", "nul"],
+)
+def test_listops_source_outside_the_closed_vocabulary_names_file_and_line(
+    tmp_path: Path, cache: Path, source: str, message: str
+) -> None:
+    """Each of these would otherwise be read as <unk> tokens, silently."""
+    archive = make_listops_release(tmp_path)
+    _replace_line(archive / "listops-1000/basic_train.tsv", 4, f"{source}\t2")
+    with pytest.raises(LRAFormatError) as raised:
+        lra.load_lra("listops", archive, cache_dir=cache)
+    assert str(raised.value).startswith(f"{archive / 'listops-1000/basic_train.tsv'}:4: {message}")
+
+
 def test_malformed_pathfinder_metadata_names_file_and_line(tmp_path: Path) -> None:
     archive = make_pathfinder_release(tmp_path)
     metadata = archive / "lra_release/pathfinder32/curv_contour_length_14/metadata/3.npy"
