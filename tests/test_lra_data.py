@@ -1102,6 +1102,68 @@ def test_cli_output_path_that_is_a_file_gives_one_line(tmp_path: Path, command: 
     assert "cannot write the output" in result.stderr and str(file) in result.stderr
 
 
+def _listops_set(folder: Path) -> dict[str, bytes]:
+    return {name: (folder / name).read_bytes() for name in ("basic_train.tsv", "basic_val.tsv", "basic_test.tsv")}
+
+
+@pytest.mark.slow  # subprocesses
+def test_cli_listops_overwrite_killed_between_renames_never_loads_mixed(tmp_path: Path, cache: Path) -> None:
+    out = tmp_path / "listops-1000"
+    assert _run_cli(*_tiny_listops_cli(str(out))).returncode == 0
+    old = _listops_set(out)
+    env = {**os.environ, "LAS_KILL_AT": "listops-swap"}
+    killed = subprocess.run(
+        [sys.executable, "-m", "lra", *_tiny_listops_cli(str(out)), "--overwrite", "--seed", "1"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert killed.returncode == -9, killed.stderr
+    with pytest.raises(LRADataNotFoundError):  # no folder at all rather than two seeds' files
+        lra.load_lra("listops", tmp_path, cache_dir=cache)
+    refused = _run_cli(*_tiny_listops_cli(str(out)))  # the next run first puts the old set back
+    assert refused.returncode == 2 and "already holds basic_train.tsv" in refused.stderr, refused.stderr
+    assert _listops_set(out) == old
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["listops-1000"]
+    assert _run_cli(*_tiny_listops_cli(str(out)), "--overwrite", "--seed", "1").returncode == 0
+    assert _listops_set(out) != old and len(lra.load_lra("listops", tmp_path, cache_dir=cache)["train"]) == 2
+
+
+@pytest.mark.slow  # subprocesses
+@pytest.mark.parametrize("overwrite", [False, True], ids=["refuse", "overwrite"])
+def test_cli_concurrent_listops_generations_into_one_folder(tmp_path: Path, overwrite: bool) -> None:
+    """Two runs at once: neither deletes the other's staging folder, and the folder ends up one seed's set."""
+    out = tmp_path / "listops-1000"
+    expected = {}
+    for seed in ("1", "2"):
+        expected[seed] = tmp_path / f"seed-{seed}"
+        assert _run_cli(*_tiny_listops_cli(str(expected[seed])), "--num-train", "400", "--seed", seed).returncode == 0
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "lra", *_tiny_listops_cli(str(out)), "--num-train", "400", "--seed", seed]
+            + (["--overwrite"] if overwrite else []),
+            cwd=REPO_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for seed in ("1", "2")
+    ]
+    results = [(run.wait(timeout=120), run.stderr.read()) for run in runs]
+    for run in runs:
+        run.stdout.close()
+        run.stderr.close()
+    if overwrite:
+        assert [code for code, _ in results] == [0, 0], results
+    else:  # the later run finds the earlier one's files and refuses them, in one line
+        assert sorted(code for code, _ in results) == [0, 2], results
+        assert "already holds basic_train.tsv" in next(stderr for code, stderr in results if code == 2)
+    assert _listops_set(out) in (_listops_set(expected["1"]), _listops_set(expected["2"]))
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["listops-1000", "seed-1", "seed-2"]
+
+
 @pytest.mark.slow  # subprocesses
 def test_cli_listops_generator_refuses_existing_data(tmp_path: Path) -> None:
     archive = make_listops_release(tmp_path)
