@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import zlib
 from pathlib import Path
 
 import datasets
@@ -376,6 +377,63 @@ def test_damaged_pathfinder_png_is_an_error_not_a_skip(tmp_path: Path, cache: Pa
         lra.load_lra("pathfinder", archive, cache_dir=cache)
 
 
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG that announces ``width`` x ``height`` 8-bit gray pixels and holds none: a decompression bomb's header."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
+
+    header = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 0, 0, 0, 0])
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
+
+
+def test_decompression_bomb_png_is_an_error_naming_it(tmp_path: Path, cache: Path) -> None:
+    archive = make_pathfinder_release(tmp_path)
+    image = archive / "lra_release/pathfinder32/curv_contour_length_14/imgs/5/sample_1.png"
+    image.write_bytes(_png_header_only(50_000, 50_000))  # 2.5 billion pixels
+    with pytest.raises(LRAFormatError, match=rf"^{image} \(listed at .*metadata/5.npy:2\): not a readable PNG"):
+        lra.load_lra("pathfinder", archive, cache_dir=cache)
+
+
+# A source file of each task, by the data dir the fixture returns.
+_SOURCE_FILES = {
+    "listops": (make_listops_release, "listops-1000/basic_val.tsv"),
+    "retrieval": (make_retrieval_release, "lra_release/tsv_data/new_aan_pairs.test.tsv"),
+    "text": (make_text_release, "aclImdb/test/pos/5_10.txt"),
+    "image": (lambda root: make_image_release(root, as_tarball=False), "cifar-10-batches-py/data_batch_3"),
+    "pathfinder": (make_pathfinder_release, "lra_release/pathfinder32/curv_contour_length_14/imgs/6/sample_0.png"),
+    "smnist": (make_mnist_release, "t10k-labels-idx1-ubyte.gz"),
+}
+
+
+@pytest.mark.parametrize("fault", ["directory", "EACCES"])
+@pytest.mark.parametrize("task", list(_SOURCE_FILES))
+def test_source_that_cannot_be_read_is_named_on_the_last_line(
+    tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch, task: str, fault: str
+) -> None:
+    """Not datasets' "An error occurred while generating the dataset": the error the user reads names the file."""
+    make, name = _SOURCE_FILES[task]
+    data_dir = make(tmp_path / "data")
+    source = data_dir / name
+    if fault == "directory":
+        source.unlink()
+        source.mkdir()
+        reason = "Is a directory (EISDIR)"
+    else:
+        fail_opening(monkeypatch, source, PermissionError(errno.EACCES, "Permission denied", str(source)))
+        reason = "Permission denied (EACCES)"
+    with pytest.raises(lra.LRAReadError) as raised:
+        lra.load_lra(task, data_dir, cache_dir=cache)
+    assert str(raised.value).startswith(str(source)) and f"cannot be read: {reason}" in str(raised.value)
+
+
+def test_idx_file_without_images_is_an_error_naming_it(tmp_path: Path, cache: Path) -> None:
+    folder = make_mnist_release(tmp_path, sizes=(20, 0))
+    images = folder / "t10k-images-idx3-ubyte.gz"
+    with pytest.raises(LRAFormatError, match=rf"^{images}: the header announces 0 images"):
+        lra.load_lra("smnist", folder, cache_dir=cache)
+
+
 @pytest.mark.parametrize(
     ("size", "mode", "message"),
     [((16, 16), "L", "expected a 32x32 grayscale"), ((32, 32), "I;16", "more than 8 bits per pixel")],
@@ -696,6 +754,55 @@ def test_export_writes_parquet_and_a_card_that_load_dataset_reads(tmp_path: Path
 
 
 @pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationWarning")  # httpx, inside huggingface_hub
+def test_failed_export_removes_its_staging_folder_and_keeps_the_previous_export(
+    tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "export"
+    lra.export_lra("listops", make_listops_release(tmp_path / "old"), out, cache_dir=cache)
+    before = _file_hashes(out)
+
+    def disk_full(self, path, *args, **kwargs):
+        Path(path).write_bytes(b"PAR1")  # a shard begun, then the disk is full
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(datasets.Dataset, "to_parquet", disk_full)
+    with pytest.raises(OSError, match="No space left on device"):
+        lra.export_lra("listops", make_listops_release(tmp_path / "new", sizes=(6, 3, 3)), out, cache_dir=cache)
+    assert sorted(path.name for path in out.iterdir()) == ["README.md", "listops"]  # no staging folder left
+    assert _file_hashes(out) == before
+
+
+def test_cli_export_smnist_takes_labels(tmp_path: Path, cache: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from lra.__main__ import main
+
+    folder = make_mnist_release(tmp_path)
+    out = tmp_path / "export"
+    assert (
+        main(
+            [
+                "export",
+                "smnist",
+                "--data-dir",
+                str(folder),
+                "--out",
+                str(out),
+                "--cache-dir",
+                str(cache),
+                "--labels",
+                "fashion",
+            ]
+        )
+        == 0
+    )
+    exported = datasets.load_dataset(str(out), "smnist_fashion", cache_dir=str(tmp_path / "load-cache"))
+    assert exported["train"].features["label"].names == list(lra.MNIST_LABELS["fashion"])
+    with pytest.raises(SystemExit) as raised:  # an option of another task: a usage error, as --resolution is
+        main(["export", "listops", "--data-dir", str(folder), "--out", str(out), "--labels", "fashion"])
+    assert (
+        raised.value.code == 2 and "Unknown option(s) 'labels' for the LRA task 'listops'" in capsys.readouterr().err
+    )
+
+
 def test_export_pushes_to_the_hub(tmp_path: Path, cache: Path, loopback_hub: LoopbackHub) -> None:
     data_dirs = make_all_releases(tmp_path / "data")
     repo_id = f"{loopback_hub.user}/lra"
@@ -712,9 +819,11 @@ def test_export_pushes_to_the_hub(tmp_path: Path, cache: Path, loopback_hub: Loo
         assert pulled["train"].features == original["train"].features
 
 
-def _run_cli(*args: str) -> subprocess.CompletedProcess:
+def _run_cli(*args: str, kill_at: str | None = None) -> subprocess.CompletedProcess:
+    """``python -m lra ARGS``; ``kill_at`` names the kill point (lra.faults) where the process SIGKILLs itself."""
+    env = {**os.environ, **({"LAS_KILL_AT": kill_at} if kill_at else {})}
     return subprocess.run(
-        [sys.executable, "-m", "lra", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "lra", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, env=env
     )
 
 
@@ -769,6 +878,18 @@ def test_cli_export_and_missing_data(tmp_path: Path) -> None:
     result = _run_cli(*export, "--cache-dir", str(tmp_path / "cache"))
     assert result.returncode == 1
     assert "basic_train.tsv" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.slow  # subprocesses
+def test_cli_export_names_a_source_that_cannot_be_read_on_its_last_line(tmp_path: Path) -> None:
+    archive = make_listops_release(tmp_path / "data")
+    source = archive / "listops-1000/basic_val.tsv"
+    source.unlink()
+    source.mkdir()  # a folder where the file belongs
+    result = _run_cli("export", "listops", "--data-dir", str(archive), "--out", str(tmp_path / "out"))
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert f"{source} cannot be read: Is a directory" in result.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "out" / ".lra-export-tmp-listops").exists()
 
 
 @pytest.mark.slow  # subprocesses
@@ -941,29 +1062,10 @@ def test_empty_split_is_refused_naming_split_or_file(tmp_path: Path, cache: Path
 
 
 def _generate_pathfinder_cli(out: Path, num: int, kill_at: str | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, **({"LAS_KILL_AT": kill_at} if kill_at else {})}
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "lra",
-            "generate",
-            "pathfinder",
-            "--out",
-            str(out),
-            "--num",
-            str(num),
-            "--images-per-folder",
-            "4",
-            "--difficulty",
-            "6",
-            "--no-progress",
-        ],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
+    return _run_cli(
+        *("generate", "pathfinder", "--out", str(out), "--num", str(num), "--images-per-folder", "4"),
+        *("--difficulty", "6", "--no-progress"),
+        kill_at=kill_at,
     )
 
 
@@ -1005,27 +1107,10 @@ def test_killed_or_shrunk_pathfinder_generation_never_loads_silently(tmp_path: P
 def _export_cli(
     data_dir: Path, out: Path, cache: Path, *extra: str, task: str = "listops", kill_at: str | None = None
 ) -> subprocess.CompletedProcess:
-    env = {**os.environ, **({"LAS_KILL_AT": kill_at} if kill_at else {})}
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "lra",
-            "export",
-            task,
-            "--data-dir",
-            str(data_dir),
-            "--out",
-            str(out),
-            "--cache-dir",
-            str(cache),
-            *extra,
-        ],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
+    return _run_cli(
+        *("export", task, "--data-dir", str(data_dir), "--out", str(out), "--cache-dir", str(cache)),
+        *extra,
+        kill_at=kill_at,
     )
 
 
@@ -1111,15 +1196,7 @@ def test_cli_listops_overwrite_killed_between_renames_never_loads_mixed(tmp_path
     out = tmp_path / "listops-1000"
     assert _run_cli(*_tiny_listops_cli(str(out))).returncode == 0
     old = _listops_set(out)
-    env = {**os.environ, "LAS_KILL_AT": "listops-swap"}
-    killed = subprocess.run(
-        [sys.executable, "-m", "lra", *_tiny_listops_cli(str(out)), "--overwrite", "--seed", "1"],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    killed = _run_cli(*_tiny_listops_cli(str(out)), "--overwrite", "--seed", "1", kill_at="listops-swap")
     assert killed.returncode == -9, killed.stderr
     with pytest.raises(LRADataNotFoundError):  # no folder at all rather than two seeds' files
         lra.load_lra("listops", tmp_path, cache_dir=cache)

@@ -15,7 +15,7 @@ import datasets
 import numpy as np
 
 from ..tasks import MNIST_LABELS
-from .base import LRAFormatError, _Layout, _LRABuilder, _split_bounds
+from .base import LRAFormatError, _Layout, _LRABuilder, _reading, _split_bounds
 
 logger = logging.getLogger(__name__)
 
@@ -102,10 +102,13 @@ def _read_idx(path: Path, kind: str) -> np.ndarray:
     """
     ndim = 3 if kind == "images" else 1
     expected_magic = 0x0800 + ndim  # 0x08: unsigned byte, then the number of dimensions
-    try:
-        data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-    except (OSError, EOFError, zlib.error) as error:  # gzip.BadGzipFile is an OSError
-        raise LRAFormatError(f"{path}: not a readable gzip file ({error})") from None
+    with _reading(path):
+        data = path.read_bytes()
+    if path.suffix == ".gz":
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as error:  # gzip.BadGzipFile is an OSError
+            raise LRAFormatError(f"{path}: not a readable gzip file ({error})") from None
     header_size = 4 * (1 + ndim)
     if len(data) < 4:
         raise LRAFormatError(f"{path}: truncated: {len(data)} bytes, not even an idx magic number")
@@ -126,6 +129,8 @@ def _read_idx(path: Path, kind: str) -> np.ndarray:
         )
     if len(data) > size:
         raise LRAFormatError(f"{path}: {len(data) - size:,} bytes after the {announced} the header announces")
+    if shape[0] == 0:
+        raise LRAFormatError(f"{path}: the header announces 0 {kind}; a split needs at least one")
     return np.frombuffer(data, dtype=np.uint8, offset=header_size).reshape(shape)
 
 

@@ -151,7 +151,12 @@ class ImageBuilder(_LRABuilder):
     def _read_batches(self, source: _Source) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         names = (*self._TRAIN_BATCHES, self._TEST_BATCH)
         if source.layout.folder == self._FOLDER:
-            return {name: _read_cifar_batch(source.path(name).read_bytes(), str(source.path(name))) for name in names}
+            batches = {}
+            for name in names:
+                with _reading(source.path(name)):
+                    data = source.path(name).read_bytes()
+                batches[name] = _read_cifar_batch(data, str(source.path(name)))
+            return batches
         tarball = source.path(self._TARBALL)
         members = _stream_tarball(tarball, lambda parts: parts[-2:-1] == (self._FOLDER,) and parts[-1] in names)
         batches = {parts[-1]: _read_cifar_batch(data, f"{tarball}:{'/'.join(parts)}") for parts, data in members}
