@@ -928,6 +928,31 @@ def test_cli_generated_synthetic_tasks_load(tmp_path: Path, cache: Path) -> None
     }
 
 
+def test_builders_are_layered_without_import_circles() -> None:
+    """Each module of lra.builders imports only those below it (the package docstring's order), and none imports
+    lra.hub_data, which re-exports lra.builders.hub; the Pathfinder rasteriser knows nothing of the writer."""
+    import ast
+
+    layers = ["base", "tokens", "pixels", "mnist", "registry", "hub", "loading"]
+    package = REPO_ROOT / "lra"
+
+    def relative_imports(path: Path) -> set[tuple[int, str]]:
+        """(level, module) of each relative import; ``from . import base`` counts as (1, "base")."""
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                modules = [node.module] if node.module else [alias.name for alias in node.names]
+                found.update((node.level, module) for module in modules)
+        return found
+
+    for index, layer in enumerate(layers):
+        imports = relative_imports(package / "builders" / f"{layer}.py")
+        siblings = {module.split(".")[0] for level, module in imports if level == 1}
+        assert siblings <= set(layers[:index]), (layer, siblings)
+        assert not {module for level, module in imports if level == 2} & {"hub_data", "builders"}, layer
+    assert {module for _, module in relative_imports(package / "pathfinder_draw.py")} <= {"tasks", "validation"}
+
+
 @pytest.mark.slow  # subprocesses
 def test_import_lra_is_light() -> None:
     """`python -m lra generate ...` must not import datasets or transformers just to parse arguments."""
