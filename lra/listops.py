@@ -483,7 +483,7 @@ def _move_into_place(staging: Path, out_dir: Path) -> None:
     existing, others = _our_files(out_dir)
     for leftover in out_dir.glob(f"{_STAGING_PREFIX}*"):  # an old version's staging folder
         shutil.rmtree(leftover, ignore_errors=True)
-    if others:  # not ours to move as a whole
+    if others or out_dir.is_symlink():  # not ours to move as a whole (a link would be replaced by a folder)
         _move_files_into_place(staging, out_dir, existing)
         return
     if not existing:
