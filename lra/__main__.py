@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import TASKS
+from .tasks import MNIST_LABELS
 
 
 class _ArgumentParser(argparse.ArgumentParser):
@@ -51,7 +52,11 @@ def _run_export(args: argparse.Namespace) -> None:
 
     options = {
         name: value
-        for name, value in (("resolution", args.resolution), ("difficulty", args.difficulty))
+        for name, value in (
+            ("resolution", args.resolution),
+            ("difficulty", args.difficulty),
+            ("labels", args.labels),
+        )
         if value is not None
     }
     try:
@@ -107,6 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.add_argument("--resolution", type=int, help="pathfinder only: 32, 64, 128 or 256 (default 32)")
     export.add_argument("--difficulty", type=int, help="pathfinder only: contour length 6, 9 or 14 (default 14)")
+    export.add_argument(
+        "--labels",
+        choices=tuple(MNIST_LABELS),
+        help="smnist / pmnist only: the class names, digits (MNIST, the default) or fashion (Fashion-MNIST)",
+    )
     export.add_argument(
         "--overwrite",
         action="store_true",

@@ -6,14 +6,14 @@ and `OUT/README.md` whose YAML `configs` point at those files, so
 push. Several tasks can share one folder or repository: each export adds or replaces its own
 configuration and keeps the others.
 
-A local export never leaves a half-written state behind, even when killed: the existing README is
-read (and must be valid) before any work, the shards and the new README are written into a staging
-folder `OUT/.lra-export-tmp-<config>`, and only then swapped in: the previous `OUT/<config>` is
-moved aside to `OUT/.lra-export-old-<config>`, the new one moved in, the README replaced (the
-commit point), the old folder deleted. The next export into `OUT` finishes or rolls back a swap that
-was interrupted, so `OUT` always ends up with the old or the new export, never a mix. A README that
-this exporter did not write is never replaced without `overwrite=True` (`--overwrite`). Only one
-export should write into a folder at a time.
+A local export never leaves a half-written state behind, even when killed or failing (a full disk): the
+existing README is read (and must be valid) before any work, the shards and the new README are written into a
+staging folder `OUT/.lra-export-tmp-<config>`, and only then swapped in: the previous `OUT/<config>` is
+moved aside to `OUT/.lra-export-old-<config>`, the new one moved in, the README replaced (the commit point),
+the old folder deleted. An export that fails removes its staging folder (and undoes a swap it had begun); the
+next export into `OUT` finishes or rolls back a swap that was killed, so `OUT` always ends up with the old
+or the new export, never a mix. A README that this exporter did not write is never replaced without
+`overwrite=True` (`--overwrite`). Only one export should write into a folder at a time.
 """
 
 from __future__ import annotations
@@ -184,10 +184,19 @@ def export_lra(
 
     staging = out_dir / f"{_STAGING_PREFIX}{config_name}"
     staging.mkdir()
-    _write_parquet(dataset, staging / config_name, max_shard_bytes)
-    _add_config(card_data, config_name, dataset)
-    render_dataset_card(card_data).save(staging / "README.md")
-    _swap_in(staging, out_dir, config_name)
+    try:
+        _write_parquet(dataset, staging / config_name, max_shard_bytes)
+        _add_config(card_data, config_name, dataset)
+        render_dataset_card(card_data).save(staging / "README.md")
+        _swap_in(staging, out_dir, config_name)
+    except BaseException:
+        # A full disk, say: remove the staging folder now (it may be large), undoing a swap that had begun, as the
+        # next export would. A kill (SIGKILL) leaves it to that next export.
+        try:
+            _recover_interrupted_swaps(out_dir)
+        except OSError as error:
+            logger.warning("Could not clean up the failed export in %s: %s", out_dir, error)
+        raise
 
     if push_to_hub is not None:
         # push_to_hub merges this configuration into the repository's metadata (other tasks stay);

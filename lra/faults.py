@@ -6,6 +6,8 @@ variable `LAS_KILL_AT` names that point: `LAS_KILL_AT=pathfinder-batch@3` sends 
 third time it reaches `pathfinder-batch` (`@N` omitted: the first time). The points:
 
 * `pathfinder-batch`: `lra.pathfinder.generate_pathfinder`, after a batch was moved into place;
+* `listops-swap`: `lra.listops.generate_listops` with `overwrite`, after the old task folder was moved
+  aside and before the new one is moved in;
 * `export-shards`: `lra.export.export_lra`, after the first Parquet shard was written to its staging folder;
 * `export-swap`: `lra.export.export_lra`, after the previous configuration folder was moved aside and
   before the new one and the README are moved in;

@@ -7,8 +7,8 @@ leaves, filtered by length, de-duplicated and written as
 `basic_{train,val,test}.tsv` with a `Source\\tTarget` header.
 
 Unlike the official script this one takes a seed, so a data set can be rebuilt
-byte for byte, and it writes atomically, so an interrupted run never leaves a
-half-written split behind.
+byte for byte, and it writes the three files as one set (a directory rename), so an
+interrupted or concurrent run never leaves a half-written split, or two seeds' files, behind.
 
 String form of a node with `n` children `c0 .. c(n-1)`:
 
@@ -22,7 +22,9 @@ parentheses: 1 for a digit, 2 + the children's lengths for an operator node.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
+import logging
 import os
 import random
 import shutil
@@ -32,7 +34,13 @@ from typing import Iterator, Union
 
 from tqdm.auto import tqdm
 
+from .faults import kill_point
 from .validation import check_int
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
 
 __all__ = [
     "OPERATORS",
@@ -48,9 +56,12 @@ __all__ = [
     "run_generate_listops",
 ]
 
+logger = logging.getLogger(__name__)
+
 OPERATORS: tuple[str, ...] = ("MIN", "MAX", "MED", "SM")
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 HEADER = "Source\tTarget\n"
+# Staging folders inside the task folder, as runs before the folder swap made them (a killed one may have left one).
 _STAGING_PREFIX = ".listops-tmp-"
 
 # Defaults of the generator: the sizes and length window of the LRA release (``listops-1000``). The command line
@@ -345,11 +356,18 @@ def generate_listops(
     max_length`; train is filled first, then val, then test. The same
     arguments give byte-identical files.
 
-    All splits are written into a temporary folder inside `out_dir` and
-    moved into place only once every split is complete, so an interrupted run
-    leaves any earlier files untouched and no partial split behind (the
-    temporary folders of a killed run are removed by the next one). Existing
-    `basic_*.tsv` files are replaced only with `overwrite=True`.
+    The three files are one set, and `out_dir` never holds parts of two: they are written into a staging folder
+    next to `out_dir` (`.<name>.listops-tmp-*`) and moved into place as one directory rename once every
+    split is complete, so an interrupted run leaves earlier files untouched and no partial split behind. Replacing
+    a set (`overwrite=True`) moves the old folder aside first (`.<name>.listops-old-*`); a run killed between
+    the two renames leaves no `out_dir` at all (the loader says so), and the next run puts the old set back
+    before it does anything else. (A folder that also holds other files cannot be swapped whole: its old files are
+    deleted before the new ones are moved in, one by one, so it too holds one set or an incomplete one, which
+    the loader refuses.) Existing `basic_*.tsv` files are replaced only with `overwrite=True`.
+
+    Runs into the same folder are serialised (a lock on the parent folder): a second run waits for the first,
+    then finds its files (and refuses them without `overwrite`); leftovers are only removed by the run that
+    holds the lock, so no run deletes another's staging folder.
 
     Returns:
         `{"train": path, "val": path, "test": path}`.
@@ -361,35 +379,131 @@ def generate_listops(
     validate_listops_arguments(num_train, num_val, num_test, seed, min_length, max_length, max_depth, max_args)
     out_dir = Path(out_dir)
     final_paths = {split: out_dir / f"basic_{split}.tsv" for split in SPLITS}
-    existing = [path.name for path in final_paths.values() if path.exists()]
+    _refuse_existing(out_dir, overwrite)  # before any work; again under the lock, where it counts
+    out_dir.mkdir(parents=True, exist_ok=True)
+    counts = dict(zip(SPLITS, (num_train, num_val, num_test)))
+
+    with _folder_lock(out_dir.parent):
+        _recover_interrupted_runs(out_dir)
+        _refuse_existing(out_dir, overwrite)  # another run may have written the files while this one waited
+        rng = random.Random(seed)
+        rows = _sample_rows(rng, min_length, max_length, max_depth, max_args)
+        staging = Path(tempfile.mkdtemp(prefix=_staging_prefix(out_dir, "tmp"), dir=out_dir.parent))
+        try:
+            with tqdm(total=sum(counts.values()), desc="ListOps", unit="sample", disable=not progress) as bar:
+                for split in SPLITS:
+                    # newline="" keeps "\n" line ends on every platform: same bytes everywhere.
+                    with open(staging / final_paths[split].name, "w", encoding="ascii", newline="") as handle:
+                        handle.write(HEADER)
+                        for _ in range(counts[split]):
+                            handle.write(next(rows))
+                            bar.update(1)
+            _move_into_place(staging, out_dir)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)  # gone already after a swap
+    return final_paths
+
+
+def _staging_prefix(out_dir: Path, kind: str) -> str:
+    """Name prefix of the folders a run keeps next to `out_dir`: `tmp` (staging) or `old` (set aside)."""
+    return f".{out_dir.name}.listops-{kind}-"
+
+
+def _our_files(out_dir: Path) -> tuple[list[str], list[str]]:
+    """The names in `out_dir`: (`basic_*.tsv` files of a set, other entries), leftovers of old versions aside."""
+    names = sorted(path.name for path in out_dir.iterdir()) if out_dir.is_dir() else []
+    names = [name for name in names if not name.startswith(_STAGING_PREFIX)]
+    ours = {f"basic_{split}.tsv" for split in SPLITS}
+    return [name for name in names if name in ours], [name for name in names if name not in ours]
+
+
+def _refuse_existing(out_dir: Path, overwrite: bool) -> None:
+    existing, _ = _our_files(out_dir)
     if existing and not overwrite:
         # The folder may hold the official release, or a data set a model was trained on: never replace it silently.
         raise ValueError(
-            f"{out_dir} already holds {', '.join(existing)}; pass --overwrite (overwrite=True) to "
-            "replace them, or choose another output folder"
+            f"{out_dir} already holds {', '.join(sorted(existing, key=_split_order))}; pass --overwrite "
+            "(overwrite=True) to replace them, or choose another output folder"
         )
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for leftover in out_dir.glob(f"{_STAGING_PREFIX}*"):  # from a run that was killed outright
-        shutil.rmtree(leftover, ignore_errors=True)
-    counts = dict(zip(SPLITS, (num_train, num_val, num_test)))
 
-    rng = random.Random(seed)
-    rows = _sample_rows(rng, min_length, max_length, max_depth, max_args)
-    staging = Path(tempfile.mkdtemp(prefix=_STAGING_PREFIX, dir=out_dir))
+
+def _split_order(name: str) -> int:
+    return [f"basic_{split}.tsv" for split in SPLITS].index(name)
+
+
+@contextlib.contextmanager
+def _folder_lock(folder: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `folder` (the parent of the task folder) while a run writes next to it.
+
+    A lock on the directory itself leaves no file behind; the system releases it when the process dies, however
+    it dies. Where `fcntl` does not exist (Windows), runs are not serialised.
+    """
+    if fcntl is None:
+        yield
+        return
+    descriptor = os.open(folder, os.O_RDONLY)
     try:
-        with tqdm(total=sum(counts.values()), desc="ListOps", unit="sample", disable=not progress) as bar:
-            for split in SPLITS:
-                # newline="" keeps "\n" line ends on every platform: same bytes everywhere.
-                with open(staging / final_paths[split].name, "w", encoding="ascii", newline="") as handle:
-                    handle.write(HEADER)
-                    for _ in range(counts[split]):
-                        handle.write(next(rows))
-                        bar.update(1)
-        for split in SPLITS:
-            os.replace(staging / final_paths[split].name, final_paths[split])
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            logger.warning("Another ListOps generation is writing into %s; waiting for it to finish", folder)
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return final_paths
+        os.close(descriptor)  # releases the lock
+
+
+def _recover_interrupted_runs(out_dir: Path) -> None:
+    """Undo what killed runs left (called under the lock, so no other run is using these folders).
+
+    A set aside by a swap that never finished goes back where it was when `out_dir` is missing or empty;
+    staging folders, and sets aside whose swap did finish, are deleted.
+    """
+    for aside in sorted(out_dir.parent.glob(f"{_staging_prefix(out_dir, 'old')}*")):
+        if not any(out_dir.iterdir()):
+            os.replace(aside, out_dir)  # replaces the empty folder
+            logger.warning("Restored the ListOps files of %s that an interrupted --overwrite had set aside", out_dir)
+        else:
+            shutil.rmtree(aside, ignore_errors=True)
+    leftovers = [*out_dir.parent.glob(f"{_staging_prefix(out_dir, 'tmp')}*"), *out_dir.glob(f"{_STAGING_PREFIX}*")]
+    for leftover in leftovers:
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _move_files_into_place(staging: Path, out_dir: Path, existing: list[str]) -> None:
+    """Where the folder cannot be swapped whole: the old set is deleted first, so it never mixes with the new one."""
+    for name in existing:
+        (out_dir / name).unlink()
+    for path in sorted(staging.iterdir(), key=lambda path: _split_order(path.name)):
+        os.replace(path, out_dir / path.name)
+
+
+def _move_into_place(staging: Path, out_dir: Path) -> None:
+    """Replace the set of files in `out_dir` by the one in `staging` (see `generate_listops`)."""
+    existing, others = _our_files(out_dir)
+    for leftover in out_dir.glob(f"{_STAGING_PREFIX}*"):  # an old version's staging folder
+        shutil.rmtree(leftover, ignore_errors=True)
+    if others or out_dir.is_symlink():  # not ours to move as a whole (a link would be replaced by a folder)
+        _move_files_into_place(staging, out_dir, existing)
+        return
+    if not existing:
+        os.replace(staging, out_dir)  # onto the empty folder: one atomic rename
+        return
+    aside = Path(tempfile.mkdtemp(prefix=_staging_prefix(out_dir, "old"), dir=out_dir.parent))
+    try:
+        os.replace(out_dir, aside)
+    except OSError:  # a mount point, or a folder this user may not rename
+        aside.rmdir()
+        _move_files_into_place(staging, out_dir, existing)
+        return
+    try:
+        kill_point("listops-swap")
+        os.replace(staging, out_dir)
+    except BaseException:
+        if not out_dir.exists():
+            os.replace(aside, out_dir)  # an exception, unlike a kill, can put the old set back at once
+        raise
+    shutil.rmtree(aside)
 
 
 # ---------------------------------------------------------------------------

@@ -51,6 +51,11 @@ PATHFINDER_DEFAULT_DIFFICULTY = 14
 #: Path-X: Pathfinder at 128x128 with the same contour length.
 PATHX_RESOLUTION = 128
 
+#: ListOps' closed vocabulary, in token-id order after the specials (:mod:`lra.tokenization`): the digits, the four
+#: operators and the closing bracket. The release's parentheses are no tokens (the tokenizer drops them); the builder
+#: refuses a source with anything else.
+LISTOPS_SYMBOLS: tuple[str, ...] = (*(str(digit) for digit in range(10)), "[MAX", "[MIN", "[MED", "[SM", "]")
+
 # ---------------------------------------------------------------------------------------------------
 # Class names
 # ---------------------------------------------------------------------------------------------------
@@ -163,7 +168,7 @@ class TaskSpec:
             generated too, with `--resolution 128`, but at 200,000 images of 16,384 pixels not implicitly).
         in_lra: one of the six tasks of the Long Range Arena (sMNIST and pMNIST are not; they are not part of the
             LRA average).
-        hub_repo: the Hub data set read when `lra.load_lra` gets no `data_dir` (`lra.hub_data`).
+        hub_repo: the Hub data set read when `lra.load_lra` gets no `data_dir` (`lra.builders.hub`).
     """
 
     name: str

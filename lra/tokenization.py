@@ -41,7 +41,7 @@ from transformers.convert_slow_tokenizer import bytes_to_unicode
 from image_processing_las import scale_pixels
 
 from .builders import builder_class, pmnist_permutation, resolve_config_name
-from .tasks import TASK_SPECS, TASKS
+from .tasks import LISTOPS_SYMBOLS, TASK_SPECS, TASKS
 
 __all__ = [
     "EOS_TOKEN_ID",
@@ -60,7 +60,6 @@ logger = logging.getLogger(__name__)
 
 SPECIAL_TOKENS: tuple[str, ...] = ("<pad>", "<unk>", "<eos>")
 PAD_TOKEN_ID, UNK_TOKEN_ID, EOS_TOKEN_ID = range(len(SPECIAL_TOKENS))
-LISTOPS_SYMBOLS: tuple[str, ...] = (*(str(digit) for digit in range(10)), "[MAX", "[MIN", "[MED", "[SM", "]")
 _BYTE_OFFSET = len(SPECIAL_TOKENS)
 
 _PIXEL_VOCABULARY = 256

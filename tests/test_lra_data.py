@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
 import subprocess
 import sys
+import tarfile
+import zlib
 from pathlib import Path
 
 import datasets
@@ -26,6 +29,7 @@ from tests.utils import (
     REPO_ROOT,
     RETRIEVAL_ROWS,
     cifar_batch,
+    fail_opening,
     file_hashes,
     idx_bytes,
     listops_generate_flags,
@@ -287,6 +291,31 @@ def test_malformed_row_names_file_and_line(tmp_path: Path, task, file, line, con
     assert message in str(raised.value)
 
 
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("( ( [max 2 ) 9 ] )", "token 1, '[max', is not in ListOps' vocabulary"),
+        ("( ( [MAXX 2 ) 9 ] )", "token 1, '[MAXX', is not in ListOps' vocabulary"),
+        ("( ( [SM \u0663 ) 9 ] )", "token 2, '\u0663', is not in ListOps' vocabulary"),  # ARABIC-INDIC DIGIT THREE
+        ("( ( [MIN \uff12 ) 9 ] )", "token 2, '\uff12', is not in ListOps' vocabulary"),  # FULLWIDTH DIGIT TWO
+        ("( ( [MED 12 ) 9 ] )", "token 2, '12', is not in ListOps' vocabulary"),
+        ("", "the source '' has no token"),
+        ("( )", "the source '( )' has no token"),
+        ("( ( [MAX 2\x00 ) 9 ] )", "a NUL byte at column 11"),
+    ],
+    ids=["lowercase", "misspelt", "arabic-indic", "fullwidth", "two-digits", "empty", "parens-only", "nul"],
+)
+def test_listops_source_outside_the_closed_vocabulary_names_file_and_line(
+    tmp_path: Path, cache: Path, source: str, message: str
+) -> None:
+    """Each of these would otherwise be read as <unk> tokens, silently."""
+    archive = make_listops_release(tmp_path)
+    _replace_line(archive / "listops-1000/basic_train.tsv", 4, f"{source}\t2")
+    with pytest.raises(LRAFormatError) as raised:
+        lra.load_lra("listops", archive, cache_dir=cache)
+    assert str(raised.value).startswith(f"{archive / 'listops-1000/basic_train.tsv'}:4: {message}")
+
+
 def test_malformed_pathfinder_metadata_names_file_and_line(tmp_path: Path) -> None:
     archive = make_pathfinder_release(tmp_path)
     metadata = archive / "lra_release/pathfinder32/curv_contour_length_14/metadata/3.npy"
@@ -308,6 +337,103 @@ def test_unreadable_png_is_skipped_with_warnings_naming_it(tmp_path: Path, caplo
     assert len(dataset["train"]) == 17  # image 1 of 0..17 is gone, the others stay in order
     expected = _expected_pathfinder(range(0, 18), 32)
     assert _rows(dataset["train"]) == expected[:1] + expected[2:]
+
+
+@pytest.mark.parametrize("code", [errno.EACCES, errno.EIO, errno.EMFILE], ids=["EACCES", "EIO", "EMFILE"])
+def test_pathfinder_image_that_cannot_be_read_fails_naming_it_and_is_not_cached(
+    tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch, code: int
+) -> None:
+    """Only the release's empty file is skipped: a fault of the moment must not be prepared, cached, as a gap."""
+    archive = make_pathfinder_release(tmp_path)
+    image = archive / "lra_release/pathfinder32/curv_contour_length_14/imgs/3/sample_1.png"
+    with monkeypatch.context() as fault:
+        fail_opening(fault, image, OSError(code, os.strerror(code), str(image)))
+        with pytest.raises(lra.LRAReadError) as raised:
+            lra.load_lra("pathfinder", archive, cache_dir=cache)
+    assert str(raised.value).startswith(
+        f"{image} (listed at {image.parents[2] / 'metadata/3.npy'}:2) cannot be read: "
+        f"{os.strerror(code)} ({errno.errorcode[code]})"
+    )
+    # The cause gone, the next load reads every image (7 of train is imgs/3/sample_1.png).
+    train = lra.load_lra("pathfinder", archive, cache_dir=cache)["train"]
+    assert _rows(train) == _expected_pathfinder(range(0, 18), 32)
+
+
+@pytest.mark.slow  # worker processes
+def test_error_in_a_worker_process_reaches_the_user_as_ours(
+    tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With num_proc > 1 datasets' pool loses the cause of its generic error: the file must still be named."""
+    archive = make_pathfinder_release(tmp_path)
+    image = archive / "lra_release/pathfinder32/curv_contour_length_14/imgs/3/sample_1.png"
+    fail_opening(monkeypatch, image, OSError(errno.EIO, os.strerror(errno.EIO), str(image)))  # forked workers too
+    with pytest.raises(lra.LRAReadError, match=rf"^{image} \(listed at .*3.npy:2\) cannot be read: .* \(EIO\)"):
+        lra.load_lra("pathfinder", archive, cache_dir=cache, num_proc=2)
+
+
+def test_damaged_pathfinder_png_is_an_error_not_a_skip(tmp_path: Path, cache: Path) -> None:
+    archive = make_pathfinder_release(tmp_path)
+    image = archive / "lra_release/pathfinder32/curv_contour_length_14/imgs/2/sample_0.png"
+    image.write_bytes(image.read_bytes()[:60])  # cut inside the pixel data: not empty, not the release's case
+    with pytest.raises(LRAFormatError, match=rf"{image} \(listed at .*metadata/2.npy:1\): not a readable PNG"):
+        lra.load_lra("pathfinder", archive, cache_dir=cache)
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG that announces `width` x `height` 8-bit gray pixels and holds none: a decompression bomb's header."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
+
+    header = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 0, 0, 0, 0])
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
+
+
+def test_decompression_bomb_png_is_an_error_naming_it(tmp_path: Path, cache: Path) -> None:
+    archive = make_pathfinder_release(tmp_path)
+    image = archive / "lra_release/pathfinder32/curv_contour_length_14/imgs/5/sample_1.png"
+    image.write_bytes(_png_header_only(50_000, 50_000))  # 2.5 billion pixels
+    with pytest.raises(LRAFormatError, match=rf"^{image} \(listed at .*metadata/5.npy:2\): not a readable PNG"):
+        lra.load_lra("pathfinder", archive, cache_dir=cache)
+
+
+# A source file of each task, by the data dir the fixture returns.
+_SOURCE_FILES = {
+    "listops": (make_listops_release, "listops-1000/basic_val.tsv"),
+    "retrieval": (make_retrieval_release, "lra_release/tsv_data/new_aan_pairs.test.tsv"),
+    "text": (make_text_release, "aclImdb/test/pos/5_10.txt"),
+    "image": (lambda root: make_image_release(root, as_tarball=False), "cifar-10-batches-py/data_batch_3"),
+    "pathfinder": (make_pathfinder_release, "lra_release/pathfinder32/curv_contour_length_14/imgs/6/sample_0.png"),
+    "smnist": (make_mnist_release, "t10k-labels-idx1-ubyte.gz"),
+}
+
+
+@pytest.mark.parametrize("fault", ["directory", "EACCES"])
+@pytest.mark.parametrize("task", list(_SOURCE_FILES))
+def test_source_that_cannot_be_read_is_named_on_the_last_line(
+    tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch, task: str, fault: str
+) -> None:
+    """Not datasets' "An error occurred while generating the dataset": the error the user reads names the file."""
+    make, name = _SOURCE_FILES[task]
+    data_dir = make(tmp_path / "data")
+    source = data_dir / name
+    if fault == "directory":
+        source.unlink()
+        source.mkdir()
+        reason = "Is a directory (EISDIR)"
+    else:
+        fail_opening(monkeypatch, source, PermissionError(errno.EACCES, "Permission denied", str(source)))
+        reason = "Permission denied (EACCES)"
+    with pytest.raises(lra.LRAReadError) as raised:
+        lra.load_lra(task, data_dir, cache_dir=cache)
+    assert str(raised.value).startswith(str(source)) and f"cannot be read: {reason}" in str(raised.value)
+
+
+def test_idx_file_without_images_is_an_error_naming_it(tmp_path: Path, cache: Path) -> None:
+    folder = make_mnist_release(tmp_path, sizes=(20, 0))
+    images = folder / "t10k-images-idx3-ubyte.gz"
+    with pytest.raises(LRAFormatError, match=rf"^{images}: the header announces 0 images"):
+        lra.load_lra("smnist", folder, cache_dir=cache)
 
 
 @pytest.mark.parametrize(
@@ -630,6 +756,55 @@ def test_export_writes_parquet_and_a_card_that_load_dataset_reads(tmp_path: Path
 
 
 @pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationWarning")  # httpx, inside huggingface_hub
+def test_failed_export_removes_its_staging_folder_and_keeps_the_previous_export(
+    tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "export"
+    lra.export_lra("listops", make_listops_release(tmp_path / "old"), out, cache_dir=cache)
+    before = file_hashes(out)
+
+    def disk_full(self, path, *args, **kwargs):
+        Path(path).write_bytes(b"PAR1")  # a shard begun, then the disk is full
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(datasets.Dataset, "to_parquet", disk_full)
+    with pytest.raises(OSError, match="No space left on device"):
+        lra.export_lra("listops", make_listops_release(tmp_path / "new", sizes=(6, 3, 3)), out, cache_dir=cache)
+    assert sorted(path.name for path in out.iterdir()) == ["README.md", "listops"]  # no staging folder left
+    assert file_hashes(out) == before
+
+
+def test_cli_export_smnist_takes_labels(tmp_path: Path, cache: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from lra.__main__ import main
+
+    folder = make_mnist_release(tmp_path)
+    out = tmp_path / "export"
+    assert (
+        main(
+            [
+                "export",
+                "smnist",
+                "--data-dir",
+                str(folder),
+                "--out",
+                str(out),
+                "--cache-dir",
+                str(cache),
+                "--labels",
+                "fashion",
+            ]
+        )
+        == 0
+    )
+    exported = datasets.load_dataset(str(out), "smnist_fashion", cache_dir=str(tmp_path / "load-cache"))
+    assert exported["train"].features["label"].names == list(lra.MNIST_LABELS["fashion"])
+    with pytest.raises(SystemExit) as raised:  # an option of another task: a usage error, as --resolution is
+        main(["export", "listops", "--data-dir", str(folder), "--out", str(out), "--labels", "fashion"])
+    assert (
+        raised.value.code == 2 and "Unknown option(s) 'labels' for the LRA task 'listops'" in capsys.readouterr().err
+    )
+
+
 def test_export_pushes_to_the_hub(tmp_path: Path, cache: Path, loopback_hub: LoopbackHub) -> None:
     data_dirs = make_all_releases(tmp_path / "data")
     repo_id = f"{loopback_hub.user}/lra"
@@ -646,10 +821,17 @@ def test_export_pushes_to_the_hub(tmp_path: Path, cache: Path, loopback_hub: Loo
         assert pulled["train"].features == original["train"].features
 
 
-def _run_cli(*args: str) -> subprocess.CompletedProcess:
+def _run_cli(*args: str, kill_at: str | None = None) -> subprocess.CompletedProcess:
+    """`python -m lra ARGS`; `kill_at` names the kill point (lra.faults) where the process SIGKILLs itself."""
+    env = {**os.environ, **({"LAS_KILL_AT": kill_at} if kill_at else {})}
     return subprocess.run(
-        [sys.executable, "-m", "lra", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "lra", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, env=env
     )
+
+
+def _generate_listops(out: str) -> list[str]:
+    """`python -m lra` arguments that generate a tiny ListOps into `out`."""
+    return ["generate", "listops", "--out", out, *listops_generate_flags()]
 
 
 @pytest.mark.slow  # subprocesses
@@ -694,6 +876,18 @@ def test_cli_export_and_missing_data(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow  # subprocesses
+def test_cli_export_names_a_source_that_cannot_be_read_on_its_last_line(tmp_path: Path) -> None:
+    archive = make_listops_release(tmp_path / "data")
+    source = archive / "listops-1000/basic_val.tsv"
+    source.unlink()
+    source.mkdir()  # a folder where the file belongs
+    result = _run_cli("export", "listops", "--data-dir", str(archive), "--out", str(tmp_path / "out"))
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert f"{source} cannot be read: Is a directory" in result.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "out" / ".lra-export-tmp-listops").exists()
+
+
+@pytest.mark.slow  # subprocesses
 def test_cli_generated_synthetic_tasks_load(tmp_path: Path, cache: Path) -> None:
     archive = tmp_path / "lra_release"
     listops = _run_cli(
@@ -717,6 +911,31 @@ def test_cli_generated_synthetic_tasks_load(tmp_path: Path, cache: Path) -> None
         "validation": 1,
         "test": 1,
     }
+
+
+def test_builders_are_layered_without_import_circles() -> None:
+    """Each module of lra.builders imports only those below it (the package docstring's order), and none imports
+    lra.hub_data, which re-exports lra.builders.hub; the Pathfinder rasteriser knows nothing of the writer."""
+    import ast
+
+    layers = ["base", "tokens", "pixels", "mnist", "registry", "hub", "loading"]
+    package = REPO_ROOT / "lra"
+
+    def relative_imports(path: Path) -> set[tuple[int, str]]:
+        """(level, module) of each relative import; `from . import base` counts as (1, "base")."""
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                modules = [node.module] if node.module else [alias.name for alias in node.names]
+                found.update((node.level, module) for module in modules)
+        return found
+
+    for index, layer in enumerate(layers):
+        imports = relative_imports(package / "builders" / f"{layer}.py")
+        siblings = {module.split(".")[0] for level, module in imports if level == 1}
+        assert siblings <= set(layers[:index]), (layer, siblings)
+        assert not {module for level, module in imports if level == 2} & {"hub_data", "builders"}, layer
+    assert {module for _, module in relative_imports(package / "pathfinder_draw.py")} <= {"tasks", "validation"}
 
 
 @pytest.mark.slow  # subprocesses
@@ -762,6 +981,49 @@ def test_text_split_without_one_class_is_refused(tmp_path: Path, cache: Path) ->
         lra.load_lra("text", root, cache_dir=cache)
 
 
+@pytest.mark.parametrize("fraction", [0.9, 0.99], ids=["cut-at-90%", "cut-in-gzip-trailer"])
+def test_cut_imdb_tarball_is_an_error_naming_it(tmp_path: Path, cache: Path, fraction: float) -> None:
+    """tar alone reads a cut stream as a shorter archive: the gzip stream's end must be checked."""
+    tarball = make_text_release(tmp_path, as_tarball=True) / "aclImdb_v1.tar.gz"
+    data = tarball.read_bytes()
+    tarball.write_bytes(data[: int(len(data) * fraction)])
+    with pytest.raises(LRAFormatError, match=rf"^{tarball}: not a complete \.tar\.gz \(.*\); a cut download"):
+        lra.load_lra("text", tarball.parent, cache_dir=cache)
+
+
+def test_partly_extracted_imdb_folder_is_refused_by_its_review_lists(tmp_path: Path, cache: Path) -> None:
+    root = make_text_release(tmp_path)
+    (root / "aclImdb/train/pos/3_8.txt").unlink()
+    with pytest.raises(
+        LRADataNotFoundError,
+        match=rf"^{root / 'aclImdb/train/pos'} holds 2 reviews, but {root / 'aclImdb/train/urls_pos.txt'} lists 3: "
+        r"the copy is incomplete",
+    ):
+        lra.load_lra("text", root, cache_dir=cache)
+
+
+def test_imdb_tarball_is_checked_against_its_review_lists(tmp_path: Path, cache: Path) -> None:
+    folder = make_text_release(tmp_path / "folder")
+    (folder / "aclImdb/test/neg/1_2.txt").unlink()
+    tarball = tmp_path / "tarball" / "aclImdb_v1.tar.gz"
+    tarball.parent.mkdir()
+    with tarfile.open(tarball, "w:gz") as tar:  # complete as a tar.gz, short of one review
+        tar.add(folder / "aclImdb", arcname="aclImdb")
+    with pytest.raises(LRADataNotFoundError, match=rf"^{tarball}:aclImdb/test/neg holds 1 reviews, but .* lists 2"):
+        lra.load_lra("text", tarball.parent, cache_dir=cache)
+
+
+def test_imdb_folder_without_review_lists_must_be_balanced(tmp_path: Path, cache: Path) -> None:
+    root = make_text_release(tmp_path)
+    for urls in root.glob("aclImdb/*/urls_*.txt"):
+        urls.unlink()
+    dataset = lra.load_lra("text", root, cache_dir=cache)  # a balanced copy without lists loads
+    assert {split: len(part) for split, part in dataset.items()} == {"train": 6, "validation": 4, "test": 4}
+    (root / "aclImdb/train/neg/7_2.txt").unlink()  # as a partly extracted folder
+    with pytest.raises(LRADataNotFoundError, match=r"^The train reviews are unbalanced \(2 in .*neg, 3 in .*pos\)"):
+        lra.load_lra("text", root, cache_dir=cache)
+
+
 def _empty_listops_val(archive: Path) -> str:
     (archive / "listops-1000/basic_val.tsv").write_text("Source\tTarget\n")
     return f"{archive / 'listops-1000/basic_val.tsv'}: only the header, no example"
@@ -800,29 +1062,10 @@ def test_empty_split_is_refused_naming_split_or_file(tmp_path: Path, cache: Path
 
 
 def _generate_pathfinder_cli(out: Path, num: int, kill_at: str | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, **({"LAS_KILL_AT": kill_at} if kill_at else {})}
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "lra",
-            "generate",
-            "pathfinder",
-            "--out",
-            str(out),
-            "--num",
-            str(num),
-            "--images-per-folder",
-            "4",
-            "--difficulty",
-            "6",
-            "--no-progress",
-        ],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
+    return _run_cli(
+        *("generate", "pathfinder", "--out", str(out), "--num", str(num), "--images-per-folder", "4"),
+        *("--difficulty", "6", "--no-progress"),
+        kill_at=kill_at,
     )
 
 
@@ -864,27 +1107,10 @@ def test_killed_or_shrunk_pathfinder_generation_never_loads_silently(tmp_path: P
 def _export_cli(
     data_dir: Path, out: Path, cache: Path, *extra: str, task: str = "listops", kill_at: str | None = None
 ) -> subprocess.CompletedProcess:
-    env = {**os.environ, **({"LAS_KILL_AT": kill_at} if kill_at else {})}
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "lra",
-            "export",
-            task,
-            "--data-dir",
-            str(data_dir),
-            "--out",
-            str(out),
-            "--cache-dir",
-            str(cache),
-            *extra,
-        ],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
+    return _run_cli(
+        *("export", task, "--data-dir", str(data_dir), "--out", str(out), "--cache-dir", str(cache)),
+        *extra,
+        kill_at=kill_at,
     )
 
 
@@ -945,7 +1171,7 @@ def test_export_checks_the_readme_before_writing(tmp_path: Path, cache: Path) ->
 @pytest.mark.parametrize(
     "command",
     [
-        ["generate", "listops", "--out", "{file}/listops-1000", *listops_generate_flags()],
+        _generate_listops("{file}/listops-1000"),
         ["generate", "pathfinder", "--out", "{file}", "--num", "10", "--no-progress"],
         ["export", "listops", "--data-dir", "{data}", "--out", "{file}", "--cache-dir", "{cache}"],
     ],
@@ -959,6 +1185,84 @@ def test_cli_output_path_that_is_a_file_gives_one_line(tmp_path: Path, command: 
     assert result.returncode == 1, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr, result.stderr
     assert "cannot write the output" in result.stderr and str(file) in result.stderr
+
+
+def _listops_set(folder: Path) -> dict[str, bytes]:
+    return {name: (folder / name).read_bytes() for name in ("basic_train.tsv", "basic_val.tsv", "basic_test.tsv")}
+
+
+@pytest.mark.slow  # subprocesses
+def test_cli_listops_overwrite_killed_between_renames_never_loads_mixed(tmp_path: Path, cache: Path) -> None:
+    out = tmp_path / "listops-1000"
+    assert _run_cli(*_generate_listops(str(out))).returncode == 0
+    old = _listops_set(out)
+    killed = _run_cli(
+        *_generate_listops(str(out)),
+        "--overwrite",
+        "--seed",
+        "1",
+        kill_at="listops-swap",
+    )
+    assert killed.returncode == -9, killed.stderr
+    with pytest.raises(LRADataNotFoundError):  # no folder at all rather than two seeds' files
+        lra.load_lra("listops", tmp_path, cache_dir=cache)
+    refused = _run_cli(*_generate_listops(str(out)))  # the next run first puts the old set back
+    assert refused.returncode == 2 and "already holds basic_train.tsv" in refused.stderr, refused.stderr
+    assert _listops_set(out) == old
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["listops-1000"]
+    assert _run_cli(*_generate_listops(str(out)), "--overwrite", "--seed", "1").returncode == 0
+    assert _listops_set(out) != old and len(lra.load_lra("listops", tmp_path, cache_dir=cache)["train"]) == 2
+
+
+@pytest.mark.slow  # subprocesses
+@pytest.mark.parametrize("overwrite", [False, True], ids=["refuse", "overwrite"])
+def test_cli_concurrent_listops_generations_into_one_folder(tmp_path: Path, overwrite: bool) -> None:
+    """Two runs at once: neither deletes the other's staging folder, and the folder ends up one seed's set."""
+    out = tmp_path / "listops-1000"
+    expected = {}
+    for seed in ("1", "2"):
+        expected[seed] = tmp_path / f"seed-{seed}"
+        assert (
+            _run_cli(
+                *_generate_listops(str(expected[seed])),
+                "--num-train",
+                "400",
+                "--seed",
+                seed,
+            ).returncode
+            == 0
+        )
+    runs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "lra",
+                *_generate_listops(str(out)),
+                "--num-train",
+                "400",
+                "--seed",
+                seed,
+            ]
+            + (["--overwrite"] if overwrite else []),
+            cwd=REPO_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for seed in ("1", "2")
+    ]
+    results = [(run.wait(timeout=120), run.stderr.read()) for run in runs]
+    for run in runs:
+        run.stdout.close()
+        run.stderr.close()
+    if overwrite:
+        assert [code for code, _ in results] == [0, 0], results
+    else:  # the later run finds the earlier one's files and refuses them, in one line
+        assert sorted(code for code, _ in results) == [0, 2], results
+        assert "already holds basic_train.tsv" in next(stderr for code, stderr in results if code == 2)
+    assert _listops_set(out) in (_listops_set(expected["1"]), _listops_set(expected["2"]))
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["listops-1000", "seed-1", "seed-2"]
 
 
 @pytest.mark.slow  # subprocesses

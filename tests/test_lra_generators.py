@@ -8,8 +8,10 @@ layers and over the written image.
 
 from __future__ import annotations
 
+import os
 import re
 import statistics
+import threading
 from collections import deque
 from pathlib import Path
 
@@ -19,7 +21,7 @@ from PIL import Image
 
 import lra.listops as listops
 import lra.pathfinder as pathfinder
-from lra.listops import generate_listops, listops_value
+from lra.listops import HEADER, generate_listops, listops_value
 from lra.pathfinder import (
     PathfinderParams,
     draw_indexed_pathfinder_sample,
@@ -237,6 +239,61 @@ def test_listops_interrupted_run_leaves_no_split(tmp_path: Path, monkeypatch: py
         generate_listops(tmp_path / "kept", progress=False, overwrite=True, **{**_CUSTOM, "seed": 9})
     assert sorted(p.name for p in (tmp_path / "kept").iterdir()) == sorted(f"basic_{s}.tsv" for s in SPLITS)
     assert {split: path.read_bytes() for split, path in previous.items()} == previous_bytes
+
+
+def test_listops_overwrite_interrupted_between_renames_keeps_the_old_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "listops-1000"
+    previous = {split: path.read_bytes() for split, path in generate_listops(out, progress=False, **_CUSTOM).items()}
+    real_replace, renames = os.replace, 0
+
+    def interrupted_replace(source, target):
+        nonlocal renames
+        renames += 1
+        if renames == 2:  # between the renames that swap the sets (whichever they are)
+            raise KeyboardInterrupt
+        return real_replace(source, target)
+
+    monkeypatch.setattr(os, "replace", interrupted_replace)
+    with pytest.raises(KeyboardInterrupt):
+        generate_listops(out, progress=False, overwrite=True, **{**_CUSTOM, "seed": 9})
+    assert {split: (out / f"basic_{split}.tsv").read_bytes() for split in SPLITS} == previous
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["listops-1000"]  # nothing left aside or staged
+
+
+def test_listops_run_waits_for_another_and_deletes_none_of_its_folders(tmp_path: Path) -> None:
+    """A run in progress (here: this test, holding the lock) keeps its staging folder; the second run waits."""
+    fcntl = pytest.importorskip("fcntl")
+    out = tmp_path / "listops-1000"
+    out.mkdir()
+    # Its staging folder, where this version and where earlier versions put it.
+    others = [tmp_path / ".listops-1000.listops-tmp-other", out / ".listops-tmp-other"]
+    for folder in others:
+        folder.mkdir()
+        (folder / "basic_train.tsv").write_text(HEADER)
+    lock = os.open(tmp_path, os.O_RDONLY)
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    outcome: dict[str, object] = {}
+
+    def second_run() -> None:
+        try:
+            outcome["paths"] = generate_listops(out, progress=False, **_CUSTOM)
+        except BaseException as error:  # reported below
+            outcome["error"] = error
+
+    thread = threading.Thread(target=second_run)
+    thread.start()
+    try:
+        thread.join(timeout=1.0)
+        assert thread.is_alive(), outcome  # waiting for the lock
+        assert all((folder / "basic_train.tsv").is_file() for folder in others)
+    finally:
+        os.close(lock)  # the first run ends
+    thread.join(timeout=60)
+    assert "error" not in outcome, outcome
+    assert sorted(path.name for path in out.iterdir()) == sorted(f"basic_{split}.tsv" for split in SPLITS)
+    assert not any(folder.exists() for folder in others)  # once no run owns them, leftovers go
 
 
 @pytest.mark.parametrize(

@@ -14,8 +14,9 @@ Layouts, as in the originals:
   doubled folder, `lra_release/lra_release/tsv_data/new_aan_pairs.{train,eval,test}.tsv` and
   `lra_release/lra_release/pathfinder{32,128}/curv_*/{metadata/<k>.npy, imgs/<k>/sample_<i>.png}`;
   the functions return the archive root `<root>/lra_release`;
-* IMDb: `aclImdb/{train,test}/{neg,pos}/<id>_<rating>.txt` (plus `train/unsup`, which the task
-  ignores) or the tarball `aclImdb_v1.tar.gz` holding that folder; returns `<root>`;
+* IMDb: `aclImdb/{train,test}/{neg,pos}/<id>_<rating>.txt` and the lists `aclImdb/{train,test}/urls_*.txt`
+  (one line per review; plus `train/unsup`, which the task ignores) or the tarball `aclImdb_v1.tar.gz` holding
+  that folder; returns `<root>`;
 * CIFAR-10: `cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}` (pickles) or the
   tarball `cifar-10-python.tar.gz` holding that folder; returns `<root>`;
 * MNIST / Fashion-MNIST: `{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]` (idx files, big-endian
@@ -37,6 +38,7 @@ Example:
 
 from __future__ import annotations
 
+import builtins
 import gzip
 import hashlib
 import importlib
@@ -63,6 +65,7 @@ __all__ = [
     "TINY_MODEL",
     "file_hashes",
     "import_example",
+    "fail_opening",
     "tiny_run_args",
     "training_logs",
     "ARCHIVE",
@@ -240,6 +243,9 @@ def _imdb_files() -> Iterator[tuple[str, bytes]]:
         for label, reviews in labels.items():
             for name, text in reviews.items():
                 yield f"aclImdb/{split}/{label}/{name}", text.encode("utf-8")
+            # The release's list of the reviews' pages, one line per review: how a copy says how many it holds.
+            urls = "".join(f"http://www.imdb.com/title/tt{index:07d}/usercomments\n" for index in range(len(reviews)))
+            yield f"aclImdb/{split}/urls_{label}.txt", urls.encode("ascii")
     for name, text in _IMDB_UNSUP.items():
         yield f"aclImdb/train/unsup/{name}", text.encode("utf-8")
 
@@ -588,3 +594,27 @@ def tiny_run_args(task: str, data_dir: Path, output_dir: Path, cache_dir: Path, 
         *TASK_FLAGS.get(task, []),
         *extra,
     ]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Faults
+# ---------------------------------------------------------------------------------------------------
+
+
+def fail_opening(monkeypatch, path: Path, error: OSError) -> None:
+    """Make every `open` of `path` in this process raise `error`.
+
+    A file the process cannot read, whatever reads it (Pillow opens with `builtins.open`, pathlib with
+    `io.open`), and whoever runs the tests: `chmod 000` stops no root user. Pass `monkeypatch` (or one of its
+    contexts, to lift the fault within a test).
+    """
+    real_open = builtins.open
+    path = Path(path)
+
+    def failing_open(file, *args, **kwargs):
+        if isinstance(file, (str, os.PathLike)) and Path(file) == path:
+            raise error
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", failing_open)
+    monkeypatch.setattr(io, "open", failing_open)
