@@ -191,8 +191,8 @@ def _key_padding(attention_mask: Any, batch: int, num_keys: int, name: str) -> t
         raise ValueError(
             f"attn_implementation={name!r} got an attention mask of shape {shape}; it needs the (batch, keys) = "
             f"{(batch, num_keys)} padding mask that its own mask function builds. This model (or the caller) made "
-            "its own mask (e.g. a custom 4-D mask), which LaS cannot honour: pass a 2-D `attention_mask` of 1 = token, "
-            "0 = padding."
+            "its own mask (e.g. a custom 4-D mask), which LaS cannot honour: pass a 2-D `attention_mask` of "
+            "1 = token, 0 = padding."
         )
     return attention_mask.bool()
 
@@ -359,10 +359,10 @@ def las_attention_mask(
     q_offset, kv_offset = int(q_offset), int(kv_offset)
     if kv_offset != 0 or q_offset + q_length != kv_length:
         raise ValueError(
-            f"attn_implementation={name!r}: the keys are positions {kv_offset} .. {kv_offset + kv_length - 1} and the "
-            f"queries {q_offset} .. {q_offset + q_length - 1}. LaS needs the keys of exactly the positions seen so far, "
-            "as transformers' DynamicCache holds them for full-attention layers: a sliding-window cache that dropped "
-            "past keys, a StaticCache with pre-allocated slots, or cross-attention are not supported."
+            f"attn_implementation={name!r}: the keys are positions {kv_offset} .. {kv_offset + kv_length - 1} and "
+            f"the queries {q_offset} .. {q_offset + q_length - 1}. LaS needs the keys of exactly the positions seen "
+            "so far, as transformers' DynamicCache holds them for full-attention layers: a sliding-window cache that "
+            "dropped past keys, a StaticCache with pre-allocated slots, or cross-attention are not supported."
         )
     if use_vmap:
         raise ValueError(
@@ -375,8 +375,8 @@ def las_attention_mask(
         raise ValueError(
             f"attn_implementation={name!r}: this model asks for an attention pattern other than causal or "
             "bidirectional: a sliding window shorter than the sequence (Mistral/Qwen2 `sliding_window`, ModernBERT "
-            "`local_attention`), packed sequences (position_ids restarting in a row), or block overlays. LaS attention "
-            "does not implement it; give sequences no longer than the window, or set the window to None."
+            "`local_attention`), packed sequences (position_ids restarting in a row), or block overlays. LaS "
+            "attention does not implement it; give sequences no longer than the window, or set the window to None."
         )
     padding = prepare_padding_mask(attention_mask, kv_length, kv_offset)
     if padding is None:
@@ -391,7 +391,7 @@ def las_attention_mask(
 
 
 def _check_model_supports_las(model: PreTrainedModel, name: str) -> None:
-    """Refuse, when a model selects LaS, a model whose attention does not go through the interface, and bad settings."""
+    """Where a model selects LaS: refuse it if its attention bypasses the interface, and check its LaS settings."""
     if not type(model).is_backend_compatible():
         raise ValueError(
             f"{type(model).__name__} does not route its attention through transformers' AttentionInterface "
@@ -426,12 +426,18 @@ def register() -> None:
     """Make `attn_implementation="las"` and `"las_chunk"` valid for every model that uses the AttentionInterface.
 
     Idempotent. It registers `las_attention_forward` / `las_chunk_attention_forward` with `AttentionInterface` and
-    `las_attention_mask` with `AttentionMaskInterface` under both names, and two things that only act where a model
-    selects one of these names: a check when a model is built or switched to LaS (`from_config`, `from_pretrained`,
-    `set_attn_implementation`: `PreTrainedModel`'s two methods that resolve the name are wrapped once) that refuses a model whose attention does not go through the interface and bad LaS
-    settings; and the LaS fields declared on `PreTrainedConfig` (default `None`), so that `from_pretrained(...,
-    las_pool_size=3)` sets the field on the config instead of passing it to the model's constructor. Other
-    implementations ("sdpa", "eager", ...) are left exactly as they are.
+    `las_attention_mask` with `AttentionMaskInterface` under both names, and adds two things that act only where a
+    model selects one of these names:
+
+    - a check when a model is built or switched to LaS (`from_config`, `from_pretrained`, `set_attn_implementation`)
+      that refuses a model whose attention does not go through the interface, and bad LaS settings. transformers has
+      no hook for this: `PreTrainedModel.get_correct_attn_implementation` and `set_attn_implementation` are wrapped
+      (once), and pass every other name through unchanged;
+    - the LaS fields declared on `PreTrainedConfig` (class attributes, default `None`, not saved unless set), so that
+      `from_pretrained(..., las_pool_size=3)` sets the field on the config instead of passing it to the model's
+      constructor.
+
+    Other implementations ("sdpa", "eager", ...) behave exactly as before.
     """
     AttentionInterface.register("las", las_attention_forward)
     AttentionInterface.register("las_chunk", las_chunk_attention_forward)

@@ -220,10 +220,10 @@ def test_cached_greedy_generation_equals_full_forwards(family, implementation, e
     assert torch.equal(out.sequences, sequence)
 
 
-@pytest.mark.parametrize("family", DECODERS)
-def test_left_padded_batch_equals_each_prompt_alone(family):
-    config = decoder_config(family, las_alphas=ALPHAS, las_pool_size=3)
-    model = build(config, "las", torch.float64)
+@pytest.mark.parametrize("family, implementation", [(family, "las") for family in DECODERS] + [("llama", "las_chunk")])
+def test_left_padded_batch_equals_each_prompt_alone(family, implementation):
+    config = decoder_config(family, las_alphas=ALPHAS, las_pool_size=3, las_chunk_size=4)
+    model = build(config, implementation, torch.float64)
     prompts = [tokens(1, n, seed=n)[0] for n in (9, 4, 6)]
     width = max(len(p) for p in prompts)
     ids = torch.stack([torch.cat([torch.zeros(width - len(p), dtype=torch.long), p]) for p in prompts])
@@ -420,3 +420,35 @@ def test_unsupported_keyword_arguments_are_refused():
     query = torch.randn(1, HEADS, 3, 8)
     with pytest.raises(ValueError, match="softcap"):
         las_interface.las_attention_forward(Module(), query, query, query, None, scaling=0.3, softcap=30.0)
+
+
+def test_attention_weights_come_from_the_eager_kernel():
+    model = build(decoder_config("llama", las_alphas=ALPHAS), "las")
+    with torch.no_grad():
+        weights = model(tokens(2, 7), output_attentions=True).attentions
+    assert len(weights) == 2 and weights[0].shape == (2, HEADS, 7, 7)
+    assert torch.equal(weights[0].triu(1), torch.zeros_like(weights[0]))  # causal window: nothing from the future
+
+
+# -- the example ------------------------------------------------------------------------------------------------------
+
+
+def test_lm_example_compares_sdpa_and_las_on_the_same_batches(tmp_path):
+    from examples import run_lm_hf
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for i in range(10):
+        (corpus / f"module_{i}.py").write_text(f"def function_{i}(x):\n    return x * {i} + {i}\n" * 20)
+    output = tmp_path / "out"
+    results = run_lm_hf.main(["--smoke", "--corpus_dir", str(corpus), "--output_dir", str(output)])
+    assert [r["implementation"] for r in results] == ["sdpa", "las"]
+    sdpa, las = results
+    assert sdpa["parameters"] == las["parameters"]
+    for r in results:
+        assert len(r["samples"]) == len(run_lm_hf.PROMPTS) and r["test_perplexity"] < 2 * run_lm_hf.VOCAB_SIZE
+    assert sdpa["test_perplexity"] != las["test_perplexity"]  # the attention differs, nothing else
+    table = (output / "results.md").read_text()
+    assert "| sdpa |" in table and "| las |" in table
+    with pytest.raises(SystemExit):
+        run_lm_hf.main(["--smoke", "--corpus_dir", str(corpus), "--implementations", "sdpa,linear"])
