@@ -203,8 +203,8 @@ def _check_positions(position_ids: torch.Tensor | None, keep: torch.Tensor | Non
     Left padding is fine (positions start after it); packed sequences (positions restarting inside a row) and gaps
     are refused, since distances inside the row would then not be distances between positions.
     """
-    if position_ids is None or position_ids.shape[-1] < 2:
-        return
+    if position_ids is None or position_ids.ndim != 2 or position_ids.shape[-1] < 2:
+        return  # nothing to compare (multimodal rotary positions, 3-D, are not token distances either way)
     length = position_ids.shape[-1]
     offsets = position_ids - torch.arange(length, device=position_ids.device)
     real = keep[:, -length:] if keep is not None else torch.ones_like(offsets, dtype=torch.bool)

@@ -14,6 +14,7 @@ from transformers import (
     AutoModelForMaskedLM,
     BertConfig,
     BloomConfig,
+    DynamicCache,
     GPTNeoXConfig,
     LlamaConfig,
     MistralConfig,
@@ -220,6 +221,23 @@ def test_cached_greedy_generation_equals_full_forwards(family, implementation, e
     assert torch.equal(out.sequences, sequence)
 
 
+@pytest.mark.parametrize("implementation", ["las", "las_chunk"])
+def test_several_new_tokens_after_a_cache(implementation):
+    """A cached call with several new tokens (chunked prefill, assisted decoding) gives the full forward's logits."""
+    config = decoder_config("llama", las_alphas=ALPHAS, las_pool_size=5, las_chunk_size=4)
+    model = build(config, implementation, torch.float64)
+    ids = tokens(2, 11)
+    mask = torch.ones_like(ids)
+    mask[1, :3] = 0  # the second row is left-padded
+    positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)
+    full = _logits(model, ids, mask, positions)
+    cache = DynamicCache(config=model.config)
+    with torch.no_grad():
+        model(ids[:, :6], attention_mask=mask[:, :6], position_ids=positions[:, :6], cache=cache, use_cache=True)
+        rest = model(ids[:, 6:], attention_mask=mask, position_ids=positions[:, 6:], cache=cache, use_cache=True)
+    torch.testing.assert_close(rest.logits, full[:, 6:], atol=1e-10, rtol=0)
+
+
 @pytest.mark.parametrize("family, implementation", [(family, "las") for family in DECODERS] + [("llama", "las_chunk")])
 def test_left_padded_batch_equals_each_prompt_alone(family, implementation):
     config = decoder_config(family, las_alphas=ALPHAS, las_pool_size=3, las_chunk_size=4)
@@ -291,8 +309,13 @@ def test_torch_compile():
     model = build(decoder_config("llama", las_alphas=ALPHAS), "las")
     ids = tokens(2, 12)
     expected = _logits(model, ids)
+    expected_gradients = _gradients(model, ids)
     compiled = torch.compile(model)
     torch.testing.assert_close(_logits(compiled, ids), expected, atol=1e-5, rtol=1e-5)
+    model.zero_grad()
+    compiled(ids, labels=ids).loss.backward()  # the compiled module trains the same parameters
+    for name, parameter in model.named_parameters():
+        torch.testing.assert_close(parameter.grad, expected_gradients[name], atol=1e-6, rtol=1e-4)
 
 
 # -- saving, loading, and the other implementations -------------------------------------------------------------------
