@@ -281,12 +281,13 @@ def _gradients(model, ids):
     return {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
 
 
-@pytest.mark.parametrize("family", ("llama", "gpt_neox"))
-def test_gradient_checkpointing(family):
+@pytest.mark.parametrize("family, options", [("llama", None), ("gpt_neox", {"use_reentrant": False})])
+def test_gradient_checkpointing(family, options):
     model = build(decoder_config(family, las_alphas=ALPHAS), "las", torch.float64).train()
     ids = tokens(2, 12)
     plain = _gradients(model, ids)
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.activation_checkpointing_enable(activation_checkpointing_kwargs=options)
+    assert model.is_activation_checkpointing
     checkpointed = _gradients(model, ids)
     assert plain.keys() == checkpointed.keys() and plain
     for name in plain:
