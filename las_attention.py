@@ -29,6 +29,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -131,6 +132,7 @@ def las_attention(
     query_block_size: int = 512,
     block_mask=None,
     return_attention_weights: bool = False,
+    max_alpha: float | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]:
     """LaS attention on `(batch, heads, length, head_dim)` tensors; returns `(batch, heads, length, head_dim)`.
 
@@ -157,6 +159,10 @@ def las_attention(
             call instead of once per layer.
         return_attention_weights: also return the LaS attention matrix after smoothing, `(batch, heads, L, L)`,
             with the columns of padded keys and the rows of padded queries zeroed (the weights that multiply V).
+        max_alpha: optional python float, at least `alphas.max()` (the config's largest decay): the sdpa kernel then
+            plans its blocks without reading `alphas` on the host (no device sync, nothing data-dependent for
+            `torch.compile(fullgraph=True)`). A larger value only makes the blocks shorter; a smaller one is an error
+            the kernel cannot detect.
 
     `alphas = 0` and `pool_size = 1` is plain softmax attention.
     """
@@ -182,6 +188,7 @@ def las_attention(
                 query_block_size=query_block_size,
                 block_mask=block_mask,
                 return_attention_weights=return_attention_weights,
+                max_alpha=max_alpha,
             )
             if not return_attention_weights:
                 return roll_rows(rolled, -shift, dim=2)
@@ -204,6 +211,7 @@ def las_attention(
             query_block_size=query_block_size,
             block_mask=block_mask,
             return_attention_weights=return_attention_weights,
+            max_alpha=max_alpha,
         )
         if not return_attention_weights:
             return _merge_chunks(result, batch, length)
@@ -221,7 +229,9 @@ def las_attention(
     if kernel == "flex_attention":
         output = _flex_las_kernel(query, key, smoothed_value, alphas, is_causal, keep, block_mask)
     elif kernel == "sdpa":
-        output = _sdpa_las_kernel(query, key, smoothed_value, alphas, keep, dropout, query_block_size)
+        output = _sdpa_las_kernel(
+            query, key, smoothed_value, alphas, keep, dropout, query_block_size, max_alpha=max_alpha
+        )
     else:
         output, probs = _eager_las_kernel(
             query, key, smoothed_value, alphas, is_causal, keep, dropout, query_block_size, return_attention_weights
@@ -336,6 +346,7 @@ def las_attention_step(
     implementation: str = "eager",
     query_block_size: int = 512,
     return_attention_weights: bool = False,
+    max_alpha: float | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]:
     """Causal LaS for the last n positions of a sequence of T, from all T keys and smoothed values (a KV-cache step).
 
@@ -347,6 +358,7 @@ def las_attention_step(
         chunk_size: LaS-chunk: a query sees only the keys of its own chunk (`chunk_ids`).
         implementation: `"eager"` or `"sdpa"`; `"flex_attention"` runs the sdpa kernel here, because compiled flex
             attention has static shapes and would recompile for every new cache length.
+        max_alpha: as in `las_attention`.
 
     Returns what `las_attention` returns for rows T-n .. T-1 (with `return_attention_weights`, `(batch, heads, n, T)`).
     """
@@ -394,7 +406,16 @@ def las_attention_step(
         )
     else:
         output = _sdpa_las_kernel(
-            query, key, smoothed_value, alphas, keep, dropout, query_block_size, query_start=start, pair_keep=pair_keep
+            query,
+            key,
+            smoothed_value,
+            alphas,
+            keep,
+            dropout,
+            query_block_size,
+            query_start=start,
+            pair_keep=pair_keep,
+            max_alpha=max_alpha,
         )
     if keep is not None:
         output = output * keep[:, None, start:, None].to(output.dtype)
@@ -670,10 +691,38 @@ def _eager_las_kernel(
 
 
 # -- sdpa kernel: the causal decay is separable -----------------------------------------------------------------------
+#
+# Causal LaS on SDPA kernels, FlashAttention style. Per block of queries [i0, i1), the keys fall in three parts, each
+# an attention over the same queries; the parts are merged through their log-sum-exp, exactly as FlashAttention merges
+# its key tiles:
+#
+# - the diagonal tile, keys [i0, i1): square causal attention on rescaled queries q_i e^{-a (i - i0)} and keys
+#   k_j e^{a (j - i0)} (the decay is separable for j <= i); the scales reach e^{a (i1 - i0)}, so a block is short
+#   enough to keep `a * block` inside the dtype's range;
+# - the near past, keys [p0, i0): attention without a mask, with the same scales, which are all <= 1 there;
+# - the far past, keys j < p0 with a (i - j) >= T for every query of the block: their decayed score
+#   s e^{-a (i - j)} is 0 to working precision (`far_field_exponent`), so each has weight e^0 = 1. Their
+#   contribution is the sum of their values and their count, running sums across blocks: O(L x band), not O(L^2).
+#
+# One autograd Function owns forward and backward: it saves q, k, v, the output and the log-sum-exp, and backward
+# recomputes each part with the attention backward kernel, given the merged output and log-sum-exp (the probabilities
+# of a part are exp(s - lse) with the merged lse, and the row term sum(dO * O) uses the merged output, so each part's
+# backward yields exactly its share of the gradients). Heads whose decay is so large that their near band is a few
+# keys (where the diagonal tile would be a few queries) run a banded kernel instead: the band of every query
+# computed directly, the far past as above.
 
 #: The largest exponent a query or key scale may reach, per dtype: `exp(bound)` times a typical |q . k| must stay
 #: finite (also for the masked future keys of a block, whose scores are computed before they are masked).
 _SCALE_EXPONENT_BOUND = {torch.float16: 4.0, torch.bfloat16: 60.0, torch.float32: 60.0, torch.float64: 600.0}
+
+#: How far below the dtype's resolution a dropped score lies: with T = log(1 / eps) + margin, a far key's logit
+#: error |s| e^{-a (i - j)} <= |s| eps e^{-margin}, 2% of one rounding of a logit of size |s|.
+_FAR_FIELD_MARGIN = 4.0
+
+#: Heads whose near band (`near_key_count`) is at most this many keys run the banded kernel; so do heads whose
+#: diagonal tile would hold fewer than `_MIN_SDPA_BLOCK` queries (float16's narrow range).
+_BAND_MAX_KEYS = 32
+_MIN_SDPA_BLOCK = 16
 
 
 def sdpa_query_block_size(max_alpha: float, dtype: torch.dtype, query_block_size: int) -> int:
@@ -683,9 +732,23 @@ def sdpa_query_block_size(max_alpha: float, dtype: torch.dtype, query_block_size
     return max(1, min(query_block_size, int(_SCALE_EXPONENT_BOUND[dtype] / max_alpha)))
 
 
+def far_field_exponent(dtype: torch.dtype) -> float:
+    """T: where `alpha * (i - j) >= T`, the decayed score `s * exp(-alpha (i - j))` is 0 to `dtype`'s precision.
+
+    Replacing it by 0 moves each logit by at most `|s| e^{-T}`, so the output by at most
+    `(exp(2 |s|_max e^{-T}) - 1) * max |v|` (tests/test_las_attention.py checks this bound).
+    """
+    return math.log(1.0 / torch.finfo(dtype).eps) + _FAR_FIELD_MARGIN
+
+
+def near_key_count(alpha: float, dtype: torch.dtype) -> int | None:
+    """How many keys before and including the query a head computes exactly (`None`: all; alpha = 0)."""
+    return math.ceil(far_field_exponent(dtype) / alpha) if alpha > 0.0 else None
+
+
 def _sdpa_tile_elements(device: torch.device) -> int:
-    """The most query elements (batch x heads x length x head_dim) the sdpa kernel handles at once: 8 MiB of float32
-    on CPU, where larger tiles fall out of cache; no limit that matters on a GPU."""
+    """The most query elements (batch x heads x length x head_dim) the masked sdpa kernel handles at once: 8 MiB of
+    float32 on CPU, where larger tiles fall out of cache; no limit that matters on a GPU."""
     return 2**21 if device.type == "cpu" else 2**30
 
 
@@ -705,25 +768,21 @@ def _sdpa_las_kernel(
     query_block_size: int,
     query_start: int = 0,
     pair_keep: torch.Tensor | None = None,
+    max_alpha: float | None = None,
 ) -> torch.Tensor:
-    """Causal softmax attention with the LaS decay, as SDPA calls on rescaled queries and keys.
+    """Causal softmax attention with the LaS decay on SDPA kernels; `value` is already smoothed.
 
-    For keys j <= i the decay factorises: exp(-a (i - j)) (q_i . k_j) = (q_i e^{-a (i - i0)}) . (k_j e^{a (j - i0)}).
-    Per block of queries [i0, i1) the query scales lie in [e^{-a block}, 1] and the key scales in
-    (0, e^{a block}], so the block is chosen to keep `a * block` inside the dtype's range. Far keys whose scale
-    underflows get score 0, which is LaS's own value for them (`exp(-a |i - j|) -> 0`; not masked). The scales are
-    constants, so autograd gives exact gradients through them.
-    Padding: in the causal case a real query never sees a later position, so right padding needs no mask (padded
-    values were zeroed before smoothing, padded outputs are zeroed by the caller); any other mask (left padding) goes
-    to SDPA as a boolean mask per block.
     Queries are positions `query_start ..` of the keys (a KV-cache step when > 0); `pair_keep`, `(batch, 1, queries,
-    keys)`, masks (query, key) pairs as well (LaS-chunk steps).
+    keys)`, masks (query, key) pairs as well (LaS-chunk steps). `max_alpha`, a python float at least `alphas.max()`,
+    spares reading the alphas on the host (`torch.compile(fullgraph=True)` sees no data-dependent value then).
+    Padding: in the causal case a real query never sees a later position, so right padding needs no mask (padded
+    values were zeroed before smoothing, padded outputs are zeroed by the caller). Left padding, pair masks and
+    attention dropout run `_sdpa_las_kernel_masked` (rescaled SDPA calls with a boolean mask per block).
     """
-    batch, heads, length, _ = query.shape
-    total_keys = key.shape[-2]
-    max_alpha = float(alphas.max()) if alphas.numel() else 0.0
-    block = sdpa_query_block_size(max_alpha, query.dtype, query_block_size)
+    if max_alpha is None:
+        max_alpha = float(alphas.max()) if alphas.numel() else 0.0
     needs_mask = pair_keep is not None or (keep is not None and not _is_right_padding(keep))
+    length, total_keys = query.shape[-2], key.shape[-2]
     if max_alpha == 0.0 and not needs_mask:
         # Plain causal softmax attention (softmax models, global heads only): SDPA itself, nothing added.
         if query_start == 0:
@@ -732,6 +791,535 @@ def _sdpa_las_kernel(
         return F.scaled_dot_product_attention(
             query, key, value, attn_mask=causal_lower_right(length, total_keys), dropout_p=dropout
         )
+    ops = None if needs_mask or dropout > 0.0 else _attention_part_ops(query.device, query.dtype)
+    if ops is None or query.shape[-1] != value.shape[-1]:
+        return _sdpa_las_kernel_masked(
+            query, key, value, alphas, keep if needs_mask else None, dropout, query_block_size, query_start, pair_keep
+        )
+    groups = _head_groups(alphas, max_alpha, query.dtype, query_block_size)
+    return _CausalLaSAttention.apply(query, key, value, alphas, groups, query_start, ops)
+
+
+# -- the attention kernels that return their log-sum-exp --------------------------------------------------------------
+
+
+class _PartOps(NamedTuple):
+    """Attention on one part of the keys: `forward(q, k, v, is_causal) -> (out, lse)` and
+    `backward(grad_out, q, k, v, out, lse, is_causal) -> (dq, dk, dv)`, `lse` in float32 (float64 for float64)."""
+
+    name: str
+    forward: Callable
+    backward: Callable
+
+
+def _cpu_part_ops() -> _PartOps:
+    forward_op = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
+    backward_op = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward
+    return _PartOps(
+        "aten._scaled_dot_product_flash_attention_for_cpu",
+        lambda q, k, v, causal: forward_op(q, k, v, 0.0, causal),
+        lambda g, q, k, v, o, lse, causal: backward_op(g, q, k, v, o, lse, 0.0, causal),
+    )
+
+
+def _cuda_flash_part_ops() -> _PartOps:
+    forward_op = torch.ops.aten._scaled_dot_product_flash_attention
+    backward_op = torch.ops.aten._scaled_dot_product_flash_attention_backward
+
+    def forward(q, k, v, causal):
+        out, lse = forward_op(q, k, v, 0.0, causal, False)[:2]
+        return out, lse
+
+    def backward(g, q, k, v, o, lse, causal):
+        empty = torch.empty(0, dtype=torch.int32, device=q.device)  # cu_seqlens: not a packed batch
+        rng = torch.empty(2, dtype=torch.int64, device=q.device)  # philox state: unused without dropout
+        return backward_op(g, q, k, v, o, lse, empty, empty, q.shape[-2], k.shape[-2], 0.0, causal, rng, rng)
+
+    return _PartOps("aten._scaled_dot_product_flash_attention", forward, backward)
+
+
+def _cuda_efficient_part_ops() -> _PartOps:
+    forward_op = torch.ops.aten._scaled_dot_product_efficient_attention
+    backward_op = torch.ops.aten._scaled_dot_product_efficient_attention_backward
+
+    def forward(q, k, v, causal):
+        out, lse = forward_op(q, k, v, None, True, 0.0, causal)[:2]
+        return out, lse[..., : q.shape[-2]]  # the kernel pads the log-sum-exp to a multiple of 32 rows
+
+    def backward(g, q, k, v, o, lse, causal):
+        padded = F.pad(lse, (0, -q.shape[-2] % 32))
+        seed = torch.zeros((), dtype=torch.int64, device=q.device)
+        grads = backward_op(g, q, k, v, None, o, padded, seed, seed, 0.0, [True, True, True, False], causal)
+        return grads[:3]
+
+    return _PartOps("aten._scaled_dot_product_efficient_attention", forward, backward)
+
+
+#: The `torch.ops.aten` schemas the part kernels were written against (torch 2.13.0); checked at import.
+_EXPECTED_SCHEMAS = {
+    "_scaled_dot_product_flash_attention_for_cpu": "(Tensor query, Tensor key, Tensor value, float dropout_p=0., "
+    "bool is_causal=False, *, Tensor? attn_mask=None, float? scale=None) -> (Tensor output, Tensor logsumexp)",
+    "_scaled_dot_product_flash_attention_for_cpu_backward": "(Tensor grad_out, Tensor query, Tensor key, "
+    "Tensor value, Tensor out, Tensor logsumexp, float dropout_p, bool is_causal, *, Tensor? attn_mask=None, "
+    "float? scale=None) -> (Tensor grad_query, Tensor grad_key, Tensor grad_value)",
+    "_scaled_dot_product_flash_attention": "(Tensor query, Tensor key, Tensor value, float dropout_p=0., "
+    "bool is_causal=False, bool return_debug_mask=False, *, float? scale=None) -> (Tensor output, "
+    "Tensor logsumexp, Tensor cum_seq_q, Tensor cum_seq_k, SymInt max_q, SymInt max_k, Tensor rng_state, "
+    "Tensor unused, Tensor debug_attn_mask)",
+    "_scaled_dot_product_flash_attention_backward": "(Tensor grad_out, Tensor query, Tensor key, Tensor value, "
+    "Tensor out, Tensor logsumexp, Tensor cum_seq_q, Tensor cum_seq_k, SymInt max_q, SymInt max_k, "
+    "float dropout_p, bool is_causal, Tensor philox_seed, Tensor philox_offset, *, float? scale=None) -> "
+    "(Tensor grad_query, Tensor grad_key, Tensor grad_value)",
+    "_scaled_dot_product_efficient_attention": "(Tensor query, Tensor key, Tensor value, Tensor? attn_bias, "
+    "bool compute_log_sumexp, float dropout_p=0., bool is_causal=False, *, float? scale=None) -> "
+    "(Tensor output, Tensor log_sumexp, Tensor philox_seed, Tensor philox_offset)",
+    "_scaled_dot_product_efficient_attention_backward": "(Tensor grad_out_, Tensor query, Tensor key, "
+    "Tensor value, Tensor attn_bias, Tensor out, Tensor logsumexp, Tensor philox_seed, Tensor philox_offset, "
+    "float dropout_p, bool[4] grad_input_mask, bool is_causal=False, *, float? scale=None) -> "
+    "(Tensor, Tensor, Tensor, Tensor)",
+}
+
+
+def _schemas_match(*names: str) -> bool:
+    """Whether these `torch.ops.aten` operators exist with the schemas the part kernels call them with."""
+    for name in names:
+        try:
+            schema = str(getattr(torch.ops.aten, name).default._schema)
+        except (AttributeError, RuntimeError):
+            return False
+        if schema.removeprefix(f"aten::{name}") != _EXPECTED_SCHEMAS[name]:
+            return False
+    return True
+
+
+_SCHEMAS_OK = {
+    "cpu": _schemas_match(
+        "_scaled_dot_product_flash_attention_for_cpu", "_scaled_dot_product_flash_attention_for_cpu_backward"
+    ),
+    "cuda_flash": _schemas_match(
+        "_scaled_dot_product_flash_attention", "_scaled_dot_product_flash_attention_backward"
+    ),
+    "cuda_efficient": _schemas_match(
+        "_scaled_dot_product_efficient_attention", "_scaled_dot_product_efficient_attention_backward"
+    ),
+}
+if not _SCHEMAS_OK["cpu"]:
+    logger.warning(
+        f"LaS sdpa: torch {torch.__version__}'s aten._scaled_dot_product_flash_attention_for_cpu(_backward) differs "
+        "from the torch 2.13 schema this kernel was written for; LaS sdpa on CPU uses its slower per-block kernel."
+    )
+
+
+@functools.cache
+def _attention_part_ops(device: torch.device, dtype: torch.dtype) -> _PartOps | None:
+    """The part kernels for this device and dtype, checked once against plain SDPA (forward and gradients of a small
+    causal attention split into a past and a diagonal part); `None` (with one warning) where they are missing or
+    disagree, and the caller runs `_sdpa_las_kernel_masked`, never a wrong result."""
+    if device.type == "cpu":
+        candidates = [_cpu_part_ops] if _SCHEMAS_OK["cpu"] else []
+    elif device.type == "cuda":
+        flash = [_cuda_flash_part_ops] if _SCHEMAS_OK["cuda_flash"] and dtype != torch.float32 else []
+        candidates = flash + ([_cuda_efficient_part_ops] if _SCHEMAS_OK["cuda_efficient"] else [])
+    else:
+        candidates = []
+    for make in candidates:
+        ops = make()
+        if _part_ops_agree_with_sdpa(ops, device, dtype):
+            return ops
+    logger.warning(
+        f"LaS sdpa: no log-sum-exp attention kernel of torch {torch.__version__} passed its check on {device.type} "
+        f"({dtype}); LaS sdpa runs its slower per-block kernel there."
+    )
+    return None
+
+
+def _part_ops_agree_with_sdpa(ops: _PartOps, device: torch.device, dtype: torch.dtype) -> bool:
+    generator = torch.Generator().manual_seed(0)
+    query, key, value, upstream = (
+        torch.randn(1, 2, 40, 16, generator=generator).to(device=device, dtype=dtype) for _ in range(4)
+    )
+    try:
+        with torch.enable_grad():
+            leaves = [t.clone().requires_grad_() for t in (query, key, value)]
+            expected = F.scaled_dot_product_attention(
+                leaves[0][:, :, 24:], *leaves[1:], attn_mask=causal_lower_right(16, 40)
+            )
+            expected.backward(upstream[:, :, 24:])
+        with torch.no_grad():
+            past = ops.forward(query[:, :, 24:], key[:, :, :24], value[:, :, :24], False)
+            diagonal = ops.forward(query[:, :, 24:], key[:, :, 24:], value[:, :, 24:], True)
+            output, lse = _merge_parts([past, diagonal], dtype)
+            output = output.to(dtype)
+            grads_past = ops.backward(
+                upstream[:, :, 24:], query[:, :, 24:], key[:, :, :24], value[:, :, :24], output, lse, False
+            )
+            grads_diagonal = ops.backward(
+                upstream[:, :, 24:], query[:, :, 24:], key[:, :, 24:], value[:, :, 24:], output, lse, True
+            )
+        got = [
+            output,
+            grads_past[0] + grads_diagonal[0],
+            torch.cat([grads_past[1], grads_diagonal[1]], -2),
+            torch.cat([grads_past[2], grads_diagonal[2]], -2),
+        ]
+        wanted = [expected, leaves[0].grad[:, :, 24:], leaves[1].grad, leaves[2].grad]
+    except (RuntimeError, TypeError, ValueError, IndexError) as error:
+        logger.info(f"LaS sdpa: {ops.name} failed its check on {device.type} ({dtype}): {error}")
+        return False
+    tolerance = {torch.float64: 1e-10, torch.float32: 1e-4}.get(dtype, 5e-2)
+    return all(
+        a.shape == b.shape and bool(((a.double() - b.double()).abs().max() <= tolerance)) for a, b in zip(got, wanted)
+    )
+
+
+def _merge_parts(parts: list[tuple[torch.Tensor, torch.Tensor]], dtype: torch.dtype):
+    """Attention outputs over disjoint key sets, `(out, lse)` each, merged through their log-sum-exp: the attention
+    over all of them. Broadcasting is allowed (the far field is one row per block); the result is in at least
+    float32 (its log-sum-exp as the parts')."""
+    compute = torch.promote_types(dtype, torch.float32)
+    if len(parts) == 1:
+        return parts[0][0].to(compute), parts[0][1]
+    lse = parts[0][1]
+    for _, part_lse in parts[1:]:
+        lse = torch.logaddexp(lse, part_lse)
+    out = None
+    for part_out, part_lse in parts:
+        term = part_out.to(compute) * torch.exp(part_lse - lse).unsqueeze(-1).to(compute)
+        out = term if out is None else out + term
+    return out, lse
+
+
+# -- head groups ------------------------------------------------------------------------------------------------------
+
+
+class _HeadGroup(NamedTuple):
+    """Heads that run one kernel together: `heads` (a slice of consecutive heads, or a list), the kernel
+    ("blocks" or "band"), queries per block (blocks), and `near`, the keys a query computes exactly before the far
+    field starts (`None`: every key; the band kernel's band width)."""
+
+    heads: slice | tuple[int, ...]
+    kernel: str
+    block: int
+    near: int | None
+
+
+def _head_groups(
+    alphas: torch.Tensor, max_alpha: float, dtype: torch.dtype, query_block_size: int
+) -> tuple[_HeadGroup, ...]:
+    """Split the heads by decay: heads whose near band is a few keys run the band kernel, the others the block kernel
+    with blocks short enough for their largest alpha.
+
+    With only `max_alpha` known (inside `torch.compile`, or when it shows that no head needs the band kernel), every
+    head runs the block kernel: the alphas are not read on the host then.
+    """
+    everything = slice(0, alphas.shape[0])
+    one_group = (_HeadGroup(everything, "blocks", sdpa_query_block_size(max_alpha, dtype, query_block_size), None),)
+    no_band_needed = not _needs_band(max_alpha, dtype, query_block_size)
+    if no_band_needed and alphas.device.type != "cpu" or torch.compiler.is_compiling():
+        return one_group
+    values = alphas.tolist()
+    banded = [h for h, alpha in enumerate(values) if _needs_band(alpha, dtype, query_block_size)]
+    blocked = [h for h in range(len(values)) if h not in banded]
+    groups = []
+    for heads, kernel in ((blocked, "blocks"), (banded, "band")):
+        if not heads:
+            continue
+        nears = [near_key_count(values[h], dtype) for h in heads]
+        near = None if None in nears else max(nears)
+        block = sdpa_query_block_size(max(values[h] for h in heads), dtype, query_block_size)
+        consecutive = heads == list(range(heads[0], heads[-1] + 1))
+        groups.append(_HeadGroup(slice(heads[0], heads[-1] + 1) if consecutive else tuple(heads), kernel, block, near))
+    return tuple(groups)
+
+
+def _needs_band(alpha: float, dtype: torch.dtype, query_block_size: int) -> bool:
+    if alpha <= 0.0:
+        return False
+    near = near_key_count(alpha, dtype)
+    return near <= _BAND_MAX_KEYS or sdpa_query_block_size(alpha, dtype, query_block_size) < _MIN_SDPA_BLOCK
+
+
+def _take_heads(tensor: torch.Tensor, heads: slice | tuple[int, ...]) -> torch.Tensor:
+    if isinstance(heads, slice):
+        return tensor[:, heads]
+    return tensor[:, list(heads)]
+
+
+def _put_heads(target: torch.Tensor, heads: slice | tuple[int, ...], source: torch.Tensor) -> None:
+    if isinstance(heads, slice):
+        target[:, heads] = source
+    else:
+        target[:, list(heads)] = source
+
+
+class _CausalLaSAttention(torch.autograd.Function):
+    """Causal LaS attention (values already smoothed) on the part kernels; saves q, k, v, the output and the
+    log-sum-exp, and recomputes every part in backward."""
+
+    @staticmethod
+    def forward(ctx, query, key, value, alphas, groups, query_start, ops):
+        rates = alphas.to(device=query.device, dtype=torch.promote_types(query.dtype, torch.float32))
+        results = []
+        for group in groups:
+            run = _blocks_forward if group.kernel == "blocks" else _band_forward
+            group_rates = rates[list(group.heads)] if isinstance(group.heads, tuple) else rates[group.heads]
+            results.append(
+                run(*(_take_heads(t, group.heads) for t in (query, key, value)), group_rates, group, query_start, ops)
+            )
+        if len(groups) == 1 and groups[0].heads == slice(0, query.shape[1]):
+            output, lse = results[0]
+        else:
+            output = query.new_empty(query.shape[:-1] + value.shape[-1:])
+            lse = torch.empty(query.shape[:-1], dtype=results[0][1].dtype, device=query.device)
+            for group, (group_output, group_lse) in zip(groups, results):
+                _put_heads(output, group.heads, group_output)
+                _put_heads(lse, group.heads, group_lse)
+        ctx.save_for_backward(query, key, value, output, lse, rates)
+        ctx.groups, ctx.query_start, ctx.ops = groups, query_start, ops
+        return output
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_output):
+        query, key, value, output, lse, rates = ctx.saved_tensors
+        grads = [torch.empty_like(query), torch.empty_like(key), torch.empty_like(value)]
+        single = len(ctx.groups) == 1 and ctx.groups[0].heads == slice(0, query.shape[1])
+        for group in ctx.groups:
+            run = _blocks_backward if group.kernel == "blocks" else _band_backward
+            group_rates = rates[list(group.heads)] if isinstance(group.heads, tuple) else rates[group.heads]
+            group_grads = run(
+                *(_take_heads(t, group.heads) for t in (query, key, value, output, lse, grad_output)),
+                group_rates,
+                group,
+                ctx.query_start,
+                ctx.ops,
+            )
+            if single:
+                grads = [g.to(t.dtype) for g, t in zip(group_grads, (query, key, value))]
+            else:
+                for target, source in zip(grads, group_grads):
+                    _put_heads(target, group.heads, source)
+        return *grads, None, None, None, None
+
+
+# -- the block kernel -------------------------------------------------------------------------------------------------
+
+
+class _Block(NamedTuple):
+    start: int  # the block's queries, as query rows
+    stop: int
+    first: int  # ... and as key positions
+    last: int
+    near_start: int  # p0: keys before it are the far field
+
+
+def _blocks(length: int, query_start: int, group: _HeadGroup) -> list[_Block]:
+    blocks = []
+    for start in range(0, length, group.block):
+        stop = min(start + group.block, length)
+        first, last = query_start + start, query_start + stop
+        # Key j < p0 is far for every query i >= first of the block: first - j >= near.
+        near_start = 0 if group.near is None else max(0, first - group.near + 1)
+        blocks.append(_Block(start, stop, first, last, near_start))
+    return blocks
+
+
+def _block_scales(rates: torch.Tensor, block: _Block, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """`(heads, queries, 1)` query scales e^{-a (i - i0)} and `(heads, keys, 1)` key scales e^{a (j - i0)} for keys
+    p0 .. i1 - 1, exponents clamped below at the dtype's underflow (denormals are slow on CPU and change no score by
+    more than the dtype can represent)."""
+    rate = rates[:, None, None]
+    query_offsets = torch.arange(block.stop - block.start, device=rates.device, dtype=rates.dtype)
+    key_offsets = torch.arange(block.near_start - block.first, block.last - block.first, device=rates.device)
+    query_scale = torch.exp(-rate * query_offsets[:, None]).to(dtype)
+    lowest = math.log(torch.finfo(dtype).tiny)
+    key_scale = torch.exp((rate * key_offsets.to(rates.dtype)[:, None]).clamp(min=lowest)).to(dtype)
+    return query_scale, key_scale
+
+
+def _blocks_forward(query, key, value, rates, group, query_start, ops):
+    blocks = _blocks(query.shape[-2], query_start, group)
+    output = lse = None
+    far_sum, far_end = None, 0  # sum of the values of keys 0 .. far_end - 1, in at least float32
+    for block in blocks:
+        query_scale, key_scale = _block_scales(rates, block, query.dtype)
+        block_query = query[:, :, block.start : block.stop] * query_scale
+        block_key = key[:, :, block.near_start : block.last] * key_scale
+        split = block.first - block.near_start
+        parts = [ops.forward(block_query, block_key[:, :, split:], value[:, :, block.first : block.last], True)]
+        if split > 0:
+            parts.append(
+                ops.forward(block_query, block_key[:, :, :split], value[:, :, block.near_start : block.first], False)
+            )
+        if block.near_start > 0:
+            far_sum = _advance_sum(far_sum, value, far_end, block.near_start)
+            far_end = block.near_start
+            far_lse = torch.full((1,), math.log(far_end), dtype=parts[0][1].dtype, device=query.device)
+            parts.append((far_sum[:, :, None] / far_end, far_lse))
+        block_output, block_lse = _merge_parts(parts, query.dtype)
+        if len(blocks) == 1:
+            return block_output.to(query.dtype), block_lse
+        if output is None:
+            output = query.new_empty(query.shape[:-1] + value.shape[-1:])
+            lse = block_lse.new_empty(query.shape[:-1])
+        output[:, :, block.start : block.stop] = block_output
+        lse[:, :, block.start : block.stop] = block_lse
+    return output, lse
+
+
+def _advance_sum(total: torch.Tensor | None, value: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+    """`total` (the sum of the values of keys before `start`) plus those of keys `start .. stop - 1`."""
+    compute = torch.promote_types(value.dtype, torch.float32)
+    added = value[:, :, start:stop].sum(-2, dtype=compute)
+    return added if total is None else total + added
+
+
+def _blocks_backward(query, key, value, output, lse, grad_output, rates, group, query_start, ops):
+    compute = torch.promote_types(query.dtype, torch.float32)
+    grad_query = torch.empty_like(query)
+    grad_key = torch.zeros(key.shape, dtype=compute, device=key.device)
+    grad_value = torch.zeros(value.shape, dtype=compute, device=value.device)
+    far_grads = []  # per block with a far field: (p0, sum over its queries of dO_i e^{-lse_i})
+    for block in _blocks(query.shape[-2], query_start, group):
+        query_scale, key_scale = _block_scales(rates, block, query.dtype)
+        rows = slice(block.start, block.stop)
+        block_query = query[:, :, rows] * query_scale
+        block_key = key[:, :, block.near_start : block.last] * key_scale
+        split = block.first - block.near_start
+        block_grad, block_output, block_lse = grad_output[:, :, rows], output[:, :, rows], lse[:, :, rows]
+        diagonal = slice(block.first, block.last)
+        grads = ops.backward(
+            block_grad, block_query, block_key[:, :, split:], value[:, :, diagonal], block_output, block_lse, True
+        )
+        grad_block_query = grads[0].to(compute)
+        grad_key[:, :, diagonal] += grads[1] * key_scale[:, split:]
+        grad_value[:, :, diagonal] += grads[2]
+        if split > 0:
+            past = slice(block.near_start, block.first)
+            grads = ops.backward(
+                block_grad, block_query, block_key[:, :, :split], value[:, :, past], block_output, block_lse, False
+            )
+            grad_block_query += grads[0]
+            grad_key[:, :, past] += grads[1] * key_scale[:, :split]
+            grad_value[:, :, past] += grads[2]
+        grad_query[:, :, rows] = grad_block_query * query_scale
+        if block.near_start > 0:
+            far_weight = torch.exp(-block_lse).unsqueeze(-1).to(compute)
+            far_grads.append((block.near_start, (block_grad.to(compute) * far_weight).sum(-2)))
+    # Key j gets dO_i / Z_i from every query whose far field holds it: the queries of the blocks with p0 > j.
+    suffix = None
+    for index in range(len(far_grads) - 1, -1, -1):
+        near_start, far_grad = far_grads[index]
+        suffix = far_grad if suffix is None else suffix + far_grad
+        begin = far_grads[index - 1][0] if index > 0 else 0
+        grad_value[:, :, begin:near_start] += suffix[:, :, None]
+    return grad_query, grad_key, grad_value
+
+
+# -- the band kernel --------------------------------------------------------------------------------------------------
+#
+# For heads with a large decay: the `near` keys before and at each query (offsets 0 .. W-1) are computed directly,
+# one pass over the sequence per offset; every older key is far field (weight e^0 = 1): a running sum of values.
+# Key j of query row t is key position query_start + t - offset; rows t >= 1 - cut have far keys 0 .. t + cut - 1,
+# where cut = query_start - W + 1.
+
+
+def _band_logits(query, key, rates, width, query_start):
+    """`(batch, heads, queries, width)` decayed scaled scores of offsets 0 .. width - 1 (-inf before key 0), and the
+    `(heads, width)` factors scale * e^{-a offset}."""
+    length = query.shape[-2]
+    factors = query.shape[-1] ** -0.5 * torch.exp(-rates[:, None] * torch.arange(width, device=query.device))
+    logits = torch.full(query.shape[:-1] + (width,), float("-inf"), dtype=query.dtype, device=query.device)
+    for offset in range(width):
+        low = max(0, offset - query_start)  # the first row whose key at this offset exists
+        keys = key[:, :, query_start + low - offset : query_start + length - offset]
+        logits[:, :, low:, offset] = (query[:, :, low:] * keys).sum(-1) * factors[:, offset, None]
+    return logits, factors
+
+
+def _band_forward(query, key, value, rates, group, query_start, ops):
+    compute = torch.promote_types(query.dtype, torch.float32)
+    dtype = query.dtype
+    query, key, value = (t.to(compute) for t in (query, key, value))
+    length = query.shape[-2]
+    width = min(group.near, query_start + length)
+    logits, _ = _band_logits(query, key, rates, width, query_start)
+    cut = query_start - width + 1
+    positions = torch.arange(query_start, query_start + length, device=query.device)
+    count = (positions - width + 1).clamp(min=0).to(compute)  # far keys of each row
+    top = logits.amax(-1)
+    top = torch.where(count > 0, top.clamp(min=0.0), top)  # the far keys' logit is 0
+    weights = torch.exp(logits - top[..., None])
+    total = weights.sum(-1) + count * torch.exp(-top)
+    output = torch.zeros(query.shape[:-1] + value.shape[-1:], dtype=compute, device=query.device)
+    first_far = max(0, 1 - cut)
+    if first_far < length:
+        prefix = value[:, :, : length + cut - 1].cumsum(-2)
+        output[:, :, first_far:] = prefix[:, :, first_far + cut - 1 :] * torch.exp(-top[:, :, first_far:, None])
+    for offset in range(width):
+        low = max(0, offset - query_start)
+        values = value[:, :, query_start + low - offset : query_start + length - offset]
+        output[:, :, low:] += weights[:, :, low:, offset, None] * values
+    output /= total[..., None]
+    return output.to(dtype), top + torch.log(total)
+
+
+def _band_backward(query, key, value, output, lse, grad_output, rates, group, query_start, ops):
+    compute = torch.promote_types(query.dtype, torch.float32)
+    query, key, value, output, grad_output = (t.to(compute) for t in (query, key, value, output, grad_output))
+    length = query.shape[-2]
+    width = min(group.near, query_start + length)
+    logits, factors = _band_logits(query, key, rates, width, query_start)
+    probs = torch.exp(logits - lse[..., None])
+    row_term = (grad_output * output).sum(-1, keepdim=True)
+    grad_query, grad_key, grad_value = torch.zeros_like(query), torch.zeros_like(key), torch.zeros_like(value)
+    for offset in range(width):
+        low = max(0, offset - query_start)
+        keys = slice(query_start + low - offset, query_start + length - offset)
+        prob = probs[:, :, low:, offset, None]
+        grad_value[:, :, keys] += prob * grad_output[:, :, low:]
+        grad_logit = prob * (
+            (grad_output[:, :, low:] * value[:, :, keys]).sum(-1, keepdim=True) - row_term[:, :, low:]
+        )
+        grad_score = grad_logit * factors[:, offset, None, None]
+        grad_query[:, :, low:] += grad_score * key[:, :, keys]
+        grad_key[:, :, keys] += grad_score * query[:, :, low:]
+    # Far keys: key j gets sum over the rows t >= j - cut + 1 of dO_t e^{-lse_t} (a suffix sum over rows).
+    cut = query_start - width + 1
+    if 1 - cut < length:
+        weighted = grad_output * torch.exp(-lse)[..., None]
+        suffix = weighted.flip(-2).cumsum(-2).flip(-2)
+        if cut > 0:
+            grad_value[:, :, :cut] += suffix[:, :, :1]
+        begin, end = max(cut, 0), length + cut - 1
+        if end > begin:
+            grad_value[:, :, begin:end] += suffix[:, :, begin - cut + 1 :]
+    return grad_query, grad_key, grad_value
+
+
+def _sdpa_las_kernel_masked(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    alphas: torch.Tensor,
+    keep: torch.Tensor | None,
+    dropout: float,
+    query_block_size: int,
+    query_start: int = 0,
+    pair_keep: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The per-block kernel for what the part kernels do not cover: a key mask (`keep`, e.g. left padding), a pair
+    mask, attention dropout, or no checked log-sum-exp kernel on this device.
+
+    Per block of queries [i0, i1), one SDPA call over keys 0 .. i1 - 1 with q_i e^{-a (i - i0)} and k_j e^{a (j - i0)}
+    and a boolean mask (causal, lower right, and the given masks); autograd differentiates it, and saved-tensor hooks
+    recompute the rescaled copies and the mask in backward instead of keeping them.
+    """
+    batch, heads, length, _ = query.shape
+    total_keys = key.shape[-2]
+    max_alpha = float(alphas.max()) if alphas.numel() else 0.0
+    block = sdpa_query_block_size(max_alpha, query.dtype, query_block_size)
+    needs_mask = keep is not None or pair_keep is not None
     batch_step = max(1, _sdpa_tile_elements(query.device) // (heads * total_keys * query.shape[-1]))
     if batch_step < batch:
         # Long batches (LaS-chunk: batch x chunks) in tiles, as the eager kernel does: the rescaled copies of a tile
@@ -739,10 +1327,10 @@ def _sdpa_las_kernel(
         def split(tensor: torch.Tensor | None) -> list:
             return [None] * math.ceil(batch / batch_step) if tensor is None else tensor.split(batch_step)
 
-        tiles = zip(*(split(t) for t in (query, key, value, keep if needs_mask else None, pair_keep)))
+        tiles = zip(*(split(t) for t in (query, key, value, keep, pair_keep)))
         return torch.cat(
             [
-                _sdpa_las_kernel(
+                _sdpa_las_kernel_masked(
                     tile_query,
                     tile_key,
                     tile_value,
