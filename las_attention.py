@@ -222,20 +222,32 @@ def las_attention(
         # A padded value must not be smoothed into a real position's value.
         value = value * keep[:, None, :, None].to(value.dtype)
     row_left = attention_row_window_left(pool_size, pool_mode)
-    smoothed_value = smooth_along(value, dim=-2, pool_size=pool_size, left=pool_size - 1 - row_left)
+    # V smoothed along the sequence with the row window's transpose (module docstring).
+    value_window = (pool_size, pool_size - 1 - row_left) if pool_size > 1 else None
 
     kernel = _choose_kernel(implementation, query, key, value, is_causal, dropout, return_attention_weights)
     probs = None
-    if kernel == "flex_attention":
-        output = _flex_las_kernel(query, key, smoothed_value, alphas, is_causal, keep, block_mask)
-    elif kernel == "sdpa":
+    if kernel == "sdpa":
+        # The sdpa kernel smooths V itself: its backward recomputes the smoothed values instead of keeping them.
         output = _sdpa_las_kernel(
-            query, key, smoothed_value, alphas, keep, dropout, query_block_size, max_alpha=max_alpha
+            query, key, value, alphas, keep, dropout, query_block_size, max_alpha=max_alpha, smoothing=value_window
         )
     else:
-        output, probs = _eager_las_kernel(
-            query, key, smoothed_value, alphas, is_causal, keep, dropout, query_block_size, return_attention_weights
-        )
+        smoothed_value = _smooth_values(value, value_window)
+        if kernel == "flex_attention":
+            output = _flex_las_kernel(query, key, smoothed_value, alphas, is_causal, keep, block_mask)
+        else:
+            output, probs = _eager_las_kernel(
+                query,
+                key,
+                smoothed_value,
+                alphas,
+                is_causal,
+                keep,
+                dropout,
+                query_block_size,
+                return_attention_weights,
+            )
     if keep is not None:
         # A padded query does not exist: its output is zero (the kernels may compute anything finite there).
         output = output * keep[:, None, :, None].to(output.dtype)
@@ -769,8 +781,10 @@ def _sdpa_las_kernel(
     query_start: int = 0,
     pair_keep: torch.Tensor | None = None,
     max_alpha: float | None = None,
+    smoothing: tuple[int, int] | None = None,
 ) -> torch.Tensor:
-    """Causal softmax attention with the LaS decay on SDPA kernels; `value` is already smoothed.
+    """Causal softmax attention with the LaS decay on SDPA kernels, on `value` smoothed by `smoothing`
+    (`(pool_size, left)` of `smooth_along`; `None`: `value` is used as it is).
 
     Queries are positions `query_start ..` of the keys (a KV-cache step when > 0); `pair_keep`, `(batch, 1, queries,
     keys)`, masks (query, key) pairs as well (LaS-chunk steps). `max_alpha`, a python float at least `alphas.max()`,
@@ -784,6 +798,7 @@ def _sdpa_las_kernel(
     needs_mask = pair_keep is not None or (keep is not None and not _is_right_padding(keep))
     length, total_keys = query.shape[-2], key.shape[-2]
     if max_alpha == 0.0 and not needs_mask:
+        value = _smooth_values(value, smoothing)
         # Plain causal softmax attention (softmax models, global heads only): SDPA itself, nothing added.
         if query_start == 0:
             return F.scaled_dot_product_attention(query, key, value, dropout_p=dropout, is_causal=True)
@@ -794,10 +809,18 @@ def _sdpa_las_kernel(
     ops = None if needs_mask or dropout > 0.0 else _attention_part_ops(query.device, query.dtype)
     if ops is None or query.shape[-1] != value.shape[-1]:
         return _sdpa_las_kernel_masked(
-            query, key, value, alphas, keep if needs_mask else None, dropout, query_block_size, query_start, pair_keep
+            query,
+            key,
+            _smooth_values(value, smoothing),
+            alphas,
+            keep if needs_mask else None,
+            dropout,
+            query_block_size,
+            query_start,
+            pair_keep,
         )
     groups = _head_groups(alphas, max_alpha, query.dtype, query_block_size)
-    return _CausalLaSAttention.apply(query, key, value, alphas, groups, query_start, ops)
+    return _CausalLaSAttention.apply(query, key, value, alphas, groups, query_start, ops, smoothing, query_block_size)
 
 
 # -- the attention kernels that return their log-sum-exp --------------------------------------------------------------
@@ -1053,53 +1076,77 @@ def _put_heads(target: torch.Tensor, heads: slice | tuple[int, ...], source: tor
 
 
 class _CausalLaSAttention(torch.autograd.Function):
-    """Causal LaS attention (values already smoothed) on the part kernels; saves q, k, v, the output and the
-    log-sum-exp, and recomputes every part in backward."""
+    """Causal LaS attention on the part kernels, smoothing included: saves q, k, the raw values, the output and the
+    log-sum-exp, and recomputes the smoothed values and every part in backward (LaS's training memory is then SDPA's:
+    the output and the log-sum-exp beyond the inputs)."""
 
     @staticmethod
-    def forward(ctx, query, key, value, alphas, groups, query_start, ops):
+    def forward(ctx, query, key, value, alphas, groups, query_start, ops, smoothing, key_tile):
         rates = alphas.to(device=query.device, dtype=torch.promote_types(query.dtype, torch.float32))
-        results = []
-        for group in groups:
-            run = _blocks_forward if group.kernel == "blocks" else _band_forward
-            group_rates = rates[list(group.heads)] if isinstance(group.heads, tuple) else rates[group.heads]
-            results.append(
-                run(*(_take_heads(t, group.heads) for t in (query, key, value)), group_rates, group, query_start, ops)
-            )
-        if len(groups) == 1 and groups[0].heads == slice(0, query.shape[1]):
-            output, lse = results[0]
-        else:
-            output = query.new_empty(query.shape[:-1] + value.shape[-1:])
-            lse = torch.empty(query.shape[:-1], dtype=results[0][1].dtype, device=query.device)
-            for group, (group_output, group_lse) in zip(groups, results):
-                _put_heads(output, group.heads, group_output)
-                _put_heads(lse, group.heads, group_lse)
+        smoothed = _smooth_values(value, smoothing)
+        output, lse = _run_groups(groups, (query, key, smoothed), rates, query_start, ops, key_tile, None, False)
         ctx.save_for_backward(query, key, value, output, lse, rates)
         ctx.groups, ctx.query_start, ctx.ops = groups, query_start, ops
+        ctx.smoothing, ctx.key_tile = smoothing, key_tile
         return output
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_output):
         query, key, value, output, lse, rates = ctx.saved_tensors
-        grads = [torch.empty_like(query), torch.empty_like(key), torch.empty_like(value)]
-        single = len(ctx.groups) == 1 and ctx.groups[0].heads == slice(0, query.shape[1])
-        for group in ctx.groups:
-            run = _blocks_backward if group.kernel == "blocks" else _band_backward
-            group_rates = rates[list(group.heads)] if isinstance(group.heads, tuple) else rates[group.heads]
-            group_grads = run(
-                *(_take_heads(t, group.heads) for t in (query, key, value, output, lse, grad_output)),
-                group_rates,
-                group,
-                ctx.query_start,
-                ctx.ops,
-            )
-            if single:
-                grads = [g.to(t.dtype) for g, t in zip(group_grads, (query, key, value))]
-            else:
-                for target, source in zip(grads, group_grads):
-                    _put_heads(target, group.heads, source)
-        return *grads, None, None, None, None
+        grads = _run_groups(
+            ctx.groups,
+            (query, key, value, output, lse, grad_output),
+            rates,
+            ctx.query_start,
+            ctx.ops,
+            ctx.key_tile,
+            ctx.smoothing,
+            backward=True,
+        )
+        return *(g.to(t.dtype) for g, t in zip(grads, (query, key, value))), *([None] * 6)
+
+
+def _smooth_values(value: torch.Tensor, smoothing: tuple[int, int] | None) -> torch.Tensor:
+    if smoothing is None:
+        return value
+    pool_size, left = smoothing
+    return smooth_along(value, dim=-2, pool_size=pool_size, left=left)
+
+
+def _run_groups(groups, tensors, rates, query_start, ops, key_tile, smoothing, backward: bool):
+    """Every head group's kernel (forward, on smoothed values: `(output, lse)`; backward, on raw values: the three
+    gradients), assembled over heads."""
+    heads = tensors[0].shape[1]
+    results = None
+    for group in groups:
+        whole = group.heads == slice(0, heads)
+        taken = tensors if whole else [_take_heads(t, group.heads) for t in tensors]
+        group_rates = rates if whole else _take_heads(rates[None], group.heads)[0]
+        arguments = (group_rates, group, query_start, ops, key_tile)
+        if not backward:
+            pieces = _group_kernel(group, False)(*taken, *arguments)
+        elif group.kernel == "blocks":
+            pieces = _blocks_backward(*taken, *arguments, smoothing)
+        else:
+            query, key, value, *rest = taken
+            pieces = list(_band_backward(query, key, _smooth_values(value, smoothing), *rest, *arguments))
+            pieces[2] = _smoothing_transpose(pieces[2], smoothing)
+        if whole:
+            return tuple(pieces)
+        if results is None:
+            results = [
+                torch.empty(t.shape[:1] + (heads,) + t.shape[2:], dtype=t.dtype, device=t.device) for t in pieces
+            ]
+        for target, piece in zip(results, pieces):
+            _put_heads(target, group.heads, piece)
+    return tuple(results)
+
+
+def _group_kernel(group, backward: bool) -> Callable:
+    if group.kernel == "blocks":
+        return _blocks_backward if backward else _blocks_forward
+    return _band_backward if backward else _band_forward
 
 
 # -- the block kernel -------------------------------------------------------------------------------------------------
@@ -1124,39 +1171,44 @@ def _blocks(length: int, query_start: int, group: _HeadGroup) -> list[_Block]:
     return blocks
 
 
-def _block_scales(rates: torch.Tensor, block: _Block, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """`(heads, queries, 1)` query scales e^{-a (i - i0)} and `(heads, keys, 1)` key scales e^{a (j - i0)} for keys
-    p0 .. i1 - 1, exponents clamped below at the dtype's underflow (denormals are slow on CPU and change no score by
-    more than the dtype can represent)."""
-    rate = rates[:, None, None]
-    query_offsets = torch.arange(block.stop - block.start, device=rates.device, dtype=rates.dtype)
-    key_offsets = torch.arange(block.near_start - block.first, block.last - block.first, device=rates.device)
-    query_scale = torch.exp(-rate * query_offsets[:, None]).to(dtype)
-    lowest = math.log(torch.finfo(dtype).tiny)
-    key_scale = torch.exp((rate * key_offsets.to(rates.dtype)[:, None]).clamp(min=lowest)).to(dtype)
-    return query_scale, key_scale
+def _past_tiles(block: _Block, key_tile: int) -> list[tuple[int, int]]:
+    """The near past [p0, i0) in tiles of at most `key_tile` keys: each tile's backward gives gradients of its own
+    size, so backward holds O(tile) temporaries, not O(L)."""
+    return [(s, min(s + key_tile, block.first)) for s in range(block.near_start, block.first, key_tile)]
 
 
-def _blocks_forward(query, key, value, rates, group, query_start, ops):
+def _scales(rates: torch.Tensor, offsets_from: int, offsets_to: int, sign: float, dtype: torch.dtype) -> torch.Tensor:
+    """`(heads, n, 1)` scales e^{sign * a * o} for offsets o in [offsets_from, offsets_to), exponents clamped below at
+    the dtype's underflow (denormals are slow on CPU and change no score by more than the dtype can represent)."""
+    offsets = torch.arange(offsets_from, offsets_to, device=rates.device).to(rates.dtype)
+    exponent = (sign * rates[:, None, None]) * offsets[:, None]
+    return torch.exp(exponent.clamp(min=math.log(torch.finfo(dtype).tiny))).to(dtype)
+
+
+def _blocks_forward(query, key, value, rates, group, query_start, ops, key_tile):
     blocks = _blocks(query.shape[-2], query_start, group)
     output = lse = None
     far_sum, far_end = None, 0  # sum of the values of keys 0 .. far_end - 1, in at least float32
     for block in blocks:
-        query_scale, key_scale = _block_scales(rates, block, query.dtype)
+        size = block.last - block.first
+        query_scale = _scales(rates, 0, size, -1.0, query.dtype)  # e^{-a (i - i0)}
         block_query = query[:, :, block.start : block.stop] * query_scale
-        block_key = key[:, :, block.near_start : block.last] * key_scale
-        split = block.first - block.near_start
-        parts = [ops.forward(block_query, block_key[:, :, split:], value[:, :, block.first : block.last], True)]
-        if split > 0:
-            parts.append(
-                ops.forward(block_query, block_key[:, :, :split], value[:, :, block.near_start : block.first], False)
+        diagonal = slice(block.first, block.last)
+        block_key = key[:, :, diagonal] * _scales(rates, 0, size, 1.0, key.dtype)  # e^{a (j - i0)}
+        block_output, block_lse = ops.forward(block_query, block_key, value[:, :, diagonal], True)
+        for tile_start, tile_stop in _past_tiles(block, key_tile):
+            tile_key = key[:, :, tile_start:tile_stop] * _scales(
+                rates, tile_start - block.first, tile_stop - block.first, 1.0, key.dtype
             )
+            part = ops.forward(block_query, tile_key, value[:, :, tile_start:tile_stop], False)
+            block_output, block_lse = _merge_parts([(block_output, block_lse), part], query.dtype)
         if block.near_start > 0:
             far_sum = _advance_sum(far_sum, value, far_end, block.near_start)
             far_end = block.near_start
-            far_lse = torch.full((1,), math.log(far_end), dtype=parts[0][1].dtype, device=query.device)
-            parts.append((far_sum[:, :, None] / far_end, far_lse))
-        block_output, block_lse = _merge_parts(parts, query.dtype)
+            far_lse = torch.full((1,), math.log(far_end), dtype=block_lse.dtype, device=query.device)
+            block_output, block_lse = _merge_parts(
+                [(block_output, block_lse), (far_sum[:, :, None] / far_end, far_lse)], query.dtype
+            )
         if len(blocks) == 1:
             return block_output.to(query.dtype), block_lse
         if output is None:
@@ -1174,46 +1226,124 @@ def _advance_sum(total: torch.Tensor | None, value: torch.Tensor, start: int, st
     return added if total is None else total + added
 
 
-def _blocks_backward(query, key, value, output, lse, grad_output, rates, group, query_start, ops):
+def _blocks_backward(query, key, value, output, lse, grad_output, rates, group, query_start, ops, key_tile, smoothing):
+    """Key-major: per tile of keys, every block of queries that sees it, so that the tile's key and value gradients
+    are complete when the loop leaves it. `value` is raw: the tile's smoothed values are recomputed (with a halo of
+    P - 1 rows) and its value gradient is carried back through the smoothing into the raw rows. Backward then holds
+    the three gradients and O(tile) temporaries, never a smoothed copy of V or a gradient in smoothed space."""
     compute = torch.promote_types(query.dtype, torch.float32)
-    grad_query = torch.empty_like(query)
-    grad_key = torch.zeros(key.shape, dtype=compute, device=key.device)
+    blocks = _blocks(query.shape[-2], query_start, group)
+    if len(blocks) == 1 and blocks[0].first == blocks[0].near_start == 0:
+        # One block and no past (short sequences): the diagonal tile's gradients are the gradients.
+        size = query.shape[-2]
+        query_scale, key_scale = _scales(rates, 0, size, -1.0, query.dtype), _scales(rates, 0, size, 1.0, key.dtype)
+        smoothed = _smooth_values(value, smoothing)
+        grads = ops.backward(grad_output, query * query_scale, key * key_scale, smoothed, output, lse, True)
+        del smoothed
+        return grads[0] * query_scale, grads[1] * key_scale, _smoothing_transpose(grads[2], smoothing)
+    grad_query = torch.zeros(query.shape, dtype=compute, device=query.device)
+    grad_key = torch.empty(key.shape, dtype=compute, device=key.device)
     grad_value = torch.zeros(value.shape, dtype=compute, device=value.device)
-    far_grads = []  # per block with a far field: (p0, sum over its queries of dO_i e^{-lse_i})
-    for block in _blocks(query.shape[-2], query_start, group):
-        query_scale, key_scale = _block_scales(rates, block, query.dtype)
+    # Far field: key j gets sum_i dO_i e^{-lse_i} over the queries i of every block with p0 > j (suffix sums).
+    far = [b for b in blocks if b.near_start > 0]
+    far_suffix, running = [], None
+    for block in reversed(far):
         rows = slice(block.start, block.stop)
-        block_query = query[:, :, rows] * query_scale
-        block_key = key[:, :, block.near_start : block.last] * key_scale
-        split = block.first - block.near_start
-        block_grad, block_output, block_lse = grad_output[:, :, rows], output[:, :, rows], lse[:, :, rows]
-        diagonal = slice(block.first, block.last)
-        grads = ops.backward(
-            block_grad, block_query, block_key[:, :, split:], value[:, :, diagonal], block_output, block_lse, True
+        weighted = grad_output[:, :, rows].to(compute) * torch.exp(-lse[:, :, rows]).unsqueeze(-1).to(compute)
+        running = weighted.sum(-2) if running is None else running + weighted.sum(-2)
+        far_suffix.append(running)
+    far_suffix.reverse()
+    for tile_start, tile_stop in _key_tiles(blocks, query_start, key_tile):
+        tile_value = _smoothed_rows(value, smoothing, tile_start, tile_stop)
+        tile_grad_key = torch.zeros(
+            key.shape[:2] + (tile_stop - tile_start,) + key.shape[3:], dtype=compute, device=key.device
         )
-        grad_block_query = grads[0].to(compute)
-        grad_key[:, :, diagonal] += grads[1] * key_scale[:, split:]
-        grad_value[:, :, diagonal] += grads[2]
-        if split > 0:
-            past = slice(block.near_start, block.first)
-            grads = ops.backward(
-                block_grad, block_query, block_key[:, :, :split], value[:, :, past], block_output, block_lse, False
-            )
-            grad_block_query += grads[0]
-            grad_key[:, :, past] += grads[1] * key_scale[:, :split]
-            grad_value[:, :, past] += grads[2]
-        grad_query[:, :, rows] = grad_block_query * query_scale
-        if block.near_start > 0:
-            far_weight = torch.exp(-block_lse).unsqueeze(-1).to(compute)
-            far_grads.append((block.near_start, (block_grad.to(compute) * far_weight).sum(-2)))
-    # Key j gets dO_i / Z_i from every query whose far field holds it: the queries of the blocks with p0 > j.
-    suffix = None
-    for index in range(len(far_grads) - 1, -1, -1):
-        near_start, far_grad = far_grads[index]
-        suffix = far_grad if suffix is None else suffix + far_grad
-        begin = far_grads[index - 1][0] if index > 0 else 0
-        grad_value[:, :, begin:near_start] += suffix[:, :, None]
+        tile_grad_value = torch.zeros(tile_value.shape, dtype=compute, device=value.device)
+        for block in blocks:
+            if block.last <= tile_start:
+                continue
+            parts = []
+            if tile_start <= block.first and block.last <= tile_stop:
+                parts.append((block.first, block.last, True))
+            past_start, past_stop = max(tile_start, block.near_start), min(tile_stop, block.first)
+            if past_start < past_stop:
+                parts.append((past_start, past_stop, False))
+            if not parts:
+                continue
+            rows = slice(block.start, block.stop)
+            query_scale = _scales(rates, 0, block.stop - block.start, -1.0, query.dtype)
+            block_query = query[:, :, rows] * query_scale
+            for start, stop, causal in parts:
+                key_scale = _scales(rates, start - block.first, stop - block.first, 1.0, key.dtype)
+                here = slice(start - tile_start, stop - tile_start)
+                grads = ops.backward(
+                    grad_output[:, :, rows],
+                    block_query,
+                    key[:, :, start:stop] * key_scale,
+                    tile_value[:, :, here],
+                    output[:, :, rows],
+                    lse[:, :, rows],
+                    causal,
+                )
+                grad_query[:, :, rows].addcmul_(grads[0], query_scale)
+                tile_grad_key[:, :, here].addcmul_(grads[1], key_scale)
+                tile_grad_value[:, :, here] += grads[2]
+        for block, suffix in zip(far, far_suffix):
+            # the far keys of this block, minus those of the previous far block (counted in its own suffix)
+            previous = far[far.index(block) - 1].near_start if far.index(block) > 0 else 0
+            start, stop = max(tile_start, previous), min(tile_stop, block.near_start)
+            if start < stop:
+                tile_grad_value[:, :, start - tile_start : stop - tile_start] += suffix[:, :, None]
+        grad_key[:, :, tile_start:tile_stop] = tile_grad_key
+        _add_smoothing_transpose(grad_value, tile_start, tile_grad_value, smoothing)
     return grad_query, grad_key, grad_value
+
+
+def _key_tiles(blocks: list[_Block], query_start: int, key_tile: int) -> list[tuple[int, int]]:
+    """Tiles of at most `key_tile` keys (at least one block) covering every key, each block's diagonal inside one."""
+    tiles = [(s, min(s + key_tile, query_start)) for s in range(0, query_start, key_tile)]
+    start = stop = query_start
+    for block in blocks:
+        if block.last - start > key_tile and stop > start:
+            tiles.append((start, stop))
+            start = stop
+        stop = block.last
+    tiles.append((start, stop))
+    return tiles
+
+
+def _smoothed_rows(value: torch.Tensor, smoothing: tuple[int, int] | None, start: int, stop: int) -> torch.Tensor:
+    """Rows `start .. stop - 1` of `smooth_along(value, -2, *smoothing)`, from the raw rows they need."""
+    if smoothing is None:
+        return value[:, :, start:stop]
+    pool_size, left = smoothing
+    low, high = start - left, stop - left + pool_size - 1  # raw rows [low, high) (zeros outside the sequence)
+    total = value.shape[-2]
+    rows = F.pad(value[:, :, max(low, 0) : min(high, total)], (0, 0, max(0, -low), max(0, high - total)))
+    return smooth_along(rows, dim=-2, pool_size=pool_size, left=left)[:, :, left : left + stop - start]
+
+
+def _smoothing_transpose(grad: torch.Tensor, smoothing: tuple[int, int] | None) -> torch.Tensor:
+    if smoothing is None:
+        return grad
+    pool_size, left = smoothing
+    return smooth_along(grad, dim=-2, pool_size=pool_size, left=pool_size - 1 - left)
+
+
+def _add_smoothing_transpose(
+    target: torch.Tensor, start: int, piece: torch.Tensor, smoothing: tuple[int, int] | None
+) -> None:
+    """Add the gradient `piece` of smoothed rows `start ..` to the raw rows it comes from (`target`): row t of the
+    smoothed values averages raw rows t - left .. t - left + P - 1."""
+    if smoothing is None:
+        target[:, :, start : start + piece.shape[-2]] += piece
+        return
+    pool_size, left = smoothing
+    # contribution[r] = mean(piece[r - P + 1 .. r]) goes to raw row start - left + r
+    contribution = smooth_along(F.pad(piece, (0, 0, pool_size - 1, 0)), dim=-2, pool_size=pool_size, left=0)
+    origin = start - left
+    low, high = max(0, -origin), min(contribution.shape[-2], target.shape[-2] - origin)
+    target[:, :, origin + low : origin + high] += contribution[:, :, low:high]
 
 
 # -- the band kernel --------------------------------------------------------------------------------------------------
@@ -1237,7 +1367,7 @@ def _band_logits(query, key, rates, width, query_start):
     return logits, factors
 
 
-def _band_forward(query, key, value, rates, group, query_start, ops):
+def _band_forward(query, key, value, rates, group, query_start, ops, key_tile):
     compute = torch.promote_types(query.dtype, torch.float32)
     dtype = query.dtype
     query, key, value = (t.to(compute) for t in (query, key, value))
@@ -1264,7 +1394,7 @@ def _band_forward(query, key, value, rates, group, query_start, ops):
     return output.to(dtype), top + torch.log(total)
 
 
-def _band_backward(query, key, value, output, lse, grad_output, rates, group, query_start, ops):
+def _band_backward(query, key, value, output, lse, grad_output, rates, group, query_start, ops, key_tile):
     compute = torch.promote_types(query.dtype, torch.float32)
     query, key, value, output, grad_output = (t.to(compute) for t in (query, key, value, output, grad_output))
     length = query.shape[-2]
