@@ -731,10 +731,9 @@ _SCALE_EXPONENT_BOUND = {torch.float16: 4.0, torch.bfloat16: 60.0, torch.float32
 #: error |s| e^{-a (i - j)} <= |s| eps e^{-margin}, 2% of one rounding of a logit of size |s|.
 _FAR_FIELD_MARGIN = 4.0
 
-#: Heads whose near band (`near_key_count`) is at most this many keys run the banded kernel; so do heads whose
-#: diagonal tile would hold fewer than `_MIN_SDPA_BLOCK` queries (float16's narrow range).
-_BAND_MAX_KEYS = 32
-_MIN_SDPA_BLOCK = 16
+#: Heads whose diagonal tile would hold fewer queries than this (alpha > 60 / 64 in float32 and bfloat16, > 4 / 64
+#: in float16) run the band kernel: their near band is then at most ~22 keys (float32), ~10 (bfloat16), ~180 (float16).
+_MIN_SDPA_BLOCK = 64
 
 
 def sdpa_query_block_size(max_alpha: float, dtype: torch.dtype, query_block_size: int) -> int:
@@ -797,7 +796,7 @@ def _sdpa_las_kernel(
         max_alpha = float(alphas.max()) if alphas.numel() else 0.0
     needs_mask = pair_keep is not None or (keep is not None and not _is_right_padding(keep))
     length, total_keys = query.shape[-2], key.shape[-2]
-    if max_alpha == 0.0 and not needs_mask:
+    if max_alpha == 0.0 and not needs_mask and (smoothing is None or dropout > 0.0):
         value = _smooth_values(value, smoothing)
         # Plain causal softmax attention (softmax models, global heads only): SDPA itself, nothing added.
         if query_start == 0:
@@ -819,7 +818,7 @@ def _sdpa_las_kernel(
             query_start,
             pair_keep,
         )
-    groups = _head_groups(alphas, max_alpha, query.dtype, query_block_size)
+    groups = _head_groups(alphas, max_alpha, query.dtype, query_block_size, total_keys)
     return _CausalLaSAttention.apply(query, key, value, alphas, groups, query_start, ops, smoothing, query_block_size)
 
 
@@ -1027,7 +1026,7 @@ class _HeadGroup(NamedTuple):
 
 
 def _head_groups(
-    alphas: torch.Tensor, max_alpha: float, dtype: torch.dtype, query_block_size: int
+    alphas: torch.Tensor, max_alpha: float, dtype: torch.dtype, query_block_size: int, total_keys: int
 ) -> tuple[_HeadGroup, ...]:
     """Split the heads by decay: heads whose near band is a few keys run the band kernel, the others the block kernel
     with blocks short enough for their largest alpha.
@@ -1037,11 +1036,11 @@ def _head_groups(
     """
     everything = slice(0, alphas.shape[0])
     one_group = (_HeadGroup(everything, "blocks", sdpa_query_block_size(max_alpha, dtype, query_block_size), None),)
-    no_band_needed = not _needs_band(max_alpha, dtype, query_block_size)
+    no_band_needed = not _needs_band(max_alpha, dtype, query_block_size, total_keys)
     if no_band_needed and alphas.device.type != "cpu" or torch.compiler.is_compiling():
         return one_group
     values = alphas.tolist()
-    banded = [h for h, alpha in enumerate(values) if _needs_band(alpha, dtype, query_block_size)]
+    banded = [h for h, alpha in enumerate(values) if _needs_band(alpha, dtype, query_block_size, total_keys)]
     blocked = [h for h in range(len(values)) if h not in banded]
     groups = []
     for heads, kernel in ((blocked, "blocks"), (banded, "band")):
@@ -1055,11 +1054,13 @@ def _head_groups(
     return tuple(groups)
 
 
-def _needs_band(alpha: float, dtype: torch.dtype, query_block_size: int) -> bool:
+def _needs_band(alpha: float, dtype: torch.dtype, query_block_size: int, total_keys: int) -> bool:
+    """Whether a head runs the band kernel: where its diagonal tile would be shorter than `_MIN_SDPA_BLOCK` queries
+    and the sequence longer than one tile (one SDPA call is cheaper than the band's passes on short sequences)."""
     if alpha <= 0.0:
         return False
-    near = near_key_count(alpha, dtype)
-    return near <= _BAND_MAX_KEYS or sdpa_query_block_size(alpha, dtype, query_block_size) < _MIN_SDPA_BLOCK
+    block = sdpa_query_block_size(alpha, dtype, query_block_size)
+    return block < min(_MIN_SDPA_BLOCK, total_keys)
 
 
 def _take_heads(tensor: torch.Tensor, heads: slice | tuple[int, ...]) -> torch.Tensor:

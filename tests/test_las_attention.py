@@ -648,7 +648,7 @@ def test_max_alpha_plans_without_reading_the_alphas(monkeypatch):
 
     alphas = torch.tensor([0.0, 0.01, 0.1, 0.5]).as_subclass(Unreadable)
     monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
-    groups = _head_groups(alphas, 0.5, torch.float32, 512)
+    groups = _head_groups(alphas, 0.5, torch.float32, 512, 1000)
     assert len(groups) == 1 and groups[0].kernel == "blocks" and groups[0].block == 120
     tensors = make_qkv(heads=4, length=45, seed=12)
     plain = torch.tensor([0.0, 0.01, 0.1, 0.5])
