@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import functools
 import math
+import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -818,7 +819,7 @@ def run_sweep_chunk(args, device, dtype, rows: list[dict]) -> dict | None:
 
 
 def render_sweep(args, device, rows: list[dict], chunks: list[dict]) -> str:
-    out = [f"`{common.command_line()}`", "", f"# LaS sdpa against causal SDPA, {device.type} ({args.tag})", ""]
+    out = [f"`{args.command}`", "", f"# LaS sdpa against causal SDPA, {device.type} ({args.tag})", ""]
     if args.note:
         out += [f"**Note: {args.note}**", ""]
     out.append(f"- machine: {common.machine_line(device)}")
@@ -1016,6 +1017,10 @@ def parse_args(argv=None):
     sweep.add_argument("--note", default="", help="a line written at the top of the result file (e.g. machine load)")
     args = parser.parse_args(argv)
     args.batch_given = args.batch is not None
+    # The command a result file starts with: this process's, or the arguments `main` was called with.
+    args.command = (
+        common.command_line() if argv is None else "python examples/benchmarks/attention.py " + shlex.join(argv)
+    )
     on_cuda = args.device == "cuda"
     if args.sweep and not args.smoke:
         defaults = dict(
