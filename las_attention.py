@@ -32,6 +32,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -140,6 +141,7 @@ def las_attention(
     block_mask=None,
     return_attention_weights: bool = False,
     position_bias: str = "decay",
+    max_alpha: float | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]:
     """LaS attention on `(batch, heads, length, head_dim)` tensors; returns `(batch, heads, length, head_dim)`.
 
@@ -168,6 +170,10 @@ def las_attention(
             with the columns of padded keys and the rows of padded queries zeroed (the weights that multiply V).
         position_bias: `"decay"` (LaS: the scaled scores are multiplied by `exp(-alphas[h] |i - j|)`) or `"alibi"`
             (ALiBi: `alphas` are the head slopes m_h and `-m_h |i - j|` is added to the scaled scores).
+        max_alpha: optional python float, at least `alphas.max()` (the config's largest decay): the sdpa kernel then
+            plans its blocks without reading `alphas` on the host (no device sync, nothing data-dependent for
+            `torch.compile(fullgraph=True)`). A larger value only makes the blocks shorter; a smaller one is an error
+            the kernel cannot detect.
 
     `alphas = 0` and `pool_size = 1` is plain softmax attention (with either position bias).
     """
@@ -196,6 +202,7 @@ def las_attention(
                 block_mask=block_mask,
                 return_attention_weights=return_attention_weights,
                 position_bias=position_bias,
+                max_alpha=max_alpha,
             )
             if not return_attention_weights:
                 return roll_rows(rolled, -shift, dim=2)
@@ -219,6 +226,7 @@ def las_attention(
             block_mask=block_mask,
             return_attention_weights=return_attention_weights,
             position_bias=position_bias,
+            max_alpha=max_alpha,
         )
         if not return_attention_weights:
             return _merge_chunks(result, batch, length)
@@ -229,27 +237,35 @@ def las_attention(
         # A padded value must not be smoothed into a real position's value.
         value = value * keep[:, None, :, None].to(value.dtype)
     row_left = attention_row_window_left(pool_size, pool_mode)
-    smoothed_value = smooth_along(value, dim=-2, pool_size=pool_size, left=pool_size - 1 - row_left)
+    # V smoothed along the sequence with the row window's transpose (module docstring).
+    value_window = (pool_size, pool_size - 1 - row_left) if pool_size > 1 else None
 
     kernel = _choose_kernel(implementation, query, key, value, is_causal, dropout, return_attention_weights)
     probs = None
-    if kernel == "flex_attention":
-        output = _flex_las_kernel(query, key, smoothed_value, alphas, is_causal, keep, block_mask, position_bias)
-    elif kernel == "sdpa":
-        output = _sdpa_kernel(position_bias)(query, key, smoothed_value, alphas, keep, dropout, query_block_size)
-    else:
-        output, probs = _eager_las_kernel(
-            query,
-            key,
-            smoothed_value,
-            alphas,
-            is_causal,
-            keep,
-            dropout,
-            query_block_size,
-            return_attention_weights,
-            position_bias=position_bias,
+    if kernel == "sdpa" and position_bias == "decay":
+        # The sdpa kernel smooths V itself: its backward recomputes the smoothed values instead of keeping them.
+        output = _sdpa_las_kernel(
+            query, key, value, alphas, keep, dropout, query_block_size, max_alpha=max_alpha, smoothing=value_window
         )
+    else:
+        smoothed_value = _smooth_values(value, value_window)
+        if kernel == "sdpa":  # ALiBi: an additive bias per block of queries
+            output = _sdpa_alibi_kernel(query, key, smoothed_value, alphas, keep, dropout, query_block_size)
+        elif kernel == "flex_attention":
+            output = _flex_las_kernel(query, key, smoothed_value, alphas, is_causal, keep, block_mask, position_bias)
+        else:
+            output, probs = _eager_las_kernel(
+                query,
+                key,
+                smoothed_value,
+                alphas,
+                is_causal,
+                keep,
+                dropout,
+                query_block_size,
+                return_attention_weights,
+                position_bias=position_bias,
+            )
     if keep is not None:
         # A padded query does not exist: its output is zero (the kernels may compute anything finite there).
         output = output * keep[:, None, :, None].to(output.dtype)
@@ -361,6 +377,7 @@ def las_attention_step(
     query_block_size: int = 512,
     return_attention_weights: bool = False,
     position_bias: str = "decay",
+    max_alpha: float | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]:
     """Causal LaS for the last n positions of a sequence of T, from all T keys and smoothed values (a KV-cache step).
 
@@ -372,6 +389,7 @@ def las_attention_step(
         chunk_size: LaS-chunk: a query sees only the keys of its own chunk (`chunk_ids`).
         implementation: `"eager"` or `"sdpa"`; `"flex_attention"` runs the sdpa kernel here, because compiled flex
             attention has static shapes and would recompile for every new cache length.
+        max_alpha: as in `las_attention`.
 
     Returns what `las_attention` returns for rows T-n .. T-1 (with `return_attention_weights`, `(batch, heads, n, T)`).
     """
@@ -420,9 +438,22 @@ def las_attention_step(
             pair_keep=pair_keep,
             position_bias=position_bias,
         )
-    else:
-        output = _sdpa_kernel(position_bias)(
+    elif position_bias == "alibi":
+        output = _sdpa_alibi_kernel(
             query, key, smoothed_value, alphas, keep, dropout, query_block_size, query_start=start, pair_keep=pair_keep
+        )
+    else:
+        output = _sdpa_las_kernel(
+            query,
+            key,
+            smoothed_value,
+            alphas,
+            keep,
+            dropout,
+            query_block_size,
+            query_start=start,
+            pair_keep=pair_keep,
+            max_alpha=max_alpha,
         )
     if keep is not None:
         output = output * keep[:, None, start:, None].to(output.dtype)
@@ -715,10 +746,37 @@ def _eager_las_kernel(
 
 
 # -- sdpa kernel: the causal decay is separable -----------------------------------------------------------------------
+#
+# Causal LaS on SDPA kernels, FlashAttention style. Per block of queries [i0, i1), the keys fall in three parts, each
+# an attention over the same queries; the parts are merged through their log-sum-exp, exactly as FlashAttention merges
+# its key tiles:
+#
+# - the diagonal tile, keys [i0, i1): square causal attention on rescaled queries q_i e^{-a (i - i0)} and keys
+#   k_j e^{a (j - i0)} (the decay is separable for j <= i); the scales reach e^{a (i1 - i0)}, so a block is short
+#   enough to keep `a * block` inside the dtype's range;
+# - the near past, keys [p0, i0): attention without a mask, with the same scales, which are all <= 1 there;
+# - the far past, keys j < p0 with a (i - j) >= T for every query of the block: their decayed score
+#   s e^{-a (i - j)} is 0 to working precision (`far_field_exponent`), so each has weight e^0 = 1. Their
+#   contribution is the sum of their values and their count, running sums across blocks: O(L x band), not O(L^2).
+#
+# One autograd Function owns forward and backward: it saves q, k, v, the output and the log-sum-exp, and backward
+# recomputes each part with the attention backward kernel, given the merged output and log-sum-exp (the probabilities
+# of a part are exp(s - lse) with the merged lse, and the row term sum(dO * O) uses the merged output, so each part's
+# backward yields exactly its share of the gradients). Heads whose decay is so large that their near band is a few
+# keys (where the diagonal tile would be a few queries) run a banded kernel instead: the band of every query
+# computed directly, the far past as above.
 
 #: The largest exponent a query or key scale may reach, per dtype: `exp(bound)` times a typical |q . k| must stay
 #: finite (also for the masked future keys of a block, whose scores are computed before they are masked).
 _SCALE_EXPONENT_BOUND = {torch.float16: 4.0, torch.bfloat16: 60.0, torch.float32: 60.0, torch.float64: 600.0}
+
+#: How far below the dtype's resolution a dropped score lies: with T = log(1 / eps) + margin, a far key's logit
+#: error |s| e^{-a (i - j)} <= |s| eps e^{-margin}, 2% of one rounding of a logit of size |s|.
+_FAR_FIELD_MARGIN = 4.0
+
+#: Heads whose diagonal tile would hold fewer queries than this (alpha > 60 / 64 in float32 and bfloat16, > 4 / 64
+#: in float16) run the band kernel: their near band is then at most ~22 keys (float32), ~10 (bfloat16), ~180 (float16).
+_MIN_SDPA_BLOCK = 64
 
 
 def sdpa_query_block_size(max_alpha: float, dtype: torch.dtype, query_block_size: int) -> int:
@@ -728,9 +786,23 @@ def sdpa_query_block_size(max_alpha: float, dtype: torch.dtype, query_block_size
     return max(1, min(query_block_size, int(_SCALE_EXPONENT_BOUND[dtype] / max_alpha)))
 
 
+def far_field_exponent(dtype: torch.dtype) -> float:
+    """T: where `alpha * (i - j) >= T`, the decayed score `s * exp(-alpha (i - j))` is 0 to `dtype`'s precision.
+
+    Replacing it by 0 moves each logit by at most `|s| e^{-T}`, so the output by at most
+    `(exp(2 |s|_max e^{-T}) - 1) * max |v|` (tests/test_las_attention.py checks this bound).
+    """
+    return math.log(1.0 / torch.finfo(dtype).eps) + _FAR_FIELD_MARGIN
+
+
+def near_key_count(alpha: float, dtype: torch.dtype) -> int | None:
+    """How many keys before and including the query a head computes exactly (`None`: all; alpha = 0)."""
+    return math.ceil(far_field_exponent(dtype) / alpha) if alpha > 0.0 else None
+
+
 def _sdpa_tile_elements(device: torch.device) -> int:
-    """The most query elements (batch x heads x length x head_dim) the sdpa kernel handles at once: 8 MiB of float32
-    on CPU, where larger tiles fall out of cache; no limit that matters on a GPU."""
+    """The most query elements (batch x heads x length x head_dim) the masked sdpa kernel handles at once: 8 MiB of
+    float32 on CPU, where larger tiles fall out of cache; no limit that matters on a GPU."""
     return 2**21 if device.type == "cpu" else 2**30
 
 
@@ -750,26 +822,25 @@ def _sdpa_las_kernel(
     query_block_size: int,
     query_start: int = 0,
     pair_keep: torch.Tensor | None = None,
+    max_alpha: float | None = None,
+    smoothing: tuple[int, int] | None = None,
 ) -> torch.Tensor:
-    """Causal softmax attention with the LaS decay, as SDPA calls on rescaled queries and keys.
+    """Causal softmax attention with the LaS decay on SDPA kernels, on `value` smoothed by `smoothing`
+    (`(pool_size, left)` of `smooth_along`; `None`: `value` is used as it is).
 
-    For keys j <= i the decay factorises: exp(-a (i - j)) (q_i . k_j) = (q_i e^{-a (i - i0)}) . (k_j e^{a (j - i0)}).
-    Per block of queries [i0, i1) the query scales lie in [e^{-a block}, 1] and the key scales in
-    (0, e^{a block}], so the block is chosen to keep `a * block` inside the dtype's range. Far keys whose scale
-    underflows get score 0, which is LaS's own value for them (`exp(-a |i - j|) -> 0`; not masked). The scales are
-    constants, so autograd gives exact gradients through them.
-    Padding: in the causal case a real query never sees a later position, so right padding needs no mask (padded
-    values were zeroed before smoothing, padded outputs are zeroed by the caller); any other mask (left padding) goes
-    to SDPA as a boolean mask per block.
     Queries are positions `query_start ..` of the keys (a KV-cache step when > 0); `pair_keep`, `(batch, 1, queries,
-    keys)`, masks (query, key) pairs as well (LaS-chunk steps).
+    keys)`, masks (query, key) pairs as well (LaS-chunk steps). `max_alpha`, a python float at least `alphas.max()`,
+    spares reading the alphas on the host (`torch.compile(fullgraph=True)` sees no data-dependent value then).
+    Padding: in the causal case a real query never sees a later position, so right padding needs no mask (padded
+    values were zeroed before smoothing, padded outputs are zeroed by the caller). Left padding, pair masks and
+    attention dropout run `_sdpa_las_kernel_masked` (rescaled SDPA calls with a boolean mask per block).
     """
-    batch, heads, length, _ = query.shape
-    total_keys = key.shape[-2]
-    max_alpha = float(alphas.max()) if alphas.numel() else 0.0
-    block = sdpa_query_block_size(max_alpha, query.dtype, query_block_size)
+    if max_alpha is None:
+        max_alpha = float(alphas.max()) if alphas.numel() else 0.0
     needs_mask = pair_keep is not None or (keep is not None and not _is_right_padding(keep))
-    if max_alpha == 0.0 and not needs_mask:
+    length, total_keys = query.shape[-2], key.shape[-2]
+    if max_alpha == 0.0 and not needs_mask and (smoothing is None or dropout > 0.0):
+        value = _smooth_values(value, smoothing)
         # Plain causal softmax attention (softmax models, global heads only): SDPA itself, nothing added.
         if query_start == 0:
             return F.scaled_dot_product_attention(query, key, value, dropout_p=dropout, is_causal=True)
@@ -777,6 +848,652 @@ def _sdpa_las_kernel(
         return F.scaled_dot_product_attention(
             query, key, value, attn_mask=causal_lower_right(length, total_keys), dropout_p=dropout
         )
+    ops = None if needs_mask or dropout > 0.0 else _attention_part_ops(query.device, query.dtype)
+    if ops is None or query.shape[-1] != value.shape[-1]:
+        return _sdpa_las_kernel_masked(
+            query,
+            key,
+            _smooth_values(value, smoothing),
+            alphas,
+            keep if needs_mask else None,
+            dropout,
+            query_block_size,
+            query_start,
+            pair_keep,
+        )
+    groups = _head_groups(alphas, max_alpha, query.dtype, query_block_size, total_keys)
+    return _CausalLaSAttention.apply(query, key, value, alphas, groups, query_start, ops, smoothing, query_block_size)
+
+
+# -- the attention kernels that return their log-sum-exp --------------------------------------------------------------
+
+
+class _PartOps(NamedTuple):
+    """Attention on one part of the keys: `forward(q, k, v, is_causal) -> (out, lse)` and
+    `backward(grad_out, q, k, v, out, lse, is_causal) -> (dq, dk, dv)`, `lse` in float32 (float64 for float64)."""
+
+    name: str
+    forward: Callable
+    backward: Callable
+
+
+def _cpu_part_ops() -> _PartOps:
+    forward_op = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
+    backward_op = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward
+    return _PartOps(
+        "aten._scaled_dot_product_flash_attention_for_cpu",
+        lambda q, k, v, causal: forward_op(q, k, v, 0.0, causal),
+        lambda g, q, k, v, o, lse, causal: backward_op(g, q, k, v, o, lse, 0.0, causal),
+    )
+
+
+def _cuda_flash_part_ops() -> _PartOps:
+    forward_op = torch.ops.aten._scaled_dot_product_flash_attention
+    backward_op = torch.ops.aten._scaled_dot_product_flash_attention_backward
+
+    def forward(q, k, v, causal):
+        out, lse = forward_op(q, k, v, 0.0, causal, False)[:2]
+        return out, lse
+
+    def backward(g, q, k, v, o, lse, causal):
+        empty = torch.empty(0, dtype=torch.int32, device=q.device)  # cu_seqlens: not a packed batch
+        rng = torch.empty(2, dtype=torch.int64, device=q.device)  # philox state: unused without dropout
+        return backward_op(g, q, k, v, o, lse, empty, empty, q.shape[-2], k.shape[-2], 0.0, causal, rng, rng)
+
+    return _PartOps("aten._scaled_dot_product_flash_attention", forward, backward)
+
+
+def _cuda_efficient_part_ops() -> _PartOps:
+    forward_op = torch.ops.aten._scaled_dot_product_efficient_attention
+    backward_op = torch.ops.aten._scaled_dot_product_efficient_attention_backward
+
+    def forward(q, k, v, causal):
+        out, lse = forward_op(q, k, v, None, True, 0.0, causal)[:2]
+        return out, lse[..., : q.shape[-2]]  # the kernel pads the log-sum-exp to a multiple of 32 rows
+
+    def backward(g, q, k, v, o, lse, causal):
+        padded = F.pad(lse, (0, -q.shape[-2] % 32))
+        seed = torch.zeros((), dtype=torch.int64, device=q.device)
+        grads = backward_op(g, q, k, v, None, o, padded, seed, seed, 0.0, [True, True, True, False], causal)
+        return grads[:3]
+
+    return _PartOps("aten._scaled_dot_product_efficient_attention", forward, backward)
+
+
+#: The `torch.ops.aten` schemas the part kernels were written against (torch 2.13.0); checked at import.
+_EXPECTED_SCHEMAS = {
+    "_scaled_dot_product_flash_attention_for_cpu": "(Tensor query, Tensor key, Tensor value, float dropout_p=0., "
+    "bool is_causal=False, *, Tensor? attn_mask=None, float? scale=None) -> (Tensor output, Tensor logsumexp)",
+    "_scaled_dot_product_flash_attention_for_cpu_backward": "(Tensor grad_out, Tensor query, Tensor key, "
+    "Tensor value, Tensor out, Tensor logsumexp, float dropout_p, bool is_causal, *, Tensor? attn_mask=None, "
+    "float? scale=None) -> (Tensor grad_query, Tensor grad_key, Tensor grad_value)",
+    "_scaled_dot_product_flash_attention": "(Tensor query, Tensor key, Tensor value, float dropout_p=0., "
+    "bool is_causal=False, bool return_debug_mask=False, *, float? scale=None) -> (Tensor output, "
+    "Tensor logsumexp, Tensor cum_seq_q, Tensor cum_seq_k, SymInt max_q, SymInt max_k, Tensor rng_state, "
+    "Tensor unused, Tensor debug_attn_mask)",
+    "_scaled_dot_product_flash_attention_backward": "(Tensor grad_out, Tensor query, Tensor key, Tensor value, "
+    "Tensor out, Tensor logsumexp, Tensor cum_seq_q, Tensor cum_seq_k, SymInt max_q, SymInt max_k, "
+    "float dropout_p, bool is_causal, Tensor philox_seed, Tensor philox_offset, *, float? scale=None) -> "
+    "(Tensor grad_query, Tensor grad_key, Tensor grad_value)",
+    "_scaled_dot_product_efficient_attention": "(Tensor query, Tensor key, Tensor value, Tensor? attn_bias, "
+    "bool compute_log_sumexp, float dropout_p=0., bool is_causal=False, *, float? scale=None) -> "
+    "(Tensor output, Tensor log_sumexp, Tensor philox_seed, Tensor philox_offset)",
+    "_scaled_dot_product_efficient_attention_backward": "(Tensor grad_out_, Tensor query, Tensor key, "
+    "Tensor value, Tensor attn_bias, Tensor out, Tensor logsumexp, Tensor philox_seed, Tensor philox_offset, "
+    "float dropout_p, bool[4] grad_input_mask, bool is_causal=False, *, float? scale=None) -> "
+    "(Tensor, Tensor, Tensor, Tensor)",
+}
+
+
+def _schemas_match(*names: str) -> bool:
+    """Whether these `torch.ops.aten` operators exist with the schemas the part kernels call them with."""
+    for name in names:
+        try:
+            schema = str(getattr(torch.ops.aten, name).default._schema)
+        except (AttributeError, RuntimeError):
+            return False
+        if schema.removeprefix(f"aten::{name}") != _EXPECTED_SCHEMAS[name]:
+            return False
+    return True
+
+
+_SCHEMAS_OK = {
+    "cpu": _schemas_match(
+        "_scaled_dot_product_flash_attention_for_cpu", "_scaled_dot_product_flash_attention_for_cpu_backward"
+    ),
+    "cuda_flash": _schemas_match(
+        "_scaled_dot_product_flash_attention", "_scaled_dot_product_flash_attention_backward"
+    ),
+    "cuda_efficient": _schemas_match(
+        "_scaled_dot_product_efficient_attention", "_scaled_dot_product_efficient_attention_backward"
+    ),
+}
+if not _SCHEMAS_OK["cpu"]:
+    logger.warning(
+        f"LaS sdpa: torch {torch.__version__}'s aten._scaled_dot_product_flash_attention_for_cpu(_backward) differs "
+        "from the torch 2.13 schema this kernel was written for; LaS sdpa on CPU uses its slower per-block kernel."
+    )
+
+
+@functools.cache
+def _attention_part_ops(device: torch.device, dtype: torch.dtype) -> _PartOps | None:
+    """The part kernels for this device and dtype, checked once against plain SDPA (forward and gradients of a small
+    causal attention split into a past and a diagonal part); `None` (with one warning) where they are missing or
+    disagree, and the caller runs `_sdpa_las_kernel_masked`, never a wrong result."""
+    if device.type == "cpu":
+        candidates = [_cpu_part_ops] if _SCHEMAS_OK["cpu"] else []
+    elif device.type == "cuda":
+        flash = [_cuda_flash_part_ops] if _SCHEMAS_OK["cuda_flash"] and dtype != torch.float32 else []
+        candidates = flash + ([_cuda_efficient_part_ops] if _SCHEMAS_OK["cuda_efficient"] else [])
+    else:
+        candidates = []
+    for make in candidates:
+        ops = make()
+        if _part_ops_agree_with_sdpa(ops, device, dtype):
+            return ops
+    logger.warning(
+        f"LaS sdpa: no log-sum-exp attention kernel of torch {torch.__version__} passed its check on {device.type} "
+        f"({dtype}); LaS sdpa runs its slower per-block kernel there."
+    )
+    return None
+
+
+def _part_ops_agree_with_sdpa(ops: _PartOps, device: torch.device, dtype: torch.dtype) -> bool:
+    generator = torch.Generator().manual_seed(0)
+    query, key, value, upstream = (
+        torch.randn(1, 2, 40, 16, generator=generator).to(device=device, dtype=dtype) for _ in range(4)
+    )
+    try:
+        with torch.enable_grad():
+            leaves = [t.clone().requires_grad_() for t in (query, key, value)]
+            expected = F.scaled_dot_product_attention(
+                leaves[0][:, :, 24:], *leaves[1:], attn_mask=causal_lower_right(16, 40)
+            )
+            expected.backward(upstream[:, :, 24:])
+        with torch.no_grad():
+            past = ops.forward(query[:, :, 24:], key[:, :, :24], value[:, :, :24], False)
+            diagonal = ops.forward(query[:, :, 24:], key[:, :, 24:], value[:, :, 24:], True)
+            output, lse = _merge_parts([past, diagonal], dtype)
+            output = output.to(dtype)
+            grads_past = ops.backward(
+                upstream[:, :, 24:], query[:, :, 24:], key[:, :, :24], value[:, :, :24], output, lse, False
+            )
+            grads_diagonal = ops.backward(
+                upstream[:, :, 24:], query[:, :, 24:], key[:, :, 24:], value[:, :, 24:], output, lse, True
+            )
+        got = [
+            output,
+            grads_past[0] + grads_diagonal[0],
+            torch.cat([grads_past[1], grads_diagonal[1]], -2),
+            torch.cat([grads_past[2], grads_diagonal[2]], -2),
+        ]
+        wanted = [expected, leaves[0].grad[:, :, 24:], leaves[1].grad, leaves[2].grad]
+    except (RuntimeError, TypeError, ValueError, IndexError) as error:
+        logger.info(f"LaS sdpa: {ops.name} failed its check on {device.type} ({dtype}): {error}")
+        return False
+    tolerance = {torch.float64: 1e-10, torch.float32: 1e-4}.get(dtype, 5e-2)
+    return all(
+        a.shape == b.shape and bool(((a.double() - b.double()).abs().max() <= tolerance)) for a, b in zip(got, wanted)
+    )
+
+
+def _merge_parts(parts: list[tuple[torch.Tensor, torch.Tensor]], dtype: torch.dtype):
+    """Attention outputs over disjoint key sets, `(out, lse)` each, merged through their log-sum-exp: the attention
+    over all of them. Broadcasting is allowed (the far field is one row per block); the result is in at least
+    float32 (its log-sum-exp as the parts')."""
+    compute = torch.promote_types(dtype, torch.float32)
+    if len(parts) == 1:
+        return parts[0][0].to(compute), parts[0][1]
+    lse = parts[0][1]
+    for _, part_lse in parts[1:]:
+        lse = torch.logaddexp(lse, part_lse)
+    out = None
+    for part_out, part_lse in parts:
+        term = part_out.to(compute) * torch.exp(part_lse - lse).unsqueeze(-1).to(compute)
+        out = term if out is None else out + term
+    return out, lse
+
+
+# -- head groups ------------------------------------------------------------------------------------------------------
+
+
+class _HeadGroup(NamedTuple):
+    """Heads that run one kernel together: `heads` (a slice of consecutive heads, or a list), the kernel
+    ("blocks" or "band"), queries per block (blocks), and `near`, the keys a query computes exactly before the far
+    field starts (`None`: every key; the band kernel's band width)."""
+
+    heads: slice | tuple[int, ...]
+    kernel: str
+    block: int
+    near: int | None
+
+
+def _head_groups(
+    alphas: torch.Tensor, max_alpha: float, dtype: torch.dtype, query_block_size: int, total_keys: int
+) -> tuple[_HeadGroup, ...]:
+    """Split the heads by decay: heads whose near band is a few keys run the band kernel, the others the block kernel
+    with blocks short enough for their largest alpha.
+
+    With only `max_alpha` known (inside `torch.compile`, or when it shows that no head needs the band kernel), every
+    head runs the block kernel: the alphas are not read on the host then.
+    """
+    everything = slice(0, alphas.shape[0])
+    one_group = (_HeadGroup(everything, "blocks", sdpa_query_block_size(max_alpha, dtype, query_block_size), None),)
+    no_band_needed = not _needs_band(max_alpha, dtype, query_block_size, total_keys)
+    if no_band_needed and alphas.device.type != "cpu" or torch.compiler.is_compiling():
+        return one_group
+    values = alphas.tolist()
+    banded = [h for h, alpha in enumerate(values) if _needs_band(alpha, dtype, query_block_size, total_keys)]
+    blocked = [h for h in range(len(values)) if h not in banded]
+    groups = []
+    for heads, kernel in ((blocked, "blocks"), (banded, "band")):
+        if not heads:
+            continue
+        nears = [near_key_count(values[h], dtype) for h in heads]
+        near = None if None in nears else max(nears)
+        block = sdpa_query_block_size(max(values[h] for h in heads), dtype, query_block_size)
+        consecutive = heads == list(range(heads[0], heads[-1] + 1))
+        groups.append(_HeadGroup(slice(heads[0], heads[-1] + 1) if consecutive else tuple(heads), kernel, block, near))
+    return tuple(groups)
+
+
+def _needs_band(alpha: float, dtype: torch.dtype, query_block_size: int, total_keys: int) -> bool:
+    """Whether a head runs the band kernel: where its diagonal tile would be shorter than `_MIN_SDPA_BLOCK` queries
+    and the sequence longer than one tile (one SDPA call is cheaper than the band's passes on short sequences)."""
+    if alpha <= 0.0:
+        return False
+    block = sdpa_query_block_size(alpha, dtype, query_block_size)
+    return block < min(_MIN_SDPA_BLOCK, total_keys)
+
+
+def _take_heads(tensor: torch.Tensor, heads: slice | tuple[int, ...]) -> torch.Tensor:
+    if isinstance(heads, slice):
+        return tensor[:, heads]
+    return tensor[:, list(heads)]
+
+
+def _put_heads(target: torch.Tensor, heads: slice | tuple[int, ...], source: torch.Tensor) -> None:
+    if isinstance(heads, slice):
+        target[:, heads] = source
+    else:
+        target[:, list(heads)] = source
+
+
+class _CausalLaSAttention(torch.autograd.Function):
+    """Causal LaS attention on the part kernels, smoothing included: saves q, k, the raw values, the output and the
+    log-sum-exp, and recomputes the smoothed values and every part in backward (LaS's training memory is then SDPA's:
+    the output and the log-sum-exp beyond the inputs)."""
+
+    @staticmethod
+    def forward(ctx, query, key, value, alphas, groups, query_start, ops, smoothing, key_tile):
+        rates = alphas.to(device=query.device, dtype=torch.promote_types(query.dtype, torch.float32))
+        smoothed = _smooth_values(value, smoothing)
+        output, lse = _run_groups(groups, (query, key, smoothed), rates, query_start, ops, key_tile, None, False)
+        ctx.save_for_backward(query, key, value, output, lse, rates)
+        ctx.groups, ctx.query_start, ctx.ops = groups, query_start, ops
+        ctx.smoothing, ctx.key_tile = smoothing, key_tile
+        return output
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_output):
+        query, key, value, output, lse, rates = ctx.saved_tensors
+        grads = _run_groups(
+            ctx.groups,
+            (query, key, value, output, lse, grad_output),
+            rates,
+            ctx.query_start,
+            ctx.ops,
+            ctx.key_tile,
+            ctx.smoothing,
+            backward=True,
+        )
+        return *(g.to(t.dtype) for g, t in zip(grads, (query, key, value))), *([None] * 6)
+
+
+def _smooth_values(value: torch.Tensor, smoothing: tuple[int, int] | None) -> torch.Tensor:
+    if smoothing is None:
+        return value
+    pool_size, left = smoothing
+    return smooth_along(value, dim=-2, pool_size=pool_size, left=left)
+
+
+def _run_groups(groups, tensors, rates, query_start, ops, key_tile, smoothing, backward: bool):
+    """Every head group's kernel (forward, on smoothed values: `(output, lse)`; backward, on raw values: the three
+    gradients), assembled over heads."""
+    heads = tensors[0].shape[1]
+    results = None
+    for group in groups:
+        whole = group.heads == slice(0, heads)
+        taken = tensors if whole else [_take_heads(t, group.heads) for t in tensors]
+        group_rates = rates if whole else _take_heads(rates[None], group.heads)[0]
+        arguments = (group_rates, group, query_start, ops, key_tile)
+        if not backward:
+            pieces = _group_kernel(group, False)(*taken, *arguments)
+        elif group.kernel == "blocks":
+            pieces = _blocks_backward(*taken, *arguments, smoothing)
+        else:
+            query, key, value, *rest = taken
+            pieces = list(_band_backward(query, key, _smooth_values(value, smoothing), *rest, *arguments))
+            pieces[2] = _smoothing_transpose(pieces[2], smoothing)
+        if whole:
+            return tuple(pieces)
+        if results is None:
+            results = [
+                torch.empty(t.shape[:1] + (heads,) + t.shape[2:], dtype=t.dtype, device=t.device) for t in pieces
+            ]
+        for target, piece in zip(results, pieces):
+            _put_heads(target, group.heads, piece)
+    return tuple(results)
+
+
+def _group_kernel(group, backward: bool) -> Callable:
+    if group.kernel == "blocks":
+        return _blocks_backward if backward else _blocks_forward
+    return _band_backward if backward else _band_forward
+
+
+# -- the block kernel -------------------------------------------------------------------------------------------------
+
+
+class _Block(NamedTuple):
+    start: int  # the block's queries, as query rows
+    stop: int
+    first: int  # ... and as key positions
+    last: int
+    near_start: int  # p0: keys before it are the far field
+
+
+def _blocks(length: int, query_start: int, group: _HeadGroup) -> list[_Block]:
+    blocks = []
+    for start in range(0, length, group.block):
+        stop = min(start + group.block, length)
+        first, last = query_start + start, query_start + stop
+        # Key j < p0 is far for every query i >= first of the block: first - j >= near.
+        near_start = 0 if group.near is None else max(0, first - group.near + 1)
+        blocks.append(_Block(start, stop, first, last, near_start))
+    return blocks
+
+
+def _past_tiles(block: _Block, key_tile: int) -> list[tuple[int, int]]:
+    """The near past [p0, i0) in tiles of at most `key_tile` keys: each tile's backward gives gradients of its own
+    size, so backward holds O(tile) temporaries, not O(L)."""
+    return [(s, min(s + key_tile, block.first)) for s in range(block.near_start, block.first, key_tile)]
+
+
+def _scales(rates: torch.Tensor, offsets_from: int, offsets_to: int, sign: float, dtype: torch.dtype) -> torch.Tensor:
+    """`(heads, n, 1)` scales e^{sign * a * o} for offsets o in [offsets_from, offsets_to), exponents clamped below at
+    the dtype's underflow (denormals are slow on CPU and change no score by more than the dtype can represent)."""
+    offsets = torch.arange(offsets_from, offsets_to, device=rates.device).to(rates.dtype)
+    exponent = (sign * rates[:, None, None]) * offsets[:, None]
+    return torch.exp(exponent.clamp(min=math.log(torch.finfo(dtype).tiny))).to(dtype)
+
+
+def _blocks_forward(query, key, value, rates, group, query_start, ops, key_tile):
+    blocks = _blocks(query.shape[-2], query_start, group)
+    output = lse = None
+    far_sum, far_end = None, 0  # sum of the values of keys 0 .. far_end - 1, in at least float32
+    for block in blocks:
+        size = block.last - block.first
+        query_scale = _scales(rates, 0, size, -1.0, query.dtype)  # e^{-a (i - i0)}
+        block_query = query[:, :, block.start : block.stop] * query_scale
+        diagonal = slice(block.first, block.last)
+        block_key = key[:, :, diagonal] * _scales(rates, 0, size, 1.0, key.dtype)  # e^{a (j - i0)}
+        block_output, block_lse = ops.forward(block_query, block_key, value[:, :, diagonal], True)
+        for tile_start, tile_stop in _past_tiles(block, key_tile):
+            tile_key = key[:, :, tile_start:tile_stop] * _scales(
+                rates, tile_start - block.first, tile_stop - block.first, 1.0, key.dtype
+            )
+            part = ops.forward(block_query, tile_key, value[:, :, tile_start:tile_stop], False)
+            block_output, block_lse = _merge_parts([(block_output, block_lse), part], query.dtype)
+        if block.near_start > 0:
+            far_sum = _advance_sum(far_sum, value, far_end, block.near_start)
+            far_end = block.near_start
+            far_lse = torch.full((1,), math.log(far_end), dtype=block_lse.dtype, device=query.device)
+            block_output, block_lse = _merge_parts(
+                [(block_output, block_lse), (far_sum[:, :, None] / far_end, far_lse)], query.dtype
+            )
+        if len(blocks) == 1:
+            return block_output.to(query.dtype), block_lse
+        if output is None:
+            output = query.new_empty(query.shape[:-1] + value.shape[-1:])
+            lse = block_lse.new_empty(query.shape[:-1])
+        output[:, :, block.start : block.stop] = block_output
+        lse[:, :, block.start : block.stop] = block_lse
+    return output, lse
+
+
+def _advance_sum(total: torch.Tensor | None, value: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+    """`total` (the sum of the values of keys before `start`) plus those of keys `start .. stop - 1`."""
+    compute = torch.promote_types(value.dtype, torch.float32)
+    added = value[:, :, start:stop].sum(-2, dtype=compute)
+    return added if total is None else total + added
+
+
+def _blocks_backward(query, key, value, output, lse, grad_output, rates, group, query_start, ops, key_tile, smoothing):
+    """Key-major: per tile of keys, every block of queries that sees it, so that the tile's key and value gradients
+    are complete when the loop leaves it. `value` is raw: the tile's smoothed values are recomputed (with a halo of
+    P - 1 rows) and its value gradient is carried back through the smoothing into the raw rows. Backward then holds
+    the three gradients and O(tile) temporaries, never a smoothed copy of V or a gradient in smoothed space."""
+    compute = torch.promote_types(query.dtype, torch.float32)
+    blocks = _blocks(query.shape[-2], query_start, group)
+    if len(blocks) == 1 and blocks[0].first == blocks[0].near_start == 0:
+        # One block and no past (short sequences): the diagonal tile's gradients are the gradients.
+        size = query.shape[-2]
+        query_scale, key_scale = _scales(rates, 0, size, -1.0, query.dtype), _scales(rates, 0, size, 1.0, key.dtype)
+        smoothed = _smooth_values(value, smoothing)
+        grads = ops.backward(grad_output, query * query_scale, key * key_scale, smoothed, output, lse, True)
+        del smoothed
+        return grads[0] * query_scale, grads[1] * key_scale, _smoothing_transpose(grads[2], smoothing)
+    grad_query = torch.zeros(query.shape, dtype=compute, device=query.device)
+    grad_key = torch.empty(key.shape, dtype=compute, device=key.device)
+    grad_value = torch.zeros(value.shape, dtype=compute, device=value.device)
+    # Far field: key j gets sum_i dO_i e^{-lse_i} over the queries i of every block with p0 > j (suffix sums).
+    far = [b for b in blocks if b.near_start > 0]
+    far_suffix, running = [], None
+    for block in reversed(far):
+        rows = slice(block.start, block.stop)
+        weighted = grad_output[:, :, rows].to(compute) * torch.exp(-lse[:, :, rows]).unsqueeze(-1).to(compute)
+        running = weighted.sum(-2) if running is None else running + weighted.sum(-2)
+        far_suffix.append(running)
+    far_suffix.reverse()
+    for tile_start, tile_stop in _key_tiles(blocks, query_start, key_tile):
+        tile_value = _smoothed_rows(value, smoothing, tile_start, tile_stop)
+        tile_grad_key = torch.zeros(
+            key.shape[:2] + (tile_stop - tile_start,) + key.shape[3:], dtype=compute, device=key.device
+        )
+        tile_grad_value = torch.zeros(tile_value.shape, dtype=compute, device=value.device)
+        for block in blocks:
+            if block.last <= tile_start:
+                continue
+            parts = []
+            if tile_start <= block.first and block.last <= tile_stop:
+                parts.append((block.first, block.last, True))
+            past_start, past_stop = max(tile_start, block.near_start), min(tile_stop, block.first)
+            if past_start < past_stop:
+                parts.append((past_start, past_stop, False))
+            if not parts:
+                continue
+            rows = slice(block.start, block.stop)
+            query_scale = _scales(rates, 0, block.stop - block.start, -1.0, query.dtype)
+            block_query = query[:, :, rows] * query_scale
+            for start, stop, causal in parts:
+                key_scale = _scales(rates, start - block.first, stop - block.first, 1.0, key.dtype)
+                here = slice(start - tile_start, stop - tile_start)
+                grads = ops.backward(
+                    grad_output[:, :, rows],
+                    block_query,
+                    key[:, :, start:stop] * key_scale,
+                    tile_value[:, :, here],
+                    output[:, :, rows],
+                    lse[:, :, rows],
+                    causal,
+                )
+                grad_query[:, :, rows].addcmul_(grads[0], query_scale)
+                tile_grad_key[:, :, here].addcmul_(grads[1], key_scale)
+                tile_grad_value[:, :, here] += grads[2]
+        for block, suffix in zip(far, far_suffix):
+            # the far keys of this block, minus those of the previous far block (counted in its own suffix)
+            previous = far[far.index(block) - 1].near_start if far.index(block) > 0 else 0
+            start, stop = max(tile_start, previous), min(tile_stop, block.near_start)
+            if start < stop:
+                tile_grad_value[:, :, start - tile_start : stop - tile_start] += suffix[:, :, None]
+        grad_key[:, :, tile_start:tile_stop] = tile_grad_key
+        _add_smoothing_transpose(grad_value, tile_start, tile_grad_value, smoothing)
+    return grad_query, grad_key, grad_value
+
+
+def _key_tiles(blocks: list[_Block], query_start: int, key_tile: int) -> list[tuple[int, int]]:
+    """Tiles of at most `key_tile` keys (at least one block) covering every key, each block's diagonal inside one."""
+    tiles = [(s, min(s + key_tile, query_start)) for s in range(0, query_start, key_tile)]
+    start = stop = query_start
+    for block in blocks:
+        if block.last - start > key_tile and stop > start:
+            tiles.append((start, stop))
+            start = stop
+        stop = block.last
+    tiles.append((start, stop))
+    return tiles
+
+
+def _smoothed_rows(value: torch.Tensor, smoothing: tuple[int, int] | None, start: int, stop: int) -> torch.Tensor:
+    """Rows `start .. stop - 1` of `smooth_along(value, -2, *smoothing)`, from the raw rows they need."""
+    if smoothing is None:
+        return value[:, :, start:stop]
+    pool_size, left = smoothing
+    low, high = start - left, stop - left + pool_size - 1  # raw rows [low, high) (zeros outside the sequence)
+    total = value.shape[-2]
+    rows = F.pad(value[:, :, max(low, 0) : min(high, total)], (0, 0, max(0, -low), max(0, high - total)))
+    return smooth_along(rows, dim=-2, pool_size=pool_size, left=left)[:, :, left : left + stop - start]
+
+
+def _smoothing_transpose(grad: torch.Tensor, smoothing: tuple[int, int] | None) -> torch.Tensor:
+    if smoothing is None:
+        return grad
+    pool_size, left = smoothing
+    return smooth_along(grad, dim=-2, pool_size=pool_size, left=pool_size - 1 - left)
+
+
+def _add_smoothing_transpose(
+    target: torch.Tensor, start: int, piece: torch.Tensor, smoothing: tuple[int, int] | None
+) -> None:
+    """Add the gradient `piece` of smoothed rows `start ..` to the raw rows it comes from (`target`): row t of the
+    smoothed values averages raw rows t - left .. t - left + P - 1."""
+    if smoothing is None:
+        target[:, :, start : start + piece.shape[-2]] += piece
+        return
+    pool_size, left = smoothing
+    # contribution[r] = mean(piece[r - P + 1 .. r]) goes to raw row start - left + r
+    contribution = smooth_along(F.pad(piece, (0, 0, pool_size - 1, 0)), dim=-2, pool_size=pool_size, left=0)
+    origin = start - left
+    low, high = max(0, -origin), min(contribution.shape[-2], target.shape[-2] - origin)
+    target[:, :, origin + low : origin + high] += contribution[:, :, low:high]
+
+
+# -- the band kernel --------------------------------------------------------------------------------------------------
+#
+# For heads with a large decay: the `near` keys before and at each query (offsets 0 .. W-1) are computed directly,
+# one pass over the sequence per offset; every older key is far field (weight e^0 = 1): a running sum of values.
+# Key j of query row t is key position query_start + t - offset; rows t >= 1 - cut have far keys 0 .. t + cut - 1,
+# where cut = query_start - W + 1.
+
+
+def _band_logits(query, key, rates, width, query_start):
+    """`(batch, heads, queries, width)` decayed scaled scores of offsets 0 .. width - 1 (-inf before key 0), and the
+    `(heads, width)` factors scale * e^{-a offset}."""
+    length = query.shape[-2]
+    factors = query.shape[-1] ** -0.5 * torch.exp(-rates[:, None] * torch.arange(width, device=query.device))
+    logits = torch.full(query.shape[:-1] + (width,), float("-inf"), dtype=query.dtype, device=query.device)
+    for offset in range(width):
+        low = max(0, offset - query_start)  # the first row whose key at this offset exists
+        keys = key[:, :, query_start + low - offset : query_start + length - offset]
+        logits[:, :, low:, offset] = (query[:, :, low:] * keys).sum(-1) * factors[:, offset, None]
+    return logits, factors
+
+
+def _band_forward(query, key, value, rates, group, query_start, ops, key_tile):
+    compute = torch.promote_types(query.dtype, torch.float32)
+    dtype = query.dtype
+    query, key, value = (t.to(compute) for t in (query, key, value))
+    length = query.shape[-2]
+    width = min(group.near, query_start + length)
+    logits, _ = _band_logits(query, key, rates, width, query_start)
+    cut = query_start - width + 1
+    positions = torch.arange(query_start, query_start + length, device=query.device)
+    count = (positions - width + 1).clamp(min=0).to(compute)  # far keys of each row
+    top = logits.amax(-1)
+    top = torch.where(count > 0, top.clamp(min=0.0), top)  # the far keys' logit is 0
+    weights = torch.exp(logits - top[..., None])
+    total = weights.sum(-1) + count * torch.exp(-top)
+    output = torch.zeros(query.shape[:-1] + value.shape[-1:], dtype=compute, device=query.device)
+    first_far = max(0, 1 - cut)
+    if first_far < length:
+        prefix = value[:, :, : length + cut - 1].cumsum(-2)
+        output[:, :, first_far:] = prefix[:, :, first_far + cut - 1 :] * torch.exp(-top[:, :, first_far:, None])
+    for offset in range(width):
+        low = max(0, offset - query_start)
+        values = value[:, :, query_start + low - offset : query_start + length - offset]
+        output[:, :, low:] += weights[:, :, low:, offset, None] * values
+    output /= total[..., None]
+    return output.to(dtype), top + torch.log(total)
+
+
+def _band_backward(query, key, value, output, lse, grad_output, rates, group, query_start, ops, key_tile):
+    compute = torch.promote_types(query.dtype, torch.float32)
+    query, key, value, output, grad_output = (t.to(compute) for t in (query, key, value, output, grad_output))
+    length = query.shape[-2]
+    width = min(group.near, query_start + length)
+    logits, factors = _band_logits(query, key, rates, width, query_start)
+    probs = torch.exp(logits - lse[..., None])
+    row_term = (grad_output * output).sum(-1, keepdim=True)
+    grad_query, grad_key, grad_value = torch.zeros_like(query), torch.zeros_like(key), torch.zeros_like(value)
+    for offset in range(width):
+        low = max(0, offset - query_start)
+        keys = slice(query_start + low - offset, query_start + length - offset)
+        prob = probs[:, :, low:, offset, None]
+        grad_value[:, :, keys] += prob * grad_output[:, :, low:]
+        grad_logit = prob * (
+            (grad_output[:, :, low:] * value[:, :, keys]).sum(-1, keepdim=True) - row_term[:, :, low:]
+        )
+        grad_score = grad_logit * factors[:, offset, None, None]
+        grad_query[:, :, low:] += grad_score * key[:, :, keys]
+        grad_key[:, :, keys] += grad_score * query[:, :, low:]
+    # Far keys: key j gets sum over the rows t >= j - cut + 1 of dO_t e^{-lse_t} (a suffix sum over rows).
+    cut = query_start - width + 1
+    if 1 - cut < length:
+        weighted = grad_output * torch.exp(-lse)[..., None]
+        suffix = weighted.flip(-2).cumsum(-2).flip(-2)
+        if cut > 0:
+            grad_value[:, :, :cut] += suffix[:, :, :1]
+        begin, end = max(cut, 0), length + cut - 1
+        if end > begin:
+            grad_value[:, :, begin:end] += suffix[:, :, begin - cut + 1 :]
+    return grad_query, grad_key, grad_value
+
+
+def _sdpa_las_kernel_masked(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    alphas: torch.Tensor,
+    keep: torch.Tensor | None,
+    dropout: float,
+    query_block_size: int,
+    query_start: int = 0,
+    pair_keep: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The per-block kernel for what the part kernels do not cover: a key mask (`keep`, e.g. left padding), a pair
+    mask, attention dropout, or no checked log-sum-exp kernel on this device.
+
+    Per block of queries [i0, i1), one SDPA call over keys 0 .. i1 - 1 with q_i e^{-a (i - i0)} and k_j e^{a (j - i0)}
+    and a boolean mask (causal, lower right, and the given masks); autograd differentiates it, and saved-tensor hooks
+    recompute the rescaled copies and the mask in backward instead of keeping them.
+    """
+    batch, heads, length, _ = query.shape
+    total_keys = key.shape[-2]
+    max_alpha = float(alphas.max()) if alphas.numel() else 0.0
+    block = sdpa_query_block_size(max_alpha, query.dtype, query_block_size)
+    needs_mask = keep is not None or pair_keep is not None
     batch_step = max(1, _sdpa_tile_elements(query.device) // (heads * total_keys * query.shape[-1]))
     if batch_step < batch:
         # Long batches (LaS-chunk: batch x chunks) in tiles, as the eager kernel does: the rescaled copies of a tile
@@ -784,10 +1501,10 @@ def _sdpa_las_kernel(
         def split(tensor: torch.Tensor | None) -> list:
             return [None] * math.ceil(batch / batch_step) if tensor is None else tensor.split(batch_step)
 
-        tiles = zip(*(split(t) for t in (query, key, value, keep if needs_mask else None, pair_keep)))
+        tiles = zip(*(split(t) for t in (query, key, value, keep, pair_keep)))
         return torch.cat(
             [
-                _sdpa_las_kernel(
+                _sdpa_las_kernel_masked(
                     tile_query,
                     tile_key,
                     tile_value,
@@ -889,11 +1606,6 @@ def _sdpa_alibi_kernel(
                 )
             )
     return outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=-2)
-
-
-def _sdpa_kernel(position_bias: str) -> Callable[..., torch.Tensor]:
-    """The causal SDPA kernel of a position bias (both take the same arguments)."""
-    return _sdpa_alibi_kernel if position_bias == "alibi" else _sdpa_las_kernel
 
 
 def _sdpa_block_bias(

@@ -214,6 +214,31 @@ def test_check_skips_a_reference_over_its_memory_budget(tmp_path, capsys):
     assert rows["las_sdpa"]["status"] == "ok" and rows["sdpa"]["check"] == ""
 
 
+def test_sweep_writes_ratios_and_verdicts_starting_with_its_command(tmp_path):
+    # In process, tiny shapes: every row has a time ratio judged against issue 35's targets, the fwd_bwd rows a memory
+    # ratio, the LaS-chunk ratio its own row; the markdown starts with the command and carries the --note.
+    attention = _import_benchmark("attention")
+    argv = ["--sweep", "--device", "cpu", "--lengths", "32", "--head-dims", "8", "--heads", "4", "--sweep-alphas"]
+    argv += ["0", "10", "--sweep-tokens", "64", "--sweep-chunk-lengths", "64", "256", "--chunk-size", "32"]
+    argv += ["--repeats", "1", "--warmup", "0", "--out", str(tmp_path), "--note", "loaded machine"]
+    assert attention.main(argv) == 0
+    rows = read_csv(tmp_path / "attention_sweep_cpu.csv")
+    assert [(r["alpha_max"], r["mode"]) for r in rows] == [
+        ("0", "fwd"),
+        ("0", "fwd_bwd"),
+        ("10", "fwd"),
+        ("10", "fwd_bwd"),
+    ]
+    for row in rows:
+        assert row["batch"] == "2" and float(row["time_ratio"]) > 0
+        assert row["time_result"] == ("PASS" if float(row["time_ratio"]) <= float(row["time_goal"]) else "FAIL")
+        assert float(row["time_goal"]) == {"fwd": 1.2, "fwd_bwd": 1.1}[row["mode"]]
+        assert (row["memory_result"] in ("PASS", "FAIL")) == (row["mode"] == "fwd_bwd")
+    markdown = (tmp_path / "attention_sweep_cpu.md").read_text()
+    assert markdown.startswith("`python ") and "--sweep" in markdown.splitlines()[0]
+    assert "**Note: loaded machine**" in markdown and "## LaS-chunk" in markdown and "<= 4.2" in markdown
+
+
 def test_targets_judge_las_sdpa_against_sdpa():
     attention = _import_benchmark("attention")
 
@@ -316,6 +341,7 @@ def test_gpu_check_script_names_its_stages():
     assert "attention.py" in text and "train_throughput.py" in text and "test_las_attention.py" in text
     assert "--methods las_sdpa las_eager las_flex_attention las_chunk naive sdpa" in text
     assert "lra_budget.py" in text and "lra_pathfinder_gpu" in text
+    assert "attention.py --sweep --device cuda" in text and "--sweep-flex" in text
 
 
 def test_rehearsal_deselects_only_existing_tests_that_gpu_check_skips():

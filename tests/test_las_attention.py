@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 import pytest
 import torch
@@ -528,3 +529,142 @@ def test_cached_step_arguments_raise_clear_errors():
         las_attention_step(query, key[:, :, :4], value[:, :, :4], ALPHAS)
     with pytest.raises(ValueError, match="needs attention_mask over all positions"):
         las_smooth_new_values(value[:, :, -1:], value[:, :, :-1], 3, None, chunk_size=4)
+
+
+# -- sdpa: the log-sum-exp Function, the far field, the band kernel ---------------------------------------------------
+
+LARGE_DECAYS = {
+    "global head and large decays": torch.tensor([0.0, 0.5, 3.0, 100.0]),
+    "all positive (far field in the block kernel)": torch.tensor([0.2, 0.5, 3.0, 30.0]),
+    "heads out of order": torch.tensor([30.0, 0.0, 100.0, 0.05]),
+}
+
+
+@pytest.mark.parametrize("dtype,tolerance", [(torch.float64, 1e-10), (torch.float32, 1e-5)])
+@pytest.mark.parametrize("alphas", list(LARGE_DECAYS.values()), ids=list(LARGE_DECAYS))
+@pytest.mark.parametrize("query_block_size,padding", [(16, None), (64, "right"), (512, None)])
+def test_sdpa_large_decays_equal_definition_with_gradients(dtype, tolerance, alphas, query_block_size, padding):
+    # L = 300: several blocks, past tiles, a far field (alpha 0.2 in float32: 100 near keys) and banded heads.
+    tensors = make_qkv(heads=4, length=300, dtype=dtype, seed=7)
+    mask = padding_mask(2, 300, [300, 260]) if padding else None
+    upstream = torch.randn(2, 4, 300, 8, dtype=dtype, generator=torch.Generator().manual_seed(8))
+    ours = [t.clone().requires_grad_() for t in tensors]
+    output = las_attention(
+        *ours, alphas, 3, "symmetric", True, mask, implementation="sdpa", query_block_size=query_block_size
+    )
+    (output * upstream).sum().backward()
+    theirs = [t.clone().requires_grad_() for t in tensors]
+    expected = las_attention_reference(*theirs, alphas.to(dtype), 3, "symmetric", True, mask)
+    (expected * upstream).sum().backward()
+    assert (output - expected).abs().max().item() < tolerance
+    for leaf, reference in zip(ours, theirs):
+        assert (leaf.grad - reference.grad).abs().max().item() < tolerance
+
+
+@pytest.mark.parametrize("margin", [-24.0, -20.0, -16.0, las_attention_module._FAR_FIELD_MARGIN])
+def test_far_field_error_is_within_its_bound(monkeypatch, margin):
+    # Far keys (alpha (i - j) >= T) get logit 0 instead of s e^{-alpha (i - j)}: each logit moves by at most
+    # |s|_max e^{-T}, so the output by at most (exp(2 |s|_max e^{-T}) - 1) max|v| (softmax weights change by a factor
+    # within exp(+-2 delta)). A lowered T (negative margin) makes the error visible, far above float64's rounding
+    # (1e-15): the bound must hold there too.
+    monkeypatch.setattr(las_attention_module, "_FAR_FIELD_MARGIN", margin)
+    query, key, value = make_qkv(heads=4, length=256, head_dim=8, dtype=torch.float64, seed=9)
+    query = query * 3.0  # large scores: |s| up to ~30
+    alphas = torch.tensor([0.3, 1.0, 4.0, 20.0])
+    output = las_attention(query, key, value, alphas, 1, implementation="sdpa", query_block_size=64)
+    truth = las_attention_reference(query, key, value, alphas.double(), 1, "symmetric", True)
+    threshold = las_attention_module.far_field_exponent(torch.float64)
+    assert threshold == pytest.approx(math.log(1 / torch.finfo(torch.float64).eps) + margin)
+    largest_score = ((query @ key.transpose(-1, -2)) / math.sqrt(8)).abs().max().item()
+    bound = math.expm1(2 * largest_score * math.exp(-threshold)) * value.abs().max().item()
+    error = (output - truth).abs().max().item()
+    assert error <= bound + 1e-13, (error, bound)
+    if margin <= -16:
+        assert error > 1e-12, error  # the far field is in use: its error is visible
+    else:
+        assert error < 1e-13
+
+
+def test_sdpa_saves_only_inputs_output_and_logsumexp():
+    # The Function keeps q, k, v (raw, not smoothed), the output and the log-sum-exp: SDPA's own footprint.
+    query, key, value = (t.requires_grad_() for t in make_qkv(heads=4, length=200, head_dim=8, seed=10))
+    saved = []
+
+    def pack(tensor):
+        saved.append(tensor)
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        output = las_attention(query, key, value, SDPA_ALPHAS, 3, implementation="sdpa", query_block_size=64)
+    inputs = {t.data_ptr() for t in (query, key, value)}
+    extra = [t for t in saved if t.data_ptr() not in inputs and t.data_ptr() != output.data_ptr()]
+    # beyond the inputs and the output: the log-sum-exp (batch x heads x L) and the alphas
+    assert sum(t.numel() for t in extra) <= 2 * 4 * 200 + 4, [tuple(t.shape) for t in extra]
+
+
+def test_sdpa_falls_back_to_the_per_block_kernel_when_the_part_kernels_disagree(monkeypatch, caplog):
+    # Fault injection: a log-sum-exp kernel whose backward is wrong must be caught by the check and never used.
+    from las_attention import _attention_part_ops, _cpu_part_ops, _part_ops_agree_with_sdpa, _PartOps
+
+    good = _cpu_part_ops()
+    broken = _PartOps("broken", good.forward, lambda *args: [2 * g for g in good.backward(*args)])
+    assert _part_ops_agree_with_sdpa(good, torch.device("cpu"), torch.float32)
+    assert not _part_ops_agree_with_sdpa(broken, torch.device("cpu"), torch.float32)
+    monkeypatch.setattr(las_attention_module, "_cpu_part_ops", lambda: broken)
+    _attention_part_ops.cache_clear()
+    try:
+        with caplog.at_level("WARNING"):
+            assert _attention_part_ops(torch.device("cpu"), torch.float32) is None
+        tensors = make_qkv(heads=4, length=45, seed=11)
+        ours = [t.clone().requires_grad_() for t in tensors]
+        las_attention(*ours, SDPA_ALPHAS, 3, implementation="sdpa", query_block_size=16).sum().backward()
+        theirs = [t.clone().requires_grad_() for t in tensors]
+        las_attention_reference(*theirs, SDPA_ALPHAS, 3, "symmetric", True).sum().backward()
+        for leaf, reference in zip(ours, theirs):
+            assert (leaf.grad - reference.grad).abs().max().item() < 1e-5
+    finally:
+        _attention_part_ops.cache_clear()
+
+
+def test_aten_schemas_are_checked():
+    from las_attention import _EXPECTED_SCHEMAS, _schemas_match
+
+    assert _schemas_match("_scaled_dot_product_flash_attention_for_cpu")
+    original = _EXPECTED_SCHEMAS["_scaled_dot_product_flash_attention_for_cpu"]
+    try:
+        _EXPECTED_SCHEMAS["_scaled_dot_product_flash_attention_for_cpu"] = original.replace("is_causal", "causal")
+        assert not _schemas_match("_scaled_dot_product_flash_attention_for_cpu")
+    finally:
+        _EXPECTED_SCHEMAS["_scaled_dot_product_flash_attention_for_cpu"] = original
+
+
+def test_max_alpha_plans_without_reading_the_alphas(monkeypatch):
+    # With max_alpha and under torch.compile, the plan is one group from max_alpha: alphas are never read on the host.
+    from las_attention import _head_groups
+
+    class Unreadable(torch.Tensor):
+        def tolist(self):
+            raise AssertionError("alphas read on the host")
+
+    alphas = torch.tensor([0.0, 0.01, 0.1, 0.5]).as_subclass(Unreadable)
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    groups = _head_groups(alphas, 0.5, torch.float32, 512, 1000)
+    assert len(groups) == 1 and groups[0].kernel == "blocks" and groups[0].block == 120
+    tensors = make_qkv(heads=4, length=45, seed=12)
+    plain = torch.tensor([0.0, 0.01, 0.1, 0.5])
+    given = las_attention(*tensors, plain, 3, implementation="sdpa", query_block_size=16, max_alpha=0.5)
+    assert (given - las_attention(*tensors, plain, 3, implementation="sdpa", query_block_size=16)).abs().max() < 1e-6
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_sdpa_large_decay_half_precision_error_is_that_of_plain_sdpa(dtype):
+    # float16's narrow range used to force blocks of 4 / alpha queries; the band kernel takes those heads now.
+    query, key, value = make_qkv(heads=4, length=300, head_dim=16, dtype=torch.float64, seed=13)
+    alphas = torch.tensor([0.0, 0.3, 5.0, 100.0])
+    truth = las_attention_reference(query, key, value, alphas.double(), 3, "symmetric", True)
+    ours = las_attention(*(t.to(dtype) for t in (query, key, value)), alphas, 3, implementation="sdpa")
+    assert torch.isfinite(ours).all()
+    plain_truth = F.scaled_dot_product_attention(query, key, value, is_causal=True)
+    plain = F.scaled_dot_product_attention(*(t.to(dtype) for t in (query, key, value)), is_causal=True)
+    plain_error = (plain.double() - plain_truth).abs().max().item()
+    assert (ours.double() - truth).abs().max().item() <= 2 * plain_error

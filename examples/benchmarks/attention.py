@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import argparse
 import functools
+import math
+import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -645,6 +647,298 @@ def plot(path: Path, rows: list[dict], methods: list[str], title: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------------------
+# --sweep: LaS sdpa against causal SDPA over lengths, head dims and decays (issue 35's targets)
+# ---------------------------------------------------------------------------------------------------------------------
+
+#: Issue 35's targets: las_sdpa / causal SDPA on the same shapes, and LaS-chunk's time per length.
+SWEEP_TARGETS = {"fwd": 1.2, "fwd_bwd": 1.1, "memory": 1.1, "chunk": 4.2}
+SWEEP_COLUMNS = (
+    "device",
+    "dtype",
+    "batch",
+    "heads",
+    "head_dim",
+    "length",
+    "alpha_max",
+    "mode",
+    "las_ms",
+    "sdpa_ms",
+    "time_ratio",
+    "time_goal",
+    "time_result",
+    "las_mib",
+    "sdpa_mib",
+    "memory_ratio",
+    "memory_goal",
+    "memory_result",
+    "extra",
+    "repeats",
+)
+
+
+def sweep_batch(args, length: int) -> int:
+    """Batch of a sweep shape: `--batch` if given, else about `--sweep-tokens` tokens per call (short sequences are
+    timed on realistic batches, not on a few microseconds of work)."""
+    return args.batch if args.batch_given else max(1, args.sweep_tokens // length)
+
+
+def sweep_extra_methods(args, device, alphas) -> dict[str, Callable]:
+    """CUDA comparison kernels: SDPA forced to its flash or efficient backend, and LaS through flex_attention."""
+    extra: dict[str, Callable] = {}
+    if device.type != "cuda":
+        return extra
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    for name, backend in (
+        ("sdpa_flash", SDPBackend.FLASH_ATTENTION),
+        ("sdpa_efficient", SDPBackend.EFFICIENT_ATTENTION),
+    ):
+
+        def forced(q, k, v, backend=backend):
+            with sdpa_kernel(backend):
+                return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+
+        extra[name] = forced
+    if args.sweep_flex:
+        extra["las_flex_attention"] = functools.partial(
+            las_attention,
+            alphas=alphas,
+            pool_size=args.pool_size,
+            pool_mode=args.pool_mode,
+            implementation="flex_attention",
+        )
+    return extra
+
+
+def run_sweep_shape(args, device, dtype, head_dim, length, alpha_max, rows: list[dict]) -> None:
+    batch = sweep_batch(args, length)
+    alphas = torch.tensor(default_las_alphas(args.heads, alpha_max, args.alpha_decades), device=device)
+    generator = torch.Generator(device=device).manual_seed(args.seed + length + head_dim)
+    shape = (batch, args.heads, length, head_dim)
+    leaves = [torch.randn(shape, generator=generator, device=device).to(dtype).requires_grad_() for _ in range(3)]
+    upstream = torch.randn(shape, generator=generator, device=device).to(dtype)
+    methods = {
+        "las": functools.partial(
+            las_attention,
+            alphas=alphas,
+            pool_size=args.pool_size,
+            pool_mode=args.pool_mode,
+            implementation="sdpa",
+            max_alpha=float(alpha_max),
+        ),
+        "sdpa": lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True),
+        **sweep_extra_methods(args, device, alphas),
+    }
+    for mode in args.modes:
+        steps = {name: make_step(fn, leaves, upstream, mode) for name, fn in methods.items()}
+        samples, errors = common.time_interleaved(steps, device, args.warmup, args.repeats)
+        measured = {}
+        for name in methods:
+            if name in errors:
+                measured[name] = None
+                continue
+            with_memory = name in ("las", "sdpa") and mode == "fwd_bwd"
+            if with_memory:
+                measured[name] = common.measured_columns(steps[name], samples[name], device, prefix="time")
+            else:
+                measured[name] = {"time_ms": common.median(samples[name]) * 1e3, "peak_mem_mib": None}
+        row = dict(
+            device=device.type,
+            dtype=str(dtype).removeprefix("torch."),
+            batch=batch,
+            heads=args.heads,
+            head_dim=head_dim,
+            length=length,
+            alpha_max=alpha_max,
+            mode=mode,
+            repeats=args.repeats,
+        )
+        las, sdpa = measured["las"], measured["sdpa"]
+        if las is None or sdpa is None:
+            row.update(time_result="OOM" if las is None else "sdpa OOM")
+        else:
+            row.update(las_ms=las["time_ms"], sdpa_ms=sdpa["time_ms"], time_ratio=las["time_ms"] / sdpa["time_ms"])
+            row["time_goal"] = SWEEP_TARGETS[mode]
+            row["time_result"] = "PASS" if row["time_ratio"] <= row["time_goal"] else "FAIL"
+            if mode == "fwd_bwd" and las.get("peak_mem_mib") and sdpa.get("peak_mem_mib"):
+                row.update(las_mib=las["peak_mem_mib"], sdpa_mib=sdpa["peak_mem_mib"])
+                row["memory_ratio"] = las["peak_mem_mib"] / sdpa["peak_mem_mib"]
+                row["memory_goal"] = SWEEP_TARGETS["memory"]
+                row["memory_result"] = "PASS" if row["memory_ratio"] <= row["memory_goal"] else "FAIL"
+        row["extra"] = " ".join(
+            f"{name}={fmt_ms(m['time_ms'] / 1e3) if m else 'OOM'}ms"
+            for name, m in measured.items()
+            if name not in ("las", "sdpa")
+        )
+        rows.append(row)
+        print(
+            f"[sweep {row['dtype']} d={head_dim} L={length} alpha<={alpha_max:g} {mode}] "
+            f"time x{fmt_ratio(row.get('time_ratio'))} {row.get('time_result')}; "
+            f"memory x{fmt_ratio(row.get('memory_ratio'))} {row.get('memory_result', '')} {row['extra']}",
+            flush=True,
+        )
+        common.free_memory(device)
+
+
+def run_sweep_chunk(args, device, dtype, rows: list[dict]) -> dict | None:
+    """LaS-chunk (sdpa) forward + backward time at the longest `--sweep-chunk-lengths` over the shortest."""
+    if len(args.sweep_chunk_lengths) < 2:
+        return None
+    head_dim = min(args.head_dims)
+    alphas = torch.tensor(default_las_alphas(args.heads, 0.1, args.alpha_decades), device=device)
+    chunk = functools.partial(
+        las_attention,
+        alphas=alphas,
+        pool_size=args.pool_size,
+        pool_mode=args.pool_mode,
+        chunk_size=args.chunk_size,
+        implementation="sdpa",
+        max_alpha=0.1,
+    )
+    times = {}
+    for length in sorted(args.sweep_chunk_lengths):
+        generator = torch.Generator(device=device).manual_seed(args.seed + length)
+        shape = (1, args.heads, length, head_dim)
+        leaves = [torch.randn(shape, generator=generator, device=device).to(dtype).requires_grad_() for _ in range(3)]
+        upstream = torch.randn(shape, generator=generator, device=device).to(dtype)
+        samples, errors = common.time_interleaved(
+            {"chunk": make_step(chunk, leaves, upstream, "fwd_bwd")}, device, args.warmup, args.repeats
+        )
+        times[length] = None if errors else common.median(samples["chunk"]) * 1e3
+        del leaves, upstream
+        common.free_memory(device)
+    short, long = min(times), max(times)
+    result = dict(dtype=str(dtype).removeprefix("torch."), head_dim=head_dim, short=short, long=long)
+    result.update(short_ms=times[short], long_ms=times[long])
+    if times[short] and times[long]:
+        result["ratio"] = times[long] / times[short]
+        result["result"] = "PASS" if result["ratio"] <= SWEEP_TARGETS["chunk"] else "FAIL"
+    what = f"{fmt_length(long)} / {fmt_length(short)}: x{fmt_ratio(result.get('ratio'))} {result.get('result')}"
+    print(f"[sweep chunk {result['dtype']} d={head_dim}] {what}", flush=True)
+    return result
+
+
+def render_sweep(args, device, rows: list[dict], chunks: list[dict]) -> str:
+    out = [f"`{args.command}`", "", f"# LaS sdpa against causal SDPA, {device.type} ({args.tag})", ""]
+    if args.note:
+        out += [f"**Note: {args.note}**", ""]
+    out.append(f"- machine: {common.machine_line(device)}")
+    out.append(
+        f"- {args.heads} heads, causal, pool_size {args.pool_size} ({args.pool_mode}), alphas log-uniform over "
+        f"{args.alpha_decades:g} decades up to alpha_max (head 0 at 0), batch "
+        + (f"{args.batch}" if args.batch_given else f"max(1, {args.sweep_tokens} // L)")
+        + "; las = `las_attention(implementation='sdpa', max_alpha=alpha_max)`, sdpa = "
+        "`F.scaled_dot_product_attention(is_causal=True)` on the same q, k, v"
+    )
+    out.append(
+        f"- time: median of {args.repeats} calls after {args.warmup} warm-up call(s), methods interleaved; memory: "
+        "peak bytes allocated above the inputs during one forward + backward"
+    )
+    out.append(
+        f"- targets (issue 35): forward <= {SWEEP_TARGETS['fwd']}x, "
+        f"forward + backward <= {SWEEP_TARGETS['fwd_bwd']}x, training peak memory <= {SWEEP_TARGETS['memory']}x, "
+        "LaS-chunk time longest / shortest length <= "
+        f"{SWEEP_TARGETS['chunk']} (4 = linear for 4x the length)"
+    )
+    out.append("")
+    results = (
+        [r.get("time_result") for r in rows]
+        + [r.get("memory_result") for r in rows]
+        + [c.get("result") for c in chunks]
+    )
+    passed, failed = results.count("PASS"), results.count("FAIL")
+    out += [f"**{passed} PASS, {failed} FAIL** of {passed + failed} measured targets.", ""]
+    header = [
+        "dtype",
+        "d",
+        "L",
+        "batch",
+        "alpha_max",
+        "mode",
+        "las ms",
+        "sdpa ms",
+        "time ratio",
+        "time",
+        "las MiB",
+        "sdpa MiB",
+        "memory ratio",
+        "memory",
+    ]
+    if any(r.get("extra") for r in rows):
+        header.append("other kernels")
+    body = []
+    for r in rows:
+        mib = lambda x: "" if x is None else f"{x:.3g}"  # noqa: E731
+        line = [
+            r["dtype"],
+            r["head_dim"],
+            fmt_length(r["length"]),
+            r["batch"],
+            f"{r['alpha_max']:g}",
+            r["mode"],
+            fmt_ms(r["las_ms"] / 1e3) if r.get("las_ms") else "",
+            fmt_ms(r["sdpa_ms"] / 1e3) if r.get("sdpa_ms") else "",
+            fmt_ratio(r.get("time_ratio")),
+            r.get("time_result", ""),
+            mib(r.get("las_mib")),
+            mib(r.get("sdpa_mib")),
+            fmt_ratio(r.get("memory_ratio")),
+            r.get("memory_result", ""),
+        ]
+        if len(header) > len(line):
+            line.append(r.get("extra", ""))
+        body.append(line)
+    out += [markdown_table(header, body), ""]
+    if chunks:
+        out += ["## LaS-chunk (sdpa, chunk %d, alpha_max 0.1), forward + backward" % args.chunk_size, ""]
+        out.append(
+            markdown_table(
+                ["dtype", "d", "short L ms", "long L ms", "ratio", "goal", "result"],
+                [
+                    [
+                        c["dtype"],
+                        c["head_dim"],
+                        f"{fmt_length(c['short'])}: {fmt_ms((c['short_ms'] or math.nan) / 1e3)}",
+                        f"{fmt_length(c['long'])}: {fmt_ms((c['long_ms'] or math.nan) / 1e3)}",
+                        fmt_ratio(c.get("ratio")),
+                        f"<= {SWEEP_TARGETS['chunk']}",
+                        c.get("result", "n/a"),
+                    ]
+                    for c in chunks
+                ],
+            )
+        )
+        out.append("")
+    return "\n".join(out)
+
+
+def main_sweep(args, device) -> int:
+    stem = args.out / f"attention_sweep_{args.tag}"
+    rows: list[dict] = []
+    chunks: list[dict] = []
+    print(f"# {common.machine_line(device)}", flush=True)
+
+    def write() -> None:
+        common.write_csv(stem.with_suffix(".csv"), rows, SWEEP_COLUMNS)
+        common.write_text(stem.with_suffix(".md"), render_sweep(args, device, rows, chunks))
+
+    for dtype_name in args.dtype:
+        dtype = common.DTYPES[dtype_name]
+        for head_dim in args.head_dims:
+            for length in sorted(args.lengths):
+                for alpha_max in args.sweep_alphas:
+                    run_sweep_shape(args, device, dtype, head_dim, length, alpha_max, rows)
+                    write()  # after every shape: a run cut off by a time limit keeps what it measured
+        chunk = run_sweep_chunk(args, device, dtype, rows)
+        if chunk:
+            chunks.append(chunk)
+            write()
+    write()
+    print(render_sweep(args, device, rows, chunks))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------------------------
 # CLI
 # ---------------------------------------------------------------------------------------------------------------------
 
@@ -709,9 +1003,35 @@ def parse_args(argv=None):
     )
     parser.add_argument("--check", action="store_true", help="compare every LaS method's forward with the definition")
     parser.add_argument("--no-plot", action="store_true")
+    sweep = parser.add_argument_group("--sweep: las_sdpa / causal SDPA ratios against issue 35's targets")
+    sweep.add_argument(
+        "--sweep",
+        action="store_true",
+        help="time (forward, forward + backward) and training peak memory of las_sdpa against causal SDPA over "
+        "--lengths x --head-dims x --sweep-alphas, and LaS-chunk's time ratio; writes attention_sweep_<tag>.csv/.md",
+    )
+    sweep.add_argument("--sweep-alphas", nargs="+", type=float, default=[0.0, 0.1, 1.0, 10.0, 100.0])
+    sweep.add_argument("--sweep-tokens", type=int, default=4096, help="batch = max(1, this // L) unless --batch")
+    sweep.add_argument("--sweep-chunk-lengths", nargs="*", type=int, default=[16384, 65536])
+    sweep.add_argument("--sweep-flex", action="store_true", help="also time las_flex_attention (CUDA)")
+    sweep.add_argument("--note", default="", help="a line written at the top of the result file (e.g. machine load)")
     args = parser.parse_args(argv)
+    args.batch_given = args.batch is not None
+    # The command a result file starts with: this process's, or the arguments `main` was called with.
+    args.command = (
+        common.command_line() if argv is None else "python examples/benchmarks/attention.py " + shlex.join(argv)
+    )
     on_cuda = args.device == "cuda"
-    if args.smoke:
+    if args.sweep and not args.smoke:
+        defaults = dict(
+            dtype=["bfloat16", "float32"] if on_cuda else ["float32"],
+            lengths=[128, 512, 1024, 4096, 16384],
+            head_dims=[32, 64],
+            batch=1,
+            repeats=5 if on_cuda else 3,
+            warmup=2 if on_cuda else 1,
+        )
+    elif args.smoke:
         defaults = dict(dtype=["float32"], lengths=[64, 128], head_dims=[16], batch=2, repeats=2, warmup=1)
         args.heads, args.chunk_size, args.query_block_size = 4, 64, 32
         if not args.method_max_length:  # every new length is one more flex compilation (5-20 s on CPU)
@@ -750,6 +1070,8 @@ def main(argv=None) -> int:
     common.raise_compile_limits()
     out_dir = args.out
     out_dir.mkdir(parents=True, exist_ok=True)
+    if args.sweep:
+        return main_sweep(args, device)
     stem = out_dir / f"attention_{args.tag}"
     print(f"# {common.machine_line(device)}", flush=True)
     rows: list[dict] = []

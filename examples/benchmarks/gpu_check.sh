@@ -4,11 +4,14 @@
 #   bash examples/benchmarks/gpu_check.sh                    # from the repository root, on a machine with one CUDA GPU
 #   bash examples/benchmarks/gpu_check.sh lra_listops_gpu    # only the named stage(s)
 #
-# Stages, in order: tests attention train block_mask lra_short lra_listops_gpu lra_pathfinder_gpu. Without arguments
-# the first five run (about 6 minutes); lra_listops_gpu (full-size ListOps, LaS and softmax each trained for 3,000
-# steps capped at 3 minutes) and lra_pathfinder_gpu (Pathfinder-32, 100,000 generated images, LaS, softmax and ALiBi
-# capped at 150 s each) run lra_budget.py and take up to 9 minutes each, so each is a device call of its own: one call
-# may run 10 minutes at most.
+# Stages, in order: tests attention train block_mask lra_short lra_listops_gpu lra_pathfinder_gpu attention_sweep.
+# Without arguments the first five run (about 6 minutes); lra_listops_gpu (full-size ListOps, LaS and softmax each
+# trained for 3,000 steps capped at 3 minutes) and lra_pathfinder_gpu (Pathfinder-32, 100,000 generated images, LaS,
+# softmax and ALiBi capped at 150 s each) run lra_budget.py and take up to 9 minutes each, so each is a device call of
+# its own: one call may run 10 minutes at most. attention_sweep (issue 35: las_sdpa against causal SDPA over L
+# 128..16K, d 32 and 64, largest alpha 0..100, bfloat16 and float32, with SDPA forced to flash and to efficient, and
+# LaS through flex_attention, for comparison; PASS / FAIL against the targets) is a device call of its own too
+# (ATTN_SWEEP_LIMIT, default 540 s).
 #
 # Writes examples/benchmarks/results/{attention,train_throughput,block_mask,lra_listops,lra_pathfinder}_<card>.*,
 # e.g. attention_h100.csv, and copies the .md files, the full log and a tarball of everything into $OUT (default
@@ -33,6 +36,8 @@ TEST_LIMIT=${TEST_LIMIT:-120}
 LRA_LIMIT=${LRA_LIMIT:-90}
 LRA_GPU_LIMIT=${LRA_GPU_LIMIT:-540}
 MASK_LIMIT=${MASK_LIMIT:-45}
+ATTN_SWEEP_LIMIT=${ATTN_SWEEP_LIMIT:-540}
+ATTN_SWEEP_LENGTHS=${ATTN_SWEEP_LENGTHS:-128 512 1024 4096 16384}
 # Each new length costs two flex compilations (LaS and LaS-chunk, forward + backward, ~10-30 s each on a cold
 # machine): the targets need 4K, 16K and 64K; add 2048 8192 when the time limit allows.
 ATTN_LENGTHS=${ATTN_LENGTHS:-1024 4096 16384 65536}
@@ -40,7 +45,7 @@ export PYTHONUNBUFFERED=1
 mkdir -p "$OUT" "$RESULTS"
 FAILED=()
 DEFAULT_STAGES=(tests attention train block_mask lra_short)
-ALL_STAGES=("${DEFAULT_STAGES[@]}" lra_listops_gpu lra_pathfinder_gpu)
+ALL_STAGES=("${DEFAULT_STAGES[@]}" lra_listops_gpu lra_pathfinder_gpu attention_sweep)
 SELECTED=("$@")
 ((${#SELECTED[@]})) || SELECTED=("${DEFAULT_STAGES[@]}")
 for name in "${SELECTED[@]}"; do
@@ -71,9 +76,11 @@ stage() {  # stage NAME LIMIT_S COMMAND...: run with a time limit, record a fail
 }
 
 collect_results() {  # copy what the benchmarks wrote so far into $OUT (after every stage: the run may be cut off)
-    # The device tool returns at most 8 files from $OUT: the log, 6 result files, one tarball of all of them.
+    # The device tool returns at most 8 files from $OUT: the log, the 6 markdown results, one tarball of everything
+    # (the CSV files and plots travel in the tarball).
     local file
-    for file in "$RESULTS"/{attention,train_throughput,block_mask,lra_listops,lra_pathfinder}_"$TAG".md; do
+    for file in "$RESULTS"/{attention,train_throughput,block_mask,lra_listops,lra_pathfinder,attention_sweep}_"$TAG".md
+    do
         if [[ -f $file ]]; then cp "$file" "$OUT/"; fi
     done
     tar -czf "$OUT/benchmarks_$TAG.tar.gz" "$RESULTS" 2>/dev/null || true
@@ -103,10 +110,11 @@ EOF
     wants lra_short && lra_short_run
     wants lra_listops_gpu && lra_listops_gpu
     wants lra_pathfinder_gpu && lra_pathfinder_gpu
+    wants attention_sweep && attention_sweep
 
     echo
     echo "=== results"
-    for file in "$RESULTS"/{attention,train_throughput,block_mask,lra_listops,lra_pathfinder}_"$TAG".md; do
+    for file in "$RESULTS"/{attention,train_throughput,block_mask,lra_listops,lra_pathfinder,attention_sweep}_"$TAG".md; do
         if [[ -f $file ]]; then cat "$file" && echo; fi
     done
     collect_results
@@ -191,6 +199,13 @@ lra_listops_gpu() {  # 6. Full-size ListOps, LaS vs softmax (sdpa, bf16) at an e
 
 lra_pathfinder_gpu() {  # 7. Pathfinder-32 (100,000 generated images), LaS vs softmax vs ALiBi, 150 s each: ~10 min.
     lra_budget_stage lra_pathfinder_gpu pathfinder
+}
+
+attention_sweep() {  # 7. Issue 35's sweep: las_sdpa / causal SDPA time and memory, flash / efficient / flex alongside.
+    # shellcheck disable=SC2086  # ATTN_SWEEP_LENGTHS is a list
+    stage "attention sweep" "$ATTN_SWEEP_LIMIT" \
+        "$PY" examples/benchmarks/attention.py --sweep --device cuda --dtype bfloat16 float32 --head-dims 64 32 \
+        --lengths $ATTN_SWEEP_LENGTHS --sweep-flex --repeats 5 --warmup 2 --out "$RESULTS" --tag "$TAG"
 }
 
 set +e
