@@ -14,7 +14,7 @@ In the style of transformers' `run_glue.py`: one `Trainer`, arguments from datac
     accelerate launch --num_processes 2 examples/run_lra.py --task listops ...
 
 At the end, `output_dir` holds the final model with its remote code (`modeling_las.py`, `configuration_las.py`,
-`image_processing_las.py`), the tokenizer (token tasks) or the image processor (pixel tasks),
+`image_processing_las.py`, `las_attention.py`), the tokenizer (token tasks) or the image processor (pixel tasks),
 `{train,eval,test,all}_results.json`, `trainer_state.json`, `learning_curves.png` and a model card (`README.md`)
 with the measured test accuracy; `--push_to_hub --hub_model_id user/name` uploads all of it.
 
