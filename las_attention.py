@@ -131,6 +131,7 @@ def las_attention(
     query_block_size: int = 512,
     block_mask=None,
     return_attention_weights: bool = False,
+    max_alpha: float | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]:
     """LaS attention on `(batch, heads, length, head_dim)` tensors; returns `(batch, heads, length, head_dim)`.
 
@@ -157,6 +158,9 @@ def las_attention(
             call instead of once per layer.
         return_attention_weights: also return the LaS attention matrix after smoothing, `(batch, heads, L, L)`,
             with the columns of padded keys and the rows of padded queries zeroed (the weights that multiply V).
+        max_alpha: `max(alphas)` as a Python float, known from the configuration. Passing it spares the sdpa kernel
+            reading it from the tensor, a host sync and a data-dependent guard that breaks
+            `torch.compile(fullgraph=True)` and `torch.export`.
 
     `alphas = 0` and `pool_size = 1` is plain softmax attention.
     """
@@ -182,6 +186,7 @@ def las_attention(
                 query_block_size=query_block_size,
                 block_mask=block_mask,
                 return_attention_weights=return_attention_weights,
+                max_alpha=max_alpha,
             )
             if not return_attention_weights:
                 return roll_rows(rolled, -shift, dim=2)
@@ -204,6 +209,7 @@ def las_attention(
             query_block_size=query_block_size,
             block_mask=block_mask,
             return_attention_weights=return_attention_weights,
+            max_alpha=max_alpha,
         )
         if not return_attention_weights:
             return _merge_chunks(result, batch, length)
@@ -221,7 +227,9 @@ def las_attention(
     if kernel == "flex_attention":
         output = _flex_las_kernel(query, key, smoothed_value, alphas, is_causal, keep, block_mask)
     elif kernel == "sdpa":
-        output = _sdpa_las_kernel(query, key, smoothed_value, alphas, keep, dropout, query_block_size)
+        output = _sdpa_las_kernel(
+            query, key, smoothed_value, alphas, keep, dropout, query_block_size, max_alpha=max_alpha
+        )
     else:
         output, probs = _eager_las_kernel(
             query, key, smoothed_value, alphas, is_causal, keep, dropout, query_block_size, return_attention_weights
@@ -336,6 +344,7 @@ def las_attention_step(
     implementation: str = "eager",
     query_block_size: int = 512,
     return_attention_weights: bool = False,
+    max_alpha: float | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]:
     """Causal LaS for the last n positions of a sequence of T, from all T keys and smoothed values (a KV-cache step).
 
@@ -347,6 +356,7 @@ def las_attention_step(
         chunk_size: LaS-chunk: a query sees only the keys of its own chunk (`chunk_ids`).
         implementation: `"eager"` or `"sdpa"`; `"flex_attention"` runs the sdpa kernel here, because compiled flex
             attention has static shapes and would recompile for every new cache length.
+        max_alpha: `max(alphas)` as a Python float, as for `las_attention`.
 
     Returns what `las_attention` returns for rows T-n .. T-1 (with `return_attention_weights`, `(batch, heads, n, T)`).
     """
@@ -394,7 +404,16 @@ def las_attention_step(
         )
     else:
         output = _sdpa_las_kernel(
-            query, key, smoothed_value, alphas, keep, dropout, query_block_size, query_start=start, pair_keep=pair_keep
+            query,
+            key,
+            smoothed_value,
+            alphas,
+            keep,
+            dropout,
+            query_block_size,
+            query_start=start,
+            pair_keep=pair_keep,
+            max_alpha=max_alpha,
         )
     if keep is not None:
         output = output * keep[:, None, start:, None].to(output.dtype)
@@ -705,6 +724,7 @@ def _sdpa_las_kernel(
     query_block_size: int,
     query_start: int = 0,
     pair_keep: torch.Tensor | None = None,
+    max_alpha: float | None = None,
 ) -> torch.Tensor:
     """Causal softmax attention with the LaS decay, as SDPA calls on rescaled queries and keys.
 
@@ -721,7 +741,8 @@ def _sdpa_las_kernel(
     """
     batch, heads, length, _ = query.shape
     total_keys = key.shape[-2]
-    max_alpha = float(alphas.max()) if alphas.numel() else 0.0
+    if max_alpha is None:  # read from the tensor: a host sync, and a data-dependent guard under torch.compile
+        max_alpha = float(alphas.max()) if alphas.numel() else 0.0
     block = sdpa_query_block_size(max_alpha, query.dtype, query_block_size)
     needs_mask = pair_keep is not None or (keep is not None and not _is_right_padding(keep))
     if max_alpha == 0.0 and not needs_mask:
@@ -752,6 +773,7 @@ def _sdpa_las_kernel(
                     query_block_size,
                     query_start,
                     tile_pair_keep,
+                    max_alpha,
                 )
                 for tile_query, tile_key, tile_value, tile_keep, tile_pair_keep in tiles
             ]
