@@ -881,12 +881,21 @@ def _recompute_saved(
 def _compiled_flex_attention() -> Callable:
     """flex_attention only avoids materialising L x L when compiled; compile it once per process.
 
-    Static shapes: inductor's dynamic-shape CPU flex kernels fail to build with a padding mask (torch 2.13), so
-    lengths are bucketed instead (`flex_bucket_length`).
+    Lengths stay static: inductor's dynamic-length CPU flex kernels fail to build with a padding mask (torch 2.13), so
+    lengths are bucketed instead (`flex_bucket_length`). The batch axis is dynamic (`_mark_batch_dynamic`), so that a
+    last partial batch or LaS-chunk's batch x chunks do not compile again: one kernel per length bucket (two with
+    batches of 1, which dynamo always specialises).
     """
     from torch.nn.attention.flex_attention import flex_attention
 
-    return torch.compile(flex_attention, dynamic=False)
+    return torch.compile(flex_attention, dynamic=None)
+
+
+def _mark_batch_dynamic(*tensors: torch.Tensor | None) -> None:
+    """Compile the flex kernel for any batch size (axis 0) of these tensors; a batch of 1 stays specialised."""
+    for tensor in tensors:
+        if isinstance(tensor, torch.Tensor) and tensor.ndim > 0 and tensor.shape[0] > 1:
+            torch._dynamo.mark_dynamic(tensor, 0)
 
 
 # flex_attention's default (and create_block_mask's): tiles of 128 queries x 128 keys.
@@ -934,6 +943,8 @@ def las_flex_block_mask(
         keep = F.pad(keep, (0, bucket - length), value=False)
     if keep is None and not is_causal:
         return None
+
+    _mark_batch_dynamic(keep)  # captured by `mask_mod`: an input of the compiled kernel
 
     def mask_mod(b, h, q_idx, kv_idx):
         allowed = kv_idx <= q_idx if is_causal else kv_idx >= 0
@@ -1019,7 +1030,11 @@ def _flex_las_kernel(
     bucket = flex_bucket_length(length)
     if bucket > length:
         query, key, value = (F.pad(t, (0, 0, 0, bucket - length)) for t in (query, key, value))
-    output = _compiled_flex_attention()(query, key, value, score_mod=score_mod, block_mask=block_mask)
+    _mark_batch_dynamic(query, key, value, *(block_mask.as_tuple() if block_mask is not None else ()))
+    # Only the axes marked above are dynamic: automatic dynamic shapes would make the lengths dynamic after the second
+    # bucket, which the CPU kernels cannot build (see `_compiled_flex_attention`).
+    with torch._dynamo.config.patch(automatic_dynamic_shapes=False):
+        output = _compiled_flex_attention()(query, key, value, score_mod=score_mod, block_mask=block_mask)
     return output[:, :, :length]
 
 
