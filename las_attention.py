@@ -26,6 +26,7 @@ it imports nothing from this package.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 from collections.abc import Callable
@@ -744,7 +745,9 @@ def _sdpa_las_kernel(
     if max_alpha is None:  # read from the tensor: a host sync, and a data-dependent guard under torch.compile
         max_alpha = float(alphas.max()) if alphas.numel() else 0.0
     block = sdpa_query_block_size(max_alpha, query.dtype, query_block_size)
-    needs_mask = pair_keep is not None or (keep is not None and not _is_right_padding(keep))
+    # Under torch.compile / torch.export a mask is always applied: telling right padding apart reads the mask's values.
+    right_padding = keep is not None and not torch.compiler.is_compiling() and _is_right_padding(keep)
+    needs_mask = pair_keep is not None or (keep is not None and not right_padding)
     if max_alpha == 0.0 and not needs_mask:
         # Plain causal softmax attention (softmax models, global heads only): SDPA itself, nothing added.
         if query_start == 0:
@@ -854,6 +857,9 @@ def _recompute_saved(
 
     The three are recognised by storage and shape (SDPA saves its inputs as they are); anything else is kept.
     """
+    if torch.compiler.is_compiling():
+        # Data pointers do not exist under torch.compile / torch.export (and the compiler plans memory itself).
+        return contextlib.nullcontext()
     # Identities only: holding the tensors themselves here would keep them alive for as long as the graph.
     identities = {"query": (block_query.data_ptr(), block_query.shape), "key": (block_key.data_ptr(), block_key.shape)}
     if isinstance(block_bias, torch.Tensor):
