@@ -353,6 +353,8 @@ class LaSConfig(PreTrainedConfig):
         rule = _FIELD_RULES.get(key)
         if rule is not None:
             value = rule(key, value)
+        else:
+            check_unknown_fields((key,))  # `config.las_pool_sise = 5` would set nothing the model reads
         super().__setattr__(key, value)
 
     @classmethod

@@ -21,12 +21,13 @@ into that sequence live here, once, and the `lra` builders use the same function
 
 This file is self-contained on purpose: `save_pretrained` copies it beside the checkpoint, so that
 `AutoImageProcessor.from_pretrained(..., trust_remote_code=True)` works where this package is not installed. Pillow is
-imported on first use only (`_pil_image`): a text model's remote code imports this file and must load without Pillow.
+imported on first use only (`_pillow`): a text model's remote code imports this file and must load without Pillow.
 """
 
 from __future__ import annotations
 
 import base64
+import importlib
 import io
 import os
 import sys
@@ -40,7 +41,10 @@ from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
 from transformers.pipelines.image_classification import ImageClassificationPipeline
 
 if TYPE_CHECKING:
-    import PIL.Image
+    try:  # in a `try` block, which transformers' remote-code import check skips (see `_pillow`)
+        import PIL.Image
+    except ImportError:
+        pass
 
 #: Weights of R, G and B in the luma, per mille (ITU-R BT.601).
 GRAYSCALE_WEIGHTS: tuple[int, int, int] = (299, 587, 114)
@@ -54,14 +58,16 @@ DEFAULT_MAX_IMAGE_PIXELS = 4096 * 4096
 _CHANNEL_FORMATS = ("channels_first", "channels_last")
 
 
-def _pil_image() -> ModuleType:
-    """Pillow's `PIL.Image`, imported on first use. (In a `try` block, which transformers' remote-code import check
-    skips: a text model's checkpoint ships this file and must load where Pillow is not installed.)"""
+def _pillow(module: str = "Image") -> ModuleType:
+    """A Pillow module (`PIL.Image`, `PIL.ImageOps`), imported on first use.
+
+    transformers' remote-code check refuses a shipped file that imports a missing package outside a `try` block, even
+    inside a function; a text model's checkpoint ships this file and must load where Pillow is not installed.
+    """
     try:
-        import PIL.Image
+        return importlib.import_module(f"PIL.{module}")
     except ImportError as error:
         raise ImportError("Reading images needs Pillow (`pip install Pillow`), which is not installed.") from error
-    return PIL.Image
 
 
 def _is_pil_image(image: Any) -> bool:
@@ -201,7 +207,7 @@ def check_image_header(
 def open_image(source: Any, timeout: float | None = None) -> PIL.Image.Image:
     """A Pillow image opened lazily (header read, pixels not decoded yet) from a path, an http(s) URL, bytes, a
     base64 string or an open Pillow image; EXIF orientation is applied when it is decoded (`_decoded`)."""
-    image_module = _pil_image()
+    image_module = _pillow()
     if _is_pil_image(source):
         return source
     if isinstance(source, bytes):
@@ -224,9 +230,7 @@ def open_image(source: Any, timeout: float | None = None) -> PIL.Image.Image:
 
 def _decoded(image: PIL.Image.Image) -> PIL.Image.Image:
     """The upright image (EXIF orientation applied, as transformers' `load_image` does), decoded."""
-    from PIL import ImageOps  # Pillow is imported already: `image` is a Pillow image
-
-    return ImageOps.exif_transpose(image)
+    return _pillow("ImageOps").exif_transpose(image)
 
 
 def scale_pixels(pixels: np.ndarray | Sequence[Any]) -> np.ndarray:
@@ -350,7 +354,7 @@ class LaSImageProcessor(BaseImageProcessor):
                 f"Image {index} is {gray.shape[1]}x{gray.shape[0]} (width x height) but this model reads "
                 f"{size['width']}x{size['height']} images; resize it, or pass do_resize=True."
             )
-        resized = _pil_image().fromarray(gray).resize((size["width"], size["height"]), resample=resample)
+        resized = _pillow().fromarray(gray).resize((size["width"], size["height"]), resample=resample)
         return np.asarray(resized, dtype=np.uint8)
 
     def open_checked_image(self, source: Any, timeout: float | None = None) -> PIL.Image.Image:
