@@ -898,7 +898,12 @@ def _compiled_flex_attention() -> Callable:
 
 
 def _mark_batch_dynamic(*tensors: torch.Tensor | None) -> None:
-    """Compile the flex kernel for any batch size (axis 0) of these tensors; a batch of 1 stays specialised."""
+    """Compile the flex kernel for any batch size (axis 0) of these tensors; a batch of 1 stays specialised.
+
+    Not while an outer `torch.compile(model)` traces the caller: marking is for the separately compiled kernel.
+    """
+    if torch.compiler.is_compiling():
+        return
     for tensor in tensors:
         if isinstance(tensor, torch.Tensor) and tensor.ndim > 0 and tensor.shape[0] > 1:
             torch._dynamo.mark_dynamic(tensor, 0)
