@@ -269,7 +269,7 @@ class LaSConfig(PreTrainedConfig):
         initializer_range (`float`, *optional*, defaults to 0.02):
             Standard deviation of the normal initialisation of linear and embedding weights.
         attention_query_block_size (`int`, *optional*, defaults to 512):
-            The eager backend computes scores for this many queries at a time, so its memory is
+            The eager and sdpa backends compute scores for this many queries at a time, so their memory is
             O(block x length) instead of O(length^2). A speed/memory knob only: results do not depend on it.
         pad_token_id (`int`, *optional*, defaults to 0):
             Id of the padding token.
@@ -277,6 +277,11 @@ class LaSConfig(PreTrainedConfig):
             [`LaSForCausalLM`]: the language-modelling head shares the token embedding's weight.
         num_labels / problem_type:
             As for every `transformers` classification model.
+
+    Every field is checked when it is set (by the constructor, `from_pretrained` / `from_dict` overrides or
+    assignment), with a `ValueError` naming it. A key that looks like a LaS field but is none (`las_pool_sise`, any
+    unknown `las_*` key, a close misspelling of a field) is an `UnknownConfigFieldError`; transformers' own keys and
+    unrelated extra keys are kept, as transformers does.
     """
 
     model_type = "las"

@@ -223,7 +223,8 @@ def open_image(source: Any, timeout: float | None = None) -> PIL.Image.Image:
             return image_module.open(io.BytesIO(base64.b64decode(source.split(",")[-1], validate=True)))
         except Exception as error:
             raise ValueError(
-                f"Not an image file, URL or base64 image: {source[:80]!r} ({type(error).__name__}: {error})."
+                f"{source[:80]!r} is neither an existing file, an http(s) URL nor a base64 image "
+                f"({type(error).__name__}: {error})."
             ) from None
     raise ValueError(f"An image source must be a path, a URL, bytes or a PIL.Image; got {type(source).__name__}.")
 
