@@ -387,8 +387,9 @@ class LaSPreTrainedModel(PreTrainedModel):
     _supports_sdpa = True
     _supports_flash_attn = False
     _supports_flex_attn = True
-    # Our forward does not take `num_items_in_batch`: Trainer must average the loss over gradient-accumulation steps
-    # itself (without this flag it assumes the model does, and scales the loss of a DDP run by the world size).
+    # Trainer averages the loss over gradient-accumulation steps itself and passes no `num_items_in_batch` (with this
+    # flag set it would assume the model does, and scale the loss of a DDP run by the world size). `LaSForCausalLM`
+    # takes `num_items_in_batch` all the same, for callers that pass it on purpose.
     accepts_loss_kwargs = False
 
     def __init__(self, config: LaSConfig, *inputs, **kwargs):
