@@ -907,15 +907,15 @@ def register_las_auto_classes() -> None:
     """
     from transformers import (
         AutoConfig,
-        AutoImageProcessor,
         AutoModel,
         AutoModelForCausalLM,
         AutoModelForImageClassification,
         AutoModelForSequenceClassification,
     )
 
-    # The class itself: `transformers.AutoVideoProcessor` is a placeholder that raises where torchvision is missing,
-    # while the pipelines use the real one whatever is installed.
+    # The classes themselves: `transformers.AutoImageProcessor` / `AutoVideoProcessor` are placeholders that raise
+    # where Pillow / torchvision are missing (a text checkpoint loads without Pillow), while the real ones register.
+    from transformers.models.auto.image_processing_auto import AutoImageProcessor
     from transformers.models.auto.video_processing_auto import AutoVideoProcessor
 
     try:

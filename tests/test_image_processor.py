@@ -240,6 +240,29 @@ def test_pipeline_checks_files_before_decoding_them(tmp_path: Path, monkeypatch)
         classifier(Image.open(wide))
 
 
+def test_the_pipeline_of_other_models_is_unchanged(tmp_path: Path) -> None:
+    # Our pipeline class serves every "image-classification" pipeline once modeling_las is imported: other models'
+    # images go through transformers' own loading, 16-bit files included.
+    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
+    from transformers.pipelines import ImageClassificationPipeline
+
+    torch.manual_seed(0)
+    config = ViTConfig(
+        image_size=8, patch_size=4, hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=8
+    )
+    model = ViTForImageClassification(config).eval()
+    processor = ViTImageProcessor(size={"height": 8, "width": 8})
+    classifier = pipeline("image-classification", model=model, image_processor=processor, device="cpu")
+    assert isinstance(classifier, ImageClassificationPipeline)
+    wide = _wide_png(tmp_path / "wide.png", side=8)
+    got = classifier(str(wide), top_k=2)
+    with torch.no_grad():
+        from transformers.image_utils import load_image
+
+        logits = model(**processor(load_image(str(wide)), return_tensors="pt")).logits
+    assert got[0]["score"] == pytest.approx(logits.softmax(-1).max().item(), abs=1e-6)
+
+
 def test_pipeline_loads_a_local_checkpoint_without_a_remote_code_prompt(tmp_path: Path, monkeypatch) -> None:
     # With our package imported, nothing in the checkpoint is remote code: no y/N prompt (15 s where nobody answers).
     pixel_checkpoint(tmp_path / "checkpoint")
