@@ -332,6 +332,9 @@ class LaSImageProcessor(BaseImageProcessor):
                 width, height = image.size
                 check_image_header(width, height, image.mode, size, do_resize, self.max_image_pixels, f"Image {index}")
             gray = image_to_grayscale(image, input_data_format)
+            if self.max_image_pixels is not None and gray.size > self.max_image_pixels:  # an array or a tensor
+                height, width = gray.shape
+                check_image_header(width, height, "L", None, True, self.max_image_pixels, f"Image {index}")
             pixels = self._fit(gray, index, size, do_resize, resample)
             rows.append(pixels.reshape(-1))
         if len({len(row) for row in rows}) > 1:

@@ -219,6 +219,10 @@ def test_files_are_checked_from_their_header_before_decoding(tmp_path: Path, mon
         processor(Image.open(wide))
     with pytest.raises(ValueError, match=r"is 40x30 \(width x height\) but this model reads 32x32"):
         LaSImageProcessor(size={"height": 32, "width": 32})(Image.open(wrong_size))
+    with pytest.raises(
+        ValueError, match=r"Image 0 is 30x20 \(width x height\), 600 pixels, more than max_image_pixels=500"
+    ):
+        LaSImageProcessor(max_image_pixels=500)(np.zeros((20, 30), dtype=np.uint8))
     with pytest.raises(ValueError, match="max_image_pixels=0 must be a positive integer"):
         LaSImageProcessor(max_image_pixels=0)
 
