@@ -113,18 +113,6 @@ class TestEveryHead:
         with pytest.raises(ValueError, match="not supported by LaS models"):
             case.auto_class.from_pretrained(tmp_path, attn_implementation=implementation)
 
-    def test_gradient_checkpointing_gives_the_same_gradients(self, case: HeadCase):
-        inputs, mask = case.padded_batch((17, 11), width=17, side="right")
-        gradients = []
-        for checkpointing in (False, True):
-            model = case.model().train()
-            if checkpointing:
-                model.activation_checkpointing_enable()
-                assert all(layer.gradient_checkpointing for layer in model.base_model.layers)
-            case.outputs(model, **inputs, attention_mask=mask).float().pow(2).mean().backward()
-            gradients.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
-        assert torch.allclose(gradients[0], gradients[1], atol=1e-6)
-
     @pytest.mark.parametrize(
         "dtype,atol", [(torch.bfloat16, 0.1), (torch.float16, 0.05), (torch.float64, 1e-5)], ids=str
     )
@@ -169,6 +157,21 @@ class TestEveryHead:
                 assert _close(case.outputs(torch.compile(model, fullgraph=True), **inputs, **kwargs), expected)
                 exported = torch.export.export(model, (), {**inputs, **kwargs})
                 assert _close(case.outputs(exported.module(), **inputs, **kwargs), expected)
+
+
+# Outside the class so that its node id has one `::`: examples/benchmarks/gpu_image_stack_on_cpu.sh deselects it by
+# id on transformers releases without `activation_checkpointing_enable`.
+def test_gradient_checkpointing_gives_the_same_gradients(case: HeadCase):
+    inputs, mask = case.padded_batch((17, 11), width=17, side="right")
+    gradients = []
+    for checkpointing in (False, True):
+        model = case.model().train()
+        if checkpointing:
+            model.activation_checkpointing_enable()
+            assert all(layer.gradient_checkpointing for layer in model.base_model.layers)
+        case.outputs(model, **inputs, attention_mask=mask).float().pow(2).mean().backward()
+        gradients.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
+    assert torch.allclose(gradients[0], gradients[1], atol=1e-6)
 
 
 @pytest.mark.parametrize("case", [case for case in HEADS.values() if case.can_generate], ids=lambda case: case.name)
