@@ -8,6 +8,9 @@ the checkpoint loads with `trust_remote_code=True` where this package is not ins
 
 from __future__ import annotations
 
+import difflib
+import functools
+import inspect
 import math
 import numbers
 from collections.abc import Callable
@@ -185,6 +188,34 @@ _FIELD_RULES: dict[str, Callable[[str, Any], Any]] = {
 }
 
 
+class UnknownConfigFieldError(TypeError, ValueError):
+    """A configuration key that looks like a LaS field but is none (`las_pool_sise=5`): a misspelling would otherwise
+    be stored or dropped silently and the model built with the default. A `TypeError`, as for an unexpected keyword
+    argument, and a `ValueError`, as for every other bad configuration value."""
+
+
+@functools.cache
+def _transformers_config_keys() -> frozenset[str]:
+    """The keys transformers' own configuration knows (attributes and constructor arguments): never refused."""
+    parameters = inspect.signature(PreTrainedConfig.__init__).parameters
+    return frozenset(PreTrainedConfig().to_dict()) | frozenset(parameters) | frozenset(PreTrainedConfig.attribute_map)
+
+
+def check_unknown_fields(keys: Any) -> None:
+    """Refuse every key that looks like ours but is not: a `las_*` key that is no LaS field, or a close match
+    (difflib) of a field name. Other keys (transformers' own, and anything unlike our fields) pass, as transformers
+    keeps unknown keys on a configuration."""
+    for key in keys:
+        if not isinstance(key, str) or key in _FIELD_RULES or key in _transformers_config_keys():
+            continue
+        close = difflib.get_close_matches(key, _FIELD_RULES, n=1, cutoff=0.8)
+        if key.startswith("las_") or close:
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise UnknownConfigFieldError(
+                f"LaSConfig has no field {key!r} ({hint}the LaS fields are {', '.join(sorted(_FIELD_RULES))})."
+            )
+
+
 class LaSConfig(PreTrainedConfig):
     r"""
     Configuration of a [`LaSModel`] / [`LaSForSequenceClassification`] / [`LaSForCausalLM`]: a transformer whose
@@ -265,6 +296,11 @@ class LaSConfig(PreTrainedConfig):
             [`LaSForCausalLM`]: the language-modelling head shares the token embedding's weight.
         num_labels / problem_type:
             As for every `transformers` classification model.
+
+    Every field is checked when it is set (by the constructor, `from_pretrained` / `from_dict` overrides or
+    assignment), with a `ValueError` naming it. A key that looks like a LaS field but is none (`las_pool_sise`, any
+    unknown `las_*` key, a close misspelling of a field) is an `UnknownConfigFieldError`; transformers' own keys and
+    unrelated extra keys are kept, as transformers does.
     """
 
     model_type = "las"
@@ -328,6 +364,7 @@ class LaSConfig(PreTrainedConfig):
         self.initializer_range = initializer_range
         self.attention_query_block_size = attention_query_block_size
         self.tie_word_embeddings = tie_word_embeddings
+        check_unknown_fields(kwargs)
         super().__init__(pad_token_id=pad_token_id, **kwargs)
         self.validate_las()
 
@@ -340,14 +377,22 @@ class LaSConfig(PreTrainedConfig):
         rule = _FIELD_RULES.get(key)
         if rule is not None:
             value = rule(key, value)
+        else:
+            check_unknown_fields((key,))  # `config.las_pool_sise = 5` would set nothing the model reads
         super().__setattr__(key, value)
 
     @classmethod
     def from_dict(cls, config_dict: dict[str, Any], **kwargs: Any) -> LaSConfig | tuple[LaSConfig, dict[str, Any]]:
-        """As `PreTrainedConfig.from_dict`, then the rules between fields (the overrides in `kwargs` included)."""
-        result = super().from_dict(config_dict, **kwargs)
-        (result[0] if isinstance(result, tuple) else result).validate_las()
-        return result
+        """As `PreTrainedConfig.from_dict`, then the rules between fields (the overrides in `kwargs` included).
+
+        An override that is no attribute of the config comes back unused: `from_pretrained(dir, las_pool_sise=5)` would
+        drop it without a word. One that looks like a LaS field is an `UnknownConfigFieldError` instead.
+        """
+        return_unused_kwargs = kwargs.pop("return_unused_kwargs", False)
+        config, unused = super().from_dict(config_dict, return_unused_kwargs=True, **kwargs)
+        check_unknown_fields(unused)
+        config.validate_las()
+        return (config, unused) if return_unused_kwargs else config
 
     def validate(self) -> None:
         """The library's checks (run by `save_pretrained`) and ours."""
@@ -402,4 +447,4 @@ class LaSConfig(PreTrainedConfig):
         return self.las_chunk_size if self.attention_type == "las_chunk" else None
 
 
-__all__ = ["LaSConfig", "alibi_slopes", "default_las_alphas"]
+__all__ = ["LaSConfig", "UnknownConfigFieldError", "alibi_slopes", "check_unknown_fields", "default_las_alphas"]

@@ -29,6 +29,7 @@ it imports nothing from this package.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 from collections.abc import Callable
@@ -806,6 +807,15 @@ def _sdpa_tile_elements(device: torch.device) -> int:
     return 2**21 if device.type == "cpu" else 2**30
 
 
+def _needs_block_mask(keep: torch.Tensor | None, pair_keep: torch.Tensor | None) -> bool:
+    """Whether a causal SDPA call needs a mask: pair masks, and key masks other than right padding (which causality
+    already hides). Under torch.compile / torch.export a key mask is always applied: telling right padding apart
+    would read the mask's values (a data-dependent guard)."""
+    if pair_keep is not None:
+        return True
+    return keep is not None and (torch.compiler.is_compiling() or not _is_right_padding(keep))
+
+
 def _is_right_padding(keep: torch.Tensor) -> bool:
     """Whether every row of a `(batch, length)` keep-mask is a run of real positions followed only by padding."""
     positions = torch.arange(keep.shape[-1], device=keep.device)
@@ -837,7 +847,7 @@ def _sdpa_las_kernel(
     """
     if max_alpha is None:
         max_alpha = float(alphas.max()) if alphas.numel() else 0.0
-    needs_mask = pair_keep is not None or (keep is not None and not _is_right_padding(keep))
+    needs_mask = _needs_block_mask(keep, pair_keep)
     length, total_keys = query.shape[-2], key.shape[-2]
     if max_alpha == 0.0 and not needs_mask and (smoothing is None or dropout > 0.0):
         value = _smooth_values(value, smoothing)
@@ -1514,6 +1524,7 @@ def _sdpa_las_kernel_masked(
                     query_block_size,
                     query_start,
                     tile_pair_keep,
+                    max_alpha,
                 )
                 for tile_query, tile_key, tile_value, tile_keep, tile_pair_keep in tiles
             ]
@@ -1575,7 +1586,7 @@ def _sdpa_alibi_kernel(
     rather than kept. Same arguments and result as `_sdpa_las_kernel`, with the slopes in place of the decay rates.
     """
     length = query.shape[-2]
-    needs_mask = pair_keep is not None or (keep is not None and not _is_right_padding(keep))
+    needs_mask = _needs_block_mask(keep, pair_keep)
     bias_dtype = torch.promote_types(query.dtype, torch.float32)
     rate = slopes.to(device=query.device, dtype=bias_dtype)[:, None, None]  # (heads, 1, 1)
     outputs = []
@@ -1645,6 +1656,9 @@ def _recompute_saved(
 
     The three are recognised by storage and shape (SDPA saves its inputs as they are); anything else is kept.
     """
+    if torch.compiler.is_compiling():
+        # Data pointers do not exist under torch.compile / torch.export (and the compiler plans memory itself).
+        return contextlib.nullcontext()
     # Identities only: holding the tensors themselves here would keep them alive for as long as the graph.
     identities = {"query": (block_query.data_ptr(), block_query.shape), "key": (block_key.data_ptr(), block_key.shape)}
     if isinstance(block_bias, torch.Tensor):
@@ -1672,12 +1686,26 @@ def _recompute_saved(
 def _compiled_flex_attention() -> Callable:
     """flex_attention only avoids materialising L x L when compiled; compile it once per process.
 
-    Static shapes: inductor's dynamic-shape CPU flex kernels fail to build with a padding mask (torch 2.13), so
-    lengths are bucketed instead (`flex_bucket_length`).
+    Lengths stay static: inductor's dynamic-length CPU flex kernels fail to build with a padding mask (torch 2.13), so
+    lengths are bucketed instead (`flex_bucket_length`). The batch axis is dynamic (`_mark_batch_dynamic`), so that a
+    last partial batch or LaS-chunk's batch x chunks do not compile again: one kernel per length bucket (two with
+    batches of 1, which dynamo always specialises).
     """
     from torch.nn.attention.flex_attention import flex_attention
 
-    return torch.compile(flex_attention, dynamic=False)
+    return torch.compile(flex_attention, dynamic=None)
+
+
+def _mark_batch_dynamic(*tensors: torch.Tensor | None) -> None:
+    """Compile the flex kernel for any batch size (axis 0) of these tensors; a batch of 1 stays specialised.
+
+    Not while an outer `torch.compile(model)` traces the caller: marking is for the separately compiled kernel.
+    """
+    if torch.compiler.is_compiling():
+        return
+    for tensor in tensors:
+        if isinstance(tensor, torch.Tensor) and tensor.ndim > 0 and tensor.shape[0] > 1:
+            torch._dynamo.mark_dynamic(tensor, 0)
 
 
 # flex_attention's default (and create_block_mask's): tiles of 128 queries x 128 keys.
@@ -1725,6 +1753,8 @@ def las_flex_block_mask(
         keep = F.pad(keep, (0, bucket - length), value=False)
     if keep is None and not is_causal:
         return None
+
+    _mark_batch_dynamic(keep)  # captured by `mask_mod`: an input of the compiled kernel
 
     def mask_mod(b, h, q_idx, kv_idx):
         allowed = kv_idx <= q_idx if is_causal else kv_idx >= 0
@@ -1813,7 +1843,11 @@ def _flex_las_kernel(
     bucket = flex_bucket_length(length)
     if bucket > length:
         query, key, value = (F.pad(t, (0, 0, 0, bucket - length)) for t in (query, key, value))
-    output = _compiled_flex_attention()(query, key, value, score_mod=score_mod, block_mask=block_mask)
+    _mark_batch_dynamic(query, key, value, *(block_mask.as_tuple() if block_mask is not None else ()))
+    # Only the axes marked above are dynamic: automatic dynamic shapes would make the lengths dynamic after the second
+    # bucket, which the CPU kernels cannot build (see `_compiled_flex_attention`).
+    with torch._dynamo.config.patch(automatic_dynamic_shapes=False):
+        output = _compiled_flex_attention()(query, key, value, score_mod=score_mod, block_mask=block_mask)
     return output[:, :, :length]
 
 

@@ -10,7 +10,8 @@ The math lives in `las_attention.py` (one function, `las_attention`, for every b
 
 `save_pretrained` copies this file and its three relatively imported siblings (`configuration_las.py`,
 `las_attention.py`, `image_processing_las.py`) beside the checkpoint, so that it loads with `trust_remote_code=True`
-where this package is not installed.
+where this package is not installed. A text or language model needs torch, transformers and safetensors only:
+`image_processing_las.py` imports Pillow only when it is given an image.
 """
 
 from __future__ import annotations
@@ -31,20 +32,29 @@ from transformers.utils import logging
 from transformers.utils.deprecation import deprecate_kwarg
 from transformers.utils.generic import can_return_tuple
 
-try:  # inside a package: the installed checkout's sibling modules, or Hub remote code (transformers_modules.*)
+# Our sibling modules, imported relatively inside a package (the installed checkout, or Hub remote code under
+# `transformers_modules.*`, which finds them by these relative imports) and absolutely where this file is a top-level
+# module (`import modeling_las` from a checkout or an installed wheel). Only the one failure the fallback exists for is
+# caught: a relative import without a parent package. Any other ImportError (a sibling that fails to import, a missing
+# dependency) is raised as it is, so that its own message reaches the user.
+try:
     from .configuration_las import LaSConfig
-    from .image_processing_las import LaSImageProcessor
+    from .image_processing_las import LaSImageClassificationPipeline, LaSImageProcessor
     from .las_attention import (
+        LAS_IMPLEMENTATIONS,
         las_attention,
         las_attention_reference,
         las_attention_step,
         las_flex_block_mask,
         las_smooth_new_values,
     )
-except ImportError:  # imported as a top-level module (`import modeling_las` from a checkout or an installed wheel)
+except ImportError:
+    if __package__:
+        raise
     from configuration_las import LaSConfig
-    from image_processing_las import LaSImageProcessor
+    from image_processing_las import LaSImageClassificationPipeline, LaSImageProcessor
     from las_attention import (
+        LAS_IMPLEMENTATIONS,
         las_attention,
         las_attention_reference,
         las_attention_step,
@@ -100,6 +110,7 @@ def las_attention_forward(
         block_mask=block_mask,
         return_attention_weights=output_attentions,
         position_bias=module.position_bias,
+        max_alpha=module.max_alpha,
     )
     output, weights = result if output_attentions else (result, None)
     return output.transpose(1, 2), weights
@@ -210,6 +221,9 @@ class LaSAttention(nn.Module):
         self.o_proj = nn.Linear(config.hidden_size, config.hidden_size)
         # Fixed, not learned ("no additional trainable parameters"); rebuilt from the config in `_init_weights`.
         self.register_buffer("alphas", torch.tensor(config.head_alphas, dtype=torch.float32), persistent=False)
+        # Known from the config: the sdpa kernel's block size follows from it without reading the buffer (a host sync
+        # and a data-dependent guard that would break `torch.compile(fullgraph=True)` and `torch.export`).
+        self.max_alpha = max(config.head_alphas)
 
     def forward(
         self,
@@ -300,6 +314,7 @@ class LaSAttention(nn.Module):
             query_block_size=self.query_block_size,
             return_attention_weights=output_attentions,
             position_bias=self.position_bias,
+            max_alpha=self.max_alpha,
         )
         output, weights = result if output_attentions else (result, None)
         return output.transpose(1, 2), weights
@@ -375,8 +390,9 @@ class LaSPreTrainedModel(PreTrainedModel):
     _supports_sdpa = True
     _supports_flash_attn = False
     _supports_flex_attn = True
-    # Our forward does not take `num_items_in_batch`: Trainer must average the loss over gradient-accumulation steps
-    # itself (without this flag it assumes the model does, and scales the loss of a DDP run by the world size).
+    # Trainer averages the loss over gradient-accumulation steps itself and passes no `num_items_in_batch` (with this
+    # flag set it would assume the model does, and scale the loss of a DDP run by the world size). `LaSForCausalLM`
+    # takes `num_items_in_batch` all the same, for callers that pass it on purpose.
     accepts_loss_kwargs = False
 
     def __init__(self, config: LaSConfig, *inputs, **kwargs):
@@ -387,6 +403,19 @@ class LaSPreTrainedModel(PreTrainedModel):
         if config.input_type == "pixels":
             # What Trainer and pipelines read to find the model's main input.
             self.main_input_name = "pixel_values"
+
+    def _check_and_adjust_attn_implementation(
+        self, attn_implementation: str | None, is_init_check: bool = False, allow_all_kernels: bool = False
+    ) -> str:
+        # transformers accepts every name of its global registry ("paged|eager", "flash_attention_2", hub kernels such
+        # as "kernels-community/..."); none of those knows the LaS decay, and a model loaded with one would only fail
+        # (or silently compute softmax attention) at its first forward. Refuse them when the model is built.
+        if attn_implementation is not None and attn_implementation not in LAS_IMPLEMENTATIONS:
+            raise ValueError(
+                f"attn_implementation={attn_implementation!r} is not supported by LaS models: use one of "
+                f"{', '.join(map(repr, LAS_IMPLEMENTATIONS))} (only these have LaS kernels)."
+            )
+        return super()._check_and_adjust_attn_implementation(attn_implementation, is_init_check, allow_all_kernels)
 
     @classmethod
     def _can_set_attn_implementation(cls) -> bool:
@@ -502,6 +531,22 @@ def _check_model_inputs(
     return sequence_shape
 
 
+def _check_cache_position(cache_position: torch.Tensor, past_length: int, length: int) -> None:
+    """`cache_position` must be what the cache implies: `past_length .. past_length + length - 1`."""
+    if tuple(cache_position.shape) != (length,):
+        raise ValueError(
+            f"cache_position must be shaped ({length},), one per new position; got {tuple(cache_position.shape)}."
+        )
+    if torch.compiler.is_compiling() or length == 0:
+        return
+    first, last = cache_position[[0, -1]].tolist()
+    if (first, last) != (past_length, past_length + length - 1):
+        raise ValueError(
+            f"cache_position runs from {first} to {last}, but the cache holds {past_length} positions: the new ones "
+            f"are {past_length} .. {past_length + length - 1}. LaS models place new tokens after the cached ones."
+        )
+
+
 class LaSModel(LaSPreTrainedModel):
     """The bare LaS encoder: embeddings, `num_hidden_layers` LaS layers, and a final norm for pre-norm models."""
 
@@ -532,6 +577,7 @@ class LaSModel(LaSPreTrainedModel):
         position_ids: torch.Tensor | None = None,
         cache: Cache | None = None,
         use_cache: bool | None = None,
+        cache_position: torch.Tensor | None = None,
     ) -> BaseModelOutputWithPast:
         r"""
         input_ids (`torch.LongTensor` of shape `(batch, length)`, or `(batch, 2, length)` for a dual encoder):
@@ -546,6 +592,9 @@ class LaSModel(LaSPreTrainedModel):
             after the cached positions.
         cache (`DynamicCache`), use_cache: a KV cache for incremental decoding (causal models with
             `las_pool_mode="causal"` only); `use_cache=True` without a cache starts one. Returned as `cache`.
+        cache_position (`torch.LongTensor` of shape `(length,)`): the positions of the inputs in the cache, as
+            `generate` passes them. They follow from the cache itself (`cached .. cached + length - 1`), so they are
+            only checked against it: a different value is an error, not a silently ignored argument.
 
         Returns `last_hidden_state` shaped like the inputs plus `hidden_size` (a dual encoder keeps its `2` axis),
         and, when asked, every layer's `hidden_states` and `attentions` (the LaS matrices after smoothing).
@@ -565,6 +614,8 @@ class LaSModel(LaSPreTrainedModel):
         sequence_shape = _check_model_inputs(
             self.config, input_ids, pixel_values, inputs_embeds, attention_mask, past_length
         )
+        if cache_position is not None:
+            _check_cache_position(cache_position, past_length, sequence_shape[-1])
         flat = lambda t: None if t is None else t.reshape(-1, *t.shape[len(sequence_shape) - 1 :])  # noqa: E731
         input_ids, pixel_values, attention_mask = flat(input_ids), flat(pixel_values), flat(attention_mask)
         inputs_embeds = None if inputs_embeds is None else inputs_embeds.reshape(-1, *inputs_embeds.shape[-2:])
@@ -807,14 +858,18 @@ class LaSForCausalLM(LaSPreTrainedModel, GenerationMixin):
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
-        **kwargs,
+        cache_position: torch.Tensor | None = None,
+        num_items_in_batch: int | torch.Tensor | None = None,
     ) -> CausalLMOutputWithPast:
         r"""
         labels (`torch.LongTensor` of shape `(batch, length)`): the input ids themselves (shifted inside: position t
             is scored on token t + 1); -100 marks positions without a loss (e.g. padding).
         logits_to_keep: compute logits for the last this many positions only (0: all), as `generate` asks.
+        num_items_in_batch: the number of target tokens of the whole (gradient-accumulated) batch, as Trainer passes
+            it to models that take it: the loss is then their sum divided by this number.
 
-        The other arguments are `LaSModel`'s.
+        The other arguments are `LaSModel`'s. As there, no `**kwargs`: a misspelt argument (`attention_mas=`,
+        `label=`) is a `TypeError` naming it, not an unmasked forward or a missing loss.
         """
         outputs = self.las(
             input_ids,
@@ -823,6 +878,7 @@ class LaSForCausalLM(LaSPreTrainedModel, GenerationMixin):
             position_ids=position_ids,
             cache=cache,
             use_cache=use_cache,
+            cache_position=cache_position,
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
             return_dict=True,
@@ -830,7 +886,12 @@ class LaSForCausalLM(LaSPreTrainedModel, GenerationMixin):
         logits = self.lm_head(slice_logits_to_keep(outputs.last_hidden_state, logits_to_keep))
         loss = None
         if labels is not None:
-            loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.vocab_size)
+            loss = self.loss_function(
+                logits=logits,
+                labels=labels,
+                vocab_size=self.config.vocab_size,
+                num_items_in_batch=num_items_in_batch,
+            )
         return CausalLMOutputWithPast(
             loss=loss,
             logits=logits,
@@ -842,15 +903,23 @@ class LaSForCausalLM(LaSPreTrainedModel, GenerationMixin):
 
 def register_las_auto_classes() -> None:
     """Register with the Auto classes (config; base, sequence-classification, image-classification and causal-LM
-    models; image processor), and for Hub remote code."""
+    models; image processor; no video processor), for Hub remote code, and our image-classification pipeline.
+
+    Once this module is imported, a LaS checkpoint loads as local code through every Auto class and through
+    `pipeline("image-classification", model=folder)` without `trust_remote_code` and without a remote-code prompt.
+    """
     from transformers import (
         AutoConfig,
-        AutoImageProcessor,
         AutoModel,
         AutoModelForCausalLM,
         AutoModelForImageClassification,
         AutoModelForSequenceClassification,
     )
+
+    # The classes themselves: `transformers.AutoImageProcessor` / `AutoVideoProcessor` are placeholders that raise
+    # where Pillow / torchvision are missing (a text checkpoint loads without Pillow), while the real ones register.
+    from transformers.models.auto.image_processing_auto import AutoImageProcessor
+    from transformers.models.auto.video_processing_auto import AutoVideoProcessor
 
     try:
         AutoConfig.register(LaSConfig.model_type, LaSConfig)
@@ -868,12 +937,39 @@ def register_las_auto_classes() -> None:
             pass
     # Our processor works on numpy and Pillow: the "pil" backend (transformers falls back to it without torchvision).
     AutoImageProcessor.register(LaSConfig, image_processor_classes={"pil": LaSImageProcessor}, exist_ok=True)
+    # Every pipeline also tries to load a video processor, and transformers derives its remote-code reference from the
+    # image processor's `auto_map`: without a local entry it stops at a y/N remote-code prompt (15 s) before it finds
+    # that the class does not exist. An empty entry says "known model, no video processor" (the load fails quietly).
+    AutoVideoProcessor.register(LaSConfig, video_processor_classes={}, exist_ok=True)
+    _install_image_classification_pipeline()
     LaSConfig.register_for_auto_class()
     LaSModel.register_for_auto_class("AutoModel")
     LaSForSequenceClassification.register_for_auto_class("AutoModelForSequenceClassification")
     LaSForImageClassification.register_for_auto_class("AutoModelForImageClassification")
     LaSImageProcessor.register_for_auto_class("AutoImageProcessor")
     LaSForCausalLM.register_for_auto_class("AutoModelForCausalLM")
+
+
+def _install_image_classification_pipeline() -> None:
+    """Make `pipeline("image-classification")` our subclass, which checks files before decoding them when the image
+    processor is a LaS one and behaves exactly as transformers' pipeline for every other model."""
+    from transformers.pipelines import PIPELINE_REGISTRY, ImageClassificationPipeline
+
+    task = PIPELINE_REGISTRY.supported_tasks.get("image-classification")
+    if task is None:
+        return
+    implementation = task["impl"]
+    name = implementation if isinstance(implementation, str) else implementation.__name__
+    stock = implementation is ImageClassificationPipeline or name.endswith(".ImageClassificationPipeline")
+    if stock or name == LaSImageClassificationPipeline.__name__:
+        # The registry entry is updated in place (not with `register_pipeline`), so that a saved pipeline does not
+        # record our class as a custom pipeline of the checkpoint.
+        task["impl"] = LaSImageClassificationPipeline
+    else:  # another library installed its own: keep it (ours would drop its behaviour)
+        logger.warning_once(
+            f"pipeline('image-classification') is {name}, not transformers' own: LaS image files are not checked "
+            "before decoding there (16-bit and oversized images)."
+        )
 
 
 register_las_auto_classes()
@@ -884,6 +980,7 @@ __all__ = [
     "LaSForSequenceClassification",
     "LaSForImageClassification",
     "LaSImageProcessor",
+    "LaSImageClassificationPipeline",
     "LaSForCausalLM",
     "LaSPreTrainedModel",
     "las_attention",

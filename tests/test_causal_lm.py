@@ -1,51 +1,15 @@
-"""LaSForCausalLM: generate() with a KV cache, left padding and position_ids, the loss, loading, the LM example."""
+"""LaSForCausalLM: generate() with a KV cache against full forwards, position_ids, the loss, tied weights, the LM
+example. (Checks every head shares, left padding and cache = no cache included, are in `test_modeling_common.py`.)"""
 
 from __future__ import annotations
-
-import textwrap
 
 import pytest
 import torch
 import torch.nn.functional as F
 from transformers import AutoConfig, AutoModelForCausalLM, DynamicCache
 
-from configuration_las import LaSConfig
 from modeling_las import LaSForCausalLM, LaSForSequenceClassification
-from tests.test_modeling_las import BLOCK_OUR_PACKAGE, run_where_package_is_not_installed
-
-BACKENDS = ("eager", "sdpa", "flex_attention")
-
-
-def lm_config(**overrides) -> LaSConfig:
-    values = dict(
-        vocab_size=16,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        max_position_embeddings=64,
-        las_alpha_max=0.3,
-        las_pool_size=3,
-        las_pool_mode="causal",
-        las_chunk_size=5,  # prompts and generations cross chunk boundaries
-        attention_query_block_size=4,  # several query blocks in the eager and sdpa kernels
-    )
-    values.update(overrides)
-    return LaSConfig(**values)
-
-
-def lm(seed=0, implementation="eager", **overrides) -> LaSForCausalLM:
-    torch.manual_seed(seed)
-    model = LaSForCausalLM(lm_config(**overrides)).eval()
-    model.set_attn_implementation(implementation)
-    return model
-
-
-def left_padded_batch(lengths=(9, 6, 3), width=9, seed=1) -> tuple[torch.Tensor, torch.Tensor]:
-    ids = torch.randint(1, 16, (len(lengths), width), generator=torch.Generator().manual_seed(seed))
-    mask = torch.zeros(len(lengths), width, dtype=torch.long)
-    for row, n in enumerate(lengths):
-        mask[row, width - n :] = 1
-    return ids * mask, mask
+from tests.support.models import ATTENTION_TYPES, left_padded_batch, lm, lm_config
 
 
 def greedy_by_full_forwards(model, ids, mask, new_tokens) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -62,7 +26,7 @@ def greedy_by_full_forwards(model, ids, mask, new_tokens) -> tuple[torch.Tensor,
 # -- generate() with the KV cache -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("attention_type", ["las", "las_chunk", "softmax"])
+@pytest.mark.parametrize("attention_type", ATTENTION_TYPES)
 @pytest.mark.parametrize("pool_size", [1, 3])
 @pytest.mark.parametrize("implementation", ["eager", "sdpa"])
 def test_cached_greedy_generation_equals_full_forwards(attention_type, pool_size, implementation):
@@ -161,29 +125,6 @@ def test_cache_rules_raise_clear_errors():
 # -- left padding and position_ids ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("implementation", BACKENDS)
-@pytest.mark.parametrize("attention_type", ["las", "las_chunk", "softmax"])
-def test_left_padding_equals_no_padding(implementation, attention_type):
-    # Positions are counted over the real tokens and LaS-chunk's chunks start at the first real token, so a
-    # left-padded sequence gets the logits it has alone (also for the symmetric window of a classifier).
-    model = lm(implementation=implementation, attention_type=attention_type, las_chunk_size=4)
-    classifier = LaSForSequenceClassification(
-        lm_config(
-            attention_type=attention_type, las_chunk_size=4, las_pool_mode="symmetric", classifier_pooling="first"
-        )
-    ).eval()
-    classifier.set_attn_implementation(implementation)
-    ids, mask = left_padded_batch(lengths=(13, 10, 7), width=13)
-    with torch.no_grad():
-        padded = model(ids, attention_mask=mask).logits
-        classes = classifier(ids, attention_mask=mask).logits
-        for row, n in enumerate((13, 10, 7)):
-            alone = model(ids[row : row + 1, 13 - n :]).logits
-            assert (padded[row, 13 - n :] - alone[0]).abs().max().item() < 1e-5, row
-            alone_class = classifier(ids[row : row + 1, 13 - n :]).logits
-            assert (classes[row] - alone_class[0]).abs().max().item() < 1e-5, row
-
-
 def test_position_ids_are_used_and_default_to_the_mask_count():
     model = lm(attention_type="softmax")
     ids, mask = left_padded_batch()
@@ -228,28 +169,31 @@ def test_tied_and_untied_embeddings_survive_save_and_reload(tmp_path, tied):
         assert torch.equal(loaded(ids, attention_mask=mask).logits, model(ids, attention_mask=mask).logits)
 
 
-REMOTE_GENERATE_SCRIPT = BLOCK_OUR_PACKAGE + textwrap.dedent(
-    """
-    from transformers import AutoModelForCausalLM
-    folder, ids_path = sys.argv[1], sys.argv[2]
-    ids = torch.tensor(json.load(open(ids_path)))
-    model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True).eval()
-    assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
-    mask = (ids != 0).long()
-    with torch.no_grad():
-        out = model.generate(ids, attention_mask=mask, max_new_tokens=6, do_sample=False)
-    print(json.dumps({"sequences": out.tolist(), "module": type(model).__module__}))
-    """
-)
-
-
-def test_generate_through_remote_code_where_package_is_not_installed(tmp_path):
-    model = lm(attention_type="las_chunk")
+def test_generate_and_trainer_keywords_are_taken_and_checked():
+    # What generate() and Trainer pass is accepted: cache_position is checked against the cache (not ignored), and
+    # num_items_in_batch makes the loss a sum over the gradient-accumulated batch's target tokens.
+    model = lm()
     ids, mask = left_padded_batch()
+    labels = ids.masked_fill(mask == 0, -100)
     with torch.no_grad():
-        expected = model.generate(ids, attention_mask=mask, max_new_tokens=6, do_sample=False)
-    folder = tmp_path / "checkpoint"
-    model.save_pretrained(folder)
-    report = run_where_package_is_not_installed(tmp_path, REMOTE_GENERATE_SCRIPT, folder, ids)
-    assert report["module"].startswith("transformers_modules")
-    assert torch.equal(torch.tensor(report["sequences"]), expected)
+        mean = model(ids, attention_mask=mask, labels=labels).loss
+        summed = model(ids, attention_mask=mask, labels=labels, num_items_in_batch=torch.tensor(100)).loss
+        targets = int((labels[:, 1:] != -100).sum())
+        assert torch.allclose(summed, mean * targets / 100, atol=1e-6)
+        first = model(ids[:, :5], attention_mask=mask[:, :5], use_cache=True, cache_position=torch.arange(5))
+        step = model(ids[:, 5:], attention_mask=mask, cache=first.cache, cache_position=torch.arange(5, 9))
+        assert step.logits.shape == (3, 4, 16)
+        with pytest.raises(ValueError, match="cache_position runs from 0 to 3, but the cache holds 9 positions"):
+            model(
+                ids[:, 5:],
+                attention_mask=torch.cat([mask, mask[:, 5:]], 1),
+                cache=step.cache,
+                cache_position=torch.arange(4),
+            )
+        kept = model(ids, attention_mask=mask, logits_to_keep=1, return_dict=False)[0]
+        assert kept.shape == (3, 1, 16)
+    # generate() passes cache_position once the forward takes it: cached generation still equals full forwards.
+    with torch.no_grad():
+        out = model.generate(ids, attention_mask=mask, max_new_tokens=4, do_sample=False)
+        expected, _ = greedy_by_full_forwards(model, ids, mask, 4)
+    assert torch.equal(out, expected)

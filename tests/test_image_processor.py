@@ -137,15 +137,16 @@ def test_every_input_kind_gives_the_builders_grayscale() -> None:
     expected = np.floor(rgb.astype(np.float64) @ [0.299, 0.587, 0.114] + 0.5 + 1e-9).astype(np.uint8)
     assert np.array_equal(rgb_to_grayscale(rgb), expected)
     processor = LaSImageProcessor(size={"height": 6, "width": 5})
+    channels_first = {"input_data_format": "channels_first"}
     inputs = [
-        Image.fromarray(rgb),
-        Image.fromarray(rgb).convert("RGBA"),
-        rgb,
-        torch.from_numpy(rgb).permute(2, 0, 1),
-        torch.from_numpy(rgb).permute(2, 0, 1).float() / 255,
+        (Image.fromarray(rgb), {}),
+        (Image.fromarray(rgb).convert("RGBA"), {}),
+        (rgb, {}),
+        (torch.from_numpy(rgb).permute(2, 0, 1), channels_first),
+        (torch.from_numpy(rgb).permute(2, 0, 1).float() / 255, channels_first),
     ]
-    for image in inputs:
-        values = processor(image, return_tensors="pt")["pixel_values"]
+    for image, kwargs in inputs:
+        values = processor(image, return_tensors="pt", **kwargs)["pixel_values"]
         assert values.dtype == torch.float32 and values.shape == (1, 30)
         assert torch.equal(values, torch.from_numpy(expected.reshape(1, -1) / np.float32(255.0)))
     gray = Image.fromarray(expected)
@@ -167,6 +168,114 @@ def test_wrong_sizes_and_values_are_named() -> None:
         processor(Image.new("I;16", (32, 32)))
     with pytest.raises(ValueError, match="channel axis"):
         processor(np.zeros((32, 32, 7), dtype=np.uint8))
+
+
+def test_a_stack_of_grayscale_images_is_not_read_as_one_color_image() -> None:
+    # (3, H, W) is one RGB image channels first, or three grayscale images: never guessed.
+    stack = np.random.default_rng(2).integers(0, 256, size=(3, 8, 8), dtype=np.uint8)
+    processor = LaSImageProcessor(size={"height": 8, "width": 8})
+    for ambiguous in (stack, torch.from_numpy(stack), np.concatenate([stack, stack[:1]])):
+        with pytest.raises(ValueError, match=r"is ambiguous: one RGBA? image channels first, or a stack of [34] gray"):
+            processor(ambiguous)
+    as_list = processor(list(stack))["pixel_values"]
+    assert np.array_equal(as_list, stack.reshape(3, -1) / np.float32(255.0))
+    assert np.array_equal(processor(stack[:, :, :, None])["pixel_values"], as_list)  # a 4-D batch (N, H, W, 1)
+    as_rgb = processor(stack, input_data_format="channels_first")["pixel_values"]
+    assert np.array_equal(as_rgb, rgb_to_grayscale(stack, 0).reshape(1, -1) / np.float32(255.0))
+    assert processor(stack[:1])["pixel_values"].shape == (1, 64)  # one channel first: one grayscale image either way
+
+
+def _wide_png(path: Path, side: int = 32) -> Path:
+    """An all-white 16-bit grayscale PNG (8-bit clipping would make it a plausible white image)."""
+    Image.fromarray(np.full((side, side), 65535, dtype=np.uint16)).save(path)
+    with Image.open(path) as image:
+        assert image.mode in ("I;16", "I")
+    return path
+
+
+def _refuse_decoding(monkeypatch) -> None:
+    """Make any decoding of an image file's pixels a test failure."""
+    from PIL import ImageFile
+
+    def no_decoding(self, *args, **kwargs):
+        raise AssertionError(f"{self.size[0]}x{self.size[1]} pixels decoded before the image was checked")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", no_decoding)
+
+
+def test_files_are_checked_from_their_header_before_decoding(tmp_path: Path, monkeypatch) -> None:
+    huge = tmp_path / "huge.png"
+    Image.new("L", (6000, 6000)).save(huge, compress_level=1)
+    processor = LaSImageProcessor(size={"height": 32, "width": 32}, do_resize=True)
+    wrong_size = tmp_path / "wrong.png"
+    Image.new("L", (40, 30)).save(wrong_size)
+    wide = _wide_png(tmp_path / "wide.png")
+    _refuse_decoding(monkeypatch)
+    with pytest.raises(ValueError, match=r"6000x6000 \(width x height\), 36000000 pixels, more than max_image_pix"):
+        processor(Image.open(huge))
+    with pytest.raises(ValueError, match="refused before decoding"):
+        processor.open_checked_image(str(huge))
+    with pytest.raises(ValueError, match="more than 8 bits per pixel"):
+        processor(Image.open(wide))
+    with pytest.raises(ValueError, match=r"is 40x30 \(width x height\) but this model reads 32x32"):
+        LaSImageProcessor(size={"height": 32, "width": 32})(Image.open(wrong_size))
+    with pytest.raises(
+        ValueError, match=r"Image 0 is 30x20 \(width x height\), 600 pixels, more than max_image_pixels=500"
+    ):
+        LaSImageProcessor(max_image_pixels=500)(np.zeros((20, 30), dtype=np.uint8))
+    with pytest.raises(ValueError, match="max_image_pixels=0 must be a positive integer"):
+        LaSImageProcessor(max_image_pixels=0)
+
+
+def test_pipeline_checks_files_before_decoding_them(tmp_path: Path, monkeypatch) -> None:
+    # transformers' own loader decodes the whole file and clips it to 8-bit RGB before any processor sees it: a
+    # 16-bit white image was classified, and a 6000x6000 image refused only after 1.4 GB.
+    pixel_checkpoint(tmp_path / "checkpoint")
+    classifier = pipeline("image-classification", model=str(tmp_path / "checkpoint"), device="cpu")
+    wide = _wide_png(tmp_path / "wide.png")
+    huge = tmp_path / "huge.png"
+    Image.new("L", (6000, 6000)).save(huge, compress_level=1)
+    with pytest.raises(ValueError, match="more than 8 bits per pixel"):
+        classifier(str(wide))
+    _refuse_decoding(monkeypatch)
+    with pytest.raises(ValueError, match="more than max_image_pixels"):
+        classifier(str(huge))
+    with pytest.raises(ValueError, match="more than 8 bits per pixel"):
+        classifier(Image.open(wide))
+
+
+def test_the_pipeline_of_other_models_is_unchanged(tmp_path: Path) -> None:
+    # Our pipeline class serves every "image-classification" pipeline once modeling_las is imported: other models'
+    # images go through transformers' own loading, 16-bit files included.
+    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
+    from transformers.pipelines import ImageClassificationPipeline
+
+    torch.manual_seed(0)
+    config = ViTConfig(
+        image_size=8, patch_size=4, hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=8
+    )
+    model = ViTForImageClassification(config).eval()
+    processor = ViTImageProcessor(size={"height": 8, "width": 8})
+    classifier = pipeline("image-classification", model=model, image_processor=processor, device="cpu")
+    assert isinstance(classifier, ImageClassificationPipeline)
+    wide = _wide_png(tmp_path / "wide.png", side=8)
+    got = classifier(str(wide), top_k=2)
+    with torch.no_grad():
+        from transformers.image_utils import load_image
+
+        logits = model(**processor(load_image(str(wide)), return_tensors="pt")).logits
+    assert got[0]["score"] == pytest.approx(logits.softmax(-1).max().item(), abs=1e-6)
+
+
+def test_pipeline_loads_a_local_checkpoint_without_a_remote_code_prompt(tmp_path: Path, monkeypatch) -> None:
+    # With our package imported, nothing in the checkpoint is remote code: no y/N prompt (15 s where nobody answers).
+    pixel_checkpoint(tmp_path / "checkpoint")
+    prompts = []
+    monkeypatch.setattr("builtins.input", lambda prompt="": prompts.append(prompt) or "n")
+    classifier = pipeline("image-classification", model=str(tmp_path / "checkpoint"), device="cpu")
+    assert prompts == []
+    assert type(classifier.model) is LaSForImageClassification
+    assert type(classifier.image_processor) is LaSImageProcessor
 
 
 def test_pathfinder_reads_an_rgb_png_with_the_same_rule(tmp_path: Path) -> None:

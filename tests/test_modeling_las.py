@@ -1,49 +1,25 @@
-"""LaSConfig, LaSModel and LaSForSequenceClassification: values, HF conventions, loading, precision, compile."""
+"""LaSConfig, LaSModel and LaSForSequenceClassification: what is particular to them (the checks every head shares are
+in `test_modeling_common.py`): configuration rules, the LaS matrices, losses, the dual encoder, pixels, module loading.
+"""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
+import importlib
+import shutil
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
-from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
+from transformers import AutoConfig, AutoModelForSequenceClassification
 
-from configuration_las import LaSConfig
+from configuration_las import LaSConfig, UnknownConfigFieldError
 from las_attention import las_attention_reference
 from modeling_las import LaSForSequenceClassification, LaSModel
+from tests.support.models import random_ids, tiny_config, tiny_model
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def tiny_config(**overrides) -> LaSConfig:
-    values = dict(
-        vocab_size=16,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        max_position_embeddings=128,
-        num_labels=3,
-        las_alpha_max=0.2,
-        las_pool_size=3,
-        attention_query_block_size=16,
-    )
-    values.update(overrides)
-    return LaSConfig(**values)
-
-
-def tiny_model(seed=0, **overrides) -> LaSForSequenceClassification:
-    torch.manual_seed(seed)
-    return LaSForSequenceClassification(tiny_config(**overrides)).eval()
-
-
-def random_ids(*shape, vocab=16, seed=1) -> torch.Tensor:
-    return torch.randint(1, vocab, shape, generator=torch.Generator().manual_seed(seed))
 
 
 # -- configuration ----------------------------------------------------------------------------------------------------
@@ -142,22 +118,42 @@ def test_valid_overrides_may_change_related_fields_together(tmp_path):
     assert config.las_alpha_max == 0.2  # and the bad value is not kept
 
 
-def test_misspelt_keyword_raises_type_error_naming_it():
-    model = tiny_model()
-    ids = random_ids(2, 9)
-    for module in (model, model.las):
-        with pytest.raises(TypeError, match="unexpected keyword argument 'attention_masks'"):
-            module(input_ids=ids, attention_masks=torch.ones_like(ids))
-    # What Trainer and pipelines pass keeps working.
-    out = model(
-        input_ids=ids,
-        attention_mask=torch.ones_like(ids),
-        labels=torch.tensor([0, 1]),
-        return_dict=True,
-        output_attentions=False,
-        output_hidden_states=False,
+@pytest.mark.parametrize(
+    "key,hint",
+    [
+        ("las_pool_sise", "did you mean 'las_pool_size'?"),
+        ("las_window", ""),  # any las_* key that is no field
+        ("atention_type", "did you mean 'attention_type'?"),
+        ("num_attention_head", "did you mean 'num_attention_heads'?"),
+        ("layer_norm_epsilon", "did you mean 'layer_norm_eps'?"),
+    ],
+)
+def test_misspelt_fields_are_refused_on_every_route(tmp_path, key, hint):
+    # A misspelt field was stored (constructor) or dropped (from_pretrained) without a word, and the model built with
+    # the default value.
+    routes = _bad_override_routes(tmp_path)
+    for route, build in routes.items():
+        with pytest.raises(UnknownConfigFieldError, match=f"LaSConfig has no field '{key}'") as error:
+            build({key: 5})
+        assert hint in str(error.value), route
+        assert isinstance(error.value, TypeError) and isinstance(error.value, ValueError)
+    with pytest.raises(UnknownConfigFieldError, match="las_pool_sise"):
+        AutoModelForSequenceClassification.from_pretrained(tmp_path / "checkpoint", las_pool_sise=5)
+
+
+def test_transformers_own_and_unrelated_keys_still_pass(tmp_path):
+    config = tiny_config(
+        problem_type="multi_label_classification",
+        output_hidden_states=True,
+        id2label={0: "a", 1: "b", 2: "c"},
+        bos_token_id=1,
+        my_note="kept, as transformers keeps unknown keys",
     )
-    assert out.loss is not None and model(ids, return_dict=False)[0].shape == (2, 3)
+    config.save_pretrained(tmp_path)
+    loaded = LaSConfig.from_pretrained(tmp_path, output_attentions=True, return_unused_kwargs=True, other_flag=1)
+    config, unused = loaded
+    assert config.my_note.startswith("kept") and config.output_attentions and unused == {"other_flag": 1}
+    assert config.problem_type == "multi_label_classification" and config.id2label[2] == "c"
 
 
 def test_config_alphas_and_round_trip(tmp_path):
@@ -175,32 +171,6 @@ def test_config_alphas_and_round_trip(tmp_path):
 
 
 # -- values -----------------------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "overrides",
-    [
-        dict(),
-        dict(is_causal=False, las_pool_mode="causal"),
-        dict(attention_type="las_chunk", las_chunk_size=8),
-        dict(attention_type="softmax", classifier_pooling="last"),
-        dict(position_embedding_type="learned", classifier_pooling="first", prenorm=False),
-        dict(norm_type="batchnorm"),
-    ],
-)
-def test_padding_invariance(overrides):
-    model = tiny_model(**overrides)
-    ids = random_ids(3, 40)
-    lengths = [40, 23, 9]
-    mask = torch.zeros(3, 40, dtype=torch.long)
-    for row, n in enumerate(lengths):
-        mask[row, :n] = 1
-    padded_ids = ids * mask  # padding token 0 after each sequence
-    with torch.no_grad():
-        batched = model(padded_ids, attention_mask=mask).logits
-        for row, n in enumerate(lengths):
-            alone = model(ids[row : row + 1, :n]).logits
-            assert torch.allclose(batched[row], alone[0], atol=1e-5), (row, overrides)
 
 
 def test_output_attentions_are_the_smoothed_las_matrix():
@@ -305,110 +275,6 @@ def test_bad_inputs_raise_clear_errors():
 # -- loading ----------------------------------------------------------------------------------------------------------
 
 
-def test_save_and_load_through_auto_classes(tmp_path):
-    model = tiny_model(attention_type="las_chunk", las_chunk_size=8, position_embedding_type="sinusoidal")
-    ids = random_ids(2, 21)
-    with torch.no_grad():
-        expected = model(ids).logits
-        hidden = model.las(ids).last_hidden_state
-    model.save_pretrained(tmp_path)
-    files = set(os.listdir(tmp_path))
-    assert {"model.safetensors", "config.json", "modeling_las.py", "configuration_las.py", "las_attention.py"} <= files
-    auto_map = json.loads((tmp_path / "config.json").read_text())["auto_map"]
-    assert auto_map == {
-        "AutoConfig": "configuration_las.LaSConfig",
-        "AutoModel": "modeling_las.LaSModel",
-        "AutoModelForSequenceClassification": "modeling_las.LaSForSequenceClassification",
-        "AutoModelForCausalLM": "modeling_las.LaSForCausalLM",
-    }
-    loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path).eval()
-    assert isinstance(loaded, LaSForSequenceClassification)
-    base = AutoModel.from_pretrained(tmp_path).eval()
-    assert isinstance(base, LaSModel)
-    with torch.no_grad():
-        assert torch.equal(loaded(ids).logits, expected)
-        assert torch.equal(base(ids).last_hidden_state, hidden)
-
-
-BLOCK_OUR_PACKAGE = textwrap.dedent(
-    """
-    import importlib.abc, json, sys
-    import torch
-
-    class BlockOurPackage(importlib.abc.MetaPathFinder):
-        # Simulate a machine where las-transformers is not installed.
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in ("modeling_las", "configuration_las", "las_attention", "lra", "hub_cards"):
-                raise ImportError(f"{name} is not installed here")
-            return None
-
-    sys.meta_path.insert(0, BlockOurPackage())
-    try:
-        import las_attention  # noqa: F401
-        raise SystemExit("our package is importable: the test would prove nothing")
-    except ImportError:
-        pass
-    """
-)
-
-REMOTE_CODE_SCRIPT = BLOCK_OUR_PACKAGE + textwrap.dedent(
-    """
-    from transformers import AutoModel, AutoModelForSequenceClassification
-    folder, ids_path = sys.argv[1], sys.argv[2]
-    ids = torch.tensor(json.load(open(ids_path)))
-    model = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True).eval()
-    base = AutoModel.from_pretrained(folder, trust_remote_code=True).eval()
-    assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
-    eager = AutoModelForSequenceClassification.from_pretrained(
-        folder, trust_remote_code=True, attn_implementation="eager"
-    ).eval()
-    with torch.no_grad():
-        print(json.dumps({
-            "logits": model(ids).logits.tolist(),
-            "eager_logits": eager(ids).logits.tolist(),
-            "implementation": model.config._attn_implementation,
-            "hidden": base(ids).last_hidden_state.sum().item(),
-            "module": type(model).__module__,
-        }))
-    """
-)
-
-
-def run_where_package_is_not_installed(tmp_path: Path, script: str, folder: Path, ids: torch.Tensor) -> dict:
-    """Run `script` (which starts with BLOCK_OUR_PACKAGE) on `folder` and `ids`; return the JSON of its last line."""
-    (tmp_path / "ids.json").write_text(json.dumps(ids.tolist()))
-    (tmp_path / "load.py").write_text(script)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env.update(HF_MODULES_CACHE=str(tmp_path / "modules"), HF_HUB_OFFLINE="1")
-    result = subprocess.run(
-        [sys.executable, str(tmp_path / "load.py"), str(folder), str(tmp_path / "ids.json")],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads(result.stdout.strip().splitlines()[-1])
-
-
-@pytest.mark.slow  # a fresh interpreter
-def test_remote_code_loads_where_package_is_not_installed(tmp_path):
-    model = tiny_model(attention_type="las", las_pool_mode="causal")
-    ids = random_ids(2, 17)
-    with torch.no_grad():
-        expected = model(ids).logits
-        hidden = model.las(ids).last_hidden_state.sum().item()
-    folder = tmp_path / "checkpoint"
-    model.save_pretrained(folder)
-    report = run_where_package_is_not_installed(tmp_path, REMOTE_CODE_SCRIPT, folder, ids)
-    assert report["module"].startswith("transformers_modules")
-    assert report["implementation"] == "sdpa"  # the default backend, through the shipped las_attention.py
-    assert torch.equal(torch.tensor(report["logits"]), expected)
-    assert torch.allclose(torch.tensor(report["eager_logits"]), expected, atol=1e-5)
-    assert report["hidden"] == pytest.approx(hidden, abs=0)
-
-
 @pytest.mark.parametrize(
     "overrides",
     [
@@ -474,19 +340,6 @@ def test_flex_attention_backend_matches_eager_model(tmp_path):
 # -- training features ------------------------------------------------------------------------------------------------
 
 
-def test_gradient_checkpointing_gives_the_same_gradients():
-    ids, labels = random_ids(2, 40), torch.tensor([0, 2])
-    grads = []
-    for checkpointing in (False, True):
-        model = tiny_model().train()
-        if checkpointing:
-            model.activation_checkpointing_enable()
-            assert all(layer.gradient_checkpointing for layer in model.las.layers)
-        model(ids, labels=labels).loss.backward()
-        grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
-    assert torch.allclose(grads[0], grads[1], atol=1e-6)
-
-
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_half_precision_without_nan_even_for_fully_padded_rows(dtype):
     model = tiny_model().to(dtype)
@@ -504,45 +357,32 @@ def test_half_precision_without_nan_even_for_fully_padded_rows(dtype):
     assert (model.eval()(ids, attention_mask=mask).logits.float() - full).abs().max() < 0.05
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("implementation", ["eager", "sdpa", "flex_attention"])
-def test_works_under_torch_compile(implementation):
-    model = tiny_model()
-    model.set_attn_implementation(implementation)
-    ids = random_ids(2, 33)
-    mask = torch.ones(2, 33, dtype=torch.long)
-    mask[1, 20:] = 0
-    compiled = torch.compile(model)
-    with torch.no_grad():
-        expected = model(ids, attention_mask=mask).logits
-        assert torch.allclose(compiled(ids, attention_mask=mask).logits, expected, atol=1e-5)
+# -- the module itself ------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.slow
-def test_flex_compiles_a_bounded_number_of_times_over_many_lengths():
-    # Variable lengths must not recompile flex every time (dynamo would give up after 8 and run flex uncompiled,
-    # materialising the full matrix): lengths are bucketed to powers of two, one compilation per bucket.
-    from torch._dynamo.utils import counters
-
-    from las_attention import flex_bucket_length
-
-    torch._dynamo.reset()
-    model = tiny_model(max_position_embeddings=512)
-    model.set_attn_implementation("flex_attention")
-    lengths = (20, 41, 77, 101, 120, 129, 200, 255, 300, 480)
-    reference = tiny_model(max_position_embeddings=512)
-    reference.set_attn_implementation("eager")
-    compiled_before = counters["stats"]["unique_graphs"]
-    with torch.no_grad():
-        for length in lengths:
-            ids = random_ids(2, length)
-            assert torch.allclose(model(ids).logits, reference(ids).logits, atol=1e-5)
-    buckets = {flex_bucket_length(length) for length in lengths}
-    assert buckets == {128, 256, 512}
-    assert counters["stats"]["unique_graphs"] - compiled_before <= len(buckets)
+def test_a_failing_sibling_import_is_not_masked_by_the_top_level_fallback(tmp_path, monkeypatch):
+    # The fallback to top-level imports exists for one case only (no parent package). Inside a package (Hub remote
+    # code), a sibling that fails to import must fail with its own error: it used to be hidden behind "No module named
+    # 'configuration_las'", or silently replaced by another copy of the module found on sys.path.
+    package = tmp_path / "las_checkpoint_code"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    for name in ("modeling_las.py", "configuration_las.py", "las_attention.py", "image_processing_las.py"):
+        shutil.copy(REPO_ROOT / name, package / name)
+    broken = package / "las_attention.py"
+    broken.write_text(broken.read_text() + "\nimport a_dependency_that_is_not_installed_xyz\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ModuleNotFoundError, match="a_dependency_that_is_not_installed_xyz"):
+        importlib.import_module("las_checkpoint_code.modeling_las")
+    for name in [name for name in sys.modules if name.startswith("las_checkpoint_code")]:
+        monkeypatch.delitem(sys.modules, name)
 
 
-def test_return_dict_false_gives_tuples():
-    model = tiny_model()
-    out = model(random_ids(2, 10), labels=torch.tensor([0, 1]), return_dict=False)
-    assert isinstance(out, tuple) and out[1].shape == (2, 3)
+def test_text_models_do_not_import_pillow_until_an_image_is_read():
+    # Hub remote code checks every import a shipped file makes outside `try` blocks: a text checkpoint ships
+    # image_processing_las.py, which must therefore not require Pillow (tests/test_modeling_common.py loads every head
+    # in an interpreter without it).
+    from transformers.dynamic_module_utils import get_imports
+
+    for name in ("modeling_las.py", "configuration_las.py", "las_attention.py", "image_processing_las.py"):
+        assert "PIL" not in get_imports(REPO_ROOT / name), name
