@@ -192,14 +192,21 @@ def perplexity(model: LaSForCausalLM, windows: torch.Tensor, batch_size: int) ->
     return math.exp(sum(losses) / len(losses))
 
 
-def train_variant(args: argparse.Namespace, variant: str, seed: int, data: dict[str, torch.Tensor]) -> dict:
-    model = build_model(args, variant, seed)
+def fit(
+    model: torch.nn.Module, args: argparse.Namespace, data: dict[str, torch.Tensor], seed: int, label: str
+) -> tuple[list[dict], float]:
+    """Train `model` for `args.epochs` x `args.steps_per_epoch` steps on random windows of the training stream (the
+    same batches for every model trained with `seed`); return the per-epoch history and the training seconds.
+
+    Shared by every model this corpus trains (`run_lm_hf.py` too). A non-finite loss or validation perplexity stops
+    training with an error, before anything is saved.
+    """
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, weight_decay=0.01)
     total_steps = args.epochs * args.steps_per_epoch
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, args.learning_rate, total_steps=total_steps, pct_start=0.1
     )
-    generator = torch.Generator().manual_seed(seed)  # the same batches for every variant of a seed
+    generator = torch.Generator().manual_seed(seed)  # the same batches for every model of a seed
     validation = eval_windows(data["validation"], args.context, args.eval_windows)
     history, started = [], time.perf_counter()
     for epoch in range(1, args.epochs + 1):
@@ -211,8 +218,8 @@ def train_variant(args: argparse.Namespace, variant: str, seed: int, data: dict[
             loss = model(batch, labels=batch).loss
             if not torch.isfinite(loss):
                 raise RuntimeError(
-                    f"[{variant}, seed {seed}] the training loss became {loss.item()} at epoch {epoch}: stopped, "
-                    "nothing saved (lower --learning_rate?)"
+                    f"[{label}] the training loss became {loss.item()} at epoch {epoch}: stopped, nothing saved "
+                    "(lower --learning_rate?)"
                 )
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -222,14 +229,19 @@ def train_variant(args: argparse.Namespace, variant: str, seed: int, data: dict[
             losses.append(loss.item())
         val_ppl = perplexity(model, validation, args.batch_size)
         if not math.isfinite(val_ppl):
-            raise RuntimeError(f"[{variant}, seed {seed}] validation perplexity {val_ppl} at epoch {epoch}: stopped")
+            raise RuntimeError(f"[{label}] validation perplexity {val_ppl} at epoch {epoch}: stopped")
         history.append({"epoch": epoch, "train_loss": sum(losses) / len(losses), "validation_perplexity": val_ppl})
         print(
-            f"[{variant}, seed {seed}] epoch {epoch}: train loss {history[-1]['train_loss']:.3f}, validation "
-            f"perplexity {val_ppl:.3f}",
+            f"[{label}] epoch {epoch}: train loss {history[-1]['train_loss']:.3f}, validation perplexity "
+            f"{val_ppl:.3f}",
             flush=True,
         )
-    seconds = time.perf_counter() - started
+    return history, time.perf_counter() - started
+
+
+def train_variant(args: argparse.Namespace, variant: str, seed: int, data: dict[str, torch.Tensor]) -> dict:
+    model = build_model(args, variant, seed)
+    history, seconds = fit(model, args, data, seed, f"{variant}, seed {seed}")
     test_ppl = {}
     for context in args.eval_contexts:
         batch_size = max(1, args.batch_size * args.context // context)  # about as many bytes per batch as training
@@ -418,8 +430,12 @@ def plot(runs: list[dict], path: Path) -> None:
                 continue
             if run["seed"] == lowest:
                 history = run["history"]
-                curves.plot([h["epoch"] for h in history], [h["validation_perplexity"] for h in history], marker="o",
-                            label=name)  # fmt: skip
+                curves.plot(
+                    [h["epoch"] for h in history],
+                    [h["validation_perplexity"] for h in history],
+                    marker="o",
+                    label=name,
+                )
             context = run["settings"]["context"]
             seeds.scatter(index, run["test_perplexity"].get(str(context), math.nan), color=f"C{index}", s=14)
     curves.set(xlabel="epoch", ylabel="validation perplexity (bytes)", title=f"Validation perplexity, seed {lowest}")

@@ -20,7 +20,6 @@ import argparse
 import json
 import sys
 import sysconfig
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -30,7 +29,7 @@ from transformers import AutoModelForCausalLM, GPTNeoXConfig, LlamaConfig, PreTr
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling run_lm.py
 
-from run_lm import PROMPTS, VOCAB_SIZE, eval_windows, greedy_samples, perplexity, read_bytes, split_files
+from run_lm import PROMPTS, VOCAB_SIZE, eval_windows, fit, greedy_samples, perplexity, read_bytes, split_files
 
 import las_interface
 
@@ -122,30 +121,7 @@ def model_config(args: argparse.Namespace) -> PreTrainedConfig:
 def train_implementation(args: argparse.Namespace, implementation: str, data: dict[str, torch.Tensor]) -> dict:
     torch.manual_seed(args.seed)  # the same initial weights for every implementation
     model = AutoModelForCausalLM.from_config(model_config(args), attn_implementation=implementation)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, weight_decay=0.01)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, args.learning_rate, total_steps=args.epochs * args.steps_per_epoch, pct_start=0.1
-    )
-    generator = torch.Generator().manual_seed(args.seed)  # the same batches for every implementation
-    validation = eval_windows(data["validation"], args.context, args.eval_windows)
-    history, started = [], time.perf_counter()
-    for epoch in range(1, args.epochs + 1):
-        model.train()
-        losses = []
-        for _ in range(args.steps_per_epoch):
-            starts = torch.randint(0, len(data["train"]) - args.context - 1, (args.batch_size,), generator=generator)
-            batch = torch.stack([data["train"][s : s + args.context + 1] for s in starts.tolist()])
-            loss = model(batch, labels=batch).loss
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            schedule.step()
-            optimizer.zero_grad(set_to_none=True)
-            losses.append(loss.item())
-        val_ppl = perplexity(model, validation, args.batch_size)
-        history.append({"epoch": epoch, "train_loss": sum(losses) / len(losses), "validation_perplexity": val_ppl})
-        print(f"[{implementation}] epoch {epoch}: train loss {history[-1]['train_loss']:.3f}, val ppl {val_ppl:.3f}")
-    seconds = time.perf_counter() - started
+    history, seconds = fit(model, args, data, args.seed, implementation)  # run_lm.py's training loop
     test_ppl = perplexity(model, eval_windows(data["test"], args.context, args.eval_windows), args.batch_size)
     return {
         "implementation": implementation,

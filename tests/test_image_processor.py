@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -19,6 +16,7 @@ import lra
 from configuration_las import LaSConfig
 from image_processing_las import LaSImageProcessor, image_to_grayscale, rgb_to_grayscale
 from modeling_las import LaSForImageClassification, LaSForSequenceClassification
+from tests.support.models import run_where_package_is_not_installed
 from tests.utils import CIFAR10_NAMES, cifar_images, make_image_release
 
 
@@ -98,19 +96,7 @@ REMOTE_PIPELINE_SCRIPT = textwrap.dedent(
 def test_pipeline_through_remote_code_where_the_package_is_not_installed(tmp_path: Path) -> None:
     model = pixel_checkpoint(tmp_path / "checkpoint")
     expected, png = dataset_scores(model, tmp_path)
-    (tmp_path / "run.py").write_text(REMOTE_PIPELINE_SCRIPT)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env.update(HF_MODULES_CACHE=str(tmp_path / "modules"), HF_HUB_OFFLINE="1")
-    result = subprocess.run(
-        [sys.executable, str(tmp_path / "run.py"), str(tmp_path / "checkpoint"), str(png)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(result.stdout.strip().splitlines()[-1])
+    report = run_where_package_is_not_installed(tmp_path, REMOTE_PIPELINE_SCRIPT, tmp_path / "checkpoint", png)
     assert report["model"].startswith("transformers_modules") and report["processor"].startswith(
         "transformers_modules"
     )

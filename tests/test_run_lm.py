@@ -14,9 +14,25 @@ run_lm = import_example("run_lm")
 study_support = import_example("study_support")
 
 TINY = [
-    "--epochs", "2", "--steps_per_epoch", "3", "--context", "32", "--batch_size", "4", "--eval_windows", "4",
-    "--hidden_size", "16", "--num_hidden_layers", "1", "--num_attention_heads", "2", "--sample_tokens", "5",
-]  # fmt: skip
+    "--epochs",
+    "2",
+    "--steps_per_epoch",
+    "3",
+    "--context",
+    "32",
+    "--batch_size",
+    "4",
+    "--eval_windows",
+    "4",
+    "--hidden_size",
+    "16",
+    "--num_hidden_layers",
+    "1",
+    "--num_attention_heads",
+    "2",
+    "--sample_tokens",
+    "5",
+]
 
 
 @pytest.fixture

@@ -166,12 +166,9 @@ def test_a_second_invocation_on_the_same_out_is_refused(tmp_path: Path, capsys) 
     assert f"{out} is in use by pid {os.getpid()}" in capsys.readouterr().err
 
 
-@pytest.fixture(scope="module")
-def smoke(tmp_path_factory):
-    """Two invocations of the smoke study with different selections, on one --out."""
-    root = tmp_path_factory.mktemp("study")
-    data_dir = make_mnist_release(root / "data")
-    common = [
+def smoke_args(data_dir: Path, root: Path) -> list[str]:
+    """The smoke study on the idx fixture in `data_dir`, writing under `root`."""
+    return [
         "--smoke",
         "--mnist_dir",
         str(data_dir),
@@ -182,6 +179,13 @@ def smoke(tmp_path_factory):
         "--work_dir",
         str(root / "work"),
     ]
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    """Two invocations of the smoke study with different selections, on one --out."""
+    root = tmp_path_factory.mktemp("study")
+    common = smoke_args(make_mnist_release(root / "data"), root)
     outputs = []
     for variant in ("softmax", "las"):
         result = _study(*common, "--variants", variant)
@@ -236,19 +240,7 @@ def test_finished_cells_are_skipped_a_changed_setting_or_a_corrupt_cell_reruns(s
 def test_sigterm_stops_the_running_cell(tmp_path: Path) -> None:
     data_dir = make_mnist_release(tmp_path / "data")
     study = subprocess.Popen(
-        [
-            sys.executable,
-            str(STUDY),
-            "--smoke",
-            "--mnist_dir",
-            str(data_dir),
-            "--mnist_labels",
-            "digits",
-            "--out",
-            str(tmp_path / "out"),
-            "--work_dir",
-            str(tmp_path / "work"),
-        ],
+        [sys.executable, str(STUDY), *smoke_args(data_dir, tmp_path)],
         cwd=REPO_ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

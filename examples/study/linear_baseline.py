@@ -97,8 +97,11 @@ def main(argv: list[str] | None = None) -> dict:
         result["validation_accuracy"][str(size)] = accuracy(scores[best], *validation)
         result["test_accuracy"][str(size)] = accuracy(scores[best], *test)
         result["penalty"][str(size)] = best
-        print(f"N = {size:,}: penalty {best}, validation {result['validation_accuracy'][str(size)]:.4f}, test "
-              f"{result['test_accuracy'][str(size)]:.4f}", flush=True)  # fmt: skip
+        print(
+            f"N = {size:,}: penalty {best}, validation {result['validation_accuracy'][str(size)]:.4f}, test "
+            f"{result['test_accuracy'][str(size)]:.4f}",
+            flush=True,
+        )
     args.out.mkdir(parents=True, exist_ok=True)
     write_atomically(args.out / "linear_baseline.json", json.dumps(result, indent=2) + "\n")
     return result
