@@ -111,9 +111,24 @@ def _finite_number(field: str, value: Any) -> float | int:
 
 
 def _non_negative(field: str, value: Any) -> float | int:
-    # A decay rate of inf would give exp(-inf * 0) = NaN on the diagonal, and NaN logits that still "train".
     if not _finite_number(field, value) >= 0:
         raise ValueError(f"LaSConfig.{field}={value!r} must be >= 0.")
+    return value
+
+
+# The model keeps its decay rates in float32: a larger number is inf there.
+_FLOAT32_MAX = 3.4028234663852886e38
+
+
+def _decay_rate(field: str, value: Any) -> float | int:
+    # A decay rate of inf gives exp(-inf * 0) = NaN on the diagonal, and NaN logits that still "train"; a finite Python
+    # float above float32's range is that inf once the model stores it.
+    if _non_negative(field, value) > _FLOAT32_MAX:
+        raise ValueError(
+            f"LaSConfig.{field}={value!r} is beyond float32's range (about 3.4e38), in which the model keeps its "
+            "decay rates; from about 16 on, e^-alpha is already below float32's precision (only the diagonal stays "
+            "exact)."
+        )
     return value
 
 
@@ -150,8 +165,11 @@ def _alphas(field: str, value: Any) -> list[float | int] | None:
     if not isinstance(value, (list, tuple)):
         raise ValueError(f"LaSConfig.{field}={value!r} must be a list of decay rates (one per head) or None.")
     for alpha in value:
-        if not _is_number(alpha) or not math.isfinite(alpha):
-            raise ValueError(f"LaSConfig.{field} must hold finite numbers (decay rates); got {alpha!r} in {value!r}.")
+        if not _is_number(alpha) or not math.isfinite(alpha) or abs(alpha) > _FLOAT32_MAX:
+            raise ValueError(
+                f"LaSConfig.{field} must hold finite numbers within float32's range (decay rates); got {alpha!r} in "
+                f"{value!r}."
+            )
     negative = [alpha for alpha in value if alpha < 0]
     if negative:
         raise ValueError(f"LaSConfig.{field} must all be >= 0 (decay rates); got {negative}.")
@@ -170,7 +188,7 @@ _FIELD_RULES: dict[str, Callable[[str, Any], Any]] = {
     "position_embedding_type": _choice(POSITION_EMBEDDING_TYPES),
     "max_position_embeddings": _positive_int,
     "attention_type": _choice(ATTENTION_TYPES),
-    "las_alpha_max": _non_negative,
+    "las_alpha_max": _decay_rate,
     "las_alpha_decades": _non_negative,
     "las_alphas": _alphas,
     "las_pool_size": _odd_pool_size,

@@ -31,6 +31,7 @@ import importlib
 import io
 import os
 import sys
+import urllib.request
 from collections.abc import Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -215,9 +216,10 @@ def open_image(source: Any, timeout: float | None = None) -> PIL.Image.Image:
     if isinstance(source, os.PathLike) or (isinstance(source, str) and os.path.isfile(source)):
         return image_module.open(source)
     if isinstance(source, str) and source.startswith(("http://", "https://")):
-        import httpx
-
-        return image_module.open(io.BytesIO(httpx.get(source, timeout=timeout, follow_redirects=True).content))
+        # The standard library's client (redirects followed): Hub remote code may import nothing beyond torch and
+        # transformers, and huggingface_hub's own HTTP client has changed packages before.
+        with urllib.request.urlopen(source, timeout=timeout) as response:
+            return image_module.open(io.BytesIO(response.read()))
     if isinstance(source, str):
         try:
             return image_module.open(io.BytesIO(base64.b64decode(source.split(",")[-1], validate=True)))

@@ -29,6 +29,7 @@ it imports nothing from this package.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import functools
 import math
@@ -798,7 +799,8 @@ def far_field_exponent(dtype: torch.dtype) -> float:
 
 def near_key_count(alpha: float, dtype: torch.dtype) -> int | None:
     """How many keys before and including the query a head computes exactly (`None`: all; alpha = 0)."""
-    return math.ceil(far_field_exponent(dtype) / alpha) if alpha > 0.0 else None
+    # At least the diagonal: a rate so large that the quotient rounds to 0 still leaves the query's own key.
+    return max(1, math.ceil(far_field_exponent(dtype) / alpha)) if alpha > 0.0 else None
 
 
 def _sdpa_tile_elements(device: torch.device) -> int:
@@ -870,6 +872,7 @@ def _sdpa_las_kernel(
             query_block_size,
             query_start,
             pair_keep,
+            max_alpha=max_alpha,
         )
     groups = _head_groups(alphas, max_alpha, query.dtype, query_block_size, total_keys)
     return _CausalLaSAttention.apply(query, key, value, alphas, groups, query_start, ops, smoothing, query_block_size)
@@ -985,27 +988,50 @@ if not _SCHEMAS_OK["cpu"]:
     )
 
 
-@functools.cache
+def _part_ops_candidates(device: torch.device, dtype: torch.dtype) -> list[Callable[[], _PartOps]]:
+    """The part kernels that exist for this device and dtype (their schemas match), best first."""
+    if device.type == "cpu":
+        return [_cpu_part_ops] if _SCHEMAS_OK["cpu"] else []
+    if device.type == "cuda":
+        flash = [_cuda_flash_part_ops] if _SCHEMAS_OK["cuda_flash"] and dtype != torch.float32 else []
+        return flash + ([_cuda_efficient_part_ops] if _SCHEMAS_OK["cuda_efficient"] else [])
+    return []
+
+
+#: (device, dtype) -> the position in `_part_ops_candidates` of the part kernels that passed their check, or None.
+_PART_OPS_CHECKED: dict[tuple[torch.device, torch.dtype], int | None] = {}
+
+
+@torch._dynamo.assume_constant_result
+def _checked_part_ops_index(device: torch.device, dtype: torch.dtype) -> int | None:
+    """Which part kernels passed their check on this device and dtype (checked once, then remembered).
+
+    Under `torch.compile` dynamo runs this function instead of tracing it (`assume_constant_result`): the check's own
+    small attention is eager work, not part of the model's graph.
+    """
+    key = (device, dtype)
+    if key not in _PART_OPS_CHECKED:
+        candidates = _part_ops_candidates(device, dtype)
+        # In a thread of its own: tracing modes (torch.export's fake tensors and proxies) and grad mode are
+        # thread-local, so the check computes real numbers whatever the caller is doing.
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            agrees = pool.map(lambda make: _part_ops_agree_with_sdpa(make(), device, dtype), candidates)
+            agreeing = [index for index, ok in enumerate(agrees) if ok][:1]
+        if not agreeing:
+            logger.warning(
+                f"LaS sdpa: no log-sum-exp attention kernel of torch {torch.__version__} passed its check on "
+                f"{device.type} ({dtype}); LaS sdpa runs its slower per-block kernel there."
+            )
+        _PART_OPS_CHECKED[key] = agreeing[0] if agreeing else None
+    return _PART_OPS_CHECKED[key]
+
+
 def _attention_part_ops(device: torch.device, dtype: torch.dtype) -> _PartOps | None:
     """The part kernels for this device and dtype, checked once against plain SDPA (forward and gradients of a small
     causal attention split into a past and a diagonal part); `None` (with one warning) where they are missing or
     disagree, and the caller runs `_sdpa_las_kernel_masked`, never a wrong result."""
-    if device.type == "cpu":
-        candidates = [_cpu_part_ops] if _SCHEMAS_OK["cpu"] else []
-    elif device.type == "cuda":
-        flash = [_cuda_flash_part_ops] if _SCHEMAS_OK["cuda_flash"] and dtype != torch.float32 else []
-        candidates = flash + ([_cuda_efficient_part_ops] if _SCHEMAS_OK["cuda_efficient"] else [])
-    else:
-        candidates = []
-    for make in candidates:
-        ops = make()
-        if _part_ops_agree_with_sdpa(ops, device, dtype):
-            return ops
-    logger.warning(
-        f"LaS sdpa: no log-sum-exp attention kernel of torch {torch.__version__} passed its check on {device.type} "
-        f"({dtype}); LaS sdpa runs its slower per-block kernel there."
-    )
-    return None
+    index = _checked_part_ops_index(device, dtype)
+    return None if index is None else _part_ops_candidates(device, dtype)[index]()
 
 
 def _part_ops_agree_with_sdpa(ops: _PartOps, device: torch.device, dtype: torch.dtype) -> bool:
@@ -1491,6 +1517,7 @@ def _sdpa_las_kernel_masked(
     query_block_size: int,
     query_start: int = 0,
     pair_keep: torch.Tensor | None = None,
+    max_alpha: float | None = None,
 ) -> torch.Tensor:
     """The per-block kernel for what the part kernels do not cover: a key mask (`keep`, e.g. left padding), a pair
     mask, attention dropout, or no checked log-sum-exp kernel on this device.
@@ -1501,7 +1528,8 @@ def _sdpa_las_kernel_masked(
     """
     batch, heads, length, _ = query.shape
     total_keys = key.shape[-2]
-    max_alpha = float(alphas.max()) if alphas.numel() else 0.0
+    if max_alpha is None:  # read on the host only where the caller does not know it (see `_sdpa_las_kernel`)
+        max_alpha = float(alphas.max()) if alphas.numel() else 0.0
     block = sdpa_query_block_size(max_alpha, query.dtype, query_block_size)
     needs_mask = keep is not None or pair_keep is not None
     batch_step = max(1, _sdpa_tile_elements(query.device) // (heads * total_keys * query.shape[-1]))

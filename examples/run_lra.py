@@ -851,6 +851,9 @@ def train_and_evaluate(
             # predict: the metrics of evaluate, plus every prediction, saved for paired analyses across runs
             prediction = trainer.predict(data[split], metric_key_prefix=prefix)
             split_metrics = dict(prediction.metrics)
+            # `evaluate` logs its metrics, `predict` does not: logged, they reach the log history that the card
+            # (`measured_results`) and the non-finite check read.
+            trainer.log(split_metrics)
             if trainer.is_world_process_zero():
                 save_predictions(prediction, Path(training_args.output_dir) / TEST_PREDICTIONS)
         elif wanted:

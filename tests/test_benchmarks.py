@@ -118,7 +118,7 @@ def test_train_throughput_smoke_writes_results(smoke_runs):
         tokens_per_s, step_ms = float(row["tokens_per_s"]), float(row["step_ms"])
         assert math.isclose(tokens_per_s, int(row["batch"]) * int(row["length"]) / (step_ms / 1e3), rel_tol=1e-3)
         assert float(row["peak_mem_mib"]) > 0
-    assert float(rows[-1]["time_vs_softmax"]) == 1.0
+    assert [float(r["time_vs_softmax"]) for r in rows if r["attention_type"] == "softmax"] == [1.0]
     markdown = (out / "train_throughput_cpu.md").read_text()
     assert "| task | attention | backend |" in markdown and "## Targets" in markdown
     # the ListOps LaS step through sdpa is judged on CPU too; the other rows are information

@@ -14,7 +14,7 @@ from transformers import AutoImageProcessor, AutoModelForImageClassification, pi
 
 import lra
 from configuration_las import LaSConfig
-from image_processing_las import LaSImageProcessor, image_to_grayscale, rgb_to_grayscale
+from image_processing_las import LaSImageProcessor, image_to_grayscale, open_image, rgb_to_grayscale
 from modeling_las import LaSForImageClassification, LaSForSequenceClassification
 from tests.support.models import run_where_package_is_not_installed
 from tests.utils import CIFAR10_NAMES, cifar_images, make_image_release
@@ -138,6 +138,28 @@ def test_every_input_kind_gives_the_builders_grayscale() -> None:
     gray = Image.fromarray(expected)
     assert np.array_equal(image_to_grayscale(gray), expected)  # an 8-bit grayscale image is kept as it is
     assert processor([gray, gray])["pixel_values"].shape == (2, 30)
+
+
+def test_an_image_url_is_read_with_the_standard_library(tmp_path: Path) -> None:
+    # The pipeline's URL inputs go through urllib (remote code may import nothing beyond torch and transformers); a
+    # loopback server started here serves the PNG.
+    import functools
+    import http.server
+    import threading
+
+    rgb = np.random.default_rng(1).integers(0, 256, size=(6, 5, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "picture.png")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/picture.png"
+        image = open_image(url, timeout=10)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert np.array_equal(image_to_grayscale(image), rgb_to_grayscale(rgb))
 
 
 def test_wrong_sizes_and_values_are_named() -> None:

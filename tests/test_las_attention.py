@@ -537,6 +537,7 @@ LARGE_DECAYS = {
     "global head and large decays": torch.tensor([0.0, 0.5, 3.0, 100.0]),
     "all positive (far field in the block kernel)": torch.tensor([0.2, 0.5, 3.0, 30.0]),
     "heads out of order": torch.tensor([30.0, 0.0, 100.0, 0.05]),
+    "rates whose near band rounds to nothing": torch.tensor([0.0, 1e30, 3.0, 1e4]),  # the diagonal alone is near
 }
 
 
@@ -611,19 +612,48 @@ def test_sdpa_falls_back_to_the_per_block_kernel_when_the_part_kernels_disagree(
     assert _part_ops_agree_with_sdpa(good, torch.device("cpu"), torch.float32)
     assert not _part_ops_agree_with_sdpa(broken, torch.device("cpu"), torch.float32)
     monkeypatch.setattr(las_attention_module, "_cpu_part_ops", lambda: broken)
-    _attention_part_ops.cache_clear()
-    try:
-        with caplog.at_level("WARNING"):
-            assert _attention_part_ops(torch.device("cpu"), torch.float32) is None
-        tensors = make_qkv(heads=4, length=45, seed=11)
-        ours = [t.clone().requires_grad_() for t in tensors]
-        las_attention(*ours, SDPA_ALPHAS, 3, implementation="sdpa", query_block_size=16).sum().backward()
-        theirs = [t.clone().requires_grad_() for t in tensors]
-        las_attention_reference(*theirs, SDPA_ALPHAS, 3, "symmetric", True).sum().backward()
-        for leaf, reference in zip(ours, theirs):
-            assert (leaf.grad - reference.grad).abs().max().item() < 1e-5
-    finally:
-        _attention_part_ops.cache_clear()
+    monkeypatch.setattr(las_attention_module, "_PART_OPS_CHECKED", {})  # checked afresh, forgotten afterwards
+    with caplog.at_level("WARNING"):
+        assert _attention_part_ops(torch.device("cpu"), torch.float32) is None
+    tensors = make_qkv(heads=4, length=45, seed=11)
+    ours = [t.clone().requires_grad_() for t in tensors]
+    las_attention(*ours, SDPA_ALPHAS, 3, implementation="sdpa", query_block_size=16).sum().backward()
+    theirs = [t.clone().requires_grad_() for t in tensors]
+    las_attention_reference(*theirs, SDPA_ALPHAS, 3, "symmetric", True).sum().backward()
+    for leaf, reference in zip(ours, theirs):
+        assert (leaf.grad - reference.grad).abs().max().item() < 1e-5
+
+
+class _SdpaLaS(torch.nn.Module):
+    def __init__(self, alphas: torch.Tensor):
+        super().__init__()
+        self.register_buffer("alphas", alphas)
+
+    def forward(self, query, key, value, attention_mask=None):
+        return las_attention(
+            query, key, value, self.alphas, 3, "causal", True, attention_mask, implementation="sdpa", max_alpha=1.0
+        )
+
+
+@pytest.mark.slow  # compilations
+@pytest.mark.parametrize("padding", [None, "left"])
+def test_the_kernel_check_runs_eagerly_when_first_met_inside_compile_or_export(monkeypatch, padding):
+    # The first LaS call of a process may be inside torch.compile(fullgraph=True) or torch.export: the check of the
+    # log-sum-exp kernels (its own small eager attention and backward) must neither break the graph nor be traced.
+    module = _SdpaLaS(torch.tensor([0.0, 0.1, 0.5, 1.0]))
+    query, key, value = make_qkv(heads=4, length=50, seed=3)
+    mask = padding_mask(2, 50, [50, 41]).flip(-1) if padding else None
+    expected = module(query, key, value, mask)
+    for run in (
+        lambda: torch.compile(module, fullgraph=True)(query, key, value, mask),
+        lambda: torch.export.export(module, (query, key, value, mask)).module()(query, key, value, mask),
+    ):
+        monkeypatch.setattr(las_attention_module, "_PART_OPS_CHECKED", {})
+        torch._dynamo.reset()
+        assert torch.allclose(run(), expected, atol=1e-5)
+        # Left padding runs the per-block kernel (no check needed), which must not read the alphas on the host.
+        checked = {} if padding else {(torch.device("cpu"), torch.float32): 0}
+        assert las_attention_module._PART_OPS_CHECKED == checked
 
 
 def test_aten_schemas_are_checked():

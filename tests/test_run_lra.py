@@ -278,14 +278,15 @@ def test_push_to_hub_and_load_back_as_remote_code(loopback_hub, lra_data, datase
         "    torch.save(model(**torch.load(sys.argv[2])).logits, sys.argv[3])\n"
     )
     env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules"), "PYTHONPATH": ""}
-    subprocess.run(
+    loaded = subprocess.run(
         [sys.executable, "-c", script, repo_id, str(tmp_path / "inputs.pt"), str(tmp_path / "logits.pt")],
         cwd=tmp_path,
         env=env,
-        check=True,
         capture_output=True,
+        text=True,
         timeout=300,
     )
+    assert loaded.returncode == 0, loaded.stderr[-4000:]
 
     local = AutoModelForSequenceClassification.from_pretrained(output_dir).eval()
     with torch.no_grad():
