@@ -23,8 +23,8 @@ checked by LaSConfig's own field rules (an error names the field):
   `scaled_dot_product_attention` calls, bidirectional on the eager kernel), `"eager"` or `"flex_attention"`.
 
 Set them on the config (`LlamaConfig(..., las_pool_size=3)`, `config.las_pool_size = 3`) or as keyword arguments of
-`from_pretrained` / `AutoConfig.from_pretrained` (`register()` declares the fields on `PreTrainedConfig`, which makes
-transformers route such keywords to the config).
+`from_config` / `from_pretrained` / `AutoConfig.from_pretrained` (`register()` declares the fields on
+`PreTrainedConfig`, which makes transformers route such keywords to the config, and does the same in `from_config`).
 
 What the attention function honours (and refuses, with an error, where it cannot): the module's `scaling`, attention
 dropout, grouped-query attention (key/value heads repeated), left and right padding (a padded position behaves as if it
@@ -422,6 +422,22 @@ def _with_las_check(original: Callable, before: bool) -> Callable:
     return wrapper
 
 
+def _with_las_fields(original: Callable) -> Callable:
+    """`PreTrainedModel._from_config` (what `AutoModel*.from_config` calls) that moves LaS keyword arguments onto the
+    config, as `from_pretrained` does, instead of passing them to the model's constructor (a TypeError there)."""
+
+    @functools.wraps(original)
+    def wrapper(cls, config, **kwargs):
+        for field in LAS_CONFIG_FIELDS:
+            if field in kwargs:
+                # Set as transformers sets `attn_implementation` there: on the config given; checked with the model.
+                setattr(config, field, kwargs.pop(field))
+        return original(cls, config, **kwargs)
+
+    wrapper._las_check = True
+    return wrapper
+
+
 def register() -> None:
     """Make `attn_implementation="las"` and `"las_chunk"` valid for every model that uses the AttentionInterface.
 
@@ -435,7 +451,8 @@ def register() -> None:
       (once), and pass every other name through unchanged;
     - the LaS fields declared on `PreTrainedConfig` (class attributes, default `None`, not saved unless set), so that
       `from_pretrained(..., las_pool_size=3)` sets the field on the config instead of passing it to the model's
-      constructor.
+      constructor; `PreTrainedModel._from_config` is wrapped (once) to do the same for `from_config(...,
+      las_pool_size=3)`.
 
     Other implementations ("sdpa", "eager", ...) behave exactly as before.
     """
@@ -450,6 +467,9 @@ def register() -> None:
         current = getattr(PreTrainedModel, method)
         if not getattr(current, "_las_check", False):
             setattr(PreTrainedModel, method, _with_las_check(current, before))
+    from_config = PreTrainedModel.__dict__["_from_config"].__func__
+    if not getattr(from_config, "_las_check", False):
+        PreTrainedModel._from_config = classmethod(_with_las_fields(from_config))
 
 
 __all__ = [

@@ -334,6 +334,21 @@ def test_save_and_reload_with_las(tmp_path):
     assert smoothed_more.config.las_pool_size == 7
 
 
+def test_las_keywords_of_from_config_reach_the_config():
+    # As in from_pretrained: keyword arguments set the config's LaS fields, not the model constructor's arguments.
+    ids = tokens(2, 9)
+    torch.manual_seed(0)
+    by_keyword = AutoModelForCausalLM.from_config(
+        decoder_config("llama"), attn_implementation="las", las_alphas=ALPHAS, las_pool_size=5
+    ).eval()
+    assert by_keyword.config.las_pool_size == 5 and by_keyword.config.las_alphas == ALPHAS
+    torch.manual_seed(0)
+    on_config = AutoModelForCausalLM.from_config(
+        decoder_config("llama", las_alphas=ALPHAS, las_pool_size=5), attn_implementation="las"
+    ).eval()
+    torch.testing.assert_close(_logits(by_keyword, ids), _logits(on_config, ids), atol=0, rtol=0)
+
+
 def test_other_implementations_are_unchanged():
     expected = {"sdpa": sdpa_attention_forward, "flex_attention": flex_attention_forward}
     expected_masks = {"sdpa": sdpa_mask, "eager": eager_mask}
@@ -343,7 +358,7 @@ def test_other_implementations_are_unchanged():
         assert AttentionInterface._global_mapping[name] is function
     for name, function in expected_masks.items():
         assert AttentionMaskInterface._global_mapping[name] is function
-    for method in ("get_correct_attn_implementation", "set_attn_implementation"):
+    for method in ("get_correct_attn_implementation", "set_attn_implementation", "_from_config"):
         wrapped = getattr(PreTrainedModel, method)
         assert not getattr(wrapped.__wrapped__, "_las_check", False)  # wrapped once, not once per register()
     config = decoder_config("llama", las_alphas=ALPHAS, las_pool_size=3)
@@ -374,10 +389,12 @@ def test_other_implementations_are_unchanged():
 )
 def test_bad_settings_are_refused_on_every_route(tmp_path, field, value, message):
     causal_only = field == "las_pool_mode" and value == "symmetric"  # known to be wrong only once the call is causal
-    # from_config: the config carries the value.
+    # from_config: the config carries the value, or a keyword argument does.
     if not causal_only:
         with pytest.raises(ValueError, match=message):
             build(decoder_config("llama", **{field: value}), "las")
+        with pytest.raises(ValueError, match=message):
+            AutoModelForCausalLM.from_config(decoder_config("llama"), attn_implementation="las", **{field: value})
     # An assignment after the model was built: refused at the next call.
     model = build(decoder_config("llama"), "las")
     setattr(model.config, field, value)
