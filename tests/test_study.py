@@ -13,7 +13,9 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 from tests.utils import EXAMPLES, REPO_ROOT, import_example, make_mnist_release
 
@@ -260,3 +262,37 @@ def test_sigterm_stops_the_running_cell(tmp_path: Path) -> None:
         status = Path(f"/proc/{pid}/status")
         assert not status.exists() or "State:\tZ" in status.read_text()
     assert not list((tmp_path / "out" / "cells").glob("*.json"))
+
+
+def test_linear_baseline_standardises_pixels_and_reports_its_choice(tmp_path):
+    # Ten classes, each a bright 4x4 patch at its own place over noise: linearly separable once the pixels are
+    # standardised. 100 train images (90 train / 10 validation), 20 test.
+    import gzip
+
+    from tests.utils import MNIST_FILES, idx_bytes
+
+    linear_baseline = import_example("study/linear_baseline")
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    for split, count in (("train", 100), ("t10k", 20)):
+        labels = (np.arange(count) % 10).astype(np.uint8)
+        images = rng.integers(0, 60, size=(count, 28, 28), dtype=np.uint8)
+        for index, label in enumerate(labels):
+            row, column = divmod(int(label), 5)
+            images[index, 4 + 8 * row : 8 + 8 * row, 2 + 5 * column : 6 + 5 * column] = 250
+        for name, array in zip(MNIST_FILES[split], (images, labels)):
+            (folder / f"{name}.gz").write_bytes(gzip.compress(idx_bytes(array), mtime=0))
+    result = linear_baseline.main(
+        ["--mnist_dir", str(folder), "--mnist_labels", "digits", "--train_sizes", "60", "--max_eval_samples", "10"]
+        + ["--penalties", "0.01", "0.1", "--out", str(tmp_path / "out"), "--cache_dir", str(tmp_path / "cache")]
+    )
+    assert result["test_accuracy"]["60"] == 1.0 and result["validation_accuracy"]["60"] == 1.0
+    assert result["penalty"]["60"] in result["penalty_grid"]
+    # Ties go to the strongest penalty: the largest one that still separates the classes on validation.
+    assert result["penalty_at_grid_edge"]["60"] == (result["penalty"]["60"] == result["penalty_grid"][-1])
+    assert json.loads((tmp_path / "out" / "linear_baseline.json").read_text()) == result
+    features = torch.tensor([[0.0, 2.0, 5.0], [2.0, 2.0, 1.0], [4.0, 2.0, 3.0]], dtype=torch.float64)
+    standardised = linear_baseline.standardiser(features)(features)
+    assert torch.allclose(standardised.mean(0), torch.zeros(3, dtype=torch.float64))
+    assert torch.equal(standardised[:, 1], torch.zeros(3, dtype=torch.float64))  # a constant pixel stays finite

@@ -824,8 +824,8 @@ def write_markdown(
     if baseline:
         lines += [
             "",
-            "Reference line, multinomial logistic regression on the same pixels (`linear_baseline.py`, weight decay "
-            "chosen on the same validation examples): "
+            "Reference line, multinomial logistic regression on the same pixels (`linear_baseline.py`, standardised "
+            "pixels, L2 penalty chosen on the same validation examples): "
             + "; ".join(
                 f"N = {int(n):,}: {100 * acc:.2f}%"
                 for n, acc in sorted(baseline["test_accuracy"].items(), key=lambda kv: int(kv[0]))
