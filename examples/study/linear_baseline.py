@@ -7,7 +7,8 @@ training images, averaged to 14x14 (`lra.encode(..., pixel_pool_size=2)`), each 
 images' mean and deviation (an affine map a linear model absorbs, but one that makes the L2 penalty treat pixels alike
 and the optimisation well conditioned: on raw pixels the same search ends about 5 points lower at N = 1,000), the L2
 penalty chosen on the same first 2,000 validation images, tested on the full test split. Pixel order does not matter
-to a linear model, so the line holds for the permuted control too. Writes `linear_baseline.json` into `--out` (run_study.py draws it).
+to a linear model, so the line holds for the permuted control too. Writes `linear_baseline.json` into `--out`
+(run_study.py draws it).
 
     python examples/study/linear_baseline.py                   # N = 1,000 and 8,000, into examples/results/study
 """
