@@ -1011,19 +1011,22 @@ def _checked_part_ops_index(device: torch.device, dtype: torch.dtype) -> int | N
     """
     key = (device, dtype)
     if key not in _PART_OPS_CHECKED:
-        candidates = _part_ops_candidates(device, dtype)
         # In a thread of its own: tracing modes (torch.export's fake tensors and proxies) and grad mode are
         # thread-local, so the check computes real numbers whatever the caller is doing.
         with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-            agrees = pool.map(lambda make: _part_ops_agree_with_sdpa(make(), device, dtype), candidates)
-            agreeing = [index for index, ok in enumerate(agrees) if ok][:1]
-        if not agreeing:
+            index = pool.submit(_first_agreeing_part_ops, device, dtype).result()
+        if index is None:
             logger.warning(
                 f"LaS sdpa: no log-sum-exp attention kernel of torch {torch.__version__} passed its check on "
                 f"{device.type} ({dtype}); LaS sdpa runs its slower per-block kernel there."
             )
-        _PART_OPS_CHECKED[key] = agreeing[0] if agreeing else None
+        _PART_OPS_CHECKED[key] = index
     return _PART_OPS_CHECKED[key]
+
+
+def _first_agreeing_part_ops(device: torch.device, dtype: torch.dtype) -> int | None:
+    candidates = _part_ops_candidates(device, dtype)
+    return next((i for i, make in enumerate(candidates) if _part_ops_agree_with_sdpa(make(), device, dtype)), None)
 
 
 def _attention_part_ops(device: torch.device, dtype: torch.dtype) -> _PartOps | None:
